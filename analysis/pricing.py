@@ -1,0 +1,223 @@
+"""What a provider call costs, and the raw-usage normalization that cost depends on.
+
+Two halves:
+- usage_from_openai / usage_from_anthropic / usage_from_gemini turn each provider's usage block into a
+  `Usage` whose fields never overlap. Every provider counts differently (which totals include cached or
+  reasoning tokens, which fields may be None), and a mistake here bills tokens twice or not at all, so the
+  rules live in one place and are tested against hand-computed numbers.
+- cost_of prices one call; estimate_cost_range bounds a job before it runs.
+
+Money is Decimal throughout. A call's cost is rounded once, at the end, to 8 decimal places (the precision the
+API renders); a job's cost is the sum of its calls' rounded costs, so the figures shown per task always add
+up to the job total.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Mapping
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from analysis.catalogue import ModelInfo
+from analysis.usage import Usage
+
+COST_QUANTUM = Decimal("0.00000001")  # 8 decimal places of a US dollar
+_PER_MILLION = Decimal(1_000_000)
+# Enough digits for any realistic token count times any price, independent of whatever global decimal
+# context the caller may have set.
+_CONTEXT = decimal.Context(prec=40, rounding=ROUND_HALF_UP)
+
+
+def quantize_cost(amount: Decimal) -> Decimal:
+    return amount.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP, context=_CONTEXT)
+
+
+def _rates(info: ModelInfo, *, above_tier: bool) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+    """(input, cached_input, cache_write, output, reasoning) per million tokens for one call."""
+    if above_tier:
+        # Long-prompt tier: the catalogue loader guarantees all three *_above prices exist, that reasoning is
+        # billed as output and a cache write as input, so the upper tier follows them.
+        assert info.input_above is not None and info.cached_input_above is not None
+        assert info.output_above is not None
+        return info.input_above, info.cached_input_above, info.input_above, info.output_above, info.output_above
+    return info.input, info.cached_input, info.cache_write, info.output, info.reasoning
+
+
+def is_above_tier(info: ModelInfo, prompt_tokens: int) -> bool:
+    """Whether one request of `prompt_tokens` (cached ones included) is billed at the long-prompt tier.
+
+    The tier is decided per request: Google prices a gemini-2.5-pro call by that call's prompt size, so a
+    job of ten 150k-token calls never reaches it even though it reads 1.5M tokens.
+    """
+    return info.tier_threshold is not None and prompt_tokens > info.tier_threshold
+
+
+def cost_of(info: ModelInfo, usage: Usage) -> Decimal:
+    """USD cost of ONE provider call, rounded half-up to 8 places.
+
+    Pass one call's usage, never a sum over calls: the long-prompt tier depends on the single request's
+    prompt size. Callers add up the per-call results.
+    """
+    counts = (
+        usage.input_tokens,
+        usage.cached_input_tokens,
+        usage.cache_write_tokens,
+        usage.output_tokens,
+        usage.reasoning_tokens,
+    )
+    if any(n < 0 for n in counts):
+        raise ValueError(f"negative token count in {usage!r}")
+    rates = _rates(info, above_tier=is_above_tier(info, usage.prompt_tokens))
+    total = sum(
+        (_CONTEXT.multiply(Decimal(n), rate) for n, rate in zip(counts, rates, strict=True)),
+        start=Decimal(0),
+    )
+    return quantize_cost(_CONTEXT.divide(total, _PER_MILLION))
+
+
+def estimate_cost_range(
+    info: ModelInfo,
+    *,
+    prompt_tokens_per_call: list[int],
+    max_output_per_call: list[int],
+) -> tuple[Decimal, Decimal]:
+    """(lowest, highest) USD a set of planned calls can cost; the lists are per call, in step.
+
+    Lowest: every call's whole prompt is a cache read (cached_input rate), if the prompt is at least the
+    model's min_cache_tokens (below it the provider caches nothing, so it is billed at the input rate), and
+    each call produces a single output token. Cached reads are the cheapest rate any input token can be
+    billed at, and a call with a result emits at least one token; zero output would make the floor
+    meaningless. The unavoidable first cache write is not counted, because a cache warmed by an earlier
+    job (within its TTL) makes every call a read.
+
+    Highest: nothing is read from cache; every prompt token is billed at the dearer of the input and the
+    cache-write price (with Anthropic cache_control every miss is a write at 1.25x input; elsewhere a write
+    costs what input does), and every call spends its full max output at the dearer of the output and
+    reasoning rates.
+
+    Both bounds price each call separately, with the long-prompt tier where that call's prompt exceeds the
+    threshold, and round per call exactly as cost_of does, so actual costs fall inside the range.
+    """
+    if len(prompt_tokens_per_call) != len(max_output_per_call):
+        raise ValueError("prompt_tokens_per_call and max_output_per_call must have one entry per call")
+    low = high = Decimal(0)
+    for prompt, max_output in zip(prompt_tokens_per_call, max_output_per_call, strict=True):
+        if prompt < 0 or max_output < 0:
+            raise ValueError("token counts must not be negative")
+        cacheable = info.min_cache_tokens is None or prompt >= info.min_cache_tokens
+        if cacheable and info.cached_input < info.input:
+            low_usage = Usage(cached_input_tokens=prompt, output_tokens=min(1, max_output))
+        else:
+            low_usage = Usage(input_tokens=prompt, output_tokens=min(1, max_output))
+        low += cost_of(info, low_usage)
+
+        write_dearer = cacheable and info.cache_write > info.input
+        reasoning_dearer = info.reasoning > info.output
+        high_usage = Usage(
+            input_tokens=0 if write_dearer else prompt,
+            cache_write_tokens=prompt if write_dearer else 0,
+            output_tokens=0 if reasoning_dearer else max_output,
+            reasoning_tokens=max_output if reasoning_dearer else 0,
+        )
+        high += cost_of(info, high_usage)
+    return low, high
+
+
+# ───────────────────────────────────── usage normalization ─────────────────────────────────────
+#
+# Each normalizer takes the SDK's pydantic usage object, the same thing as a plain dict (model_dump(), or
+# JSON from a raw HTTP response: Gemini's REST JSON is camelCase, so both spellings are read), or None. Any
+# field may be missing or None; that counts as 0. A "part" larger than its "total" (a misbehaving
+# OpenAI-compatible server) is capped at the total rather than producing negative tokens.
+
+
+def _field(block: Any, *names: str) -> Any:
+    """The first of `names` that is present and not None on a dict or an object; None otherwise."""
+    if block is None:
+        return None
+    for name in names:
+        value = block.get(name) if isinstance(block, Mapping) else getattr(block, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _count(block: Any, *names: str) -> int:
+    value = _field(block, *names)
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise ValueError(f"token count {names[0]} is a boolean: {value!r}")
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"token count {names[0]} is not a number: {value!r}") from None
+    return max(count, 0)
+
+
+def usage_from_openai(usage: Any) -> Usage:
+    """OpenAI chat completions (and the Responses API's names, for OpenAI-compatible servers that use them).
+
+    prompt_tokens INCLUDES prompt_tokens_details.cached_tokens, and completion_tokens INCLUDES
+    completion_tokens_details.reasoning_tokens: subtract, or cached tokens are billed at both rates.
+    """
+    prompt = _count(usage, "prompt_tokens", "input_tokens")
+    completion = _count(usage, "completion_tokens", "output_tokens")
+    cached = min(_count(_field(usage, "prompt_tokens_details", "input_tokens_details"), "cached_tokens"), prompt)
+    reasoning = min(
+        _count(_field(usage, "completion_tokens_details", "output_tokens_details"), "reasoning_tokens"), completion
+    )
+    return Usage(
+        input_tokens=prompt - cached,
+        cached_input_tokens=cached,
+        output_tokens=completion - reasoning,
+        reasoning_tokens=reasoning,
+    )
+
+
+def usage_from_anthropic(usage: Any) -> Usage:
+    """Anthropic Messages.
+
+    input_tokens EXCLUDES cache_read_input_tokens and cache_creation_input_tokens: the three are disjoint and
+    each has its own rate. output_tokens INCLUDES extended-thinking tokens (output_tokens_details.
+    thinking_tokens, when the API reports it), which are split out as reasoning.
+
+    Cache writes are all counted at the 5-minute write price: Usage has one write field, and ScriptRipper
+    only asks for the default 5-minute TTL. (A 1-hour write costs 2x input, not 1.25x.)
+    """
+    writes = _field(usage, "cache_creation_input_tokens")
+    if writes is None:
+        # Older/newer payloads may carry only the per-TTL breakdown.
+        breakdown = _field(usage, "cache_creation")
+        write_tokens = _count(breakdown, "ephemeral_5m_input_tokens") + _count(breakdown, "ephemeral_1h_input_tokens")
+    else:
+        write_tokens = _count(usage, "cache_creation_input_tokens")
+    output = _count(usage, "output_tokens")
+    thinking = min(_count(_field(usage, "output_tokens_details"), "thinking_tokens"), output)
+    return Usage(
+        input_tokens=_count(usage, "input_tokens"),
+        cached_input_tokens=_count(usage, "cache_read_input_tokens"),
+        cache_write_tokens=write_tokens,
+        output_tokens=output - thinking,
+        reasoning_tokens=thinking,
+    )
+
+
+def usage_from_gemini(usage_metadata: Any) -> Usage:
+    """Gemini (google-genai usage_metadata, or REST usageMetadata).
+
+    prompt_token_count INCLUDES cached_content_token_count; candidates_token_count EXCLUDES
+    thoughts_token_count (thoughts are billed as output, so they are reasoning here, added, not subtracted);
+    tool_use_prompt_token_count is input the model read on top of the prompt. usage_metadata itself is None
+    on some responses (blocked prompts, some streaming chunks): that is zero usage, not an error.
+    """
+    prompt = _count(usage_metadata, "prompt_token_count", "promptTokenCount")
+    cached = min(_count(usage_metadata, "cached_content_token_count", "cachedContentTokenCount"), prompt)
+    tool_use = _count(usage_metadata, "tool_use_prompt_token_count", "toolUsePromptTokenCount")
+    return Usage(
+        input_tokens=prompt - cached + tool_use,
+        cached_input_tokens=cached,
+        output_tokens=_count(usage_metadata, "candidates_token_count", "candidatesTokenCount"),
+        reasoning_tokens=_count(usage_metadata, "thoughts_token_count", "thoughtsTokenCount"),
+    )
