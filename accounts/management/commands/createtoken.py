@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import User
+from accounts.services import api_token_create, user_upsert
+
+
+def _budget(value: str) -> Decimal:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise CommandError(f"--monthly-budget must be a number of USD, got {value!r}") from None
+    if amount < 0 or not amount.is_finite():
+        raise CommandError("--monthly-budget must be zero or more")
+    return amount
+
+
+class Command(BaseCommand):
+    help = "Create the user if needed (or update plan, staff flag, budget) and print a new API token as the last line."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--plan", choices=[p.value for p in User.Plan])
+        parser.add_argument("--staff", action="store_true", help="make the user staff (admin, queue dashboard)")
+        parser.add_argument("--monthly-budget", type=_budget, help="monthly spending limit in USD")
+        parser.add_argument("--name", default="createtoken", help="a label for the token")
+
+    def handle(self, *args, username: str, plan: str | None, staff: bool, monthly_budget: Decimal | None,
+               name: str, **options):
+        user, created = user_upsert(username=username, plan=plan, is_staff=True if staff else None,
+                                    monthly_budget=monthly_budget)
+        created_token = api_token_create(user=user, name=name)
+        verb = "Created" if created else "Updated"
+        self.stdout.write(f"{verb} user {user.username} (plan {user.plan}{', staff' if user.is_staff else ''}).")
+        self.stdout.write("New API token (shown once; send it as 'Authorization: Bearer <token>'):")
+        self.stdout.write(created_token.secret)

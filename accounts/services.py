@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import ApiToken, SpendEntry, User, new_webhook_secret
+
+TOKEN_PREFIX_LEN = 8
+TOKEN_BRAND = "sr_"
+
+
+def _digest(secret: str) -> str:
+    # The token carries 256 bits of randomness, so a keyed fast hash is enough
+    # (no need for a slow password hash); SECRET_KEY as the key means a leaked
+    # database alone does not let anyone test guesses offline.
+    return hmac.new(settings.SECRET_KEY.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    token: ApiToken
+    secret: str  # shown once; never stored
+
+
+def api_token_create(*, user: User, name: str = "", expires_at: datetime | None = None) -> CreatedToken:
+    prefix = secrets.token_hex(TOKEN_PREFIX_LEN // 2)
+    secret = f"{TOKEN_BRAND}{prefix}_{secrets.token_urlsafe(32)}"
+    token = ApiToken.objects.create(user=user, name=name, prefix=prefix, digest=_digest(secret), expires_at=expires_at)
+    return CreatedToken(token=token, secret=secret)
+
+
+def api_token_authenticate(*, secret: str) -> ApiToken | None:
+    """The token row for `secret`, or None. Records `last_used_at` (at most once a minute)."""
+    if not secret.startswith(TOKEN_BRAND) or secret.count("_") < 2:
+        return None
+    prefix = secret[len(TOKEN_BRAND):].split("_", 1)[0]
+    token = ApiToken.objects.select_related("user").filter(prefix=prefix).first()
+    if token is None or not hmac.compare_digest(token.digest, _digest(secret)):
+        return None
+    if not token.is_active or not token.user.is_active:
+        return None
+    now = timezone.now()
+    # Throttle the write: one UPDATE per minute per token, not one per request.
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+def api_token_revoke(*, token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+
+
+def user_upsert(*, username: str, plan: str | None = None, is_staff: bool | None = None,
+                monthly_budget: Decimal | None = None) -> tuple[User, bool]:
+    with transaction.atomic():
+        user, created = User.objects.select_for_update().get_or_create(username=username)
+        changed: list[str] = []
+        if plan is not None and user.plan != plan:
+            user.plan = plan
+            changed.append("plan")
+        if is_staff is not None and user.is_staff != is_staff:
+            user.is_staff = is_staff
+            changed.append("is_staff")
+        if monthly_budget is not None and user.monthly_budget != monthly_budget:
+            user.monthly_budget = monthly_budget
+            changed.append("monthly_budget")
+        if created:
+            user.set_unusable_password()
+            user.save()
+        elif changed:
+            user.save(update_fields=changed)
+    return user, created
+
+
+def user_rotate_webhook_secret(*, user: User) -> str:
+    user.webhook_secret = new_webhook_secret()
+    user.save(update_fields=["webhook_secret"])
+    return user.webhook_secret
+
+
+def month_start(now: datetime | None = None) -> datetime:
+    now = now or timezone.now()
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def spend_record(*, user_id: int, reference: str, amount: Decimal) -> None:
+    """Add a billed amount to the ledger once per reference (idempotent)."""
+    if amount <= 0:
+        return
+    SpendEntry.objects.get_or_create(reference=reference, defaults={"user_id": user_id, "amount": amount})
+
+
+def spend_this_month(*, user: User) -> Decimal:
+    total = SpendEntry.objects.filter(user=user, created_at__gte=month_start()).aggregate(s=Sum("amount"))["s"]
+    return total or Decimal("0")
+
+
+def monthly_budget_of(user: User) -> Decimal | None:
+    """The user's monthly limit in USD, or None for no limit."""
+    if user.monthly_budget is not None:
+        return user.monthly_budget
+    default = settings.PLAN_MONTHLY_BUDGETS.get(user.plan)
+    return None if default is None else Decimal(str(default))

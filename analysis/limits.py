@@ -1,0 +1,78 @@
+"""Per-provider limits shared by every worker on every machine, through Redis.
+
+Two limits per provider: requests in flight, and requests started per minute.
+A slot is a lease (a sorted-set member scored by its expiry), so a worker that
+is SIGKILLed while holding one cannot hold it forever: expired members are
+dropped by the next acquire. Waiting for a slot is not an error.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from redis import Redis
+
+# KEYS[1] in-flight zset, KEYS[2] per-minute zset; ARGV now, lease_s, max_in_flight, per_minute, member
+_ACQUIRE = """
+local now = tonumber(ARGV[1])
+local lease = tonumber(ARGV[2])
+local max_in_flight = tonumber(ARGV[3])
+local per_minute = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if max_in_flight > 0 and redis.call('ZCARD', KEYS[1]) >= max_in_flight then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tostring(math.min(0.25, tonumber(first[2]) - now))}
+end
+if per_minute > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60)
+  if redis.call('ZCARD', KEYS[2]) >= per_minute then
+    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    return {0, tostring(tonumber(oldest[2]) + 60 - now)}
+  end
+  redis.call('ZADD', KEYS[2], now, ARGV[5])
+  redis.call('EXPIRE', KEYS[2], 120)
+end
+if max_in_flight > 0 then
+  redis.call('ZADD', KEYS[1], now + lease, ARGV[5])
+  redis.call('EXPIRE', KEYS[1], math.ceil(lease) + 60)
+end
+return {1, '0'}
+"""
+
+
+class ProviderLimiter:
+    def __init__(self, redis: Redis, *, max_in_flight: int, per_minute: int, lease_seconds: float,
+                 prefix: str = "scriptripper:limits") -> None:
+        self.redis = redis
+        self.max_in_flight = max_in_flight
+        self.per_minute = per_minute
+        self.lease_seconds = lease_seconds
+        self.prefix = prefix
+        self._acquire = redis.register_script(_ACQUIRE)
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_in_flight > 0 or self.per_minute > 0
+
+    @contextmanager
+    def slot(self, provider: str) -> Iterator[float]:
+        """Hold one request slot for `provider`; yields the seconds spent waiting."""
+        if not self.enabled:
+            yield 0.0
+            return
+        member = uuid.uuid4().hex
+        keys = [f"{self.prefix}:{provider}:inflight", f"{self.prefix}:{provider}:minute"]
+        waited_from = time.monotonic()
+        while True:
+            ok, wait = self._acquire(keys=keys, args=[time.time(), self.lease_seconds, self.max_in_flight,
+                                                      self.per_minute, member])
+            if int(ok) == 1:
+                break
+            time.sleep(min(max(float(wait), 0.02), 1.0))
+        try:
+            yield time.monotonic() - waited_from
+        finally:
+            self.redis.zrem(keys[0], member)

@@ -1,0 +1,68 @@
+"""Provider registry: builds one SDK client per provider from settings, explicitly."""
+
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+
+from analysis.providers.base import NOT_CONFIGURED, Provider, ProviderError
+
+PROVIDER_NAMES = ("gemini", "openai", "anthropic")
+PROVIDER_LABELS = {"gemini": "Gemini", "openai": "OpenAI", "anthropic": "Anthropic"}
+_KEY_SETTINGS = {"gemini": "GEMINI_API_KEY", "openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+_clients: dict[tuple, Provider] = {}
+_lock = threading.Lock()
+
+
+def provider_key_setting(name: str) -> str:
+    return _KEY_SETTINGS[name]
+
+
+def provider_configured(name: str) -> bool:
+    return bool(getattr(settings, _KEY_SETTINGS[name], ""))
+
+
+def get_provider(name: str) -> Provider:
+    """The provider client for `name`, built once per process and configuration."""
+    if name not in PROVIDER_NAMES:
+        raise ProviderError(name, NOT_CONFIGURED, f"Unknown provider {name!r}")
+    api_key = getattr(settings, _KEY_SETTINGS[name], "")
+    if not api_key:
+        raise ProviderError(name, NOT_CONFIGURED,
+                            f"{PROVIDER_LABELS[name]} is not configured on this server ({_KEY_SETTINGS[name]} is not set)")
+    timeout = settings.PROVIDER_REQUEST_TIMEOUT
+    if name == "openai":
+        config = (name, api_key, settings.OPENAI_BASE_URL, timeout)
+    elif name == "anthropic":
+        config = (name, api_key, settings.ANTHROPIC_BASE_URL, timeout)
+    else:
+        config = (name, api_key, settings.GEMINI_BASE_URL, settings.GEMINI_API_VERSION, timeout)
+    with _lock:
+        client = _clients.get(config)
+        if client is None:
+            client = _build(config)
+            _clients[config] = client
+    return client
+
+
+def _build(config: tuple) -> Provider:
+    name = config[0]
+    if name == "openai":
+        from analysis.providers.openai_provider import OpenAIProvider
+
+        return OpenAIProvider(api_key=config[1], base_url=config[2], timeout=config[3])
+    if name == "anthropic":
+        from analysis.providers.anthropic_provider import AnthropicProvider
+
+        return AnthropicProvider(api_key=config[1], base_url=config[2], timeout=config[3])
+    from analysis.providers.gemini_provider import GeminiProvider
+
+    return GeminiProvider(api_key=config[1], base_url=config[2], api_version=config[3], timeout=config[4])
+
+
+def reset_provider_clients() -> None:
+    """Drop cached clients (after fork, or when settings change in tests)."""
+    with _lock:
+        _clients.clear()

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import anthropic
+
+from analysis.pricing import usage_from_anthropic
+from analysis.providers.base import (
+    CONNECTION, CONTEXT_LENGTH, MALFORMED, QUOTA, TIMEOUT, Completion, GenerationParams, Prompt,
+    ProviderError, parse_retry_after, status_kind,
+)
+from analysis.providers.openai_provider import _describe
+
+# Spend-limit errors arrive as 402 or 429 with these types; retrying cannot help.
+_SPEND_LIMIT_TYPES = {"enforced_spend_limit_reached", "contract_spend_limit_reached", "billing_error"}
+
+
+class AnthropicProvider:
+    name = "anthropic"
+    label = "Anthropic"
+
+    def __init__(self, *, api_key: str, base_url: str | None, timeout: float) -> None:
+        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
+
+    def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
+        kwargs: dict = {
+            "model": model,
+            "max_tokens": params.max_output_tokens,
+            "messages": [{
+                "role": "user",
+                "content": [
+                    # The breakpoint after the transcript caches system + transcript for
+                    # the other tasks of the job (below the model's minimum it is ignored).
+                    {"type": "text", "text": prompt.document, "cache_control": {"type": "ephemeral"}},
+                    {"type": "text", "text": prompt.instruction},
+                ],
+            }],
+        }
+        if prompt.system:
+            kwargs["system"] = [{"type": "text", "text": prompt.system}]
+        if params.temperature is not None:
+            kwargs["temperature"] = params.temperature
+        try:
+            response = self.client.messages.create(**kwargs)
+        except anthropic.APIStatusError as exc:
+            raise self._status_error(exc) from exc
+        except anthropic.APITimeoutError as exc:
+            raise ProviderError(self.name, TIMEOUT, f"{self.label} did not answer in time") from exc
+        except anthropic.APIConnectionError as exc:
+            raise ProviderError(self.name, CONNECTION, f"{self.label} connection failed: {exc}") from exc
+        except (anthropic.APIResponseValidationError, ValueError) as exc:
+            raise ProviderError(self.name, MALFORMED, f"{self.label} sent a malformed response") from exc
+        text = "".join(block.text for block in (response.content or []) if getattr(block, "type", "") == "text")
+        stop = response.stop_reason or ""
+        return Completion(
+            text=text,
+            usage=usage_from_anthropic(response.usage),
+            finish_reason=stop,
+            truncated=stop == "max_tokens",
+            blocked=stop == "refusal",
+        )
+
+    def _status_error(self, exc: anthropic.APIStatusError) -> ProviderError:
+        status = exc.status_code
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        err_type = (error or {}).get("type") or ""
+        message = (error or {}).get("message") or str(exc)
+        kind = status_kind(status)
+        if err_type in _SPEND_LIMIT_TYPES or (status == 400 and "credit balance" in message.lower()):
+            kind = QUOTA
+        elif status == 400 and "prompt is too long" in message.lower():
+            kind = CONTEXT_LENGTH
+        return ProviderError(
+            self.name, kind, _describe(self.label, kind, status, message), status=status,
+            retry_after=parse_retry_after(exc.response.headers if exc.response is not None else None),
+        )

@@ -1,0 +1,131 @@
+"""The provider interface: a prompt in; text, usage and finish state out.
+
+Providers know nothing of Django models or jobs. Each provider module turns its
+SDK's answers and exceptions into `Completion` and `ProviderError`, so that the
+retry loop (analysis/retry.py) and the cost code see one vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from analysis.usage import Usage
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A request laid out for the providers' prompt caches.
+
+    `system` and `document` form the prefix shared by every task of a job (byte
+    identical), `instruction` comes last and is the only part that varies.
+    """
+
+    system: str
+    document: str
+    instruction: str
+    cache_key: str = ""  # stable per transcript (OpenAI prompt_cache_key)
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_output_tokens: int
+    temperature: float | None = None
+    reasoning_model: bool = False
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    usage: Usage
+    finish_reason: str = ""
+    truncated: bool = False  # cut off by the output limit
+    blocked: bool = False  # refused or filtered; `finish_reason` says why
+
+
+# Kinds of failure, used for retry decisions, messages and metrics.
+RATE_LIMIT = "rate_limit"
+SERVER = "server_error"
+TIMEOUT = "timeout"
+CONNECTION = "connection"
+MALFORMED = "malformed_response"
+AUTH = "auth"
+PERMISSION = "permission"
+NOT_FOUND = "not_found"
+BAD_REQUEST = "bad_request"
+CONTEXT_LENGTH = "context_length"
+QUOTA = "quota_exhausted"
+NOT_CONFIGURED = "not_configured"
+
+RETRYABLE_KINDS = frozenset({RATE_LIMIT, SERVER, TIMEOUT, CONNECTION, MALFORMED})
+
+
+@dataclass
+class ProviderError(Exception):
+    provider: str
+    kind: str
+    message: str
+    status: int | None = None
+    retry_after: float | None = None  # seconds the provider asked us to wait
+    details: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE_KINDS
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Provider(Protocol):
+    name: str
+    label: str
+
+    def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion: ...
+
+
+def parse_retry_after(headers) -> float | None:
+    """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            from email.utils import parsedate_to_datetime
+            from datetime import datetime, timezone
+
+            try:
+                when = parsedate_to_datetime(value)
+                return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def status_kind(status: int) -> str:
+    if status == 429:
+        return RATE_LIMIT
+    if status in (408,):
+        return TIMEOUT
+    if status >= 500:
+        return SERVER
+    if status == 401:
+        return AUTH
+    if status == 403:
+        return PERMISSION
+    if status == 404:
+        return NOT_FOUND
+    if status == 402:
+        return QUOTA
+    return BAD_REQUEST

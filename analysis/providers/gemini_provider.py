@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import re
+
+import httpx2
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from analysis.pricing import usage_from_gemini
+from analysis.providers.base import (
+    CONNECTION, CONTEXT_LENGTH, MALFORMED, QUOTA, RATE_LIMIT, TIMEOUT, Completion, GenerationParams,
+    Prompt, ProviderError, parse_retry_after, status_kind,
+)
+from analysis.providers.openai_provider import _describe
+
+_BLOCKED_REASONS = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
+
+
+class GeminiProvider:
+    name = "gemini"
+    label = "Gemini"
+
+    def __init__(self, *, api_key: str, base_url: str | None, api_version: str | None, timeout: float) -> None:
+        # Everything is passed explicitly: the SDK would otherwise read GOOGLE_API_KEY
+        # and GOOGLE_GEMINI_BASE_URL on its own. No retry_options: it retries nothing.
+        http_options = types.HttpOptions(
+            base_url=base_url or None, api_version=api_version or None, timeout=int(timeout * 1000),
+        )
+        # Kept on the instance: a temporary Client can be closed under a chained call.
+        self.client = genai.Client(api_key=api_key, http_options=http_options)
+
+    def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
+        config = types.GenerateContentConfig(
+            system_instruction=prompt.system or None,
+            max_output_tokens=params.max_output_tokens,
+            temperature=params.temperature,
+        )
+        contents = [types.Content(role="user", parts=[types.Part(text=prompt.document), types.Part(text=prompt.instruction)])]
+        try:
+            response = self.client.models.generate_content(model=model, contents=contents, config=config)
+        except genai_errors.APIError as exc:
+            raise self._api_error(exc) from exc
+        except httpx2.TimeoutException as exc:
+            raise ProviderError(self.name, TIMEOUT, f"{self.label} did not answer in time") from exc
+        except httpx2.TransportError as exc:
+            raise ProviderError(self.name, CONNECTION, f"{self.label} connection failed: {exc}") from exc
+        except (ValueError, genai_errors.UnknownApiResponseError) as exc:
+            raise ProviderError(self.name, MALFORMED, f"{self.label} sent a malformed response") from exc
+
+        candidate = response.candidates[0] if response.candidates else None
+        finish = ""
+        if candidate is not None and candidate.finish_reason is not None:
+            finish = getattr(candidate.finish_reason, "value", str(candidate.finish_reason))
+        block_reason = ""
+        if response.prompt_feedback is not None and response.prompt_feedback.block_reason is not None:
+            block_reason = getattr(response.prompt_feedback.block_reason, "value", str(response.prompt_feedback.block_reason))
+        text = ""
+        if candidate is not None and candidate.content is not None and candidate.content.parts:
+            # Thought parts are the model's reasoning, not the answer.
+            text = "".join(p.text for p in candidate.content.parts if p.text and not p.thought)
+        return Completion(
+            text=text,
+            usage=usage_from_gemini(response.usage_metadata),
+            finish_reason=block_reason or finish,
+            truncated=finish == "MAX_TOKENS",
+            blocked=bool(block_reason) or finish in _BLOCKED_REASONS,
+        )
+
+    def _api_error(self, exc: genai_errors.APIError) -> ProviderError:
+        status = exc.code or 0
+        message = exc.message or str(exc)
+        details = exc.details if isinstance(exc.details, dict) else {}
+        error = details.get("error", details) if isinstance(details, dict) else {}
+        kind = status_kind(status) if status else MALFORMED
+        retry_after = _retry_delay(error) or parse_retry_after(getattr(exc.response, "headers", None))
+        if status == 429 and _is_daily_quota(error):
+            # RESOURCE_EXHAUSTED is both "slow down" and "out of quota for today";
+            # only the QuotaFailure details tell them apart.
+            kind = QUOTA
+        elif status == 400 and "token" in message.lower() and "exceed" in message.lower():
+            kind = CONTEXT_LENGTH
+        elif kind == RATE_LIMIT and retry_after is None and "quota" in message.lower() and "per day" in message.lower():
+            kind = QUOTA
+        return ProviderError(self.name, kind, _describe(self.label, kind, status, message), status=status,
+                             retry_after=retry_after)
+
+
+def _retry_delay(error: dict) -> float | None:
+    for detail in error.get("details") or []:
+        if isinstance(detail, dict) and detail.get("@type", "").endswith("RetryInfo"):
+            match = re.fullmatch(r"\s*([\d.]+)s\s*", str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def _is_daily_quota(error: dict) -> bool:
+    for detail in error.get("details") or []:
+        if isinstance(detail, dict) and detail.get("@type", "").endswith("QuotaFailure"):
+            for violation in detail.get("violations") or []:
+                quota_id = str(violation.get("quotaId", "")) + str(violation.get("quotaMetric", ""))
+                if "PerDay" in quota_id or "per_day" in quota_id.lower():
+                    return True
+    return False

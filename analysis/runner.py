@@ -1,0 +1,289 @@
+"""Runs the named tasks of one analysis against one provider and model.
+
+Pure analysis: no Django models, no jobs. The caller (jobs, or the seed's
+functions in analysis/tasks.py) hands in the transcript and the tasks and gets
+one `TaskOutcome` per task; callbacks let the caller save each outcome the
+moment it completes and stop starting new tasks (cancel, cost cap).
+
+The tasks of a job run concurrently (bounded by `concurrency`), so a job of 8
+tasks takes about as long as its slowest task. A transcript longer than the
+model can read is split on speaker turns and each task runs map-reduce.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from analysis import prompts
+from analysis.catalogue import ModelInfo
+from analysis.chunking import split_transcript
+from analysis.limits import ProviderLimiter
+from analysis.pricing import cost_of
+from analysis.providers.base import Completion, GenerationParams, Prompt, Provider, ProviderError
+from analysis.retry import CallFailed, RetryPolicy, call_with_retries
+from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, count_tokens
+from analysis.usage import Usage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    prompt: str
+
+
+@dataclass
+class TaskOutcome:
+    name: str
+    text: str = ""
+    error: str = ""
+    error_kind: str = ""
+    usage: Usage = field(default_factory=Usage)
+    cost: Decimal = Decimal("0")
+    tries: int = 0
+    calls: int = 0
+    chunks: int = 1
+    reused: bool = False
+    truncated: bool = False
+    blocked: bool = False
+    finish_reason: str = ""
+    latency_s: float = 0.0
+    skipped: bool = False  # never started (job canceled, cost cap reached)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and not self.skipped
+
+    def metadata(self) -> dict:
+        return {
+            "cost": self.cost,
+            "usage": self.usage.as_dict(),
+            "tries": self.tries,
+            "calls": self.calls,
+            "chunks": self.chunks,
+            "reused": self.reused,
+            "truncated": self.truncated,
+            "blocked": self.blocked,
+            "finish_reason": self.finish_reason,
+            "latency_s": round(self.latency_s, 3),
+        }
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    provider: str
+    model: ModelInfo
+    system_prompt: str = ""
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    context_limit: int | None = None  # effective context (catalogue, MAX_PROMPT_TOKENS, overrides)
+    concurrency: int = 8
+    overlap_tokens: int = 200
+    default_max_output_tokens: int = 8192
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass
+class RunHooks:
+    """Callbacks from the runner to its caller. All optional; called from worker threads."""
+
+    should_start: Callable[[str], bool] | None = None  # False: skip this task (cancel, cost cap)
+    on_start: Callable[[str], None] | None = None
+    on_done: Callable[[TaskOutcome], None] | None = None
+    on_call: Callable[[str, str], None] | None = None  # (task name, "start" | "end")
+
+
+class _TaskState:
+    """Figures accumulated over the calls of one task (map, reduce and retries)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.usage = Usage()
+        self.cost = Decimal("0")
+        self.tries = 0
+        self.calls = 0
+        self.truncated = False
+        self.finish_reasons: list[str] = []
+
+
+class Runner:
+    def __init__(self, config: RunConfig, provider: Provider, *, limiter: ProviderLimiter | None = None,
+                 hooks: RunHooks | None = None) -> None:
+        self.config = config
+        self.provider = provider
+        self.limiter = limiter
+        self.hooks = hooks or RunHooks()
+        info = config.model
+        self.max_output = min(config.max_output_tokens or config.default_max_output_tokens, info.max_output_tokens)
+        self.context = config.context_limit or info.context_window
+        self.params = GenerationParams(max_output_tokens=self.max_output, temperature=config.temperature,
+                                       reasoning_model=info.reasoning_model)
+
+    def count(self, text: str) -> int:
+        return count_tokens(text, provider=self.config.provider, model=self.config.model.name)
+
+    # --- one provider call ------------------------------------------------------------
+    def _call(self, state: _TaskState, prompt: Prompt) -> Completion:
+        def attempt() -> Completion:
+            if self.hooks.on_call:
+                self.hooks.on_call(state.name, "start")
+            try:
+                if self.limiter is not None:
+                    with self.limiter.slot(self.config.provider):
+                        return self.provider.complete(model=self.config.model.name, prompt=prompt, params=self.params)
+                return self.provider.complete(model=self.config.model.name, prompt=prompt, params=self.params)
+            finally:
+                if self.hooks.on_call:
+                    self.hooks.on_call(state.name, "end")
+
+        try:
+            result = call_with_retries(attempt, policy=self.config.policy)
+        except CallFailed as failed:
+            state.tries += failed.tries
+            raise
+        state.tries += result.tries
+        state.calls += 1
+        completion = result.completion
+        # Every successful call is billed, whatever its finish state.
+        state.usage = state.usage + completion.usage
+        state.cost += cost_of(self.config.model, completion.usage)
+        if completion.truncated:
+            state.truncated = True
+        if completion.finish_reason:
+            state.finish_reasons.append(completion.finish_reason)
+        if completion.blocked:
+            raise ProviderError(self.config.provider, "blocked",
+                                f"{self.provider.label} blocked the answer ({completion.finish_reason or 'no reason given'})")
+        return completion
+
+    # --- one task -----------------------------------------------------------------------
+    def prompt_budget(self, spec: TaskSpec) -> int:
+        """Tokens left for the transcript in a request for this task."""
+        fixed = prompts.task_prompt(system_prompt=self.config.system_prompt, transcript="", instruction=spec.prompt)
+        # The map instruction is longer than the plain one; budget for the longer.
+        mapped = prompts.map_prompt(system_prompt=self.config.system_prompt, chunk="", instruction=spec.prompt,
+                                    part=999, parts=999)
+        overhead = max(self.count(fixed.system) + self.count(fixed.document) + self.count(fixed.instruction),
+                       self.count(mapped.system) + self.count(mapped.document) + self.count(mapped.instruction))
+        return self.context - self.max_output - overhead - MESSAGE_OVERHEAD_TOKENS
+
+    def run_task(self, spec: TaskSpec, transcript: str, transcript_tokens: int) -> TaskOutcome:
+        state = _TaskState(spec.name)
+        started = time.monotonic()
+        outcome = TaskOutcome(name=spec.name)
+        try:
+            budget = self.prompt_budget(spec)
+            if budget <= 0:
+                raise ProviderError(self.config.provider, "context_length",
+                                    f"The task prompt and output limit leave no room for the transcript in "
+                                    f"{self.config.model.name}'s context of {self.context} tokens")
+            if transcript_tokens <= budget:
+                prompt = prompts.task_prompt(system_prompt=self.config.system_prompt, transcript=transcript,
+                                             instruction=spec.prompt)
+                outcome.text = self._call(state, prompt).text
+            else:
+                outcome.text, outcome.chunks = self._map_reduce(state, spec, transcript, budget)
+        except CallFailed as failed:
+            outcome.error, outcome.error_kind = failed.message, failed.error.kind
+        except ProviderError as error:
+            outcome.error, outcome.error_kind = error.message, error.kind
+            outcome.blocked = error.kind == "blocked"
+        except Exception as exc:  # a bug or an SDK surprise: fail this task, keep the others
+            logger.exception("task %s failed unexpectedly", spec.name)
+            outcome.error, outcome.error_kind = f"Internal error: {type(exc).__name__}", "internal"
+        outcome.usage, outcome.cost = state.usage, state.cost
+        outcome.tries, outcome.calls = state.tries, state.calls
+        outcome.truncated = state.truncated
+        outcome.finish_reason = state.finish_reasons[-1] if state.finish_reasons else ""
+        outcome.latency_s = time.monotonic() - started
+        return outcome
+
+    def _map_reduce(self, state: _TaskState, spec: TaskSpec, transcript: str, budget: int) -> tuple[str, int]:
+        chunks = split_transcript(transcript, max_tokens=budget, count=self.count,
+                                  overlap_tokens=min(self.config.overlap_tokens, budget // 10))
+        with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(chunks))) as pool:
+            partials = list(pool.map(
+                lambda item: self._call(state, prompts.map_prompt(
+                    system_prompt=self.config.system_prompt, chunk=item[1], instruction=spec.prompt,
+                    part=item[0], parts=len(chunks))).text,
+                enumerate(chunks, 1),
+            ))
+        # Reduce, hierarchically while the partial answers do not fit in one request.
+        reduce_overhead = self.count(prompts.reduce_prompt(system_prompt=self.config.system_prompt, partials=[""],
+                                                           instruction=spec.prompt).document) + 50
+        reduce_budget = budget - reduce_overhead
+        while True:
+            groups = group_partials(partials, max_tokens=reduce_budget, count=self.count)
+            if len(groups) >= len(partials) and len(partials) > 1:
+                # Each answer alone fills a request: merging cannot shrink them further.
+                raise ProviderError(self.config.provider, "context_length",
+                                    "The partial answers are too long to merge within the model's context")
+            if len(groups) == 1:
+                return self._call(state, prompts.reduce_prompt(system_prompt=self.config.system_prompt,
+                                                               partials=partials, instruction=spec.prompt)).text, len(chunks)
+            with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(groups))) as pool:
+                partials = list(pool.map(
+                    lambda group: self._call(state, prompts.reduce_prompt(
+                        system_prompt=self.config.system_prompt, partials=group, instruction=spec.prompt)).text,
+                    groups,
+                ))
+
+    # --- all tasks ----------------------------------------------------------------------
+    def run(self, transcript: str, tasks: list[TaskSpec]) -> list[TaskOutcome]:
+        transcript_tokens = self.count(prompts.transcript_document(transcript))
+
+        def one(spec: TaskSpec) -> TaskOutcome:
+            if self.hooks.should_start and not self.hooks.should_start(spec.name):
+                outcome = TaskOutcome(name=spec.name, skipped=True, chunks=0)
+            else:
+                if self.hooks.on_start:
+                    self.hooks.on_start(spec.name)
+                outcome = self.run_task(spec, transcript, transcript_tokens)
+            if self.hooks.on_done:
+                self.hooks.on_done(outcome)
+            return outcome
+
+        if not tasks:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(tasks))) as pool:
+            return list(pool.map(one, tasks))
+
+
+def group_partials(partials: list[str], *, max_tokens: int, count: Callable[[str], int]) -> list[list[str]]:
+    """Consecutive partial answers packed greedily into groups that fit `max_tokens`."""
+    groups: list[list[str]] = []
+    size = 0
+    for text in partials:
+        tokens = count(text) + 20  # the <partial_answer> wrapper
+        if groups and size + tokens <= max_tokens:
+            groups[-1].append(text)
+            size += tokens
+        else:
+            groups.append([text])
+            size = tokens
+    return groups
+
+
+def run_metadata(*, provider: str, model: ModelInfo, outcomes: list[TaskOutcome]) -> dict:
+    total_usage = Usage()
+    total_cost = Decimal("0")
+    for outcome in outcomes:
+        total_usage = total_usage + outcome.usage
+        total_cost += outcome.cost
+    metadata = {
+        "provider": provider,
+        "model": model.name,
+        "total_cost": total_cost,
+        "usage": total_usage.as_dict(),
+        "tasks": {o.name: o.metadata() for o in outcomes if not o.skipped},
+    }
+    if not model.listed:
+        metadata["price_unknown"] = True
+        metadata["note"] = f"{model.name} is not in the model catalogue: its price is unknown and counted as 0."
+    return metadata

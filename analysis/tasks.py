@@ -1,0 +1,95 @@
+"""The seed's two analysis functions, pure: no database, no queue.
+
+    analyze_transcript_task(transcript, provider, model, system_prompt, tasks)
+    analyze_batch_task(transcript, provider, model, tasks=[{"task_name", "prompt"}])
+
+Each returns {"results": {name: text}, "errors": {name: message}, "metadata": {...}},
+with results in submitted order. The job worker (jobs/tasks.py) uses the same
+Runner with callbacks that save each task's outcome as it completes.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+
+from analysis.catalogue import effective_context, parse_context_overrides, resolve_model
+from analysis.limits import ProviderLimiter
+from analysis.providers import get_provider
+from analysis.retry import RetryPolicy
+from analysis.runner import RunConfig, Runner, RunHooks, TaskOutcome, TaskSpec, run_metadata
+
+
+def retry_policy_from_settings() -> RetryPolicy:
+    return RetryPolicy(
+        max_tries=settings.PROVIDER_MAX_TRIES,
+        base_delay=settings.PROVIDER_RETRY_BASE_DELAY,
+        max_delay=settings.PROVIDER_RETRY_MAX_DELAY,
+        max_total=settings.PROVIDER_RETRY_MAX_TOTAL,
+    )
+
+
+def context_overrides() -> dict[str, int]:
+    return parse_context_overrides(settings.MODEL_CONTEXT_OVERRIDES_RAW)
+
+
+def run_config(*, provider: str, model: str, system_prompt: str = "", max_output_tokens: int | None = None,
+               temperature: float | None = None) -> RunConfig:
+    overrides = context_overrides()
+    info = resolve_model(provider, model, allow_unlisted=settings.ALLOW_UNLISTED_MODELS, context_overrides=overrides)
+    return RunConfig(
+        provider=provider,
+        model=info,
+        system_prompt=system_prompt or "",
+        max_output_tokens=max_output_tokens,
+        temperature=temperature,
+        context_limit=effective_context(info, max_prompt_tokens=settings.MAX_PROMPT_TOKENS, overrides=overrides),
+        concurrency=settings.TASK_CONCURRENCY,
+        overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
+        default_max_output_tokens=settings.DEFAULT_MAX_OUTPUT_TOKENS,
+        policy=retry_policy_from_settings(),
+    )
+
+
+def run_analysis(*, transcript: str, config: RunConfig, tasks: list[TaskSpec], limiter: ProviderLimiter | None = None,
+                 hooks: RunHooks | None = None) -> list[TaskOutcome]:
+    runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks)
+    return runner.run(transcript, tasks)
+
+
+def result_document(*, config: RunConfig, outcomes: list[TaskOutcome]) -> dict:
+    metadata = run_metadata(provider=config.provider, model=config.model, outcomes=outcomes)
+    return {
+        "results": {o.name: o.text for o in outcomes if o.ok},
+        "errors": {o.name: o.error for o in outcomes if o.error},
+        "metadata": _json_numbers(metadata),
+    }
+
+
+def _json_numbers(value):
+    # Money is Decimal inside; callers of the pure functions get plain JSON numbers.
+    if isinstance(value, Decimal):
+        return float(value.quantize(Decimal("0.00000001")))
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_numbers(v) for v in value]
+    return value
+
+
+def analyze_transcript_task(transcript: str, provider: str, model: str, system_prompt: str | None,
+                            tasks: dict[str, str], *, limiter: ProviderLimiter | None = None) -> dict:
+    config = run_config(provider=provider, model=model, system_prompt=system_prompt or "")
+    specs = [TaskSpec(name=name, prompt=prompt) for name, prompt in tasks.items()]
+    return result_document(config=config, outcomes=run_analysis(transcript=transcript, config=config, tasks=specs,
+                                                                limiter=limiter))
+
+
+def analyze_batch_task(transcript: str, provider: str, model: str, tasks: list[dict],
+                       *, system_prompt: str = "", limiter: ProviderLimiter | None = None) -> dict:
+    names = [t["task_name"] for t in tasks]
+    if len(set(names)) != len(names):
+        raise ValueError("Task names must be unique within a batch")
+    return analyze_transcript_task(transcript, provider, model, system_prompt,
+                                   {t["task_name"]: t["prompt"] for t in tasks}, limiter=limiter)

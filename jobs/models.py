@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Job(models.Model):
+    """One analysis request. This row is the truth; the RQ job (same UUID) only delivers it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        STARTED = "started"
+        FINISHED = "finished"
+        FAILED = "failed"
+        CANCELED = "canceled"
+
+    FINAL_STATUSES = (Status.FINISHED, Status.FAILED, Status.CANCELED)
+
+    class Kind(models.TextChoices):
+        ANALYZE = "analyze"
+        BATCH = "batch"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ANALYZE)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    queue = models.CharField(max_length=20, default="default")
+    provider = models.CharField(max_length=20)
+    model = models.CharField(max_length=100)
+    profile_name = models.CharField(max_length=100, blank=True, default="")
+    system_prompt = models.TextField(blank=True, default="")
+    transcript = models.TextField()  # normalized (speaker turns, [hh:mm:ss] where known)
+    transcript_format = models.CharField(max_length=10, default="text")
+    # Generation parameters given on the job (temperature, max_output_tokens).
+    params = models.JSONField(default=dict, blank=True)
+    reuse_results = models.BooleanField(default=True)
+    max_cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    callback_url = models.URLField(max_length=2000, blank=True, default="")
+    idempotency_key = models.CharField(max_length=200, blank=True, default="")
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+
+    attempts = models.PositiveIntegerField(default=0)  # deliveries to a worker
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True, default="")
+    total_cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal("0"))
+    # Provider calls that were in flight when a worker died: paid, result lost.
+    lost_calls = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            models.Index(fields=["status", "heartbeat_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="unique_idempotency_key_per_owner",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class Task(models.Model):
+    """One named question of a job, with its outcome, tokens and cost."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="tasks")
+    position = models.PositiveIntegerField()
+    name = models.CharField(max_length=200)
+    prompt = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    output = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    cached_input_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal("0"))
+
+    tries = models.PositiveIntegerField(default=0)  # provider calls including retries
+    calls = models.PositiveIntegerField(default=0)  # successful provider calls
+    chunks = models.PositiveIntegerField(default=1)
+    reused = models.BooleanField(default=False)
+    truncated = models.BooleanField(default=False)
+    blocked = models.BooleanField(default=False)
+    finish_reason = models.CharField(max_length=100, blank=True, default="")
+    latency_s = models.FloatField(null=True, blank=True)
+    # Hash of everything that determines the answer (for result reuse).
+    reuse_key = models.CharField(max_length=64, blank=True, default="", db_index=True)
+
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "position"], name="unique_task_position"),
+            models.UniqueConstraint(fields=["job", "name"], name="unique_task_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+    def usage_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "output_tokens": self.output_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+        }

@@ -1,0 +1,84 @@
+"""Reads on jobs, and the job document of DESIGN.md (`GET /api/v1/jobs/{id}`)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db.models import QuerySet
+
+from accounts.models import User
+from analysis.usage import USAGE_KEYS
+from jobs.models import Job, Task
+
+MONEY = Decimal("0.00000001")
+
+
+def money(value: Decimal) -> Decimal:
+    # Decimal to 8 places; DRF's JSON encoder writes it as a JSON number.
+    return (value or Decimal("0")).quantize(MONEY)
+
+
+def jobs_visible_to(user: User) -> QuerySet[Job]:
+    return Job.objects.filter(owner=user)
+
+
+def job_for_user(*, user: User, job_id) -> Job | None:
+    """The job if `user` owns it; None otherwise (the API answers 404, never 403)."""
+    try:
+        return jobs_visible_to(user).get(id=job_id)
+    except (Job.DoesNotExist, ValueError):
+        return None
+
+
+def task_metadata(task: Task) -> dict:
+    return {
+        "cost": money(task.cost),
+        "usage": task.usage_dict(),
+        "tries": task.tries,
+        "calls": task.calls,
+        "chunks": task.chunks,
+        "reused": task.reused,
+        "truncated": task.truncated,
+        "blocked": task.blocked,
+        "finish_reason": task.finish_reason,
+        "latency_s": None if task.latency_s is None else round(task.latency_s, 3),
+    }
+
+
+def job_document(job: Job, tasks: list[Task] | None = None) -> dict:
+    if tasks is None:
+        tasks = list(job.tasks.all())
+    done = [t for t in tasks if t.status != Task.Status.PENDING]
+    result = None
+    if done:
+        usage = {key: sum(getattr(t, key) for t in tasks) for key in USAGE_KEYS}
+        total_cost = sum((t.cost for t in tasks), Decimal("0"))
+        metadata = {
+            "provider": job.provider,
+            "model": job.model,
+            "total_cost": money(total_cost),
+            "usage": usage,
+            "tasks": {t.name: task_metadata(t) for t in tasks if t.status != Task.Status.PENDING or t.tries},
+            "lost_calls": job.lost_calls,
+        }
+        from analysis.catalogue import get_model
+
+        if get_model(job.provider, job.model) is None:
+            metadata["price_unknown"] = True
+        result = {
+            "results": {t.name: t.output for t in tasks if t.status == Task.Status.SUCCEEDED},
+            "errors": {t.name: t.error for t in tasks if t.status == Task.Status.FAILED},
+            "metadata": metadata,
+        }
+    return {
+        "job_id": str(job.id),
+        "status": job.status,
+        "queue": job.queue,
+        "attempts": job.attempts,
+        "progress": {"tasks_done": len(done), "tasks_total": len(tasks)},
+        "error": job.error or None,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "result": result,
+    }

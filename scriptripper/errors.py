@@ -1,0 +1,156 @@
+"""The one error shape: {"error": {"code", "message", "fields"?}}.
+
+Every API error goes through `api_exception_handler` (DRF's EXCEPTION_HANDLER),
+and the Django-level handlers below cover what happens outside DRF (404 on an
+unknown URL, a 500). Clients and tests rely on this shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(exceptions.APIException):
+    """A business rule said no; raised by services, rendered by the handler."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "validation_error"
+    default_detail = "The request could not be processed."
+
+    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None,
+                 fields: dict[str, list[str]] | None = None) -> None:
+        super().__init__(detail=message, code=code or self.default_code)
+        if status_code is not None:
+            self.status_code = status_code
+        self.error_code = code or self.default_code
+        self.fields = fields
+
+
+class Conflict(ServiceError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class BudgetExceeded(ServiceError):
+    status_code = status.HTTP_402_PAYMENT_REQUIRED
+    default_code = "budget_exceeded"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+
+class ServiceUnavailable(ServiceError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "service_unavailable"
+
+
+def validation_error(field: str, message: str) -> ServiceError:
+    return ServiceError(message, code="validation_error", fields={field: [message]})
+
+
+_CODES_BY_CLASS: list[tuple[type[Exception], str]] = [
+    (exceptions.ParseError, "parse_error"),
+    (exceptions.NotAuthenticated, "not_authenticated"),
+    (exceptions.AuthenticationFailed, "authentication_failed"),
+    (exceptions.PermissionDenied, "permission_denied"),
+    (exceptions.NotFound, "not_found"),
+    (exceptions.MethodNotAllowed, "method_not_allowed"),
+    (exceptions.NotAcceptable, "not_acceptable"),
+    (exceptions.UnsupportedMediaType, "unsupported_media_type"),
+    (exceptions.Throttled, "throttled"),
+    (exceptions.ValidationError, "validation_error"),
+]
+
+
+def _flatten_fields(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF nests errors (lists of dicts for list fields); flatten to "a.b": [messages]."""
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            for k, v in _flatten_fields(value, name).items():
+                out.setdefault(k, []).extend(v)
+    elif isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            out[prefix or "non_field_errors"] = [str(item) for item in detail]
+        else:
+            for index, item in enumerate(detail):
+                if item:
+                    for k, v in _flatten_fields(item, f"{prefix}[{index}]").items():
+                        out.setdefault(k, []).extend(v)
+    else:
+        out[prefix or "non_field_errors"] = [str(detail)]
+    return out
+
+
+def _validation_message(fields: dict[str, list[str]]) -> str:
+    name, messages = next(iter(fields.items()))
+    if name == "non_field_errors":
+        return messages[0]
+    return f"{name}: {messages[0]}"
+
+
+def error_body(code: str, message: str, fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge("The request body is larger than the limit of this server.")
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound("Not found.")
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        # Unexpected: let Django's 500 handler (which also answers in our shape) take it,
+        # after logging with the traceback.
+        return None
+
+    if isinstance(exc, ServiceError):
+        body = error_body(exc.error_code, str(exc.detail), exc.fields)
+    elif isinstance(exc, exceptions.ValidationError):
+        fields = _flatten_fields(exc.detail)
+        body = error_body("validation_error", _validation_message(fields), fields)
+    else:
+        code = next((c for cls, c in _CODES_BY_CLASS if isinstance(exc, cls)), None)
+        if code is None:
+            code = getattr(exc, "default_code", "error")
+        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+        message = str(detail) if not isinstance(detail, (dict, list)) else "The request could not be processed."
+        body = error_body(code, message)
+    response.data = body
+    return response
+
+
+def json_404(request, exception=None) -> JsonResponse:
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def json_500(request) -> JsonResponse:
+    return JsonResponse(error_body("server_error", "Internal server error."), status=500)
+
+
+def json_400(request, exception=None) -> JsonResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse(error_body("payload_too_large", "The request body is larger than the limit of this server."), status=413)
+    return JsonResponse(error_body("parse_error", "Bad request."), status=400)
+
+
+def json_403(request, exception=None) -> JsonResponse:
+    return JsonResponse(error_body("permission_denied", "You do not have permission to perform this action."), status=403)

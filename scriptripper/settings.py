@@ -1,0 +1,270 @@
+"""ScriptRipper settings: one module, driven by environment variables.
+
+Every value comes from the environment (a `.env` file is read when present) and
+is parsed loudly: a malformed value raises ImproperlyConfigured at start-up
+rather than being silently replaced by a default. Nothing exists only in
+production; behaviour switches on variables (see README.md and .env.example).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.str(name, default=str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.str(name, default=str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env.str(name, default="true" if default else "false").strip().lower()
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off", ""}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.str(name, default=default).strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+ENVIRONMENT = env_choice("ENVIRONMENT", "development", ("development", "production"))
+IS_PRODUCTION = ENVIRONMENT == "production"
+
+if IS_PRODUCTION:
+    # No fallback: a production server with a guessable key would sign sessions anyone can forge.
+    SECRET_KEY = env.str("SECRET_KEY", default="")
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("SECRET_KEY must be set when ENVIRONMENT=production")
+else:
+    SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-scriptripper-key-not-for-production-use-0123456789")
+
+DEBUG = env_bool("DEBUG", not IS_PRODUCTION)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_rq",
+    "accounts",
+    "analysis",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+# Endpoints answer with and without a trailing slash (the URLconf accepts both),
+# so CommonMiddleware must never redirect: a redirected POST loses its body.
+APPEND_SLASH = False
+
+ROOT_URLCONF = "scriptripper.urls"
+WSGI_APPLICATION = "scriptripper.wsgi.application"
+ASGI_APPLICATION = "scriptripper.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db_url("DATABASE_URL", default="postgresql://localhost:5432/scriptripper")}
+# Persistent connections, checked before reuse: a PostgreSQL restart must not leave
+# a worker holding a dead connection ("connection already closed").
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Redis and the queues -------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="redis://localhost:6379/0")
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"REDIS_URL must start with redis://, rediss:// or unix://, got {REDIS_URL!r}")
+
+# A job's RQ timeout must cover the provider retries and rate-limit waits of all
+# its tasks (RQ's default of 180 s does not).
+JOB_TIMEOUT = env_int("JOB_TIMEOUT", 3600, minimum=60)
+RQ_QUEUE_NAMES = ("high", "default", "low")
+RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT} for name in RQ_QUEUE_NAMES}
+RQ = {
+    # jobs.services enqueues from its own on_commit hook and needs the enqueue to
+    # happen right then (to catch a Redis outage), so django-rq must not defer it again.
+    "COMMIT_MODE": "auto",
+    "WORKER_CLASS": "jobs.worker.ScriptRipperWorker",
+}
+RQ_SHOW_ADMIN_LINK = True
+
+# Queue routing: pro users with short transcripts go to `high`, very long ones to `low`.
+ROUTING_HIGH_MAX_CHARS = env_int("ROUTING_HIGH_MAX_CHARS", 50_000)
+ROUTING_LOW_MIN_CHARS = env_int("ROUTING_LOW_MIN_CHARS", 400_000)
+
+# --- Providers ------------------------------------------------------------------
+GEMINI_API_KEY = env.str("GEMINI_API_KEY", default="")
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="")
+GEMINI_BASE_URL = env.str("GEMINI_BASE_URL", default="")
+GEMINI_API_VERSION = env.str("GEMINI_API_VERSION", default="")
+if GEMINI_API_VERSION not in ("", "v1", "v1beta", "v1alpha"):
+    raise ImproperlyConfigured(f"GEMINI_API_VERSION must be v1 or v1beta, got {GEMINI_API_VERSION!r}")
+
+MAX_PROMPT_TOKENS = env_int("MAX_PROMPT_TOKENS", 0)
+MODEL_CONTEXT_OVERRIDES_RAW = env.str("MODEL_CONTEXT_OVERRIDES", default="")
+ALLOW_UNLISTED_MODELS = env_bool("ALLOW_UNLISTED_MODELS", False)
+
+PROVIDER_REQUEST_TIMEOUT = env_float("PROVIDER_REQUEST_TIMEOUT", 300.0, minimum=1.0)
+PROVIDER_MAX_TRIES = env_int("PROVIDER_MAX_TRIES", 6, minimum=1)
+PROVIDER_RETRY_BASE_DELAY = env_float("PROVIDER_RETRY_BASE_DELAY", 1.0)
+PROVIDER_RETRY_MAX_DELAY = env_float("PROVIDER_RETRY_MAX_DELAY", 60.0)
+PROVIDER_RETRY_MAX_TOTAL = env_float("PROVIDER_RETRY_MAX_TOTAL", 600.0, minimum=1.0)
+PROVIDER_MAX_IN_FLIGHT = env_int("PROVIDER_MAX_IN_FLIGHT", 32, minimum=0)
+PROVIDER_MAX_PER_MINUTE = env_int("PROVIDER_MAX_PER_MINUTE", 0)
+TASK_CONCURRENCY = env_int("TASK_CONCURRENCY", 8, minimum=1)
+CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 200)
+DEFAULT_MAX_OUTPUT_TOKENS = env_int("DEFAULT_MAX_OUTPUT_TOKENS", 8192, minimum=1)
+
+# --- Limits ---------------------------------------------------------------------
+MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+MAX_TRANSCRIPT_CHARS = env_int("MAX_TRANSCRIPT_CHARS", 5_000_000, minimum=1)
+MAX_TRANSCRIPT_TOKENS = env_int("MAX_TRANSCRIPT_TOKENS", 1_500_000, minimum=1)
+MAX_TASKS = env_int("MAX_TASKS", 20, minimum=1)
+MAX_TASK_NAME_CHARS = env_int("MAX_TASK_NAME_CHARS", 100, minimum=1)
+MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 10_000, minimum=1)
+MAX_SYSTEM_PROMPT_CHARS = env_int("MAX_SYSTEM_PROMPT_CHARS", 20_000, minimum=1)
+
+# --- Durability -----------------------------------------------------------------
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
+JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 30.0, minimum=1.0)
+RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 30.0, minimum=0.5)
+
+# --- Spending ---------------------------------------------------------------------
+# Monthly budgets in USD per plan; a user's own `monthly_budget` overrides them.
+PLAN_MONTHLY_BUDGETS = {
+    "free": env_float("FREE_MONTHLY_BUDGET", 5.0),
+    "pro": env_float("PRO_MONTHLY_BUDGET", 500.0),
+}
+
+# --- Webhooks -------------------------------------------------------------------
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+
+# --- API ------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "scriptripper.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ScriptRipper API",
+    "DESCRIPTION": "Analyze transcripts with LLMs, in the background.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Production hardening (switched by ENVIRONMENT, not by a separate file) ------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if IS_PRODUCTION else None
+SESSION_COOKIE_SECURE = IS_PRODUCTION
+CSRF_COOKIE_SECURE = IS_PRODUCTION
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", IS_PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if IS_PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = IS_PRODUCTION
+SECURE_HSTS_PRELOAD = IS_PRODUCTION
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Logging ----------------------------------------------------------------------
+LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # The SDKs log request details at debug; keep them out unless asked for.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "rq.worker": {"level": LOG_LEVEL},
+    },
+}

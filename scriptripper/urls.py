@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from jobs import api as jobs_api
+
+handler400 = "scriptripper.errors.json_400"
+handler403 = "scriptripper.errors.json_403"
+handler404 = "scriptripper.errors.json_404"
+handler500 = "scriptripper.errors.json_500"
+
+UUID = r"(?P<job_id>[0-9a-fA-F-]{36})"
+
+
+def api(route: str, view, name: str):
+    """An /api/v1/ route that answers with and without a trailing slash (never redirecting)."""
+    return re_path(rf"^api/v1/{route}/?$", view, name=name)
+
+
+urlpatterns = [
+    api("jobs/analyze", jobs_api.JobAnalyzeApi.as_view(), "job-analyze"),
+    api(f"jobs/{UUID}", jobs_api.JobDetailApi.as_view(), "job-detail"),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("admin/", admin.site.urls),
+    path("django-rq/", include("django_rq.urls")),
+]

@@ -1,0 +1,21 @@
+"""Test settings: the project's one settings module, with test defaults in the environment.
+
+Only environment defaults are set here (a separate Redis database so tests never
+touch the real queues, dummy provider keys for the local emulator); the settings
+themselves are scriptripper/settings.py, unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+os.environ.setdefault("DATABASE_URL", "postgresql://root@127.0.0.1:5432/scriptripper")
+for key in ("GEMINI_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+    os.environ.setdefault(key, f"test-{key.lower()}")
+# Fast retries in tests: the retry loop is the same, its waits are shorter.
+os.environ.setdefault("PROVIDER_RETRY_BASE_DELAY", "0.05")
+os.environ.setdefault("PROVIDER_RETRY_MAX_DELAY", "0.5")
+os.environ.setdefault("JOB_HEARTBEAT_SECONDS", "0.5")
+
+from scriptripper.settings import *  # noqa: E402,F401,F403
