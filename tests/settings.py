@@ -19,3 +19,8 @@ os.environ.setdefault("PROVIDER_RETRY_MAX_DELAY", "0.5")
 os.environ.setdefault("JOB_HEARTBEAT_SECONDS", "0.5")
 
 from scriptripper.settings import *  # noqa: E402,F401,F403
+from scriptripper.settings import DATABASES  # noqa: E402
+
+# SR_TEST_ID lets several test runs share one PostgreSQL (each its own test database);
+# give each its own REDIS_URL database number too.
+DATABASES["default"]["TEST"] = {"NAME": f"test_scriptripper{os.environ.get('SR_TEST_ID', '')}"}
