@@ -1,0 +1,196 @@
+"""Splitting a transcript that does not fit one request, and packing partial answers.
+
+A transcript too long for the model is cut into chunks of whole turns (the
+rendered transcript has one turn a line), each chunk repeating the last turns
+of the previous one so that an exchange cut in two is still readable. The
+partial answers are then grouped with pack_texts() for the reduce step.
+
+The count function is the provider's (tokens.token_counter()), passed in so
+that this module stays free of any provider knowledge.
+
+Lines are counted one by one and the counts summed, plus one token for each
+line break, instead of recounting a growing chunk after every line (which
+would be quadratic). For the tokenizers in use the sum is an upper bound in
+practice, since they do not merge tokens across a line break; a small margin
+covers the exceptions, and every finished chunk is checked once with count().
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+# One token for each line break (or space) that joins two counted parts.
+_JOIN_TOKENS = 1
+
+# Sentence ends: ". ", "? ", "! ", also after a closing quote or bracket.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+
+
+def _budget(max_tokens: int) -> int:
+    # The margin for summed counts: 0.5%, at least one token.
+    return max_tokens - max(1, max_tokens // 200)
+
+
+def _halves(text: str, budget: int, count: Callable[[str], int]) -> list[str]:
+    """A text with no space to split on, cut in halves until each fits."""
+    if count(text) <= budget:
+        return [text]
+    middle = len(text) // 2
+    if middle == 0:
+        raise ValueError(f"a budget of {budget} tokens cannot hold a single character")
+    return _halves(text[:middle], budget, count) + _halves(text[middle:], budget, count)
+
+
+def _joined_within(parts: list[str], joiner: str, limit: int, count: Callable[[str], int]) -> list[str]:
+    """parts joined into one text, checked once with count(); halved if that finds it over limit.
+
+    A single part is returned as is: callers only pass parts that fit alone.
+    """
+    joined = joiner.join(parts)
+    if len(parts) == 1 or count(joined) <= limit:
+        return [joined]
+    middle = len(parts) // 2
+    return _joined_within(parts[:middle], joiner, limit, count) + _joined_within(
+        parts[middle:], joiner, limit, count
+    )
+
+
+def _split_line(line: str, budget: int, count: Callable[[str], int]) -> list[str]:
+    """Pieces of one over-long line (turn), each with count(piece) <= budget.
+
+    Split on sentences, then on words; a single "word" over the budget (a
+    URL, base64, a language written without spaces) is cut in halves.
+    """
+    parts = [part for part in _SENTENCE_END.split(line) if part]
+    if len(parts) <= 1:
+        parts = line.split()
+    if len(parts) <= 1:
+        return _halves(line, budget, count)
+
+    # Splitting dropped the whitespace between parts; one space rejoins them.
+    groups: list[list[str]] = []
+    total = 0
+    for part in parts:
+        cost = count(part) + _JOIN_TOKENS
+        if cost > budget:
+            # A sentence over the budget on its own: split it on words.
+            groups.extend([piece] for piece in _split_line(part, budget - _JOIN_TOKENS, count))
+            total = budget  # the next part starts a new group
+            continue
+        if groups and total + cost <= budget:
+            groups[-1].append(part)
+            total += cost
+        else:
+            groups.append([part])
+            total = cost
+    return [piece for group in groups for piece in _joined_within(group, " ", budget, count)]
+
+
+def split_transcript(
+    text: str,
+    *,
+    max_tokens: int,
+    count: Callable[[str], int],
+    overlap_tokens: int = 200,
+) -> list[str]:
+    """Chunks of text, each with count(chunk) <= max_tokens, cut between lines.
+
+    Every chunk after the first starts with the last lines of the previous
+    one, up to overlap_tokens, and never with so many that the chunk would go
+    over max_tokens. A single line over the limit is split on sentences, then
+    on words. Blank lines are dropped from split text (they carry nothing).
+    """
+    if max_tokens <= 0:
+        raise ValueError("max_tokens must be positive")
+    if count(text) <= max_tokens:
+        return [text]
+
+    budget = _budget(max_tokens)
+    units: list[str] = []
+    costs: list[int] = []
+    for line in text.split("\n"):
+        if not line.strip():
+            continue
+        cost = count(line) + _JOIN_TOKENS
+        if cost <= budget:
+            units.append(line)
+            costs.append(cost)
+            continue
+        for piece in _split_line(line, budget - _JOIN_TOKENS, count):
+            units.append(piece)
+            costs.append(count(piece) + _JOIN_TOKENS)
+
+    # A chunk is (unit indexes, how many of them are overlap from the previous chunk).
+    chunks: list[tuple[list[int], int]] = []
+    current: list[int] = []
+    overlap = 0
+    total = 0
+    for index, cost in enumerate(costs):
+        if current and total + cost > budget:
+            chunks.append((current, overlap))
+            # Carry the tail of the finished chunk over as context, but only
+            # as much as leaves room for the unit that did not fit.
+            room = min(overlap_tokens, budget - cost)
+            tail: list[int] = []
+            tail_total = 0
+            for previous in reversed(current):
+                if tail_total + costs[previous] > room:
+                    break
+                tail.insert(0, previous)
+                tail_total += costs[previous]
+            current, overlap, total = tail, len(tail), tail_total
+        current.append(index)
+        total += cost
+    chunks.append((current, overlap))
+
+    result: list[str] = []
+    for indexes, overlap in chunks:
+        chunk = "\n".join(units[i] for i in indexes)
+        if count(chunk) <= max_tokens:
+            result.append(chunk)
+            continue
+        # The summed counts fell short (a tokenizer merged across lines):
+        # give up the overlap, then halve what is left until it fits.
+        fresh = [units[i] for i in indexes[overlap:]]
+        result.extend(_joined_within(fresh, "\n", max_tokens, count))
+    return result
+
+
+def pack_texts(
+    texts: list[str],
+    *,
+    max_tokens: int,
+    count: Callable[[str], int],
+    separator: str = "\n\n",
+) -> list[str]:
+    """Consecutive texts joined with separator into as few groups as fit max_tokens.
+
+    For the reduce step of a chunked analysis: partial answers are combined as
+    few at a time as the limit requires, in order. A text over the limit on
+    its own is split between lines (without overlap) rather than sent over
+    the limit.
+    """
+    if max_tokens <= 0:
+        raise ValueError("max_tokens must be positive")
+    budget = _budget(max_tokens)
+    separator_cost = count(separator) + _JOIN_TOKENS if separator else 0
+
+    groups: list[list[str]] = []
+    total = 0
+    for text in texts:
+        cost = count(text)
+        pieces = [(text, cost)]
+        if cost > budget:
+            pieces = [
+                (piece, count(piece))
+                for piece in split_transcript(text, max_tokens=budget, count=count, overlap_tokens=0)
+            ]
+        for piece, cost in pieces:
+            if groups and total + separator_cost + cost <= budget:
+                groups[-1].append(piece)
+                total += separator_cost + cost
+            else:
+                groups.append([piece])
+                total = cost
+    return [packed for group in groups for packed in _joined_within(group, separator, max_tokens, count)]
