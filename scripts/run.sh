@@ -58,7 +58,7 @@ Try it (paste as is):
 
   curl -s http://localhost:$PORT/api/v1/jobs/<job_id> -H "Authorization: Bearer $TOKEN"
 
-Or the whole round trip on a sample meeting:  scripts/demo.sh   (Ctrl-C here stops API and worker)
+Or the whole round trip on a sample meeting:  TOKEN=$TOKEN scripts/demo.py   (Ctrl-C here stops API and worker)
 MSG
 [ "$configured" = 0 ] && echo "NOTE: offline demo mode: answers come from the local emulator and are SYNTHETIC, not a real model."
 wait -n "${pids[@]}"
