@@ -112,6 +112,32 @@ class _TaskState:
         self.finish_reasons: list[str] = []
 
 
+def output_limit(config: RunConfig) -> int:
+    """The output limit sent with every call: the job's, else the default, never above the model's."""
+    return min(config.max_output_tokens or config.default_max_output_tokens, config.model.max_output_tokens)
+
+
+def prompt_tokens(prompt: Prompt, count: Callable[[str], int]) -> int:
+    """Tokens one request carries: its three parts plus the message framing."""
+    return count(prompt.system) + count(prompt.document) + count(prompt.instruction) + MESSAGE_OVERHEAD_TOKENS
+
+
+def prompt_budget(config: RunConfig, spec: TaskSpec, count: Callable[[str], int]) -> int:
+    """Tokens left for the transcript in a request for this task (context - output limit - the rest).
+
+    Shared by the Runner (to decide when to chunk) and by analysis.estimate (to predict it), so the
+    estimate plans exactly the calls the run makes.
+    """
+    fixed = prompts.task_prompt(system_prompt=config.system_prompt, transcript="", instruction=spec.prompt)
+    # The map instruction is longer than the plain one; budget for the longer.
+    mapped = prompts.map_prompt(system_prompt=config.system_prompt, chunk="", instruction=spec.prompt,
+                                part=999, parts=999)
+    overhead = max(count(fixed.system) + count(fixed.document) + count(fixed.instruction),
+                   count(mapped.system) + count(mapped.document) + count(mapped.instruction))
+    context = config.context_limit or config.model.context_window
+    return context - output_limit(config) - overhead - MESSAGE_OVERHEAD_TOKENS
+
+
 class Runner:
     def __init__(self, config: RunConfig, provider: Provider, *, limiter: ProviderLimiter | None = None,
                  hooks: RunHooks | None = None) -> None:
@@ -120,7 +146,7 @@ class Runner:
         self.limiter = limiter
         self.hooks = hooks or RunHooks()
         info = config.model
-        self.max_output = min(config.max_output_tokens or config.default_max_output_tokens, info.max_output_tokens)
+        self.max_output = output_limit(config)
         self.context = config.context_limit or info.context_window
         self.params = GenerationParams(max_output_tokens=self.max_output, temperature=config.temperature,
                                        reasoning_model=info.reasoning_model)
@@ -165,13 +191,7 @@ class Runner:
     # --- one task -----------------------------------------------------------------------
     def prompt_budget(self, spec: TaskSpec) -> int:
         """Tokens left for the transcript in a request for this task."""
-        fixed = prompts.task_prompt(system_prompt=self.config.system_prompt, transcript="", instruction=spec.prompt)
-        # The map instruction is longer than the plain one; budget for the longer.
-        mapped = prompts.map_prompt(system_prompt=self.config.system_prompt, chunk="", instruction=spec.prompt,
-                                    part=999, parts=999)
-        overhead = max(self.count(fixed.system) + self.count(fixed.document) + self.count(fixed.instruction),
-                       self.count(mapped.system) + self.count(mapped.document) + self.count(mapped.instruction))
-        return self.context - self.max_output - overhead - MESSAGE_OVERHEAD_TOKENS
+        return prompt_budget(self.config, spec, self.count)
 
     def run_task(self, spec: TaskSpec, transcript: str, transcript_tokens: int) -> TaskOutcome:
         state = _TaskState(spec.name)

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from analysis.catalogue import effective_context, parse_context_overrides, resolve_model
+from analysis.catalogue import ModelInfo, effective_context, parse_context_overrides, resolve_model
 from analysis.limits import ProviderLimiter
 from analysis.providers import get_provider
 from analysis.retry import RetryPolicy
@@ -34,10 +34,15 @@ def context_overrides() -> dict[str, int]:
     return parse_context_overrides(settings.MODEL_CONTEXT_OVERRIDES_RAW)
 
 
-def run_config(*, provider: str, model: str, system_prompt: str = "", max_output_tokens: int | None = None,
+def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = "", max_output_tokens: int | None = None,
                temperature: float | None = None) -> RunConfig:
+    """The RunConfig for one job from settings; `model` by name, or already resolved (the API's serializer)."""
     overrides = context_overrides()
-    info = resolve_model(provider, model, allow_unlisted=settings.ALLOW_UNLISTED_MODELS, context_overrides=overrides)
+    if isinstance(model, ModelInfo):
+        info = model
+    else:
+        info = resolve_model(provider, model, allow_unlisted=settings.ALLOW_UNLISTED_MODELS,
+                             context_overrides=overrides)
     return RunConfig(
         provider=provider,
         model=info,

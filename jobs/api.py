@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analysis.estimate import estimate_job
 from analysis.runner import TaskSpec
 from jobs.selectors import job_document, job_for_user
 from jobs.serializers import AnalyzeSerializer
@@ -81,3 +82,50 @@ class JobDetailApi(APIView):
         if job is None:
             raise NotFound("No such job.")
         return Response(job_document(job))
+
+
+ESTIMATE_TASK_SCHEMA = inline_serializer("TaskEstimate", fields={
+    "calls": serializers.IntegerField(),
+    "chunks": serializers.IntegerField(),
+    "input_tokens": serializers.IntegerField(),
+    "cost_low": serializers.FloatField(),
+    "cost_high": serializers.FloatField(),
+    "error": serializers.CharField(required=False),
+})
+
+ESTIMATE_SCHEMA = inline_serializer("JobEstimate", fields={
+    "provider": serializers.CharField(),
+    "model": serializers.CharField(),
+    "token_count": serializers.ChoiceField(choices=["exact", "approximate"]),
+    "context_tokens": serializers.IntegerField(),
+    "transcript_tokens": serializers.IntegerField(),
+    "calls": serializers.IntegerField(),
+    "input_tokens": serializers.IntegerField(),
+    "max_output_tokens": serializers.IntegerField(),
+    "max_output_tokens_total": serializers.IntegerField(),
+    "cost_low": serializers.FloatField(help_text="USD: every input cached where the provider can, 1 output token a call"),
+    "cost_high": serializers.FloatField(help_text="USD: nothing cached, every call using its whole output limit"),
+    "currency": serializers.CharField(),
+    "tasks": serializers.DictField(child=ESTIMATE_TASK_SCHEMA),
+    "price_unknown": serializers.BooleanField(required=False),
+    "note": serializers.CharField(required=False),
+})
+
+
+class JobEstimateApi(APIView):
+    @extend_schema(request=AnalyzeSerializer, responses={200: ESTIMATE_SCHEMA, **error_responses(400, 401, 413, 415)},
+                   summary="Token counts and the cost range of an analyze request, before anything runs")
+    def post(self, request: Request) -> Response:
+        # The same body and validation as analyze, so an estimate answers for exactly what analyze would run.
+        serializer = AnalyzeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        estimate = estimate_job(
+            transcript=data["transcript"],
+            provider=data["provider"],
+            model=data["model_info"],
+            system_prompt=data.get("system_prompt", ""),
+            tasks=[TaskSpec(name=name, prompt=prompt) for name, prompt in data["tasks"]],
+            max_output_tokens=data.get("max_output_tokens"),
+        )
+        return Response(estimate.as_dict())

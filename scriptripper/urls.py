@@ -21,6 +21,7 @@ def api(route: str, view, name: str):
 
 urlpatterns = [
     api("jobs/analyze", jobs_api.JobAnalyzeApi.as_view(), "job-analyze"),
+    api("jobs/estimate", jobs_api.JobEstimateApi.as_view(), "job-estimate"),
     api(f"jobs/{UUID}", jobs_api.JobDetailApi.as_view(), "job-detail"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

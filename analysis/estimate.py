@@ -1,0 +1,231 @@
+"""What a job will read and what it can cost, before anything runs.
+
+`estimate_job` plans the very calls the Runner would make (the same prompt
+budget, the same chunking when the transcript exceeds the model's effective
+context, the same map-reduce) and prices them with
+`pricing.estimate_cost_range`:
+
+- lowest: every prompt read from the provider's cache where the provider can
+  cache it, one output token a call;
+- highest: nothing cached (Anthropic: every prompt written to the cache, at
+  1.25x input), every call spending its whole output limit.
+
+Token counts come from analysis.tokens: exact for OpenAI models (the real
+o200k/cl100k encodings, offline), a documented upper approximation for Gemini,
+Anthropic and unknown models. Counting high only widens the range upwards,
+which is the safe direction for a spending check.
+
+Pure analysis: no Django models, no provider calls. Used by
+`POST /api/v1/jobs/estimate` and by the spending checks before a job is
+accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from analysis import prompts
+from analysis.catalogue import ModelInfo
+from analysis.chunking import split_transcript
+from analysis.pricing import estimate_cost_range
+from analysis.runner import RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens
+from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, count_tokens
+
+# The <partial_answer> wrapper around each partial answer in a reduce request (as Runner.group_partials).
+_PARTIAL_WRAPPER_TOKENS = 20
+# Slack the Runner keeps in a reduce request's budget.
+_REDUCE_SLACK_TOKENS = 50
+
+
+@dataclass
+class TaskEstimate:
+    name: str
+    calls: int = 0  # provider calls planned (map + reduce when chunked), at most
+    chunks: int = 1
+    input_tokens: int = 0  # prompt tokens over all planned calls (at most)
+    input_tokens_per_call: list[int] = field(default_factory=list)
+    cost_low: Decimal = Decimal("0")
+    cost_high: Decimal = Decimal("0")
+    error: str = ""  # the task cannot run as asked (e.g. no room for the transcript)
+
+    def as_dict(self) -> dict:
+        data = {
+            "calls": self.calls,
+            "chunks": self.chunks,
+            "input_tokens": self.input_tokens,
+            "cost_low": self.cost_low,
+            "cost_high": self.cost_high,
+        }
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+@dataclass
+class Estimate:
+    provider: str
+    model: str
+    price_unknown: bool  # an unlisted model: the costs are 0 because the price is unknown
+    token_count: str  # "exact" (OpenAI encodings) or "approximate" (an upper estimate)
+    context_tokens: int  # the most prompt tokens one request may carry for this model here
+    transcript_tokens: int
+    max_output_tokens: int  # the output limit sent with every call
+    tasks: list[TaskEstimate]
+
+    @property
+    def calls(self) -> int:
+        return sum(t.calls for t in self.tasks)
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(t.input_tokens for t in self.tasks)
+
+    @property
+    def input_tokens_per_call(self) -> list[int]:
+        return [n for t in self.tasks for n in t.input_tokens_per_call]
+
+    @property
+    def max_output_tokens_total(self) -> int:
+        return self.calls * self.max_output_tokens
+
+    @property
+    def cost_low(self) -> Decimal:
+        return sum((t.cost_low for t in self.tasks), Decimal("0"))
+
+    @property
+    def cost_high(self) -> Decimal:
+        return sum((t.cost_high for t in self.tasks), Decimal("0"))
+
+    def as_dict(self) -> dict:
+        """JSON-ready; money stays Decimal (DRF renders it as a JSON number)."""
+        data = {
+            "provider": self.provider,
+            "model": self.model,
+            "token_count": self.token_count,
+            "context_tokens": self.context_tokens,
+            "transcript_tokens": self.transcript_tokens,
+            "calls": self.calls,
+            "input_tokens": self.input_tokens,
+            "max_output_tokens": self.max_output_tokens,
+            "max_output_tokens_total": self.max_output_tokens_total,
+            "cost_low": self.cost_low,
+            "cost_high": self.cost_high,
+            "currency": "USD",
+            "tasks": {t.name: t.as_dict() for t in self.tasks},
+        }
+        if self.price_unknown:
+            data["price_unknown"] = True
+            data["note"] = f"{self.model} is not in the model catalogue: its price is unknown and counted as 0."
+        return data
+
+
+def estimate_job(
+    *,
+    transcript: str,
+    provider: str,
+    model: ModelInfo | str,
+    system_prompt: str,
+    tasks: list[TaskSpec],
+    max_output_tokens: int | None,
+) -> Estimate:
+    """Plan and price a job's calls. `model` by name (resolved with the settings) or a resolved ModelInfo.
+
+    Raises UnknownModelError / UnknownProviderError for a model or provider that cannot run.
+    """
+    from analysis.tasks import run_config  # reads Django settings; keep this module importable without them
+
+    config = run_config(provider=provider, model=model, system_prompt=system_prompt or "",
+                        max_output_tokens=max_output_tokens)
+    return estimate_run(config=config, transcript=transcript, tasks=tasks)
+
+
+def estimate_run(*, config: RunConfig, transcript: str, tasks: list[TaskSpec]) -> Estimate:
+    """estimate_job for an already built RunConfig (no settings read here)."""
+    info = config.model
+
+    def count(text: str) -> int:
+        return count_tokens(text, provider=config.provider, model=info.name)
+
+    max_output = output_limit(config)
+    transcript_tokens = count(prompts.transcript_document(transcript))
+    chunk_cache: dict[int, list[str]] = {}
+    planned = [_plan_task(config, spec, transcript, transcript_tokens, count, max_output, chunk_cache)
+               for spec in tasks]
+    # Every OpenAI model in the catalogue has a known encoding (gpt-4o, gpt-4.1, gpt-5: o200k_base);
+    # an unlisted model behind an OpenAI-compatible server is counted with an approximation.
+    exact = config.provider == "openai" and info.listed
+    return Estimate(
+        provider=config.provider,
+        model=info.name,
+        price_unknown=not info.listed,
+        token_count="exact" if exact else "approximate",
+        context_tokens=config.context_limit or info.context_window,
+        transcript_tokens=transcript_tokens,
+        max_output_tokens=max_output,
+        tasks=planned,
+    )
+
+
+def _plan_task(config: RunConfig, spec: TaskSpec, transcript: str, transcript_tokens: int,
+               count: Callable[[str], int], max_output: int, chunk_cache: dict[int, list[str]]) -> TaskEstimate:
+    estimate = TaskEstimate(name=spec.name)
+    budget = prompt_budget(config, spec, count)
+    if budget <= 0:
+        estimate.chunks = 0
+        estimate.error = (f"The task prompt and output limit leave no room for the transcript in "
+                          f"{config.model.name}'s context of {config.context_limit or config.model.context_window} tokens")
+        return estimate
+
+    if transcript_tokens <= budget:
+        # One call: count the fixed parts and add the transcript counted once for all tasks.
+        bare = prompts.task_prompt(system_prompt=config.system_prompt, transcript="", instruction=spec.prompt)
+        document_tokens = transcript_tokens
+        tokens = count(bare.system) + document_tokens + count(bare.instruction) + MESSAGE_OVERHEAD_TOKENS
+        low_prompts = high_prompts = [tokens]
+    else:
+        if budget not in chunk_cache:
+            chunk_cache[budget] = split_transcript(transcript, max_tokens=budget, count=count,
+                                                   overlap_tokens=min(config.overlap_tokens, budget // 10))
+        chunks = chunk_cache[budget]
+        estimate.chunks = len(chunks)
+        maps = [prompt_tokens(prompts.map_prompt(system_prompt=config.system_prompt, chunk=chunk,
+                                                 instruction=spec.prompt, part=i, parts=len(chunks)), count)
+                for i, chunk in enumerate(chunks, 1)]
+        # Reduce requests carry the partial answers: 1 token each at best, the whole output limit at worst.
+        low_prompts = maps + _reduce_calls(config, spec, count, budget, len(chunks), partial_tokens=1)
+        high_prompts = maps + _reduce_calls(config, spec, count, budget, len(chunks), partial_tokens=max_output)
+
+    estimate.calls = len(high_prompts)
+    estimate.input_tokens_per_call = high_prompts
+    estimate.input_tokens = sum(high_prompts)
+    estimate.cost_low, _ = estimate_cost_range(config.model, prompt_tokens_per_call=low_prompts,
+                                               max_output_per_call=[max_output] * len(low_prompts))
+    _, estimate.cost_high = estimate_cost_range(config.model, prompt_tokens_per_call=high_prompts,
+                                                max_output_per_call=[max_output] * len(high_prompts))
+    return estimate
+
+
+def _reduce_calls(config: RunConfig, spec: TaskSpec, count: Callable[[str], int], budget: int, partials: int,
+                  *, partial_tokens: int) -> list[int]:
+    """Prompt tokens of each reduce call the Runner makes for `partials` answers of `partial_tokens` each."""
+    empty = prompts.reduce_prompt(system_prompt=config.system_prompt, partials=[""], instruction=spec.prompt)
+    fixed = prompt_tokens(empty, count)
+    reduce_budget = budget - (count(empty.document) + _REDUCE_SLACK_TOKENS)
+    size = partial_tokens + _PARTIAL_WRAPPER_TOKENS
+    calls: list[int] = []
+    while True:
+        # Greedy packing, as Runner.group_partials: how many partials fit one request.
+        per_group = max(1, reduce_budget // size) if reduce_budget > 0 else 1
+        groups = -(-partials // per_group)
+        if groups >= partials and partials > 1:
+            return calls  # the Runner gives up here (answers too long to merge); no further calls
+        if groups == 1:
+            calls.append(fixed + partials * size)
+            return calls
+        full, rest = divmod(partials, per_group)
+        calls.extend([fixed + per_group * size] * full)
+        if rest:
+            calls.append(fixed + rest * size)
+        partials = groups
