@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts import api as accounts_api
+from analysis import api as analysis_api
 from jobs import api as jobs_api
 
 handler400 = "scriptripper.errors.json_400"
@@ -21,8 +23,14 @@ def api(route: str, view, name: str):
 
 urlpatterns = [
     api("jobs/analyze", jobs_api.JobAnalyzeApi.as_view(), "job-analyze"),
+    api("jobs/batch", jobs_api.JobBatchApi.as_view(), "job-batch"),
     api("jobs/estimate", jobs_api.JobEstimateApi.as_view(), "job-estimate"),
+    api("models", analysis_api.ModelListApi.as_view(), "model-list"),
+    api("profiles", analysis_api.ProfileListCreateApi.as_view(), "profile-list"),
+    api(r"profiles/(?P<profile_id>[0-9]{1,18})", analysis_api.ProfileDetailApi.as_view(), "profile-detail"),
     api(f"jobs/{UUID}", jobs_api.JobDetailApi.as_view(), "job-detail"),
+    api("tokens", accounts_api.TokenListApi.as_view(), "token-list"),
+    api(r"tokens/(?P<token_id>[0-9]{1,18})", accounts_api.TokenRevokeApi.as_view(), "token-detail"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("admin/", admin.site.urls),

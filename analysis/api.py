@@ -1,0 +1,128 @@
+"""The analysis endpoints: the model catalogue (which models each provider offers, their limits and
+prices) and the analysis profiles (saved sets of tasks)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from analysis.catalogue import PROVIDERS, list_models
+from analysis.providers import provider_configured
+from analysis.selectors import profile_for_user, profiles_visible_to
+from analysis.serializers import ProfileInputSerializer, ProfileOutputSerializer
+from analysis.services import profile_create, profile_delete, profile_update
+from scriptripper.schema import error_responses
+from scriptripper.errors import validation_error
+
+MODEL_SCHEMA = inline_serializer("Model", fields={
+    "provider": serializers.CharField(),
+    "name": serializers.CharField(),
+    "aliases": serializers.ListField(child=serializers.CharField()),
+    "listed": serializers.BooleanField(),
+    "configured": serializers.BooleanField(help_text="whether this server has a key for the provider"),
+    "context_window": serializers.IntegerField(),
+    "max_output_tokens": serializers.IntegerField(),
+    "reasoning_model": serializers.BooleanField(),
+    "min_cache_tokens": serializers.IntegerField(allow_null=True),
+    "price_unit": serializers.CharField(),
+    "input": serializers.FloatField(),
+    "cached_input": serializers.FloatField(),
+    "cache_write": serializers.FloatField(),
+    "cache_write_1h": serializers.FloatField(allow_null=True),
+    "output": serializers.FloatField(),
+    "reasoning": serializers.FloatField(),
+    "tier_threshold": serializers.IntegerField(allow_null=True),
+    "input_above": serializers.FloatField(allow_null=True),
+    "cached_input_above": serializers.FloatField(allow_null=True),
+    "output_above": serializers.FloatField(allow_null=True),
+    "price_source": serializers.CharField(),
+    "price_date": serializers.CharField(),
+})
+
+MODELS_SCHEMA = inline_serializer("ModelList", fields={"models": serializers.ListField(child=MODEL_SCHEMA)})
+
+
+class ModelListApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("provider", str, enum=list(PROVIDERS), required=False,
+                                     description="only this provider's models")],
+        responses={200: MODELS_SCHEMA, **error_responses(400, 401)},
+        summary="The model catalogue: context, output limit and USD prices per million tokens",
+    )
+    def get(self, request: Request) -> Response:
+        provider = request.query_params.get("provider")
+        if provider is not None:
+            provider = provider.strip().lower()
+            if provider not in PROVIDERS:
+                raise validation_error("provider", f"Unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}.")
+        models = [{**info.as_dict(), "configured": provider_configured(info.provider)} for info in list_models(provider)]
+        return Response({"models": models})
+
+
+# --- Profiles ---------------------------------------------------------------------------
+
+PROFILE_LIST_SCHEMA = inline_serializer("ProfileList", fields={
+    "count": serializers.IntegerField(),
+    "results": ProfileOutputSerializer(many=True),
+})
+
+
+def _visible_profile(request: Request, profile_id: int):
+    profile = profile_for_user(user=request.user, profile_id=profile_id)
+    if profile is None:
+        # Another user's profile is "not found", never "forbidden": its existence is not ours to reveal.
+        raise NotFound("No such profile.")
+    return profile
+
+
+class ProfileListCreateApi(APIView):
+    @extend_schema(responses={200: PROFILE_LIST_SCHEMA, **error_responses(401)},
+                   summary="Your analysis profiles and the built-in ones")
+    def get(self, request: Request) -> Response:
+        profiles = list(profiles_visible_to(request.user))
+        return Response({"count": len(profiles), "results": ProfileOutputSerializer(profiles, many=True).data})
+
+    @extend_schema(request=ProfileInputSerializer,
+                   responses={201: ProfileOutputSerializer, **error_responses(400, 401, 415)},
+                   summary="Create an analysis profile: a named, reusable set of tasks")
+    def post(self, request: Request) -> Response:
+        serializer = ProfileInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        profile = profile_create(owner=request.user, **serializer.validated_data)
+        return Response(ProfileOutputSerializer(profile).data, status=status.HTTP_201_CREATED)
+
+
+class ProfileDetailApi(APIView):
+    @extend_schema(responses={200: ProfileOutputSerializer, **error_responses(401, 404)},
+                   summary="One analysis profile (yours or built in)")
+    def get(self, request: Request, profile_id: int) -> Response:
+        return Response(ProfileOutputSerializer(_visible_profile(request, profile_id)).data)
+
+    @extend_schema(request=ProfileInputSerializer,
+                   responses={200: ProfileOutputSerializer, **error_responses(400, 401, 403, 404, 415)},
+                   summary="Replace a profile (built-in profiles: staff only)")
+    def put(self, request: Request, profile_id: int) -> Response:
+        return self._update(request, profile_id, partial=False)
+
+    @extend_schema(request=ProfileInputSerializer(partial=True),
+                   responses={200: ProfileOutputSerializer, **error_responses(400, 401, 403, 404, 415)},
+                   summary="Change some fields of a profile (built-in profiles: staff only)")
+    def patch(self, request: Request, profile_id: int) -> Response:
+        return self._update(request, profile_id, partial=True)
+
+    def _update(self, request: Request, profile_id: int, *, partial: bool) -> Response:
+        profile = _visible_profile(request, profile_id)
+        serializer = ProfileInputSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        profile = profile_update(profile=profile, user=request.user, data=serializer.validated_data)
+        return Response(ProfileOutputSerializer(profile).data)
+
+    @extend_schema(responses={204: None, **error_responses(401, 403, 404)},
+                   summary="Delete a profile (built-in profiles: staff only)")
+    def delete(self, request: Request, profile_id: int) -> Response:
+        profile_delete(profile=_visible_profile(request, profile_id), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
