@@ -1,19 +1,64 @@
-"""Input validation for job submission. Unknown fields are ignored (documented in README)."""
+"""Input validation for job submission. Unknown fields are ignored (documented in README).
+
+The transcript may arrive as text (plain, SRT or WebVTT), as a list of
+segments, or as an uploaded file (multipart); whatever the shape, validation
+leaves the normalized text (one speaker turn a line, [hh:mm:ss] where the
+source had times) in `transcript` and its source format in `transcript_format`.
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import PurePath
+from typing import Any
 
 from django.conf import settings
 from rest_framework import serializers
 
 from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_model
 from analysis.providers import PROVIDER_LABELS, PROVIDER_NAMES, provider_configured, provider_key_setting
+from analysis.selectors import profile_lookup
 from analysis.tasks import context_overrides
+from analysis.tokens import count_tokens
+from analysis.transcripts import FORMATS, TranscriptError, detect_format, normalize_transcript
+from scriptripper.errors import PayloadTooLarge
+
+# Uploaded files by extension: the caption format they hold (None: detect; .txt files are often captions).
+UPLOAD_FORMATS: dict[str, str | None] = {".txt": None, ".srt": "srt", ".vtt": "vtt", ".json": "segments"}
+SEGMENTS_FORMAT = "segments"
 
 
 def validate_text(value: str, *, field: str) -> str:
     if "\x00" in value:
         raise serializers.ValidationError("must not contain NUL characters")
     return value
+
+
+def form_json(value: Any) -> Any:
+    """A JSON-valued field as sent in a multipart form: a JSON string. Other values pass through."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value  # the field's own type check names what was expected
+    return value
+
+
+class SegmentsField(serializers.Field):
+    """`segments`: a list of {"speaker"?, "start"?, "end"?, "text"}; parsed with the transcript."""
+
+    default_error_messages = {
+        "type": 'must be a list of objects like {"speaker": "Alice", "start": 12.5, "end": 15.0, "text": "..."}',
+    }
+
+    def to_internal_value(self, data):
+        data = form_json(data)
+        if not isinstance(data, list):
+            self.fail("type")
+        return data
+
+    def to_representation(self, value):
+        return value
 
 
 class TasksField(serializers.Field):
@@ -24,6 +69,7 @@ class TasksField(serializers.Field):
     }
 
     def to_internal_value(self, data):
+        data = form_json(data)
         if not isinstance(data, dict):
             self.fail("type")
         if not data:
@@ -63,22 +109,71 @@ def clean_prompt(prompt, *, name: str) -> str:
     return prompt
 
 
-class JobOptionsSerializer(serializers.Serializer):
-    """Fields shared by analyze, batch and estimate."""
+class BatchTasksField(serializers.Field):
+    """`tasks` for batch (the seed's analyze_batch_task): [{"task_name", "prompt"}, ...], order kept."""
 
-    transcript = serializers.CharField(trim_whitespace=False, allow_blank=False, required=True,
-                                       error_messages={"blank": "The transcript is empty.",
-                                                       "required": "A transcript is required."})
-    provider = serializers.CharField()
-    model = serializers.CharField(max_length=100)
-    system_prompt = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, default="")
+    default_error_messages = {
+        "type": 'must be a list of objects like {"task_name": "Summary", "prompt": "Summarize the meeting"}',
+    }
+
+    def to_internal_value(self, data):
+        data = form_json(data)
+        if not isinstance(data, list):
+            self.fail("type")
+        if not data:
+            raise serializers.ValidationError("at least one task is required")
+        if len(data) > settings.MAX_TASKS:
+            raise serializers.ValidationError(f"at most {settings.MAX_TASKS} tasks per job (got {len(data)})")
+        tasks: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for item in data:
+            if not isinstance(item, dict) or "task_name" not in item or "prompt" not in item:
+                self.fail("type")
+            name = clean_task_name(item["task_name"])
+            if name in seen:
+                # Results are keyed by task name: a second task of the same name would overwrite the first.
+                raise serializers.ValidationError(f"Task names must be unique within a batch: {name!r} appears twice.")
+            seen.add(name)
+            tasks.append((name, clean_prompt(item["prompt"], name=name)))
+        return tasks
+
+    def to_representation(self, value):
+        return [{"task_name": name, "prompt": prompt} for name, prompt in value]
+
+
+def check_provider(value: str) -> str:
+    value = value.strip().lower()
+    if value not in PROVIDER_NAMES:
+        raise serializers.ValidationError(
+            f"Unknown provider {value!r}; choose one of: {', '.join(PROVIDER_NAMES)}.")
+    if not provider_configured(value):
+        raise serializers.ValidationError(
+            f"{PROVIDER_LABELS[value]} is not configured on this server ({provider_key_setting(value)} is not set).")
+    return value
+
+
+class JobOptionsSerializer(serializers.Serializer):
+    """Fields shared by analyze, batch and estimate: the transcript in any shape, provider, model, options.
+
+    Exactly one of `transcript` (text, SRT or WebVTT; `format` names it, else it is detected),
+    `segments` or `file` (multipart upload: .txt, .srt, .vtt, or .json segments).
+    """
+
+    transcript = serializers.CharField(trim_whitespace=False, allow_blank=True, required=False)
+    format = serializers.ChoiceField(choices=FORMATS, required=False,
+                                     help_text="the transcript's format; detected when absent")
+    segments = SegmentsField(required=False, help_text='[{"speaker"?, "start"?, "end"?, "text"}, ...]')
+    file = serializers.FileField(required=False, allow_empty_file=False,
+                                 help_text="multipart upload: .txt, .srt, .vtt, or .json (a segments list)")
+    provider = serializers.CharField(required=False)
+    model = serializers.CharField(required=False, max_length=100)
+    system_prompt = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     max_output_tokens = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000, allow_null=True)
     temperature = serializers.FloatField(required=False, min_value=0.0, max_value=2.0, allow_null=True)
-
-    def validate_transcript(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("The transcript is empty.")
-        return validate_text(value, field="transcript")
+    max_cost = serializers.DecimalField(
+        required=False, allow_null=True, max_digits=12, decimal_places=6, min_value=0, coerce_to_string=False,
+        help_text="USD. Refused at submit (400) if the job's lowest estimated cost is above it; "
+                  "while running, no further task is started once the job's real cost reaches it.")
 
     def validate_system_prompt(self, value: str) -> str:
         if len(value) > settings.MAX_SYSTEM_PROMPT_CHARS:
@@ -86,26 +181,177 @@ class JobOptionsSerializer(serializers.Serializer):
         return validate_text(value, field="system_prompt")
 
     def validate_provider(self, value: str) -> str:
-        value = value.strip().lower()
-        if value not in PROVIDER_NAMES:
-            raise serializers.ValidationError(
-                f"Unknown provider {value!r}; choose one of: {', '.join(PROVIDER_NAMES)}.")
-        if not provider_configured(value):
-            raise serializers.ValidationError(
-                f"{PROVIDER_LABELS[value]} is not configured on this server ({provider_key_setting(value)} is not set).")
-        return value
+        return check_provider(value)
+
+    def apply_profile(self, attrs: dict) -> dict:
+        """Fill tasks and defaults from a saved profile (AnalyzeSerializer); here, nothing to do."""
+        return attrs
 
     def validate(self, attrs):
-        provider, model = attrs.get("provider"), attrs.get("model")
-        if provider and model:
-            try:
-                attrs["model_info"] = resolve_model(provider, model.strip(), allow_unlisted=settings.ALLOW_UNLISTED_MODELS,
-                                                    context_overrides=context_overrides())
-            except (UnknownModelError, UnknownProviderError) as exc:
-                raise serializers.ValidationError({"model": [str(exc)]}) from None
-            attrs["model"] = model.strip()
+        attrs = self.apply_profile(attrs)
+        attrs.setdefault("system_prompt", "")
+        provider, model = (attrs.get("provider") or "").strip(), (attrs.get("model") or "").strip()
+        missing = {}
+        if not provider:
+            missing["provider"] = [f"A provider is required: one of {', '.join(PROVIDER_NAMES)}."]
+        if not model:
+            missing["model"] = ["A model is required."]
+        if missing:
+            raise serializers.ValidationError(missing)
+        try:
+            # Again here: a profile's default provider did not go through validate_provider.
+            attrs["provider"] = provider = check_provider(provider)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"provider": exc.detail}) from None
+        try:
+            attrs["model_info"] = resolve_model(provider, model, allow_unlisted=settings.ALLOW_UNLISTED_MODELS,
+                                                context_overrides=context_overrides())
+        except (UnknownModelError, UnknownProviderError) as exc:
+            raise serializers.ValidationError({"model": [str(exc)]}) from None
+        attrs["model"] = model
+        self.read_transcript(attrs)
         return attrs
+
+    # --- the transcript, in whichever shape it came ---------------------------------------------
+    def read_transcript(self, attrs: dict) -> None:
+        text = attrs.pop("transcript", None)
+        segments = attrs.pop("segments", None)
+        upload = attrs.pop("file", None)
+        fmt = attrs.pop("format", None)
+        if text is not None and not text.strip() and (segments is not None or upload is not None):
+            text = None  # an empty form field next to the real source
+        given = [name for name, value in (("transcript", text), ("segments", segments), ("file", upload))
+                 if value is not None]
+        if not given:
+            raise serializers.ValidationError({"transcript": [
+                "A transcript is required: send `transcript` (plain text, SRT or WebVTT), `segments`, "
+                "or upload a `file`."]})
+        if len(given) > 1:
+            raise serializers.ValidationError({given[1]: [
+                f"Send the transcript one way only; got {' and '.join(given)}."]})
+        field = given[0]
+        if upload is not None:
+            text, segments, fmt = self._read_upload(upload, fmt)
+        if segments is not None:
+            fmt = SEGMENTS_FORMAT
+            source_chars = sum(len(s.get("text") or "") for s in segments if isinstance(s, dict)
+                               and isinstance(s.get("text"), str))
+        else:
+            source_chars = len(text)
+            if not text.strip():
+                raise serializers.ValidationError({field: ["The transcript is empty."]})
+            if "\x00" in text:
+                raise serializers.ValidationError({field: ["must not contain NUL characters"]})
+            fmt = fmt or detect_format(text)
+        self._check_chars(source_chars)
+        try:
+            if segments is not None:
+                normalized = normalize_transcript(segments=segments)
+            else:
+                normalized = normalize_transcript(text, fmt)
+        except TranscriptError as exc:
+            raise serializers.ValidationError({field: [exc.message]}) from None
+        if not normalized.strip():
+            raise serializers.ValidationError({field: ["The transcript has no text (only timings or markup)."]})
+        self._check_chars(len(normalized))
+        self._check_tokens(normalized, provider=attrs["provider"], model=attrs["model"])
+        attrs["transcript"] = normalized
+        attrs["transcript_format"] = fmt
+
+    @staticmethod
+    def _read_upload(upload, fmt: str | None) -> tuple[str | None, list | None, str | None]:
+        suffix = PurePath(upload.name or "").suffix.lower()
+        if suffix not in UPLOAD_FORMATS:
+            raise serializers.ValidationError({"file": [
+                f"Unsupported file type {suffix or '(no extension)'!r}: upload .txt, .srt, .vtt or .json (segments)."]})
+        if upload.size is not None and upload.size > settings.MAX_REQUEST_BYTES:
+            raise PayloadTooLarge(f"The uploaded file is {upload.size:,} bytes; the limit is "
+                                  f"{settings.MAX_REQUEST_BYTES:,} bytes (MAX_REQUEST_BYTES).")
+        try:
+            raw = upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise serializers.ValidationError({"file": [
+                f"The file is not UTF-8 text (undecodable byte at position {exc.start})."]}) from None
+        if UPLOAD_FORMATS[suffix] == SEGMENTS_FORMAT:
+            try:
+                data = json.loads(raw)
+            except ValueError as exc:
+                raise serializers.ValidationError({"file": [f"The file is not valid JSON: {exc}"]}) from None
+            if isinstance(data, dict) and "segments" in data:
+                data = data["segments"]  # {"segments": [...]}, as some exporters wrap it
+            if not isinstance(data, list):
+                raise serializers.ValidationError({"file": ["A .json file must hold a list of segments "
+                                                            '[{"speaker"?, "start"?, "end"?, "text"}, ...].']})
+            return None, data, SEGMENTS_FORMAT
+        return raw, None, fmt or UPLOAD_FORMATS[suffix]
+
+    @staticmethod
+    def _check_chars(chars: int) -> None:
+        if chars > settings.MAX_TRANSCRIPT_CHARS:
+            raise PayloadTooLarge(f"The transcript is {chars:,} characters long; the limit is "
+                                  f"{settings.MAX_TRANSCRIPT_CHARS:,} (MAX_TRANSCRIPT_CHARS).")
+
+    @staticmethod
+    def _check_tokens(text: str, *, provider: str, model: str) -> None:
+        tokens = count_tokens(text, provider=provider, model=model)
+        if tokens > settings.MAX_TRANSCRIPT_TOKENS:
+            raise PayloadTooLarge(f"The transcript is about {tokens:,} tokens long for {model}; the limit is "
+                                  f"{settings.MAX_TRANSCRIPT_TOKENS:,} tokens (MAX_TRANSCRIPT_TOKENS).")
 
 
 class AnalyzeSerializer(JobOptionsSerializer):
-    tasks = TasksField()
+    """analyze (and estimate): the tasks as {name: prompt}, or the name or id of a saved profile."""
+
+    tasks = TasksField(required=False)
+    profile = serializers.CharField(required=False, max_length=100,
+                                    help_text="a profile's name or id, instead of tasks")
+
+    def apply_profile(self, attrs: dict) -> dict:
+        has_tasks, ref = "tasks" in attrs, (attrs.get("profile") or "").strip()
+        if has_tasks == bool(ref):
+            raise serializers.ValidationError({"tasks": [
+                "Send either `tasks` ({name: prompt}) or `profile` (a profile's name or id), not both."
+                if has_tasks else "Send either `tasks` ({name: prompt}) or `profile` (a profile's name or id)."]})
+        if not ref:
+            return attrs
+        request = self.context.get("request")
+        user = getattr(request, "user", None) or self.context.get("user")
+        profile = profile_lookup(user=user, ref=ref) if user is not None else None
+        if profile is None:
+            raise serializers.ValidationError({"profile": [
+                f"No profile {ref!r}: give the name or id of one of yours or a built-in one (GET /api/v1/profiles)."]})
+        attrs["tasks"] = profile.task_pairs()
+        attrs["profile_name"] = profile.name
+        # The request's provider, model and system prompt override the profile's defaults. The default model
+        # goes with the default provider only: it means nothing to another provider.
+        if not attrs.get("provider"):
+            attrs["provider"] = profile.default_provider
+            if not attrs.get("model"):
+                attrs["model"] = profile.default_model
+        elif not attrs.get("model") and attrs["provider"].strip().lower() == profile.default_provider:
+            attrs["model"] = profile.default_model
+        if attrs.get("system_prompt") is None:
+            attrs["system_prompt"] = profile.system_prompt
+        return attrs
+
+
+class BatchSerializer(JobOptionsSerializer):
+    """batch: the seed's analyze_batch_task shape, tasks as [{"task_name", "prompt"}]."""
+
+    tasks = BatchTasksField()
+
+
+class JobListFilterSerializer(serializers.Serializer):
+    """Query parameters of `GET /api/v1/jobs`; a malformed value is a 400, never silently ignored."""
+
+    status = serializers.ChoiceField(choices=["queued", "started", "finished", "failed", "canceled"], required=False)
+    provider = serializers.ChoiceField(choices=list(PROVIDER_NAMES), required=False)
+    model = serializers.CharField(required=False, max_length=100)
+    created_after = serializers.DateTimeField(required=False, help_text="ISO 8601; jobs created at or after")
+    created_before = serializers.DateTimeField(required=False, help_text="ISO 8601; jobs created before")
+
+    def validate(self, attrs):
+        after, before = attrs.get("created_after"), attrs.get("created_before")
+        if after and before and after >= before:
+            raise serializers.ValidationError({"created_before": ["must be later than created_after"]})
+        return attrs

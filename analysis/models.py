@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class AnalysisProfile(models.Model):
+    """A saved set of questions for one kind of transcript ("meeting-notes", "lecture", ...).
+
+    `owner` None means built in: visible to every user, changed by staff only.
+    `tasks` is an ordered list of {"name", "prompt"} (a JSON list, not an object,
+    because the order is the order of the results).
+    """
+
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, default="")
+    system_prompt = models.TextField(blank=True, default="")
+    tasks = models.JSONField(default=list)
+    default_provider = models.CharField(max_length=20, blank=True, default="")
+    default_model = models.CharField(max_length=100, blank=True, default="")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
+                              related_name="analysis_profiles")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="unique_profile_name_per_owner"),
+            # NULLs are distinct in a unique constraint: built-ins need their own.
+            models.UniqueConstraint(fields=["name"], condition=models.Q(owner__isnull=True),
+                                    name="unique_builtin_profile_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (built in)" if self.is_builtin else f"{self.name} ({self.owner})"
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.owner_id is None
+
+    def task_pairs(self) -> list[tuple[str, str]]:
+        return [(task["name"], task["prompt"]) for task in self.tasks]
