@@ -25,6 +25,9 @@ class User(AbstractUser):
     # None: the plan's default budget applies (settings.PLAN_MONTHLY_BUDGETS).
     monthly_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     webhook_secret = models.CharField(max_length=80, default=new_webhook_secret)
+    # Exempt from the API throttles and the monthly spending limit (benchmarks, internal
+    # tools). A job's own `max_cost` still applies.
+    unlimited = models.BooleanField(default=False)
 
     @property
     def is_pro(self) -> bool:

@@ -5,6 +5,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 from decimal import Decimal
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import ApiToken, SpendEntry, User, new_webhook_secret
+from scriptripper.errors import BudgetExceeded
 
 TOKEN_PREFIX_LEN = 8
 TOKEN_BRAND = "sr_"
@@ -63,7 +65,7 @@ def api_token_revoke(*, token: ApiToken) -> None:
 
 
 def user_upsert(*, username: str, plan: str | None = None, is_staff: bool | None = None,
-                monthly_budget: Decimal | None = None) -> tuple[User, bool]:
+                monthly_budget: Decimal | None = None, unlimited: bool | None = None) -> tuple[User, bool]:
     with transaction.atomic():
         user, created = User.objects.select_for_update().get_or_create(username=username)
         changed: list[str] = []
@@ -76,6 +78,9 @@ def user_upsert(*, username: str, plan: str | None = None, is_staff: bool | None
         if monthly_budget is not None and user.monthly_budget != monthly_budget:
             user.monthly_budget = monthly_budget
             changed.append("monthly_budget")
+        if unlimited is not None and user.unlimited != unlimited:
+            user.unlimited = unlimited
+            changed.append("unlimited")
         if created:
             user.set_unusable_password()
             user.save()
@@ -109,7 +114,67 @@ def spend_this_month(*, user: User) -> Decimal:
 
 def monthly_budget_of(user: User) -> Decimal | None:
     """The user's monthly limit in USD, or None for no limit."""
+    if user.unlimited:
+        return None
     if user.monthly_budget is not None:
         return user.monthly_budget
     default = settings.PLAN_MONTHLY_BUDGETS.get(user.plan)
     return None if default is None else Decimal(str(default))
+
+
+def next_month_start(now: datetime | None = None) -> datetime:
+    start = month_start(now)
+    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+
+
+CENT = Decimal("0.01")
+MONEY = Decimal("0.00000001")
+
+
+class SpendSummary(TypedDict):
+    spent_this_month: Decimal
+    monthly_budget: Decimal | None  # None: no limit
+    remaining: Decimal | None  # None: no limit; never negative
+    period_start: datetime
+    resets_at: datetime
+
+
+def spend_summary(user: User) -> SpendSummary:
+    """This month's spend and what is left of the budget (for the account endpoint and the admin)."""
+    spent = spend_this_month(user=user)
+    budget = monthly_budget_of(user)
+    return SpendSummary(
+        spent_this_month=spent.quantize(MONEY),
+        monthly_budget=budget,
+        remaining=None if budget is None else max(budget - spent, Decimal("0")).quantize(MONEY),
+        period_start=month_start(),
+        resets_at=next_month_start(),
+    )
+
+
+def spend_check(*, user: User, cost_high: Decimal) -> None:
+    """Refuse (402) work whose highest possible cost would take the user past the monthly budget.
+
+    Only real spend is counted, not the estimates of jobs still queued: the worker checks
+    the budget again before every task (jobs.tasks), so concurrent submissions can overrun
+    the limit by at most the tasks already on the wire when it is reached.
+    """
+    budget = monthly_budget_of(user)
+    if budget is None:
+        return
+    spent = spend_this_month(user=user)
+    if spent + cost_high > budget:
+        left = max(budget - spent, Decimal("0"))
+        raise BudgetExceeded(
+            f"This job could cost up to ${cost_high.quantize(CENT, rounding='ROUND_UP')}, but only "
+            f"${left.quantize(CENT, rounding='ROUND_DOWN')} of your monthly budget of ${budget.quantize(CENT)} is left "
+            f"(spent ${spent.quantize(CENT)} this month; the budget resets on {next_month_start():%Y-%m-%d}).")
+
+
+def budget_reached(*, user_id: int) -> bool:
+    """True once a user's real spend this month has reached the budget (the worker stops starting tasks)."""
+    user = User.objects.filter(pk=user_id).first()
+    if user is None:
+        return True
+    budget = monthly_budget_of(user)
+    return budget is not None and spend_this_month(user=user) >= budget

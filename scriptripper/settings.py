@@ -89,6 +89,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: an oversized API body is refused (413) before anything reads it.
+    "scriptripper.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves admin and Swagger UI assets from the app itself (works offline, under gunicorn).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -227,12 +229,49 @@ WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["scriptripper.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.ApiRateThrottle", "accounts.throttling.SubmitRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "scriptripper.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
+# --- Throttling ---------------------------------------------------------------------
+_RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
+                 "d": 86400, "day": 86400}
+
+
+def env_rate(name: str, default: str) -> tuple[int, int] | None:
+    """A request rate "N/period" (period: s, min, hour, day) as (N, seconds); "none": no limit."""
+    raw = env.str(name, default=default).strip().lower()
+    if raw in {"none", "off", "0"}:
+        return None
+    count, _, period = raw.partition("/")
+    try:
+        limit = int(count)
+    except ValueError:
+        limit = 0
+    if limit < 1 or period not in _RATE_PERIODS:
+        raise ImproperlyConfigured(f"{name} must look like 60/min (s, min, hour, day) or none, got {raw!r}")
+    return limit, _RATE_PERIODS[period]
+
+
+# Per user and plan; counted in Redis (CACHES below) so all API processes share the counts.
+# "submit": job submissions (analyze, batch); "api": every authenticated API request.
+THROTTLE_RATES = {
+    "free": {"submit": env_rate("FREE_SUBMIT_RATE", "20/min"), "api": env_rate("FREE_API_RATE", "600/min")},
+    "pro": {"submit": env_rate("PRO_SUBMIT_RATE", "120/min"), "api": env_rate("PRO_API_RATE", "3000/min")},
+}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "sr-cache",
+        # Fail fast: the throttles let requests through when Redis does not answer.
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "ScriptRipper API",
     "DESCRIPTION": "Analyze transcripts with LLMs, in the background.",
@@ -271,4 +310,8 @@ LOGGING = {
         "httpx2": {"level": "WARNING"},
         "rq.worker": {"level": LOG_LEVEL},
     },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "scriptripper.schema.add_standard_error_responses",
+    ],
 }

@@ -17,6 +17,9 @@ for key in ("GEMINI_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
 os.environ.setdefault("PROVIDER_RETRY_BASE_DELAY", "0.05")
 os.environ.setdefault("PROVIDER_RETRY_MAX_DELAY", "0.5")
 os.environ.setdefault("JOB_HEARTBEAT_SECONDS", "0.5")
+# Throttles out of the way of tests that submit many jobs; tests/accounts/test_throttling.py sets its own rates.
+for key in ("FREE_SUBMIT_RATE", "PRO_SUBMIT_RATE", "FREE_API_RATE", "PRO_API_RATE"):
+    os.environ.setdefault(key, "10000/min")
 
 from scriptripper.settings import *  # noqa: E402,F401,F403
 from scriptripper.settings import DATABASES  # noqa: E402

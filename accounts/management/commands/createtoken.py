@@ -26,14 +26,17 @@ class Command(BaseCommand):
         parser.add_argument("--plan", choices=[p.value for p in User.Plan])
         parser.add_argument("--staff", action="store_true", help="make the user staff (admin, queue dashboard)")
         parser.add_argument("--monthly-budget", type=_budget, help="monthly spending limit in USD")
+        parser.add_argument("--unlimited", action="store_true",
+                            help="exempt from the API throttles and the monthly spending limit (benchmarks)")
         parser.add_argument("--name", default="createtoken", help="a label for the token")
 
     def handle(self, *args, username: str, plan: str | None, staff: bool, monthly_budget: Decimal | None,
-               name: str, **options):
+               unlimited: bool, name: str, **options):
         user, created = user_upsert(username=username, plan=plan, is_staff=True if staff else None,
-                                    monthly_budget=monthly_budget)
+                                    monthly_budget=monthly_budget, unlimited=True if unlimited else None)
         created_token = api_token_create(user=user, name=name)
         verb = "Created" if created else "Updated"
-        self.stdout.write(f"{verb} user {user.username} (plan {user.plan}{', staff' if user.is_staff else ''}).")
+        flags = (", staff" if user.is_staff else "") + (", unlimited" if user.unlimited else "")
+        self.stdout.write(f"{verb} user {user.username} (plan {user.plan}{flags}).")
         self.stdout.write("New API token (shown once; send it as 'Authorization: Bearer <token>'):")
         self.stdout.write(created_token.secret)
