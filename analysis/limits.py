@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 from redis import Redis
 
+from analysis.providers.base import RATE_LIMIT, ProviderError
+
 # KEYS[1] in-flight zset, KEYS[2] per-minute zset; ARGV now, lease_s, max_in_flight, per_minute, member
 _ACQUIRE = """
 local now = tonumber(ARGV[1])
@@ -58,8 +60,12 @@ class ProviderLimiter:
         return self.max_in_flight > 0 or self.per_minute > 0
 
     @contextmanager
-    def slot(self, provider: str) -> Iterator[float]:
-        """Hold one request slot for `provider`; yields the seconds spent waiting."""
+    def slot(self, provider: str, *, deadline: float | None = None) -> Iterator[float]:
+        """Hold one request slot for `provider`; yields the seconds spent waiting.
+
+        Waiting is not an error: only a wait that reaches `deadline` (a time.monotonic() value, the
+        task's) raises, as a retryable rate-limit ProviderError, which the retry loop then reports.
+        """
         if not self.enabled:
             yield 0.0
             return
@@ -67,11 +73,20 @@ class ProviderLimiter:
         keys = [f"{self.prefix}:{provider}:inflight", f"{self.prefix}:{provider}:minute"]
         waited_from = time.monotonic()
         while True:
+            # Redis time is not used: the scores only need to agree between the workers, whose
+            # clocks NTP keeps within milliseconds, far below the lease and the minute window.
             ok, wait = self._acquire(keys=keys, args=[time.time(), self.lease_seconds, self.max_in_flight,
                                                       self.per_minute, member])
             if int(ok) == 1:
                 break
-            time.sleep(min(max(float(wait), 0.02), 1.0))
+            pause = min(max(float(wait), 0.02), 1.0)
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                waited = time.monotonic() - waited_from
+                raise ProviderError(provider, RATE_LIMIT,
+                                    f"no free {provider} request slot after waiting {waited:.0f} s "
+                                    f"(PROVIDER_MAX_IN_FLIGHT={self.max_in_flight}, "
+                                    f"PROVIDER_MAX_PER_MINUTE={self.per_minute})")
+            time.sleep(pause)
         try:
             yield time.monotonic() - waited_from
         finally:

@@ -1,10 +1,16 @@
 """The one retry loop for provider calls.
 
-The SDKs' own retries are off (max_retries=0), so every try is counted here and
-the total wait is bounded in one place. Retried: 429, 5xx, timeouts, dropped
-connections, malformed bodies; never 400/401/403/404 or an exhausted quota.
-The wait is exponential with full jitter, but never shorter than what the
-provider asked for (Retry-After, retry-after-ms, Gemini's retryDelay).
+The SDKs' own retries are off (max_retries=0; google-genai gets no retry
+options), so every try is counted here and the total wait is bounded in one
+place. Retried: 429, 5xx (529 included), timeouts, dropped connections,
+malformed bodies; never 400/401/403/404 nor an exhausted quota or credit (the
+provider modules classify those as non-retryable kinds).
+
+The wait is exponential with "equal jitter", but never shorter than what the
+provider asked for (Retry-After, retry-after-ms, Gemini's RetryInfo.retryDelay).
+A deadline bounds the whole task: no wait is started that would end after it,
+and no try is started after it, so a task takes at most its deadline plus one
+request timeout (the last try in flight).
 """
 
 from __future__ import annotations
@@ -14,15 +20,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from analysis.providers.base import RATE_LIMIT, Completion, ProviderError
+from analysis.providers.base import CONNECTION, MALFORMED, RATE_LIMIT, SERVER, TIMEOUT, Completion, ProviderError
+
+# How a failure kind reads in "OpenAI rate limit: gave up after 6 attempts over 94 s".
+_GAVE_UP_WHAT = {
+    RATE_LIMIT: "rate limit",
+    SERVER: "server error",
+    TIMEOUT: "timeout",
+    CONNECTION: "connection failure",
+    MALFORMED: "malformed response",
+}
+_LABELS = {"gemini": "Gemini", "openai": "OpenAI", "anthropic": "Anthropic"}
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_tries: int = 6
+    max_tries: int = 6  # tries of one provider call, the first included
     base_delay: float = 1.0
-    max_delay: float = 60.0
-    max_total: float = 600.0  # seconds, for one call including its waits
+    max_delay: float = 60.0  # cap of our own backoff (a provider's Retry-After may ask for more)
+    max_total: float = 600.0  # seconds a task may spend on its calls, waits included
 
 
 class CallFailed(Exception):
@@ -32,10 +48,13 @@ class CallFailed(Exception):
         self.error = error
         self.tries = tries
         self.elapsed = elapsed
+        self.gave_up = gave_up
         if gave_up:
-            what = "rate limit" if error.kind == RATE_LIMIT else error.kind.replace("_", " ")
-            label = error.message.split(" ", 1)[0]
-            message = f"{label} {what}: gave up after {tries} attempts over {elapsed:.0f} s ({error.message})"
+            label = _LABELS.get(error.provider, error.provider)
+            what = _GAVE_UP_WHAT.get(error.kind, error.kind.replace("_", " "))
+            attempts = "1 attempt" if tries == 1 else f"{tries} attempts"
+            message = (f"{label} {what}: gave up after {attempts} over {elapsed:.0f} s "
+                       f"(last error: {error.message})")
         else:
             message = error.message
         super().__init__(message)
@@ -49,7 +68,7 @@ class CallResult:
 
 
 def backoff_delay(attempt: int, policy: RetryPolicy, asked: float | None, rng: random.Random | None = None) -> float:
-    """Delay before try `attempt + 1` (attempt counts from 1)."""
+    """Delay before try `attempt + 1` (attempt counts from 1): at least what the provider asked."""
     rng = rng or random
     ceiling = min(policy.max_delay, policy.base_delay * (2 ** (attempt - 1)))
     delay = rng.uniform(ceiling / 2, ceiling)  # "equal jitter": spread out, never near zero
@@ -62,10 +81,17 @@ def call_with_retries(
     call: Callable[[], Completion],
     *,
     policy: RetryPolicy,
+    deadline: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
     on_try: Callable[[int, ProviderError | None], None] | None = None,
 ) -> CallResult:
+    """Run `call` until it succeeds, fails for good, runs out of tries or would pass `deadline`.
+
+    `deadline` is a time.monotonic() value (the task's); without one, policy.max_total from now.
+    """
     started = time.monotonic()
+    if deadline is None:
+        deadline = started + policy.max_total
     attempt = 0
     while True:
         attempt += 1
@@ -74,13 +100,15 @@ def call_with_retries(
         except ProviderError as error:
             if on_try:
                 on_try(attempt, error)
-            elapsed = time.monotonic() - started
+            now = time.monotonic()
+            elapsed = now - started
             if not error.retryable:
                 raise CallFailed(error, tries=attempt, elapsed=elapsed, gave_up=False) from error
             if attempt >= policy.max_tries:
                 raise CallFailed(error, tries=attempt, elapsed=elapsed, gave_up=True) from error
             delay = backoff_delay(attempt, policy, error.retry_after)
-            if elapsed + delay > policy.max_total:
+            if now + delay >= deadline:
+                # Waiting less than the provider asked would only earn another 429; give up instead.
                 raise CallFailed(error, tries=attempt, elapsed=elapsed, gave_up=True) from error
             sleep(delay)
             continue

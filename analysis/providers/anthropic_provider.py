@@ -63,9 +63,15 @@ class AnthropicProvider:
         body = exc.body if isinstance(exc.body, dict) else {}
         error = body.get("error", {}) if isinstance(body, dict) else {}
         err_type = (error or {}).get("type") or ""
+        details = (error or {}).get("details") if isinstance((error or {}).get("details"), dict) else {}
+        # anthropic 2.x: the stable cause is error.details.error_code (a spend limit arrives as a 429
+        # rate_limit_error whose error_code says enforced_spend_limit_reached): no wait fixes it.
+        error_code = getattr(exc, "error_code", None) or details.get("error_code") or ""
         message = (error or {}).get("message") or str(exc)
+        lowered = message.lower()
         kind = status_kind(status)
-        if err_type in _SPEND_LIMIT_TYPES or (status == 400 and "credit balance" in message.lower()):
+        if (err_type in _SPEND_LIMIT_TYPES or error_code in _SPEND_LIMIT_TYPES or error_code.endswith("spend_limit_reached")
+                or (status == 400 and ("credit balance" in lowered or "usage limits" in lowered))):
             kind = QUOTA
         elif status == 400 and "prompt is too long" in message.lower():
             kind = CONTEXT_LENGTH

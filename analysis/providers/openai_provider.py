@@ -9,6 +9,14 @@ from analysis.providers.base import (
 )
 
 
+# 429s that no amount of waiting fixes: no credit, or a spend/usage limit reached. OpenAI gives them all
+# error.type "insufficient_quota"; the codes are matched too for OpenAI-compatible proxies that copy only those.
+_NO_CREDIT_CODES = frozenset({
+    "insufficient_quota", "billing_hard_limit_reached", "credit_balance_exhausted",
+    "organization_spend_limit_exceeded", "project_spend_limit_exceeded", "organization_usage_limit_exceeded",
+})
+
+
 class OpenAIProvider:
     name = "openai"
     label = "OpenAI"
@@ -64,10 +72,12 @@ class OpenAIProvider:
         body = exc.body if isinstance(exc.body, dict) else {}
         error = body.get("error", body) if isinstance(body, dict) else {}
         code = (error or {}).get("code") or ""
+        err_type = (error or {}).get("type") or ""
         message = (error or {}).get("message") or str(exc)
         kind = status_kind(status)
-        if code == "insufficient_quota":
-            # A 429 that no amount of waiting fixes: the account has no credit.
+        if err_type == "insufficient_quota" or code in _NO_CREDIT_CODES:
+            # A 429 that no amount of waiting fixes: no credit, or a spend/usage limit
+            # (organization_spend_limit_exceeded & co. share type insufficient_quota).
             kind = QUOTA
         elif code == "context_length_exceeded":
             kind = CONTEXT_LENGTH

@@ -1,0 +1,149 @@
+"""The one retry loop, through the real SDKs against the emulator's injected faults.
+
+Every fault kind a provider sends ends with the right outcome and the number of
+tries recorded; what cannot be fixed by waiting fails fast with one try and a
+clear message; a provider's requested wait is honoured.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from analysis.tasks import analyze_transcript_task
+from emulator.server import faults
+
+PROVIDERS = [("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5"), ("gemini", "gemini-2.5-flash")]
+LABELS = {"openai": "OpenAI", "anthropic": "Anthropic", "gemini": "Gemini"}
+TEXT = "Alice: We ship on Friday.\nBob: Then the demo is on Monday."
+
+
+def rate_limit_without_delay(provider: str, times: int) -> dict:
+    """A 429 that names no wait: no Retry-After header and, for Gemini, no RetryInfo in the body."""
+    if provider == "gemini":
+        return faults.status(429, "gemini", times=times, body={"error": {
+            "code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED"}})
+    return faults.rate_limit(provider, times=times)
+
+
+def run_one(provider: str, model: str) -> tuple[dict, dict]:
+    """One task through the analysis function; (result document, that task's metadata)."""
+    result = analyze_transcript_task(TEXT, provider, model, "", {"summary": "Provide a brief summary"})
+    return result, result["metadata"]["tasks"]["summary"]
+
+
+def request_times(emulator, provider: str) -> list[float]:
+    return [r["time"] for r in emulator.requests(provider)]
+
+
+@pytest.mark.parametrize("provider,model", PROVIDERS)
+@pytest.mark.parametrize("fault", [
+    pytest.param(lambda p: rate_limit_without_delay(p, times=2), id="429-no-retry-after"),
+    pytest.param(lambda p: faults.server_error(p, status=500, times=2), id="500"),
+    pytest.param(lambda p: faults.overloaded(p, times=2), id="503-or-529"),
+    pytest.param(lambda p: faults.drop(p, times=2), id="dropped-connection"),
+    pytest.param(lambda p: faults.malformed(p, times=2), id="malformed-body"),
+])
+def test_transient_faults_are_retried_and_counted(emulator, provider, model, fault):
+    emulator.add_faults(fault(provider))
+    result, task = run_one(provider, model)
+    assert result["errors"] == {}
+    assert "Provide a brief summary" in result["results"]["summary"]
+    assert task["tries"] == 3 and task["calls"] == 1
+    assert len(emulator.requests(provider)) == 3  # our loop only: the SDKs retried nothing on their own
+
+
+@pytest.mark.parametrize("provider,model", PROVIDERS)
+def test_retry_after_is_waited_for_at_least_as_long_as_asked(emulator, provider, model):
+    # Gemini says it in the body (RetryInfo.retryDelay "0.6s"), the others in the Retry-After header.
+    emulator.add_faults(faults.rate_limit(provider, retry_after=0.6, times=1))
+    result, task = run_one(provider, model)
+    assert result["errors"] == {} and task["tries"] == 2
+    first, second = request_times(emulator, provider)
+    assert second - first >= 0.6  # our own backoff (0.05 s in tests) would have been much shorter
+
+
+@pytest.mark.parametrize("provider,model", [("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5")])
+def test_retry_after_ms_is_honoured(emulator, provider, model):
+    emulator.add_faults(faults.status(429, provider, retry_after_ms=500, times=1))
+    result, task = run_one(provider, model)
+    assert task["tries"] == 2
+    first, second = request_times(emulator, provider)
+    assert second - first >= 0.5
+
+
+@pytest.mark.parametrize("provider,model", PROVIDERS)
+def test_a_request_that_takes_too_long_times_out_and_is_retried(emulator, settings, provider, model):
+    settings.PROVIDER_REQUEST_TIMEOUT = 0.4
+    emulator.add_faults(faults.delay(1.5, provider, times=1))
+    started = time.monotonic()
+    result, task = run_one(provider, model)
+    assert result["errors"] == {} and task["tries"] == 2
+    assert time.monotonic() - started < 1.4  # the slow answer was not waited for
+
+
+@pytest.mark.parametrize("provider,model,fault,message", [
+    ("openai", "gpt-4o-mini", faults.status(401, "openai"), "OpenAI rejected the API key (401)"),
+    ("anthropic", "claude-haiku-4-5", faults.status(401, "anthropic"), "Anthropic rejected the API key (401)"),
+    ("gemini", "gemini-2.5-flash", faults.status(401, "gemini"), "Gemini rejected the API key (401)"),
+    ("openai", "gpt-4o-mini", faults.status(400, "openai"), "OpenAI error 400"),
+    ("anthropic", "claude-haiku-4-5", faults.status(403, "anthropic"), "Anthropic refused access (403)"),
+    ("gemini", "gemini-2.5-flash", faults.status(404, "gemini"), "Gemini error 404"),
+    ("openai", "gpt-4o-mini", faults.insufficient_quota("openai"), "OpenAI account is out of quota or credit (429)"),
+    ("openai", "gpt-4o-mini", faults.spend_limit("openai"), "OpenAI account is out of quota or credit (429)"),
+    ("anthropic", "claude-haiku-4-5", faults.insufficient_quota("anthropic"),
+     "Anthropic account is out of quota or credit (400)"),
+    ("anthropic", "claude-haiku-4-5", faults.spend_limit("anthropic"),
+     "Anthropic account is out of quota or credit (429)"),
+    ("anthropic", "claude-haiku-4-5", faults.status(402, "anthropic"), "Anthropic account is out of quota or credit (402)"),
+    ("gemini", "gemini-2.5-flash", faults.insufficient_quota("gemini"), "Gemini account is out of quota or credit (429)"),
+])
+def test_what_waiting_cannot_fix_fails_fast_with_one_try(emulator, provider, model, fault, message):
+    emulator.add_faults({**fault, "times": -1})
+    started = time.monotonic()
+    result, task = run_one(provider, model)
+    assert result["results"] == {}
+    assert result["errors"]["summary"].startswith(message), result["errors"]
+    assert task["tries"] == 1 and task["calls"] == 0
+    assert len(emulator.requests(provider)) == 1
+    assert time.monotonic() - started < 1.0
+
+
+def test_gemini_per_minute_quota_is_a_rate_limit_and_retried(emulator):
+    emulator.add_faults(faults.status(429, "gemini", code="per_minute", retry_after=0.2, times=1))
+    result, task = run_one("gemini", "gemini-2.5-flash")
+    assert result["errors"] == {} and task["tries"] == 2
+
+
+@pytest.mark.parametrize("provider,model", PROVIDERS)
+def test_giving_up_says_who_what_how_many_times_and_how_long(emulator, settings, provider, model):
+    settings.PROVIDER_MAX_TRIES = 4
+    emulator.add_faults(rate_limit_without_delay(provider, times=-1))
+    result, task = run_one(provider, model)
+    error = result["errors"]["summary"]
+    assert error.startswith(f"{LABELS[provider]} rate limit: gave up after 4 attempts over 0 s (last error: "), error
+    assert task["tries"] == 4 and len(emulator.requests(provider)) == 4
+
+
+def test_a_wait_longer_than_the_task_may_take_gives_up_at_once(emulator, settings):
+    """Retry-After beyond the task's time bound: waiting less would only earn another 429."""
+    settings.PROVIDER_RETRY_MAX_TOTAL = 2.0
+    emulator.add_faults(faults.rate_limit("openai", retry_after=30, times=-1))
+    started = time.monotonic()
+    result, task = run_one("openai", "gpt-4o-mini")
+    assert time.monotonic() - started < 1.0
+    assert task["tries"] == 1
+    assert result["errors"]["summary"].startswith("OpenAI rate limit: gave up after 1 attempt over 0 s")
+
+
+def test_the_task_time_is_bounded_across_retries(emulator, settings):
+    settings.PROVIDER_RETRY_MAX_TOTAL = 1.5
+    settings.PROVIDER_MAX_TRIES = 100
+    emulator.add_faults(faults.server_error("anthropic", status=503, times=-1))
+    started = time.monotonic()
+    result, task = run_one("anthropic", "claude-haiku-4-5")
+    elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 2.5
+    assert "Anthropic server error: gave up after" in result["errors"]["summary"]
+    assert task["tries"] == len(emulator.requests("anthropic")) > 3
