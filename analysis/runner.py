@@ -13,6 +13,7 @@ model can read is split on speaker turns and each task runs map-reduce.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from analysis.limits import ProviderLimiter
 from analysis.pricing import cost_of
 from analysis.providers.base import Completion, GenerationParams, Prompt, Provider, ProviderError
 from analysis.retry import CallFailed, RetryPolicy, call_with_retries
-from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, count_tokens
+from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens
 from analysis.usage import Usage
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,9 @@ class RunConfig:
     temperature: float | None = None
     context_limit: int | None = None  # effective context (catalogue, MAX_PROMPT_TOKENS, overrides)
     concurrency: int = 8
+    # Map calls of one chunked task in parallel (CHUNK_CONCURRENCY): all chunks in one round keeps a long
+    # transcript at about two calls' latency (map, then reduce); the provider limiter bounds the total.
+    chunk_concurrency: int = 16
     overlap_tokens: int = 200
     default_max_output_tokens: int = 8192
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -100,10 +104,15 @@ class RunHooks:
 
 
 class _TaskState:
-    """Figures accumulated over the calls of one task (map, reduce and retries)."""
+    """Figures accumulated over the calls of one task (map, reduce and retries).
 
-    def __init__(self, name: str) -> None:
+    Map calls of a chunked task run in parallel threads: every update goes through the lock.
+    """
+
+    def __init__(self, name: str, deadline: float) -> None:
         self.name = name
+        self.deadline = deadline  # time.monotonic() after which no try or wait starts
+        self.lock = threading.Lock()
         self.usage = Usage()
         self.cost = Decimal("0")
         self.tries = 0
@@ -112,9 +121,31 @@ class _TaskState:
         self.finish_reasons: list[str] = []
 
 
+# The <partial_answer part="N"> wrapper and separator around each partial answer in a reduce request
+# (about 12 tokens at 4 characters a token; the rest is margin).
+PARTIAL_WRAPPER_TOKENS = 20
+
+
 def output_limit(config: RunConfig) -> int:
-    """The output limit sent with every call: the job's, else the default, never above the model's."""
-    return min(config.max_output_tokens or config.default_max_output_tokens, config.model.max_output_tokens)
+    """The output limit sent with every call: the job's, else the default, never above the model's.
+
+    The output limit is reserved out of the context (a model's context holds prompt and answer). Without
+    a limit given on the job, a small context (a local model, MODEL_CONTEXT_OVERRIDES, MAX_PROMPT_TOKENS)
+    reserves at most a quarter of itself: 8,192 of a 16,000-token context would halve every chunk for an
+    output that is rarely that long.
+    """
+    limit = min(config.max_output_tokens or config.default_max_output_tokens, config.model.max_output_tokens)
+    if not config.max_output_tokens:
+        context = config.context_limit or config.model.context_window
+        limit = min(limit, max(256, context // 4))
+    return limit
+
+
+def reduce_budget(config: RunConfig, spec: TaskSpec, count: Callable[[str], int]) -> int:
+    """Tokens left for the wrapped partial answers in one reduce request of this task."""
+    empty = prompts.reduce_prompt(system_prompt=config.system_prompt, partials=[], instruction=spec.prompt)
+    context = config.context_limit or config.model.context_window
+    return context - output_limit(config) - prompt_tokens(empty, count)
 
 
 def prompt_tokens(prompt: Prompt, count: Callable[[str], int]) -> int:
@@ -152,16 +183,23 @@ class Runner:
                                        reasoning_model=info.reasoning_model)
 
     def count(self, text: str) -> int:
-        return count_tokens(text, provider=self.config.provider, model=self.config.model.name)
+        # Never below chars/4, even where the real encoding counts fewer (OpenAI): see tokens.context_tokens.
+        return context_tokens(text, provider=self.config.provider, model=self.config.model.name)
 
     # --- one provider call ------------------------------------------------------------
     def _call(self, state: _TaskState, prompt: Prompt) -> Completion:
+        # The last line of defence: whatever the planning above did, no request over the context is sent.
+        tokens = prompt_tokens(prompt, self.count)
+        if tokens + self.max_output > self.context:
+            raise ProviderError(self.config.provider, "context_length",
+                                f"A request of {tokens} tokens plus {self.max_output} for the answer would exceed "
+                                f"{self.config.model.name}'s context of {self.context} tokens")
         def attempt() -> Completion:
             if self.hooks.on_call:
                 self.hooks.on_call(state.name, "start")
             try:
                 if self.limiter is not None:
-                    with self.limiter.slot(self.config.provider):
+                    with self.limiter.slot(self.config.provider, deadline=state.deadline):
                         return self.provider.complete(model=self.config.model.name, prompt=prompt, params=self.params)
                 return self.provider.complete(model=self.config.model.name, prompt=prompt, params=self.params)
             finally:
@@ -169,20 +207,23 @@ class Runner:
                     self.hooks.on_call(state.name, "end")
 
         try:
-            result = call_with_retries(attempt, policy=self.config.policy)
+            result = call_with_retries(attempt, policy=self.config.policy, deadline=state.deadline)
         except CallFailed as failed:
-            state.tries += failed.tries
+            with state.lock:
+                state.tries += failed.tries
             raise
-        state.tries += result.tries
-        state.calls += 1
         completion = result.completion
-        # Every successful call is billed, whatever its finish state.
-        state.usage = state.usage + completion.usage
-        state.cost += cost_of(self.config.model, completion.usage)
-        if completion.truncated:
-            state.truncated = True
-        if completion.finish_reason:
-            state.finish_reasons.append(completion.finish_reason)
+        cost = cost_of(self.config.model, completion.usage)
+        with state.lock:
+            state.tries += result.tries
+            state.calls += 1
+            # Every successful call is billed, whatever its finish state (truncated and blocked ones too).
+            state.usage = state.usage + completion.usage
+            state.cost += cost
+            if completion.truncated:
+                state.truncated = True
+            if completion.finish_reason:
+                state.finish_reasons.append(completion.finish_reason)
         if completion.blocked:
             raise ProviderError(self.config.provider, "blocked",
                                 f"{self.provider.label} blocked the answer ({completion.finish_reason or 'no reason given'})")
@@ -194,8 +235,9 @@ class Runner:
         return prompt_budget(self.config, spec, self.count)
 
     def run_task(self, spec: TaskSpec, transcript: str, transcript_tokens: int) -> TaskOutcome:
-        state = _TaskState(spec.name)
         started = time.monotonic()
+        # One deadline for the whole task (all its calls, retries and waits): PROVIDER_RETRY_MAX_TOTAL.
+        state = _TaskState(spec.name, deadline=started + self.config.policy.max_total)
         outcome = TaskOutcome(name=spec.name)
         try:
             budget = self.prompt_budget(spec)
@@ -225,32 +267,38 @@ class Runner:
         return outcome
 
     def _map_reduce(self, state: _TaskState, spec: TaskSpec, transcript: str, budget: int) -> tuple[str, int]:
+        """Map: every chunk answered at once. Reduce: the partial answers merged, level by level while
+        they do not fit one request. Returns (answer, number of chunks)."""
+        system = self.config.system_prompt
         chunks = split_transcript(transcript, max_tokens=budget, count=self.count,
                                   overlap_tokens=min(self.config.overlap_tokens, budget // 10))
-        with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(chunks))) as pool:
+        if len(chunks) == 1:
+            # Only the <transcript> wrapper, counted twice in the plan, tipped it over: its text fits.
+            return self._call(state, prompts.task_prompt(system_prompt=system, transcript=chunks[0],
+                                                         instruction=spec.prompt)).text, 1
+        workers = max(1, min(self.config.chunk_concurrency, len(chunks)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             partials = list(pool.map(
                 lambda item: self._call(state, prompts.map_prompt(
-                    system_prompt=self.config.system_prompt, chunk=item[1], instruction=spec.prompt,
+                    system_prompt=system, chunk=item[1], instruction=spec.prompt,
                     part=item[0], parts=len(chunks))).text,
                 enumerate(chunks, 1),
             ))
-        # Reduce, hierarchically while the partial answers do not fit in one request.
-        reduce_overhead = self.count(prompts.reduce_prompt(system_prompt=self.config.system_prompt, partials=[""],
-                                                           instruction=spec.prompt).document) + 50
-        reduce_budget = budget - reduce_overhead
+        room = reduce_budget(self.config, spec, self.count)
         while True:
-            groups = group_partials(partials, max_tokens=reduce_budget, count=self.count)
-            if len(groups) >= len(partials) and len(partials) > 1:
-                # Each answer alone fills a request: merging cannot shrink them further.
-                raise ProviderError(self.config.provider, "context_length",
-                                    "The partial answers are too long to merge within the model's context")
+            groups = group_partials(partials, max_tokens=room, count=self.count)
             if len(groups) == 1:
-                return self._call(state, prompts.reduce_prompt(system_prompt=self.config.system_prompt,
-                                                               partials=partials, instruction=spec.prompt)).text, len(chunks)
-            with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(groups))) as pool:
+                return self._call(state, prompts.reduce_prompt(system_prompt=system, partials=groups[0],
+                                                               instruction=spec.prompt)).text, len(chunks)
+            if len(groups) >= len(partials):
+                # No two answers fit one request together: another level would not shrink them.
+                raise ProviderError(self.config.provider, "context_length",
+                                    f"The partial answers are too long to merge within {self.config.model.name}'s "
+                                    f"context of {self.context} tokens; set a lower max_output_tokens")
+            with ThreadPoolExecutor(max_workers=max(1, min(self.config.chunk_concurrency, len(groups)))) as pool:
                 partials = list(pool.map(
                     lambda group: self._call(state, prompts.reduce_prompt(
-                        system_prompt=self.config.system_prompt, partials=group, instruction=spec.prompt)).text,
+                        system_prompt=system, partials=group, instruction=spec.prompt)).text,
                     groups,
                 ))
 
@@ -276,17 +324,28 @@ class Runner:
 
 
 def group_partials(partials: list[str], *, max_tokens: int, count: Callable[[str], int]) -> list[list[str]]:
-    """Consecutive partial answers packed greedily into groups that fit `max_tokens`."""
+    """Consecutive partial answers packed greedily into groups whose reduce request fits `max_tokens`.
+
+    A partial answer too long for a request on its own (an output limit close to the context) is cut
+    between lines into pieces that fit, so that no group is ever over the limit.
+    """
+    limit = max_tokens - PARTIAL_WRAPPER_TOKENS
+    if limit <= 0:
+        raise ValueError("no room for a partial answer in a reduce request")
     groups: list[list[str]] = []
     size = 0
     for text in partials:
-        tokens = count(text) + 20  # the <partial_answer> wrapper
-        if groups and size + tokens <= max_tokens:
-            groups[-1].append(text)
-            size += tokens
-        else:
-            groups.append([text])
-            size = tokens
+        tokens = count(text)
+        pieces = [text] if tokens <= limit else split_transcript(text, max_tokens=limit, count=count,
+                                                                 overlap_tokens=0)
+        for piece in pieces:
+            tokens = (tokens if len(pieces) == 1 else count(piece)) + PARTIAL_WRAPPER_TOKENS
+            if groups and size + tokens <= max_tokens:
+                groups[-1].append(piece)
+                size += tokens
+            else:
+                groups.append([piece])
+                size = tokens
     return groups
 
 

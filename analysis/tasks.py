@@ -51,6 +51,7 @@ def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = ""
         temperature=temperature,
         context_limit=effective_context(info, max_prompt_tokens=settings.MAX_PROMPT_TOKENS, overrides=overrides),
         concurrency=settings.TASK_CONCURRENCY,
+        chunk_concurrency=settings.CHUNK_CONCURRENCY,
         overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
         default_max_output_tokens=settings.DEFAULT_MAX_OUTPUT_TOKENS,
         policy=retry_policy_from_settings(),

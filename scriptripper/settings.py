@@ -195,6 +195,8 @@ PROVIDER_RETRY_MAX_TOTAL = env_float("PROVIDER_RETRY_MAX_TOTAL", 600.0, minimum=
 PROVIDER_MAX_IN_FLIGHT = env_int("PROVIDER_MAX_IN_FLIGHT", 32, minimum=0)
 PROVIDER_MAX_PER_MINUTE = env_int("PROVIDER_MAX_PER_MINUTE", 0)
 TASK_CONCURRENCY = env_int("TASK_CONCURRENCY", 8, minimum=1)
+# Map calls of one chunked task at once (a transcript longer than the model's context).
+CHUNK_CONCURRENCY = env_int("CHUNK_CONCURRENCY", 16, minimum=1)
 CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 200)
 DEFAULT_MAX_OUTPUT_TOKENS = env_int("DEFAULT_MAX_OUTPUT_TOKENS", 8192, minimum=1)
 
