@@ -56,6 +56,22 @@ ACCOUNT_SCHEMA = inline_serializer("Account", fields={
     "webhook_secret": serializers.CharField(
         help_text="Signing secret of your job callbacks (Standard Webhooks, whsec_...): verify the "
                   "webhook-signature header with it."),
+    "unlimited": serializers.BooleanField(help_text="exempt from the throttles and the monthly spending limit"),
+    "spending": inline_serializer("AccountSpending", fields={
+        "currency": serializers.CharField(),
+        "spent_this_month": serializers.DecimalField(max_digits=20, decimal_places=8, coerce_to_string=False,
+                                                     help_text="USD: the real cost of this month's provider calls"),
+        "monthly_budget": serializers.DecimalField(max_digits=20, decimal_places=2, coerce_to_string=False,
+                                                   allow_null=True, help_text="USD; null: no limit"),
+        "remaining": serializers.DecimalField(max_digits=20, decimal_places=8, coerce_to_string=False,
+                                              allow_null=True, help_text="USD left this month; null: no limit"),
+        "period_start": serializers.DateTimeField(),
+        "resets_at": serializers.DateTimeField(),
+    }),
+    "rate_limits": inline_serializer("AccountRateLimits", fields={
+        "submit": serializers.CharField(allow_null=True, help_text='job submissions, e.g. "20/min"; null: none'),
+        "api": serializers.CharField(allow_null=True, help_text="all API requests; null: none"),
+    }),
 })
 
 

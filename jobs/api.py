@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from redis.exceptions import RedisError
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.permissions import IsAdminUser
 from rest_framework.views import APIView
 
 from analysis.estimate import estimate_job
 from analysis.runner import TaskSpec
-from jobs.selectors import job_document, job_for_user
-from jobs.serializers import AnalyzeSerializer
-from jobs.services import JobRequest, job_create
-
-ERROR_SCHEMA = inline_serializer("Error", fields={
-    "error": inline_serializer("ErrorBody", fields={
-        "code": serializers.CharField(),
-        "message": serializers.CharField(),
-        "fields": serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False),
-    }),
-})
+from jobs.monitoring import queue_stats, redis_connection, workers_alive, workers_info
+from jobs.selectors import job_document, job_for_user, job_summary, jobs_summaries
+from jobs.models import Job
+from jobs.serializers import AnalyzeSerializer, BatchSerializer, JobListFilterSerializer
+from jobs.services import (JobRequest, job_cancel, job_check_spending, job_create, job_create_idempotent, job_delete,
+                           job_retry)
+from scriptripper.errors import ServiceUnavailable, validation_error
+# The one error shape lives in scriptripper.schema (accounts and analysis use it too); re-exported here.
+from scriptripper.parsers import JSONParser  # DRF's, hardened against hostile JSON (depth, NUL, surrogates)
+from scriptripper.schema import ERROR_SCHEMA, error_responses  # noqa: F401
 
 JOB_ACCEPTED_SCHEMA = inline_serializer("JobAccepted", fields={
     "job_id": serializers.UUIDField(),
@@ -48,8 +56,48 @@ JOB_SCHEMA = inline_serializer("Job", fields={
 })
 
 
-def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: OpenApiResponse(ERROR_SCHEMA) for code in codes}
+# Submissions take JSON, or a multipart form with the transcript as `file` (and JSON-valued fields such as
+# `tasks` as JSON strings). Every other endpoint stays JSON only (415 otherwise).
+SUBMISSION_PARSERS = [JSONParser, MultiPartParser, FormParser]
+
+
+def job_request(data: dict, *, kind: str = Job.Kind.ANALYZE) -> JobRequest:
+    """The JobRequest of validated analyze/batch input."""
+    return JobRequest(
+        provider=data["provider"],
+        model=data["model"],
+        transcript=data["transcript"],
+        transcript_format=data.get("transcript_format", "text"),
+        system_prompt=data.get("system_prompt", ""),
+        tasks=[TaskSpec(name=name, prompt=prompt) for name, prompt in data["tasks"]],
+        kind=kind,
+        profile_name=data.get("profile_name", ""),
+        params={k: data[k] for k in ("max_output_tokens", "temperature") if data.get(k) is not None},
+        max_cost=data.get("max_cost"),
+        reuse_results=data.get("reuse", True),
+        callback_url=data.get("callback_url", ""),
+    )
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="Any string up to 200 characters, unique per request you mean. The same key with the same body "
+                "within 24 h answers 200 with the first job instead of creating another; with another body, 409.")
+
+
+def idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > 200:
+        raise validation_error("Idempotency-Key", "The Idempotency-Key header must be at most 200 characters.")
+    if key and not key.isprintable():
+        raise validation_error("Idempotency-Key", "The Idempotency-Key header must be printable text.")
+    return key
+
+
+def job_for_key(*, owner, key: str) -> Job | None:
+    """The caller's job submitted under this Idempotency-Key within IDEMPOTENCY_TTL_SECONDS, if any."""
+    since = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
+    return Job.objects.filter(owner=owner, idempotency_key=key, created_at__gte=since).only("id").first()
 
 
 def accepted(job) -> Response:
@@ -58,30 +106,84 @@ def accepted(job) -> Response:
 
 
 class JobAnalyzeApi(APIView):
-    @extend_schema(request=AnalyzeSerializer, responses={202: JOB_ACCEPTED_SCHEMA, **error_responses(400, 401, 413, 415)},
-                   summary="Submit a transcript and named tasks for analysis")
+    parser_classes = SUBMISSION_PARSERS
+    throttle_scope = "submit"  # counted against the plan's submission rate too (accounts.throttling)
+
+    @extend_schema(request={"application/json": AnalyzeSerializer, "multipart/form-data": AnalyzeSerializer},
+                   parameters=[IDEMPOTENCY_KEY],
+                   responses={202: JOB_ACCEPTED_SCHEMA,
+                              200: OpenApiResponse(JOB_SCHEMA, description="Idempotency-Key seen before with the "
+                                                   "same body: that job, as GET /api/v1/jobs/{id} shows it"),
+                              **error_responses(400, 401, 402, 409, 413, 415, 429)},
+                   summary="Submit a transcript and named tasks (or a profile) for analysis")
     def post(self, request: Request) -> Response:
-        serializer = AnalyzeSerializer(data=request.data)
+        key = idempotency_key(request)
+        serializer = AnalyzeSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        job = job_create(owner=request.user, request=JobRequest(
-            provider=data["provider"],
-            model=data["model"],
-            transcript=data["transcript"],
-            system_prompt=data.get("system_prompt", ""),
-            tasks=[TaskSpec(name=name, prompt=prompt) for name, prompt in data["tasks"]],
-            params={k: data[k] for k in ("max_output_tokens", "temperature") if data.get(k) is not None},
-        ))
+        new_job = job_request(serializer.validated_data)
+        if key:
+            existing = job_for_key(owner=request.user, key=key)
+            if existing is None:  # a replay is not a new spend: check the budget for new jobs only
+                job_check_spending(owner=request.user, requests=[new_job])
+            job, created = job_create_idempotent(owner=request.user, request=new_job, idempotency_key=key)
+            return accepted(job) if created else Response(job_document(job))
+        job_check_spending(owner=request.user, requests=[new_job])  # 400 max_cost, 402 budget_exceeded
+        job = job_create(owner=request.user, request=new_job)
         return accepted(job)
+
+
+
+class JobBatchApi(APIView):
+    parser_classes = SUBMISSION_PARSERS
+    throttle_scope = "submit"  # counted against the plan's submission rate too (accounts.throttling)
+
+    @extend_schema(request={"application/json": BatchSerializer, "multipart/form-data": BatchSerializer},
+                   responses={202: JOB_ACCEPTED_SCHEMA, **error_responses(400, 401, 402, 413, 415, 429)},
+                   summary='Submit a batch analysis: tasks as [{"task_name", "prompt"}], run on the low queue')
+    def post(self, request: Request) -> Response:
+        serializer = BatchSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        # Job.Kind.BATCH routes to the `low` queue (jobs.services.route_queue).
+        new_job = job_request(serializer.validated_data, kind=Job.Kind.BATCH)
+        job_check_spending(owner=request.user, requests=[new_job])  # 400 max_cost, 402 budget_exceeded
+        job = job_create(owner=request.user, request=new_job)
+        return accepted(job)
+
+
+def owned_job(request: Request, job_id: str) -> Job:
+    # Someone else's job is "not found", never "forbidden".
+    job = job_for_user(user=request.user, job_id=job_id)
+    if job is None:
+        raise NotFound("No such job.")
+    return job
 
 
 class JobDetailApi(APIView):
     @extend_schema(responses={200: JOB_SCHEMA, **error_responses(401, 404)}, summary="A job's status and result")
     def get(self, request: Request, job_id: str) -> Response:
-        job = job_for_user(user=request.user, job_id=job_id)
-        if job is None:
-            raise NotFound("No such job.")
-        return Response(job_document(job))
+        return Response(job_document(owned_job(request, job_id)))
+
+    @extend_schema(responses={204: None, **error_responses(401, 404)},
+                   summary="Delete a job with its transcript and results (stopping it first if it runs)")
+    def delete(self, request: Request, job_id: str) -> Response:
+        job_delete(job=owned_job(request, job_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class JobCancelApi(APIView):
+    @extend_schema(request=None, responses={200: JOB_SCHEMA, **error_responses(401, 404, 409)},
+                   summary="Cancel a job: a queued one leaves the queue, a running one is stopped "
+                           "(finished tasks keep their results); 409 if it already ended")
+    def post(self, request: Request, job_id: str) -> Response:
+        return Response(job_document(job_cancel(job=owned_job(request, job_id))))
+
+
+class JobRetryApi(APIView):
+    @extend_schema(request=None, responses={200: JOB_SCHEMA, **error_responses(401, 404, 409)},
+                   summary="Run a failed or canceled job again, or a finished one with failed tasks: only the "
+                           "tasks without a result run; 409 otherwise")
+    def post(self, request: Request, job_id: str) -> Response:
+        return Response(job_document(job_retry(job=owned_job(request, job_id))))
 
 
 ESTIMATE_TASK_SCHEMA = inline_serializer("TaskEstimate", fields={
@@ -113,11 +215,14 @@ ESTIMATE_SCHEMA = inline_serializer("JobEstimate", fields={
 
 
 class JobEstimateApi(APIView):
-    @extend_schema(request=AnalyzeSerializer, responses={200: ESTIMATE_SCHEMA, **error_responses(400, 401, 413, 415)},
+    parser_classes = SUBMISSION_PARSERS
+
+    @extend_schema(request={"application/json": AnalyzeSerializer, "multipart/form-data": AnalyzeSerializer}, responses={200: ESTIMATE_SCHEMA, **error_responses(400, 401, 413, 415)},
                    summary="Token counts and the cost range of an analyze request, before anything runs")
     def post(self, request: Request) -> Response:
-        # The same body and validation as analyze, so an estimate answers for exactly what analyze would run.
-        serializer = AnalyzeSerializer(data=request.data)
+        # The same body and validation as analyze, so an estimate answers for exactly what analyze would run
+        # (the request in the context: a `profile` is looked up among the caller's own).
+        serializer = AnalyzeSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         estimate = estimate_job(
@@ -129,3 +234,149 @@ class JobEstimateApi(APIView):
             max_output_tokens=data.get("max_output_tokens"),
         )
         return Response(estimate.as_dict())
+
+
+# --- Listing jobs, and the queues for operators ---------------------------------------------------
+
+JOB_SUMMARY_SCHEMA = inline_serializer("JobSummary", fields={
+    "job_id": serializers.UUIDField(),
+    "status": serializers.ChoiceField(choices=["queued", "started", "finished", "failed", "canceled"]),
+    "queue": serializers.CharField(),
+    "provider": serializers.CharField(),
+    "model": serializers.CharField(),
+    "profile": serializers.CharField(allow_null=True),
+    "progress": inline_serializer("JobSummaryProgress", fields={
+        "tasks_done": serializers.IntegerField(), "tasks_total": serializers.IntegerField()}),
+    "total_cost": serializers.FloatField(help_text="USD; while the job runs, the cost of its tasks so far"),
+    "error": serializers.CharField(allow_null=True),
+    "created_at": serializers.DateTimeField(),
+    "started_at": serializers.DateTimeField(allow_null=True),
+    "finished_at": serializers.DateTimeField(allow_null=True),
+})
+
+JOB_LIST_SCHEMA = inline_serializer("JobList", fields={
+    "next": serializers.URLField(allow_null=True, help_text="the next (older) page, or null"),
+    "previous": serializers.URLField(allow_null=True, help_text="the previous (newer) page, or null"),
+    "results": JOB_SUMMARY_SCHEMA.__class__(many=True),
+})
+
+
+class JobCursorPagination(CursorPagination):
+    """Newest first; a cursor stays valid while new jobs arrive (no page drift, no OFFSET scans)."""
+
+    ordering = ("-created_at", "-id")
+    page_size_query_param = "limit"
+
+    def get_page_size(self, request):
+        # Read at request time (not class definition) so the settings apply as configured.
+        self.page_size = settings.JOBS_PAGE_SIZE
+        self.max_page_size = settings.JOBS_MAX_PAGE_SIZE
+        return super().get_page_size(request)
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            # DRF answers a bad cursor with 404; it is a malformed parameter, not a missing job.
+            raise validation_error("cursor", "Invalid cursor: pass back the `next` or `previous` link as given.") from None
+
+
+class JobListApi(APIView):
+    @extend_schema(
+        parameters=[
+            JobListFilterSerializer,
+            OpenApiParameter("cursor", str, description="from the `next` / `previous` links"),
+            OpenApiParameter("limit", int, description="jobs per page (default JOBS_PAGE_SIZE, at most JOBS_MAX_PAGE_SIZE)"),
+        ],
+        responses={200: JOB_LIST_SCHEMA, **error_responses(400, 401)},
+        summary="Your jobs, newest first (cursor-paginated, without transcripts or results)",
+        operation_id="v1_jobs_list",
+    )
+    def get(self, request: Request) -> Response:
+        filters = JobListFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        paginator = JobCursorPagination()
+        page = paginator.paginate_queryset(jobs_summaries(user=request.user, filters=filters.validated_data),
+                                           request, view=self)
+        return paginator.get_paginated_response([job_summary(job) for job in page])
+
+
+QUEUE_SCHEMA = inline_serializer("QueueStats", fields={
+    "name": serializers.CharField(),
+    "queued": serializers.IntegerField(),
+    "started": serializers.IntegerField(),
+    "failed": serializers.IntegerField(),
+    "scheduled": serializers.IntegerField(),
+    "deferred": serializers.IntegerField(),
+    "oldest_queued_age_s": serializers.FloatField(allow_null=True, help_text="seconds the head of the queue has waited"),
+})
+
+WORKER_SCHEMA = inline_serializer("WorkerInfo", fields={
+    "name": serializers.CharField(),
+    "hostname": serializers.CharField(allow_null=True),
+    "pid": serializers.IntegerField(allow_null=True),
+    "state": serializers.CharField(),
+    "alive": serializers.BooleanField(help_text="heartbeat within HEALTHZ_WORKER_MAX_AGE_SECONDS"),
+    "queues": serializers.ListField(child=serializers.CharField()),
+    "last_heartbeat": serializers.DateTimeField(allow_null=True),
+    "birth_date": serializers.DateTimeField(allow_null=True),
+    "successful_job_count": serializers.IntegerField(),
+    "failed_job_count": serializers.IntegerField(),
+    "current_job": inline_serializer("WorkerCurrentJob", allow_null=True, fields={
+        "job_id": serializers.CharField(),
+        "owner": serializers.CharField(allow_null=True),
+        "provider": serializers.CharField(allow_null=True),
+        "model": serializers.CharField(allow_null=True),
+        "status": serializers.CharField(allow_null=True),
+        "started_at": serializers.DateTimeField(allow_null=True),
+    }),
+})
+
+QUEUES_SCHEMA = inline_serializer("Queues", fields={
+    "queues": QUEUE_SCHEMA.__class__(many=True),
+    "workers": WORKER_SCHEMA.__class__(many=True),
+    "workers_alive": serializers.IntegerField(),
+})
+
+
+class QueueListApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: QUEUES_SCHEMA, **error_responses(401, 403, 503)},
+                   summary="Queue depths and the workers alive, with what each one runs (staff only)")
+    def get(self, request: Request) -> Response:
+        connection = redis_connection()
+        try:
+            queues = queue_stats(connection)
+            workers = workers_info(connection)
+        except RedisError as exc:
+            raise ServiceUnavailable(f"Redis is unreachable ({type(exc).__name__}).") from None
+        finally:
+            connection.close()
+        alive = {w["name"] for w in workers_alive(workers)}
+        running = {w["current_job_id"] for w in workers if w["current_job_id"]}
+        jobs = {str(job.id): job for job in
+                Job.objects.filter(id__in=[job_id for job_id in running if is_uuid(job_id)])
+                .select_related("owner").only("id", "status", "provider", "model", "started_at", "owner__username")}
+        items = []
+        for worker in workers:
+            job_id = worker.pop("current_job_id")
+            job = jobs.get(job_id or "")
+            current = None if job_id is None else {
+                "job_id": job_id,
+                "owner": job.owner.username if job else None,
+                "provider": job.provider if job else None,
+                "model": job.model if job else None,
+                "status": job.status if job else None,
+                "started_at": job.started_at if job else None,
+            }
+            items.append({**worker, "alive": worker["name"] in alive, "current_job": current})
+        return Response({"queues": queues, "workers": items, "workers_alive": len(alive)})
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

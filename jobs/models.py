@@ -50,6 +50,15 @@ class Job(models.Model):
     total_cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal("0"))
     # Provider calls that were in flight when a worker died: paid, result lost.
     lost_calls = models.PositiveIntegerField(default=0)
+    # Provider calls of the current attempt now on the wire (RunHooks.on_call). Kept in
+    # the row, not in Redis, so a FLUSHALL cannot hide calls lost with a dead worker.
+    calls_in_flight = models.IntegerField(default=0)
+    # Deliveries that do not count against JOB_MAX_ATTEMPTS (before a manual retry, graceful
+    # hand-backs on worker shutdown): the limit applies to `attempts - attempts_base`.
+    attempts_base = models.PositiveIntegerField(default=0)
+    # The RQ worker whose work horse claimed the current attempt: after its horse exits, only
+    # that worker may settle the row (a duplicate delivery elsewhere must not touch it).
+    worker = models.CharField(max_length=200, blank=True, default="")
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -138,3 +147,29 @@ class Task(models.Model):
             "output_tokens": self.output_tokens,
             "reasoning_tokens": self.reasoning_tokens,
         }
+
+
+class WebhookDelivery(models.Model):
+    """One callback of a job reaching a final state, with its delivery attempts.
+
+    The body and the message id are fixed when the delivery is scheduled, so every
+    retry sends the same signed message and the receiver can deduplicate on `webhook-id`.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    url = models.URLField(max_length=2000)
+    message_id = models.CharField(max_length=64, unique=True)
+    payload = models.TextField()  # the job document (JSON) as signed
+    attempts = models.PositiveIntegerField(default=0)
+    last_status = models.PositiveIntegerField(null=True, blank=True)  # HTTP status of the last attempt
+    last_error = models.TextField(blank=True, default="")
+    # When to try next; None once delivered or given up.
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} → {self.url} ({self.attempts} attempt(s))"

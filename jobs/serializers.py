@@ -22,10 +22,13 @@ from analysis.tasks import context_overrides
 from analysis.tokens import count_tokens
 from analysis.transcripts import FORMATS, TranscriptError, detect_format, normalize_transcript
 from scriptripper.errors import PayloadTooLarge
+from scriptripper.parsers import loads_checked
 
 # Uploaded files by extension: the caption format they hold (None: detect; .txt files are often captions).
 UPLOAD_FORMATS: dict[str, str | None] = {".txt": None, ".srt": "srt", ".vtt": "vtt", ".json": "segments"}
 SEGMENTS_FORMAT = "segments"
+TRANSCRIPT_REQUIRED = ("A transcript is required: send `transcript` (plain text, SRT or WebVTT), `segments`, "
+                       "or upload a `file`.")
 
 
 def validate_text(value: str, *, field: str) -> str:
@@ -38,7 +41,8 @@ def form_json(value: Any) -> Any:
     """A JSON-valued field as sent in a multipart form: a JSON string. Other values pass through."""
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            # Checked like a JSON body: depth (RecursionError), NUL and lone surrogates.
+            return loads_checked(value)
         except ValueError:
             return value  # the field's own type check names what was expected
     return value
@@ -174,6 +178,23 @@ class JobOptionsSerializer(serializers.Serializer):
         required=False, allow_null=True, max_digits=12, decimal_places=6, min_value=0, coerce_to_string=False,
         help_text="USD. Refused at submit (400) if the job's lowest estimated cost is above it; "
                   "while running, no further task is started once the job's real cost reaches it.")
+    reuse = serializers.BooleanField(
+        required=False, default=True,
+        help_text="reuse the output of an identical task of yours (same transcript, provider, model, system prompt, "
+                  "prompt and parameters) finished within RESULT_REUSE_TTL_SECONDS, at no cost; false: always call")
+    callback_url = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000,
+        help_text="http(s) URL called with the job document (Standard Webhooks signature) when the job ends")
+
+    def validate_callback_url(self, value: str) -> str:
+        from jobs.webhooks import CallbackUrlError, validate_callback_url
+
+        if not value.strip():
+            return ""
+        try:
+            return validate_callback_url(value)
+        except CallbackUrlError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate_system_prompt(self, value: str) -> str:
         if len(value) > settings.MAX_SYSTEM_PROMPT_CHARS:
@@ -188,10 +209,15 @@ class JobOptionsSerializer(serializers.Serializer):
         return attrs
 
     def validate(self, attrs):
-        attrs = self.apply_profile(attrs)
+        missing: dict = {}
+        try:
+            attrs = self.apply_profile(attrs)
+        except serializers.ValidationError as exc:
+            missing.update(exc.detail)  # reported together with whatever else is missing
         attrs.setdefault("system_prompt", "")
         provider, model = (attrs.get("provider") or "").strip(), (attrs.get("model") or "").strip()
-        missing = {}
+        if not any(attrs.get(name) is not None for name in ("transcript", "segments", "file")):
+            missing["transcript"] = [TRANSCRIPT_REQUIRED]
         if not provider:
             missing["provider"] = [f"A provider is required: one of {', '.join(PROVIDER_NAMES)}."]
         if not model:
@@ -223,9 +249,7 @@ class JobOptionsSerializer(serializers.Serializer):
         given = [name for name, value in (("transcript", text), ("segments", segments), ("file", upload))
                  if value is not None]
         if not given:
-            raise serializers.ValidationError({"transcript": [
-                "A transcript is required: send `transcript` (plain text, SRT or WebVTT), `segments`, "
-                "or upload a `file`."]})
+            raise serializers.ValidationError({"transcript": [TRANSCRIPT_REQUIRED]})
         if len(given) > 1:
             raise serializers.ValidationError({given[1]: [
                 f"Send the transcript one way only; got {' and '.join(given)}."]})

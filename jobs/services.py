@@ -7,22 +7,33 @@ row's UUID as the RQ job id. Only the id travels to the worker.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 
 import django_rq
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from redis.exceptions import RedisError
-from rq.exceptions import NoSuchJobError
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 
 from accounts.models import User
+from accounts.services import monthly_budget_of, spend_check
+from analysis.catalogue import UnknownModelError, UnknownProviderError
+from analysis.estimate import estimate_job
 from analysis.runner import TaskSpec
 from jobs.models import Job, Task
+from scriptripper.errors import Conflict, validation_error
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +92,8 @@ def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", r
             request_fingerprint=request_fingerprint,
         )
         Task.objects.bulk_create(
-            Task(job=job, position=position, name=spec.name, prompt=spec.prompt)
+            Task(job=job, position=position, name=spec.name, prompt=spec.prompt,
+                 reuse_key=task_reuse_key(job=job, prompt=spec.prompt))
             for position, spec in enumerate(request.tasks)
         )
         job_id = job.id
@@ -102,7 +114,15 @@ def remove_rq_job(*, job_id: uuid.UUID | str, connection=None) -> None:
     for name in settings.RQ_QUEUE_NAMES:
         queue = django_rq.get_queue(name)
         queue.remove(job_id)
-        for registry in (queue.started_job_registry, queue.failed_job_registry, queue.finished_job_registry,
+        connection.lrem(queue.intermediate_queue_key, 0, job_id)
+        # RQ 3's started registry holds "{job_id}:{execution_id}" entries and its remove()
+        # is not implemented: drop every execution of this job by hand.
+        started = queue.started_job_registry
+        stale = [entry for entry in connection.zrange(started.key, 0, -1)
+                 if (entry.decode() if isinstance(entry, bytes) else entry).startswith(f"{job_id}:")]
+        if stale:
+            connection.zrem(started.key, *stale)
+        for registry in (queue.failed_job_registry, queue.finished_job_registry,
                          queue.canceled_job_registry, queue.deferred_job_registry, queue.scheduled_job_registry):
             try:
                 registry.remove(job_id)
@@ -135,3 +155,257 @@ def job_enqueue(*, job_id: uuid.UUID | str) -> bool:
         logger.warning("could not enqueue job %s (%s); the reconciler will retry", job.id, type(exc).__name__)
         return False
     return True
+
+
+def job_check_spending(*, owner: User, requests: list[JobRequest]) -> None:
+    """Refuse a submission before anything is created when it could cost more than allowed.
+
+    - a job's own `max_cost` below the LOWEST the job can cost: it could never finish,
+      so it is refused as invalid input (400, field `max_cost`);
+    - the HIGHEST the submission can cost (all its jobs together), added to the real
+      spend this month, over the owner's monthly budget: 402 `budget_exceeded`.
+    The worker enforces both again while running (jobs.tasks: no task is started once
+    the job's cost reaches max_cost or the owner's spend reaches the budget).
+    """
+    budget = monthly_budget_of(owner)
+    if budget is None and all(r.max_cost is None for r in requests):
+        return  # nothing to check against: skip the token counting
+    total_high = Decimal("0")
+    for request in requests:
+        try:
+            estimate = estimate_job(transcript=request.transcript, provider=request.provider, model=request.model,
+                                    system_prompt=request.system_prompt, tasks=request.tasks,
+                                    max_output_tokens=request.params.get("max_output_tokens"))
+        except (UnknownModelError, UnknownProviderError):
+            continue  # cannot run, so cannot spend: the worker fails it with the reason
+        if request.max_cost is not None and estimate.cost_low > request.max_cost:
+            raise validation_error("max_cost", (
+                f"max_cost is ${request.max_cost} but this job costs at least ${estimate.cost_low.quantize(Decimal('0.000001'))} "
+                f"(estimate: ${estimate.cost_low.quantize(Decimal('0.000001'))} to "
+                f"${estimate.cost_high.quantize(Decimal('0.000001'))})."))
+        total_high += estimate.cost_high
+    if budget is not None:
+        spend_check(user=owner, cost_high=total_high)
+
+
+# --- fingerprints -------------------------------------------------------------------
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
+
+
+def task_reuse_key(*, job: Job, prompt: str) -> str:
+    """Everything that determines a task's answer; equal keys may share one provider call (result reuse).
+
+    The owner is not in the key: reuse is looked up within the same owner's tasks only.
+    """
+    return _digest(["v1", job.transcript, job.provider, job.model, job.system_prompt, prompt, job.params])
+
+
+def request_fingerprint(request: JobRequest) -> str:
+    """Hash of the validated request (the canonical body), for Idempotency-Key comparisons."""
+    body = dataclasses.asdict(request)
+    body["tasks"] = [[t["name"], t["prompt"]] for t in body["tasks"]]
+    return _digest(body)
+
+
+def job_create_idempotent(*, owner: User, request: JobRequest, idempotency_key: str) -> tuple[Job, bool]:
+    """job_create under the client's Idempotency-Key: (job, created).
+
+    The same key with the same body within IDEMPOTENCY_TTL_SECONDS returns the first job
+    (created False); the same key with another body is a Conflict. An expired key is freed.
+    """
+    fingerprint = request_fingerprint(request)
+    for _ in range(3):
+        existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            if existing.created_at >= timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS):
+                if existing.request_fingerprint != fingerprint:
+                    raise Conflict("This Idempotency-Key was already used with a different request body.")
+                return existing, False
+            Job.objects.filter(id=existing.id, idempotency_key=idempotency_key).update(idempotency_key="")
+        try:
+            with transaction.atomic():
+                return job_create(owner=owner, request=request, idempotency_key=idempotency_key,
+                                  request_fingerprint=fingerprint), True
+        except IntegrityError:
+            continue  # a concurrent request with the same key won the insert: answer with its job
+    raise Conflict("A request with this Idempotency-Key is being processed; try again.")
+
+
+# --- final states --------------------------------------------------------------------
+
+CANCELED_MESSAGE = "Canceled by request."
+
+
+def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_statuses: tuple[str, ...]) -> bool:
+    """Move a job to a final state if it is in one of `from_statuses`; totals and webhook with it.
+
+    Conditional (one UPDATE), so whichever of worker, reconciler or API gets there first
+    decides the final state and the others change nothing.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        total = Task.objects.filter(job_id=job_id).aggregate(total=Sum("cost"))["total"] or Decimal("0")
+        changed = Job.objects.filter(id=job_id, status__in=from_statuses).update(
+            status=status, error=error, total_cost=total, finished_at=now, heartbeat_at=now,
+        )
+        if changed:
+            from jobs.webhooks import webhook_schedule
+
+            webhook_schedule(job=Job.objects.get(id=job_id))
+    return bool(changed)
+
+
+def _stop_running(job_id: uuid.UUID | str) -> None:
+    """Ask the worker running this job to kill its work horse (RQ's stop-job command); best effort."""
+    try:
+        send_stop_job_command(django_rq.get_connection("default"), str(job_id))
+    except (InvalidJobOperation, NoSuchJobError, RedisError) as exc:
+        # Not executing in RQ (worker gone, job between claim and start): the horse, if any,
+        # sees cancel_requested before each task and the row is final already.
+        logger.info("stop command for job %s not sent (%s)", job_id, type(exc).__name__)
+
+
+def _forget_rq_job(job_id: uuid.UUID | str) -> None:
+    try:
+        remove_rq_job(job_id=job_id)
+    except RedisError as exc:
+        logger.warning("could not remove RQ job %s (%s)", job_id, type(exc).__name__)
+
+
+# --- control: cancel, retry, delete ----------------------------------------------------
+
+def job_cancel(*, job: Job) -> Job:
+    """Cancel a job. Queued: it leaves the queue. Started: the worker is told to stop (the tasks that
+    finished keep their results). Already final: Conflict."""
+    job_id = job.id
+    if job_finalize_row(job_id=job_id, status=Job.Status.CANCELED, error=CANCELED_MESSAGE,
+                        from_statuses=(Job.Status.QUEUED,)):
+        Job.objects.filter(id=job_id).update(cancel_requested=True)
+        _forget_rq_job(job_id)
+    else:
+        # cancel_requested first: a horse that has not been killed yet starts no new task.
+        if not Job.objects.filter(id=job_id, status=Job.Status.STARTED).update(cancel_requested=True):
+            current = Job.objects.filter(id=job_id).values_list("status", flat=True).first() or "deleted"
+            raise Conflict(f"The job is already {current}; it cannot be canceled.")
+        # Final at once, so the answer says canceled; calls in flight when the horse is killed
+        # are counted as lost by its worker (jobs.services.job_settle_after_horse).
+        job_finalize_row(job_id=job_id, status=Job.Status.CANCELED, error=CANCELED_MESSAGE,
+                         from_statuses=(Job.Status.STARTED,))
+        _stop_running(job_id)
+    job.refresh_from_db()
+    logger.info("job canceled", extra={"job_id": str(job_id)})
+    return job
+
+
+def job_retry(*, job: Job) -> Job:
+    """Run a failed or canceled job again, or a finished one with failed (or not run) tasks:
+    only the tasks without a result run; the others keep theirs. Otherwise Conflict."""
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(id=job.id)
+        unfinished = locked.tasks.exclude(status=Task.Status.SUCCEEDED)
+        if locked.status not in (Job.Status.FAILED, Job.Status.CANCELED, Job.Status.FINISHED):
+            raise Conflict(f"The job is {locked.status}; only a failed, canceled or finished job can be retried.")
+        if not unfinished.exists():
+            raise Conflict("Every task of this job already has a result; there is nothing to retry.")
+        unfinished.update(status=Task.Status.PENDING, error="", started_at=None, finished_at=None)
+        Job.objects.filter(id=locked.id).update(
+            status=Job.Status.QUEUED, cancel_requested=False, error="", started_at=None, finished_at=None,
+            heartbeat_at=None, calls_in_flight=0, attempts_base=F("attempts"), worker="",
+        )
+        job_id = locked.id
+        transaction.on_commit(lambda: job_enqueue(job_id=job_id))
+    job.refresh_from_db()
+    logger.info("job retried", extra={"job_id": str(job.id)})
+    return job
+
+
+def job_delete(*, job: Job) -> None:
+    """Delete a job with its transcript, tasks, results and webhook deliveries, stopping it first if it runs.
+
+    The spend ledger (accounts) keeps what was billed: money spent is history, not job data.
+    """
+    job_id = job.id
+    if Job.objects.filter(id=job_id, status=Job.Status.STARTED).update(cancel_requested=True):
+        _stop_running(job_id)
+    Job.objects.filter(id=job_id).delete()
+    _forget_rq_job(job_id)
+    logger.info("job deleted", extra={"job_id": str(job_id)})
+
+
+def jobs_purge_expired(*, now=None, batch: int = 500) -> int:
+    """Delete final jobs older than JOB_RETENTION_DAYS (0: keep forever). Returns how many."""
+    if settings.JOB_RETENTION_DAYS <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=settings.JOB_RETENTION_DAYS)
+    ids = list(Job.objects.filter(status__in=Job.FINAL_STATUSES, created_at__lt=cutoff)
+               .values_list("id", flat=True)[:batch])
+    if ids:
+        Job.objects.filter(id__in=ids).delete()
+    return len(ids)
+
+
+# --- recovery ---------------------------------------------------------------------------
+
+def job_recover(*, job_id: uuid.UUID | str, reason: str, stale_before=None, worker: str | None = None,
+                counts: bool = True, enqueue: bool = True) -> str | None:
+    """A started job whose run is over without a final state (its horse or worker died): back to
+    `queued` and enqueued again, or `failed` after JOB_MAX_ATTEMPTS, or `canceled` if that was asked.
+
+    `stale_before`: act only if the heartbeat is older (the reconciler's lease check, re-checked
+    under the row lock). `worker`: act only if that worker holds the attempt. `counts`: False for a
+    graceful hand-back, which does not count against the attempt limit. `enqueue`: False from inside
+    the work horse, whose own RQ job is still executing (its worker enqueues after the horse exits).
+    Calls in flight are moved to `lost_calls`. Returns the new status, or None if nothing changed.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update(skip_locked=True).filter(id=job_id, status=Job.Status.STARTED).first()
+        if job is None:
+            return None
+        if stale_before is not None and job.heartbeat_at is not None and job.heartbeat_at >= stale_before:
+            return None  # it beat in the meantime: alive
+        if worker is not None and job.worker != worker:
+            return None
+        lost = max(job.calls_in_flight, 0)
+        Job.objects.filter(id=job.id).update(lost_calls=F("lost_calls") + lost, calls_in_flight=0)
+        if job.cancel_requested:
+            job_finalize_row(job_id=job.id, status=Job.Status.CANCELED, error=CANCELED_MESSAGE,
+                             from_statuses=(Job.Status.STARTED,))
+            new_status = Job.Status.CANCELED
+        elif counts and job.attempts - job.attempts_base >= settings.JOB_MAX_ATTEMPTS:
+            done = job.tasks.exclude(status=Task.Status.PENDING).count()
+            total = job.tasks.count()
+            job_finalize_row(job_id=job.id, status=Job.Status.FAILED, from_statuses=(Job.Status.STARTED,), error=(
+                f"Gave up after {job.attempts - job.attempts_base} attempts: {reason} "
+                f"{done} of {total} task(s) have an outcome; retry the job to run the rest."))
+            new_status = Job.Status.FAILED
+        else:
+            Job.objects.filter(id=job.id).update(
+                status=Job.Status.QUEUED, heartbeat_at=None,
+                attempts_base=F("attempts_base") + (0 if counts else 1),
+            )
+            if enqueue:
+                transaction.on_commit(lambda: job_enqueue(job_id=job.id))
+            new_status = Job.Status.QUEUED
+    logger.warning("job recovered: %s → %s (lost calls: %s)", reason, new_status, lost,
+                   extra={"job_id": str(job_id)})
+    return new_status
+
+
+def job_settle_after_horse(*, job_id: uuid.UUID | str, worker: str) -> str | None:
+    """Called by a worker once its work horse has exited, whatever way (finished, killed, stopped,
+    cold shutdown): nothing of this attempt runs any more, so a row still `started` by this worker is
+    handed on (job_recover), a row handed back as `queued` is enqueued, and calls still counted in
+    flight are lost calls."""
+    row = Job.objects.filter(id=job_id).values("status", "worker", "calls_in_flight").first()
+    if row is None or row["worker"] != worker or not worker:
+        return None  # deleted, or another worker's attempt (this delivery was a duplicate)
+    if row["status"] == Job.Status.STARTED:
+        return job_recover(job_id=job_id, worker=worker, reason="its work horse exited before finishing.")
+    if row["calls_in_flight"] > 0:
+        Job.objects.filter(id=job_id, worker=worker, calls_in_flight__gt=0).update(
+            lost_calls=F("lost_calls") + Greatest(F("calls_in_flight"), 0), calls_in_flight=0)
+    if row["status"] == Job.Status.QUEUED:
+        job_enqueue(job_id=job_id)  # handed back on shutdown: deliver it to another worker now
+    return row["status"]

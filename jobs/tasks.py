@@ -9,23 +9,59 @@ tasks that have no result yet.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import F, Sum
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from accounts.services import spend_record
+from accounts.services import budget_reached, spend_record
 from analysis.catalogue import UnknownModelError
 from analysis.limits import ProviderLimiter
 from analysis.providers.base import ProviderError
 from analysis.runner import RunHooks, TaskOutcome, TaskSpec
 from analysis.tasks import run_analysis, run_config
 from jobs.models import Job, Task
+from jobs.services import CANCELED_MESSAGE, job_finalize_row, job_recover
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def db_retry(fn: Callable[[], T], *, tries: int = 8) -> T:
+    """Run a short DB operation, reconnecting on a dropped connection (PostgreSQL restarted,
+    pg_terminate_backend, a network blip) instead of losing the write.
+
+    Only for operations that are safe to repeat (conditional updates, get_or_create).
+    Never inside an atomic block: the connection is closed and reopened here.
+    """
+    for attempt in range(tries):
+        try:
+            return fn()
+        except (OperationalError, InterfaceError) as exc:
+            if attempt == tries - 1:
+                raise
+            logger.warning("database connection lost (%s); reconnecting", str(exc).strip()[:120])
+            try:
+                connection.close()
+            except Exception:  # the socket is already gone; the wrapper is reset all the same
+                connection.connection = None
+            time.sleep(min(0.2 * 2 ** attempt, 5.0))
+    raise AssertionError("unreachable")
+
+
+def worker_name() -> str:
+    # RQ sets RQ_WORKER_ID in the worker before forking the horse; empty in a SimpleWorker/test.
+    return os.environ.get("RQ_WORKER_ID", "")
 
 
 def claim_job(job_id: str) -> bool:
@@ -33,15 +69,54 @@ def claim_job(job_id: str) -> bool:
     now = timezone.now()
     changed = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).update(
         status=Job.Status.STARTED, attempts=F("attempts") + 1, heartbeat_at=now, started_at=now, error="",
+        worker=worker_name(),
+        # Anything still counted in flight belongs to a dead earlier attempt: paid, lost.
+        lost_calls=F("lost_calls") + Greatest(F("calls_in_flight"), 0), calls_in_flight=0,
     )
     return changed == 1
+
+
+# --- graceful hand-back on worker shutdown --------------------------------------------
+# The worker parent forwards a warm shutdown (SIGTERM) to its horse as SIGUSR1. The horse
+# then starts no new task, lets calls in flight finish for WORKER_SHUTDOWN_GRACE_SECONDS
+# (they are paid for) and hands the job back as `queued`; its worker enqueues it again.
+_handback = threading.Event()
+_current_job: dict[str, object] = {}
+
+
+def request_handback(signum=None, frame=None) -> None:
+    job_id = _current_job.get("id")
+    if job_id is None or _handback.is_set():
+        return  # not in a horse running a job (the parent inherits this handler harmlessly)
+    _handback.set()
+    timer = threading.Timer(settings.WORKER_SHUTDOWN_GRACE_SECONDS, _hand_back_now, args=(str(job_id),))
+    timer.daemon = True
+    _current_job["timer"] = timer
+    timer.start()
+
+
+def _hand_back(job_id: str) -> str | None:
+    return db_retry(lambda: job_recover(job_id=job_id, worker=worker_name(), counts=False, enqueue=False,
+                                        reason="its worker was shut down."), tries=3)
+
+
+def _hand_back_now(job_id: str) -> None:
+    # Grace is over and calls are still in flight: give the job back now (those calls are
+    # counted as lost) and end the horse, so the worker can exit before it is SIGKILLed.
+    try:
+        _hand_back(job_id)
+    except Exception:
+        logger.exception("hand-back of job %s failed; the reconciler will recover it", job_id)
+    finally:
+        os._exit(0)
 
 
 class Heartbeat:
     """Refreshes `heartbeat_at` while the job runs, from its own thread (and DB connection)."""
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, attempt: int) -> None:
         self.job_id = job_id
+        self.attempt = attempt
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
 
@@ -57,7 +132,16 @@ class Heartbeat:
         try:
             while not self.stopped.wait(settings.JOB_HEARTBEAT_SECONDS):
                 try:
-                    Job.objects.filter(id=self.job_id, status=Job.Status.STARTED).update(heartbeat_at=timezone.now())
+                    # Only this attempt's lease: a zombie horse must not keep a re-claimed job alive.
+                    Job.objects.filter(id=self.job_id, status=Job.Status.STARTED, attempts=self.attempt).update(
+                        heartbeat_at=timezone.now())
+                except (OperationalError, InterfaceError) as exc:  # PostgreSQL restarted or dropped us
+                    logger.warning("heartbeat for job %s: database connection lost (%s); reconnecting",
+                                   self.job_id, str(exc).strip()[:120])
+                    try:
+                        connection.close()
+                    except Exception:
+                        connection.connection = None
                 except Exception:  # a DB blip must not kill the job; the next beat retries
                     logger.warning("heartbeat failed for job %s", self.job_id, exc_info=True)
                     close_old_connections()
@@ -101,13 +185,20 @@ def save_outcome(job: Job, outcome: TaskOutcome) -> None:
         fields.update(status=Task.Status.SUCCEEDED, output=outcome.text, error="")
     else:
         fields.update(status=Task.Status.FAILED, error=outcome.error)
-    with transaction.atomic():
-        # Only a task still without a result is written: a stored result is never overwritten.
-        updated = Task.objects.filter(job=job, name=outcome.name).exclude(status=Task.Status.SUCCEEDED).update(**fields)
-        if updated and outcome.cost > 0:
-            task_id = Task.objects.filter(job=job, name=outcome.name).values_list("id", flat=True).first()
-            spend_record(user_id=job.owner_id, reference=f"task:{task_id}:attempt:{job.attempts}",
-                         amount=outcome.cost)
+
+    def write() -> None:
+        with transaction.atomic():
+            # Only a task still without a result is written: a stored result is never overwritten.
+            updated = Task.objects.filter(job=job, name=outcome.name).exclude(status=Task.Status.SUCCEEDED).update(**fields)
+            if updated and outcome.cost > 0:
+                task_id = Task.objects.filter(job=job, name=outcome.name).values_list("id", flat=True).first()
+                spend_record(user_id=job.owner_id, reference=f"task:{task_id}:attempt:{job.attempts}",
+                             amount=outcome.cost)
+
+    # The provider call is paid for: losing this write to a dropped DB connection would send the
+    # task again on the next attempt. Retrying the transaction is safe (the write is conditional,
+    # the ledger entry idempotent).
+    db_retry(write)
     logger.info("task done", extra={"job_id": str(job.id), "task": outcome.name, "ok": outcome.ok,
                                     "cost": str(outcome.cost), "tries": outcome.tries})
 
@@ -116,12 +207,10 @@ def finalize_job(job_id: str) -> Job:
     """started → finished (some task succeeded) or failed (none did), with totals."""
     job = Job.objects.get(id=job_id)
     tasks = list(job.tasks.all())
-    total = job.tasks.aggregate(total=Sum("cost"))["total"] or Decimal("0")
     succeeded = [t for t in tasks if t.status == Task.Status.SUCCEEDED]
     pending = [t for t in tasks if t.status == Task.Status.PENDING]
-    now = timezone.now()
     if job.cancel_requested:
-        status, error = Job.Status.CANCELED, "Canceled by request."
+        status, error = Job.Status.CANCELED, CANCELED_MESSAGE
     elif succeeded and not pending:
         status, error = Job.Status.FINISHED, ""
     elif succeeded:
@@ -130,29 +219,75 @@ def finalize_job(job_id: str) -> Job:
         failed = [t for t in tasks if t.status == Task.Status.FAILED]
         first = failed[0].error if failed else "no task produced a result"
         status, error = Job.Status.FAILED, f"All {len(tasks)} task(s) failed; first error: {first}"
-    Job.objects.filter(id=job_id, status=Job.Status.STARTED).update(
-        status=status, error=error, total_cost=total, finished_at=now, heartbeat_at=now,
-    )
+    if job_finalize_row(job_id=job_id, status=status, error=error, from_statuses=(Job.Status.STARTED,)):
+        deliver_webhooks_now(job_id)
     job.refresh_from_db()
     logger.info("job done", extra={"job_id": str(job.id), "status": job.status, "total_cost": str(job.total_cost)})
     return job
 
 
 def fail_job(job_id: str, message: str) -> None:
-    now = timezone.now()
-    total = Task.objects.filter(job_id=job_id).aggregate(total=Sum("cost"))["total"] or Decimal("0")
-    Job.objects.filter(id=job_id, status=Job.Status.STARTED).update(
-        status=Job.Status.FAILED, error=message, finished_at=now, heartbeat_at=now, total_cost=total,
-    )
+    if job_finalize_row(job_id=job_id, status=Job.Status.FAILED, error=message, from_statuses=(Job.Status.STARTED,)):
+        deliver_webhooks_now(job_id)
+
+
+def deliver_webhooks_now(job_id: str) -> None:
+    """First delivery attempt right away, from the horse; failures are retried by the reconciler."""
+    from jobs.models import WebhookDelivery
+    from jobs.webhooks import webhook_deliver
+
+    for delivery_id in WebhookDelivery.objects.filter(job_id=job_id, delivered_at__isnull=True,
+                                                      attempts=0).values_list("id", flat=True):
+        try:
+            webhook_deliver(delivery_id=delivery_id)
+        except Exception:  # the job is final whatever the receiver does
+            logger.exception("webhook delivery for job %s failed", job_id)
+
+
+def reuse_finished_results(job: Job, pending: list[Task]) -> list[Task]:
+    """Give pending tasks the output of an identical finished task of the same owner (within
+    RESULT_REUSE_TTL_SECONDS) at zero cost, without a provider call. Returns the tasks still to run."""
+    if not job.reuse_results or settings.RESULT_REUSE_TTL_SECONDS <= 0:
+        return pending
+    since = timezone.now() - timedelta(seconds=settings.RESULT_REUSE_TTL_SECONDS)
+    remaining = []
+    for task in pending:
+        donor = None
+        if task.reuse_key:
+            # Same owner only: another user's answer to the same transcript must never leak.
+            donor = (Task.objects.filter(reuse_key=task.reuse_key, status=Task.Status.SUCCEEDED,
+                                         job__owner_id=job.owner_id, finished_at__gte=since)
+                     .exclude(job_id=job.id).order_by("-finished_at").first())
+        if donor is None:
+            remaining.append(task)
+            continue
+        now = timezone.now()
+        Task.objects.filter(id=task.id, status=Task.Status.PENDING).update(
+            status=Task.Status.SUCCEEDED, output=donor.output, error="", reused=True, truncated=donor.truncated,
+            chunks=donor.chunks, finish_reason=donor.finish_reason, latency_s=0.0, started_at=now, finished_at=now,
+        )
+        logger.info("task reused", extra={"job_id": str(job.id), "task": task.name, "from_task": donor.id})
+    return remaining
 
 
 def run_job(job_id: str) -> str:
     close_old_connections()
-    if not claim_job(job_id):
+    if not db_retry(lambda: claim_job(job_id)):
         logger.info("job %s is not queued (already claimed, canceled or deleted); skipping", job_id)
         return "skipped"
-    job = Job.objects.select_related("owner").get(id=job_id)
-    pending = list(job.tasks.exclude(status=Task.Status.SUCCEEDED).order_by("position"))
+    _current_job["id"] = job_id
+    try:
+        return _run_claimed_job(job_id)
+    finally:
+        _current_job.clear()
+
+
+def _run_claimed_job(job_id: str) -> str:
+    job = db_retry(lambda: Job.objects.select_related("owner").get(id=job_id))
+    # Only tasks without an outcome run: a task with a stored result is never sent again
+    # (a failed one runs again only when the job is retried, which makes it pending).
+    pending = db_retry(lambda: list(job.tasks.filter(status=Task.Status.PENDING).order_by("position")))
+    pending = db_retry(lambda: reuse_finished_results(job, pending))
     specs = [TaskSpec(name=t.name, prompt=t.prompt) for t in pending]
     try:
         config = run_config(provider=job.provider, model=job.model, system_prompt=job.system_prompt,
@@ -163,16 +298,34 @@ def run_job(job_id: str) -> str:
         return "failed"
 
     def should_start(name: str) -> bool:
+        return db_retry(lambda: _should_start(name))
+
+    def _should_start(name: str) -> bool:
+        if _handback.is_set():
+            return False  # the worker is shutting down: hand the rest back
         state = Job.objects.filter(id=job_id).values("cancel_requested", "max_cost").first()
         if state is None or state["cancel_requested"]:
             return False
         if state["max_cost"] is not None:
             spent = Task.objects.filter(job_id=job_id).aggregate(total=Sum("cost"))["total"] or Decimal("0")
-            return spent < state["max_cost"]
-        return True
+            if spent >= state["max_cost"]:
+                return False
+        # The owner's monthly budget, again: the submit check counts only real spend, so jobs
+        # queued side by side could together pass it; this bounds the overrun to calls in flight.
+        return not budget_reached(user_id=job.owner_id)
 
     def on_start(name: str) -> None:
-        Task.objects.filter(job_id=job_id, name=name, started_at__isnull=True).update(started_at=timezone.now())
+        db_retry(lambda: Task.objects.filter(job_id=job_id, name=name, started_at__isnull=True).update(
+            started_at=timezone.now()))
+
+    def on_call(name: str, event: str) -> None:
+        # Calls on the wire, in the row: if this horse dies now, whoever recovers the job
+        # counts them as lost (paid for, answer never stored).
+        calls = Job.objects.filter(id=job_id, attempts=job.attempts)
+        if event == "start":
+            db_retry(lambda: calls.update(calls_in_flight=F("calls_in_flight") + 1))
+        else:
+            db_retry(lambda: calls.filter(calls_in_flight__gt=0).update(calls_in_flight=F("calls_in_flight") - 1))
 
     def on_done(outcome: TaskOutcome) -> None:
         try:
@@ -181,14 +334,21 @@ def run_job(job_id: str) -> str:
             # Runner threads each opened their own connection; don't leave them behind.
             connection.close()
 
-    hooks = RunHooks(should_start=should_start, on_start=on_start, on_done=on_done)
+    hooks = RunHooks(should_start=should_start, on_start=on_start, on_done=on_done, on_call=on_call)
     try:
-        with Heartbeat(job_id):
+        with Heartbeat(job_id, job.attempts):
             run_analysis(transcript=job.transcript, config=config, tasks=specs, limiter=provider_limiter(),
                          hooks=hooks)
     except ProviderError as exc:  # e.g. the provider's key was removed since submission
-        fail_job(job_id, exc.message)
+        db_retry(lambda: fail_job(job_id, exc.message))
         return "failed"
     finally:
         close_old_connections()
-    return finalize_job(job_id).status
+    if _handback.is_set():
+        timer = _current_job.get("timer")
+        if timer is not None:
+            timer.cancel()
+        if db_retry(lambda: job.tasks.filter(status=Task.Status.PENDING).exists()):
+            _hand_back(job_id)
+            return "handed back"
+    return db_retry(lambda: finalize_job(job_id)).status

@@ -1,27 +1,62 @@
 """The RQ worker class used by `python manage.py rqworker high default low`.
 
 A forking `Worker` (one work horse per job, so a running job can be stopped and
-a crashed job cannot take the worker down). Database connections are closed
-before every fork: a connection opened by the worker parent and inherited by a
-horse is shared by two processes, the cause of django-rq's "SSL error" and
-"connection already closed" reports.
+a crashed job cannot take the worker down). On top of RQ it:
+
+- closes database connections before every fork: a connection opened by the
+  worker parent and inherited by a horse is shared by two processes, the cause
+  of django-rq's "SSL error" and "connection already closed" reports;
+- settles the job after its horse exits, whatever way it exited (finished,
+  killed, stopped by a cancel, cold shutdown): a row its horse left `started`
+  goes back to `queued` (or `failed` after JOB_MAX_ATTEMPTS) at once, instead
+  of waiting for a lease to expire;
+- forwards a warm shutdown (SIGTERM) to the horse, which hands its job back
+  after the calls in flight finish (jobs.tasks.request_handback);
+- runs the reconciler (jobs.reconcile) every RECONCILE_INTERVAL_SECONDS in a
+  thread of the parent, because RQ's own maintenance runs every 600 s, not
+  while a horse runs, and `rqworker` starts no scheduler.
 """
 
 from __future__ import annotations
+
+import logging
+import os
+import signal
 
 from django.db import connections
 from rq.worker import Worker
 
 from analysis.providers import reset_provider_clients
 
+logger = logging.getLogger(__name__)
+
 
 def close_db_connections() -> None:
     for conn in connections.all(initialized_only=True):
-        conn.close()
+        try:
+            conn.close()
+        except Exception:  # a connection PostgreSQL already dropped: nothing left to close
+            conn.connection = None
 
 
 class ScriptRipperWorker(Worker):
+    def work(self, *args, **kwargs):
+        from jobs.reconcile import ReconcilerThread
+        from jobs.tasks import request_handback
+
+        # Installed in the parent before any fork, so a horse has it from its first instruction
+        # (SIGUSR1's default action would kill it); in the parent it does nothing.
+        signal.signal(signal.SIGUSR1, request_handback)
+        reconciler = ReconcilerThread(worker_name=self.name)
+        reconciler.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            reconciler.stop()
+
     def fork_work_horse(self, job, queue):
+        # The reconciler thread's connection lives in that thread's storage and is never
+        # used by the horse (psycopg does not close a connection inherited across fork).
         close_db_connections()
         super().fork_work_horse(job, queue)
 
@@ -29,7 +64,35 @@ class ScriptRipperWorker(Worker):
         # In the horse: nothing inherited from the parent may be reused. SDK clients
         # hold connection pools (sockets shared with the parent), so drop them too.
         for conn in connections.all(initialized_only=True):
-            conn.close_if_unusable_or_obsolete()
             conn.connection = None  # never touch the parent's socket; open a fresh one
         reset_provider_clients()
         super().main_work_horse(job, queue)
+
+    def execute_job(self, job, queue):
+        try:
+            super().execute_job(job, queue)
+        finally:
+            # Also on a cold shutdown (SystemExit raised while waiting for the horse, which
+            # RQ has killed by then): the job must not be left `started`.
+            self.settle_job(job.id)
+
+    def settle_job(self, job_id: str) -> None:
+        from jobs.services import job_settle_after_horse
+        from jobs.tasks import db_retry
+
+        try:
+            outcome = db_retry(lambda: job_settle_after_horse(job_id=job_id, worker=self.name), tries=5)
+            if outcome not in (None, "finished", "failed", "canceled"):
+                logger.info("job %s settled after its horse exited: %s", job_id, outcome)
+        except Exception:
+            logger.exception("could not settle job %s; the reconciler will recover it", job_id)
+        finally:
+            close_db_connections()
+
+    def handle_warm_shutdown_request(self):
+        super().handle_warm_shutdown_request()
+        if self.horse_pid:
+            try:
+                os.kill(self.horse_pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass

@@ -130,6 +130,9 @@ DATABASES = {"default": env.db_url("DATABASE_URL", default="postgresql://localho
 # a worker holding a dead connection ("connection already closed").
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Fail fast on an unreachable database (libpq waits forever by default), so that
+# /healthz and the API answer instead of hanging.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 5, minimum=1))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -191,6 +194,7 @@ PROVIDER_REQUEST_TIMEOUT = env_float("PROVIDER_REQUEST_TIMEOUT", 300.0, minimum=
 PROVIDER_MAX_TRIES = env_int("PROVIDER_MAX_TRIES", 6, minimum=1)
 PROVIDER_RETRY_BASE_DELAY = env_float("PROVIDER_RETRY_BASE_DELAY", 1.0)
 PROVIDER_RETRY_MAX_DELAY = env_float("PROVIDER_RETRY_MAX_DELAY", 60.0)
+# The most time one task spends on its provider calls, retries and waits included (a bounded task).
 PROVIDER_RETRY_MAX_TOTAL = env_float("PROVIDER_RETRY_MAX_TOTAL", 600.0, minimum=1.0)
 PROVIDER_MAX_IN_FLIGHT = env_int("PROVIDER_MAX_IN_FLIGHT", 32, minimum=0)
 PROVIDER_MAX_PER_MINUTE = env_int("PROVIDER_MAX_PER_MINUTE", 0)
@@ -211,11 +215,37 @@ MAX_TASK_NAME_CHARS = env_int("MAX_TASK_NAME_CHARS", 100, minimum=1)
 MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 10_000, minimum=1)
 MAX_SYSTEM_PROMPT_CHARS = env_int("MAX_SYSTEM_PROMPT_CHARS", 20_000, minimum=1)
 
+# The RQ job timeout must outlast the slowest job the other settings allow, or RQ kills
+# a job still waiting out a provider's Retry-After. A task's calls, retries, waits and
+# slot waits all end by PROVIDER_RETRY_MAX_TOTAL (analysis/retry.py), plus the one try
+# still in flight (PROVIDER_REQUEST_TIMEOUT); tasks run TASK_CONCURRENCY at a time, so
+# MAX_TASKS of them take at most ceil(MAX_TASKS / TASK_CONCURRENCY) such rounds; 60 s
+# cover saving. Defaults: 3 x (600 + 300) + 60 = 2,760 s, under the 3,600 s default.
+# JOB_TIMEOUT unset: the larger of 3,600 and that bound; set below it: refused.
+JOB_TIMEOUT_MIN = int(-(-MAX_TASKS // TASK_CONCURRENCY) * (PROVIDER_RETRY_MAX_TOTAL + PROVIDER_REQUEST_TIMEOUT)) + 60
+if not env.str("JOB_TIMEOUT", default=""):
+    JOB_TIMEOUT = max(JOB_TIMEOUT, JOB_TIMEOUT_MIN)
+elif JOB_TIMEOUT < JOB_TIMEOUT_MIN:
+    raise ImproperlyConfigured(
+        f"JOB_TIMEOUT={JOB_TIMEOUT} is shorter than the slowest job the other settings allow "
+        f"({JOB_TIMEOUT_MIN} s = ceil(MAX_TASKS / TASK_CONCURRENCY) x (PROVIDER_RETRY_MAX_TOTAL + "
+        f"PROVIDER_REQUEST_TIMEOUT) + 60): raise it or lower those")
+for _queue in RQ_QUEUES.values():
+    _queue["DEFAULT_TIMEOUT"] = JOB_TIMEOUT
+
 # --- Durability -----------------------------------------------------------------
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
 JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 30.0, minimum=1.0)
 RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 30.0, minimum=0.5)
+# A worker told to stop (SIGTERM) lets in-flight provider calls finish for this long
+# (they are paid for), then hands the job back; keep it under the orchestrator's kill delay.
+WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 8.0)
+# Final jobs older than this are deleted by the reconciler (0: keep forever).
+JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 30)
+# A finished task's output is reused for an identical task of the same owner within this window (0: never).
+RESULT_REUSE_TTL_SECONDS = env_int("RESULT_REUSE_TTL_SECONDS", 24 * 3600)
+IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=1)
 
 # --- Spending ---------------------------------------------------------------------
 # Monthly budgets in USD per plan; a user's own `monthly_budget` overrides them.
@@ -224,20 +254,6 @@ PLAN_MONTHLY_BUDGETS = {
     "pro": env_float("PRO_MONTHLY_BUDGET", 500.0),
 }
 
-# --- Webhooks -------------------------------------------------------------------
-WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
-
-# --- API ------------------------------------------------------------------------
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["scriptripper.parsers.JSONParser"],
-    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.ApiRateThrottle", "accounts.throttling.SubmitRateThrottle"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "scriptripper.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "UNAUTHENTICATED_USER": None,
-}
 # --- Throttling ---------------------------------------------------------------------
 _RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
                  "d": 86400, "day": 86400}
@@ -274,6 +290,36 @@ CACHES = {
     }
 }
 
+# --- Webhooks -------------------------------------------------------------------
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+
+
+def env_seconds_list(name: str, default: str) -> list[float]:
+    raw = env.str(name, default=default)
+    try:
+        values = [float(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be comma-separated seconds, got {raw!r}") from None
+    if any(v < 0 for v in values):
+        raise ImproperlyConfigured(f"{name} must not contain negative delays, got {raw!r}")
+    return values
+
+
+# Delays before the 2nd, 3rd, ... delivery attempt of a webhook (default: 9 attempts over about 73 minutes).
+WEBHOOK_RETRY_DELAYS = env_seconds_list("WEBHOOK_RETRY_DELAYS", "30,60,120,300,600,900,1200,1200")
+
+# --- API ------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["scriptripper.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.ApiRateThrottle", "accounts.throttling.SubmitRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "scriptripper.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
 SPECTACULAR_SETTINGS = {
     "TITLE": "ScriptRipper API",
     "DESCRIPTION": "Analyze transcripts with LLMs, in the background.",
@@ -283,6 +329,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "scriptripper.schema.add_standard_error_responses",
+    ],
 }
 
 # --- Production hardening (switched by ENVIRONMENT, not by a separate file) ------
@@ -296,15 +346,33 @@ SECURE_HSTS_PRELOAD = IS_PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Operations: /healthz, /metrics, the job list ----------------------------------
+# /metrics is open unless this is set; then it wants `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Duration histograms cover the jobs and tasks that ended within this window.
+METRICS_WINDOW_SECONDS = env_int("METRICS_WINDOW_SECONDS", 86_400, minimum=60)
+# Socket timeout of the Redis checks in /healthz, /metrics and /api/v1/queues.
+HEALTHZ_TIMEOUT_SECONDS = env_float("HEALTHZ_TIMEOUT_SECONDS", 1.0, minimum=0.05)
+# An idle RQ worker heartbeats about every 405 s (its worker_ttl of 420 s - 15),
+# and its registration expires at 480 s: "seen recently" must allow that much.
+HEALTHZ_WORKER_MAX_AGE_SECONDS = env_float("HEALTHZ_WORKER_MAX_AGE_SECONDS", 480.0, minimum=1.0)
+JOBS_PAGE_SIZE = env_int("JOBS_PAGE_SIZE", 20, minimum=1)
+JOBS_MAX_PAGE_SIZE = env_int("JOBS_MAX_PAGE_SIZE", 100, minimum=1)
+# Probes speak plain HTTP to the container; an HTTPS redirect would fail them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^metrics/?$"]
+
 # --- Logging ----------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+# JSON lines (one object per record, with job_id and task fields) for log collectors.
+LOG_FORMAT = env_choice("LOG_FORMAT", "json" if IS_PRODUCTION else "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "scriptripper.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # The SDKs log request details at debug; keep them out unless asked for.
@@ -312,8 +380,4 @@ LOGGING = {
         "httpx2": {"level": "WARNING"},
         "rq.worker": {"level": LOG_LEVEL},
     },
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "scriptripper.schema.add_standard_error_responses",
-    ],
 }

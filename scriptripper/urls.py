@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts import api as accounts_api
 from analysis import api as analysis_api
 from jobs import api as jobs_api
+from scriptripper import ops
 
 handler400 = "scriptripper.errors.json_400"
 handler403 = "scriptripper.errors.json_403"
@@ -28,11 +29,20 @@ urlpatterns = [
     api("models", analysis_api.ModelListApi.as_view(), "model-list"),
     api("profiles", analysis_api.ProfileListCreateApi.as_view(), "profile-list"),
     api(r"profiles/(?P<profile_id>[0-9]{1,18})", analysis_api.ProfileDetailApi.as_view(), "profile-detail"),
+    api("jobs", jobs_api.JobListApi.as_view(), "job-list"),
     api(f"jobs/{UUID}", jobs_api.JobDetailApi.as_view(), "job-detail"),
+    api(f"jobs/{UUID}/cancel", jobs_api.JobCancelApi.as_view(), "job-cancel"),
+    api(f"jobs/{UUID}/retry", jobs_api.JobRetryApi.as_view(), "job-retry"),
+    api("account", accounts_api.AccountApi.as_view(), "account"),
+    api("account/webhook-secret", accounts_api.AccountWebhookSecretApi.as_view(), "account-webhook-secret"),
+    api("queues", jobs_api.QueueListApi.as_view(), "queue-list"),
     api("tokens", accounts_api.TokenListApi.as_view(), "token-list"),
     api(r"tokens/(?P<token_id>[0-9]{1,18})", accounts_api.TokenRevokeApi.as_view(), "token-detail"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Probes and scrapers: no API token, their own formats (scriptripper/ops.py).
+    re_path(r"^healthz/?$", ops.healthz, name="healthz"),
+    re_path(r"^metrics/?$", ops.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("django-rq/", include("django_rq.urls")),
 ]

@@ -1,0 +1,147 @@
+"""The reconciler: makes the queue agree with the database, which is the truth.
+
+Runs every RECONCILE_INTERVAL_SECONDS in a thread of every worker parent
+(ScriptRipperWorker), one worker at a time (a Redis lock with a TTL, so a
+SIGKILLed holder cannot block the others), and on demand with
+`python manage.py reconcile_jobs`. One pass:
+
+1. `started` rows whose heartbeat is older than JOB_LEASE_SECONDS (worker and
+   horse gone, machine lost) go back to `queued`, or `failed` after
+   JOB_MAX_ATTEMPTS; calls that were in flight are counted as lost.
+2. `queued` rows Redis does not hold (FLUSHALL, restart, eviction, Redis down
+   at submit time) are enqueued again, after the stale RQ entries are removed.
+3. Final jobs older than JOB_RETENTION_DAYS are deleted.
+4. Webhook deliveries that are due are tried.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+import django_rq
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from jobs.models import Job
+from jobs.services import job_enqueue, job_recover, jobs_purge_expired
+from jobs.webhooks import webhooks_deliver_due
+
+logger = logging.getLogger(__name__)
+
+LOCK_KEY = "scriptripper:reconcile:lock"
+
+
+@dataclass
+class ReconcileReport:
+    recovered: dict[str, int] = field(default_factory=dict)  # new status → count, for stale started rows
+    reenqueued: int = 0
+    purged: int = 0
+    webhooks_tried: int = 0
+    redis_ok: bool = True
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def rq_held_job_ids(redis) -> set[str]:
+    """Ids of the jobs RQ holds: waiting in a queue (with their job hash) or being executed."""
+    held: set[str] = set()
+    for name in settings.RQ_QUEUE_NAMES:
+        queue = django_rq.get_queue(name)
+        waiting = [raw.decode() for raw in redis.lrange(queue.key, 0, -1)]
+        waiting += [raw.decode() for raw in redis.lrange(queue.intermediate_queue_key, 0, -1)]
+        if waiting:
+            # An evicted job hash with its id still listed would be skipped by workers forever.
+            with redis.pipeline(transaction=False) as pipe:
+                for job_id in waiting:
+                    pipe.exists(f"rq:job:{job_id}")
+                exists = pipe.execute()
+            held.update(job_id for job_id, ok in zip(waiting, exists) if ok)
+        for entry in redis.zrange(queue.started_job_registry.key, 0, -1):
+            held.add(entry.decode().split(":", 1)[0])
+    return held
+
+
+def jobs_reconcile(*, now=None) -> ReconcileReport:
+    report = ReconcileReport()
+    now = now or timezone.now()
+
+    stale_before = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    for job_id in Job.objects.filter(status=Job.Status.STARTED, heartbeat_at__lt=stale_before).values_list("id", flat=True):
+        status = job_recover(job_id=job_id, stale_before=stale_before,
+                             reason=f"its worker stopped sending heartbeats for {settings.JOB_LEASE_SECONDS:g} s.")
+        if status:
+            report.recovered[status] = report.recovered.get(status, 0) + 1
+
+    try:
+        redis = django_rq.get_connection("default")
+        queued = [str(i) for i in Job.objects.filter(status=Job.Status.QUEUED).values_list("id", flat=True)]
+        if queued:
+            held = rq_held_job_ids(redis)
+            for job_id in queued:
+                # job_enqueue re-checks `queued` and removes stale RQ entries before enqueueing.
+                if job_id not in held and job_enqueue(job_id=job_id):
+                    report.reenqueued += 1
+    except RedisError as exc:
+        report.redis_ok = False
+        logger.warning("reconcile: Redis unreachable (%s); queued jobs wait for the next pass", type(exc).__name__)
+
+    report.purged = jobs_purge_expired(now=now)
+    report.webhooks_tried = webhooks_deliver_due()
+    if report.recovered or report.reenqueued or report.purged:
+        logger.info("reconcile: %s", report.as_dict())
+    return report
+
+
+def reconcile_lock(redis, *, owner: str, ttl: float) -> bool:
+    """One pass per interval across all workers: whoever sets the key runs; it expires by itself."""
+    return bool(redis.set(LOCK_KEY, owner, nx=True, px=max(int(ttl * 1000), 500)))
+
+
+class ReconcilerThread(threading.Thread):
+    """The reconciler inside a worker parent. Daemon: it never holds the worker up at exit.
+
+    Its DB connection is its own (Django connections are per thread) and is closed after
+    every pass, so it holds nothing across a PostgreSQL restart; an OperationalError only
+    costs one pass.
+    """
+
+    def __init__(self, *, worker_name: str) -> None:
+        super().__init__(name="scriptripper-reconciler", daemon=True)
+        self.worker_name = worker_name
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def run(self) -> None:
+        interval = settings.RECONCILE_INTERVAL_SECONDS
+        # First pass soon after start (workers restarted after an outage recover at once),
+        # jittered so that workers started together do not race for the lock.
+        delay = random.uniform(0.2, min(2.0, interval))
+        while not self.stopped.wait(delay):
+            delay = interval * random.uniform(0.9, 1.1)
+            try:
+                redis = django_rq.get_connection("default")
+                if not reconcile_lock(redis, owner=self.worker_name, ttl=interval * 0.9):
+                    continue
+                jobs_reconcile()
+            except RedisError as exc:
+                logger.warning("reconciler: Redis unreachable (%s)", type(exc).__name__)
+            except (OperationalError, InterfaceError) as exc:
+                logger.warning("reconciler: database unreachable (%s); next pass in %.0f s",
+                               str(exc).strip()[:120], delay)
+            except Exception:
+                logger.exception("reconciler pass failed")
+            finally:
+                try:
+                    connection.close()
+                except Exception:
+                    connection.connection = None
+

@@ -1,0 +1,116 @@
+"""Helpers for the fault tests: real `rqworker` subprocesses, their horses, and what the provider saw."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from django.db import connection
+
+from tests.conftest import ROOT, worker_env
+
+# Short leases and intervals so that recovery happens within seconds, not minutes.
+FAST = {
+    "JOB_LEASE_SECONDS": "3",
+    "RECONCILE_INTERVAL_SECONDS": "1",
+    "JOB_HEARTBEAT_SECONDS": "0.5",
+    "WORKER_SHUTDOWN_GRACE_SECONDS": "5",
+    "TASK_CONCURRENCY": "1",  # tasks one after another: a kill lands between known tasks
+    "PROVIDER_MAX_TRIES": "2",
+    "LOG_LEVEL": "warning",
+}
+
+TEXT = ("Alice: We should ship the new onboarding flow next week.\n"
+        "Bob: Agreed, but the billing page needs a review first.\n"
+        "Alice: Then let's review it on Monday and ship on Thursday.\n")
+
+
+def task_prompts(tag: str, n: int) -> dict[str, str]:
+    # Distinct, non-overlapping instructions: the emulator's request log tells them apart.
+    return {f"t{i}": f"[{tag}-{i}] Answer question number {i} about this meeting" for i in range(n)}
+
+
+class WorkerProcess:
+    """`python manage.py rqworker high default low` as a subprocess with its own log file."""
+
+    def __init__(self, emulator, log_dir: Path, name: str = "w", **env: str) -> None:
+        self.log_path = log_dir / f"worker-{name}-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "rqworker", "high", "default", "low"],
+            cwd=ROOT, env=worker_env(emulator, **{**FAST, **env}), stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def horse_pid(self) -> int | None:
+        for pid in children(self.pid):
+            return pid
+        return None
+
+    def wait_horse(self, timeout: float = 20) -> int:
+        return wait_for(self.horse_pid, timeout, "a work horse")
+
+    def stop(self) -> None:
+        horse = self.horse_pid()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if horse:
+            try:
+                os.kill(horse, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text()[-4000:]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command may contain spaces and parentheses: the fields start after the last ')'.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def sent(emulator, prompt: str) -> int:
+    """How many provider requests carried this task instruction."""
+    return sum(prompt in json.dumps(r["body"]) for r in emulator.requests())
+
+
+def terminate_other_backends() -> int:
+    """pg_terminate_backend on every other connection to the test database (the workers')."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return cursor.fetchone()[0]
