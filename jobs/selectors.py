@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 
 from accounts.models import User
 from analysis.usage import USAGE_KEYS
@@ -81,4 +81,44 @@ def job_document(job: Job, tasks: list[Task] | None = None) -> dict:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "result": result,
+    }
+
+
+def jobs_summaries(*, user: User, filters: dict) -> QuerySet[Job]:
+    """The caller's jobs for the list endpoint: no transcript, progress and cost counted in the query."""
+    queryset = (
+        jobs_visible_to(user)
+        .only("id", "status", "queue", "provider", "model", "profile_name", "error", "total_cost",
+              "created_at", "started_at", "finished_at")
+        .annotate(tasks_total=Count("tasks"),
+                  tasks_done=Count("tasks", filter=~Q(tasks__status=Task.Status.PENDING)),
+                  tasks_cost=Sum("tasks__cost"))
+    )
+    for field in ("status", "provider", "model"):
+        if filters.get(field):
+            queryset = queryset.filter(**{field: filters[field]})
+    if filters.get("created_after"):
+        queryset = queryset.filter(created_at__gte=filters["created_after"])
+    if filters.get("created_before"):
+        queryset = queryset.filter(created_at__lt=filters["created_before"])
+    return queryset
+
+
+def job_summary(job: Job) -> dict:
+    """One item of the job list: what a client needs to pick a job, not its content."""
+    # A running job's total_cost is only written when it ends; the tasks' sum is live.
+    cost = job.total_cost if job.is_final else getattr(job, "tasks_cost", None) or Decimal("0")
+    return {
+        "job_id": str(job.id),
+        "status": job.status,
+        "queue": job.queue,
+        "provider": job.provider,
+        "model": job.model,
+        "profile": job.profile_name or None,
+        "progress": {"tasks_done": job.tasks_done, "tasks_total": job.tasks_total},
+        "total_cost": money(cost),
+        "error": job.error or None,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
     }

@@ -1,0 +1,171 @@
+"""/healthz: database, Redis and a recent worker; 200 or 503 saying what failed, fast even when Redis is down."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from datetime import timedelta
+
+import django_rq
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from rq import Worker
+
+pytestmark = pytest.mark.django_db
+
+
+def register_worker(*, heartbeat_age_s: float = 0.0) -> Worker:
+    """A worker registration as `rqworker` writes it (RQ's own code), without the process."""
+    queues = [django_rq.get_queue(name) for name in settings.RQ_QUEUE_NAMES]
+    worker = Worker(queues, connection=queues[0].connection)
+    worker.register_birth()
+    worker.set_state("idle")  # as it is while waiting for a job
+    worker.heartbeat()
+    if heartbeat_age_s:
+        stale = timezone.now() - timedelta(seconds=heartbeat_age_s)
+        worker.connection.hset(worker.key, "last_heartbeat", stale.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    return worker
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_healthy_with_database_redis_and_a_live_worker(client):
+    register_worker()
+    response = client.get("/healthz")
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["status"] == "ok"
+    assert set(data["checks"]) == {"database", "redis", "workers"}
+    assert all(check["status"] == "ok" for check in data["checks"].values())
+    assert data["checks"]["workers"]["alive"] == 1
+    assert response["Cache-Control"].startswith("max-age=0")
+    assert client.get("/healthz/").status_code == 200  # with the slash too, no redirect
+
+
+def test_no_worker_is_unhealthy_and_says_so(client):
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    data = response.json()
+    assert data["status"] == "unhealthy"
+    assert data["checks"]["database"]["status"] == "ok" and data["checks"]["redis"]["status"] == "ok"
+    assert data["checks"]["workers"]["status"] == "error"
+    assert "heartbeat" in data["checks"]["workers"]["error"]
+
+
+def test_a_worker_silent_for_too_long_does_not_count(client, settings):
+    settings.HEALTHZ_WORKER_MAX_AGE_SECONDS = 60
+    register_worker(heartbeat_age_s=600)
+    data = client.get("/healthz").json()
+    assert data["status"] == "unhealthy" and data["checks"]["workers"]["alive"] == 0
+
+
+def test_redis_stopped_answers_503_at_once(client, settings):
+    # Nothing listens on this port: what a stopped Redis looks like to the app.
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    started = time.monotonic()
+    response = client.get("/healthz")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    data = response.json()
+    assert data["status"] == "unhealthy"
+    assert data["checks"]["database"]["status"] == "ok"
+    assert data["checks"]["redis"]["status"] == "error" and "Connection" in data["checks"]["redis"]["error"]
+    assert data["checks"]["workers"]["status"] == "error"
+    assert elapsed < 2.0
+
+
+def test_redis_hanging_answers_within_the_socket_timeout(client, settings):
+    # A Redis that accepts connections but never answers (overloaded, or a half-dead host).
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_forever() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_forever, daemon=True)
+    thread.start()
+    try:
+        settings.REDIS_URL = f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+        settings.HEALTHZ_TIMEOUT_SECONDS = 0.5
+        started = time.monotonic()
+        response = client.get("/healthz")
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        server.close()
+    assert response.status_code == 503
+    assert response.json()["checks"]["redis"]["status"] == "error"
+    assert "Timeout" in response.json()["checks"]["redis"]["error"]
+    assert elapsed < 2.0
+
+
+def test_the_error_never_shows_the_redis_password(client, settings):
+    settings.REDIS_URL = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert "hunter2" not in response.content.decode()
+
+
+def test_no_token_needed_and_no_api_error_shape(client):
+    register_worker()
+    response = client.get("/healthz", HTTP_AUTHORIZATION="Bearer nonsense")
+    assert response.status_code == 200
+    assert "error" not in response.json()
+
+
+@pytest.mark.subprocess
+def test_a_real_redis_stopped_under_a_healthy_app(client, settings, tmp_path):
+    """Healthy, then the Redis process is killed: the next /healthz says so within the timeout."""
+    import shutil
+    import subprocess
+
+    from redis import Redis
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        connection = Redis.from_url(url)
+        for _ in range(50):
+            try:
+                connection.ping()
+                break
+            except Exception:
+                time.sleep(0.1)
+        worker = Worker([django_rq.get_queue("default").name], connection=connection)
+        worker.register_birth()
+        worker.heartbeat()
+        settings.REDIS_URL = url
+        assert client.get("/healthz").status_code == 200
+
+        process.terminate()
+        process.wait(timeout=10)
+        started = time.monotonic()
+        response = client.get("/healthz")
+        assert time.monotonic() - started < 2.0
+        assert response.status_code == 503
+        assert response.json()["checks"]["redis"]["status"] == "error"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
