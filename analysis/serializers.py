@@ -25,7 +25,7 @@ class ProfileTasksField(serializers.Field):
     """An ordered list of {"name", "prompt"}; an object {name: prompt} is accepted too (order kept)."""
 
     default_error_messages = {
-        "type": 'must be a list of {"name": ..., "prompt": ...} objects',
+        "type": 'must be a list of {{"name": ..., "prompt": ...}} objects',
     }
 
     def to_internal_value(self, data):

@@ -52,7 +52,7 @@ class SegmentsField(serializers.Field):
     """`segments`: a list of {"speaker"?, "start"?, "end"?, "text"}; parsed with the transcript."""
 
     default_error_messages = {
-        "type": 'must be a list of objects like {"speaker": "Alice", "start": 12.5, "end": 15.0, "text": "..."}',
+        "type": 'must be a list of objects like {{"speaker": "Alice", "start": 12.5, "end": 15.0, "text": "..."}}',
     }
 
     def to_internal_value(self, data):
@@ -117,7 +117,7 @@ class BatchTasksField(serializers.Field):
     """`tasks` for batch (the seed's analyze_batch_task): [{"task_name", "prompt"}, ...], order kept."""
 
     default_error_messages = {
-        "type": 'must be a list of objects like {"task_name": "Summary", "prompt": "Summarize the meeting"}',
+        "type": 'must be a list of objects like {{"task_name": "Summary", "prompt": "Summarize the meeting"}}',
     }
 
     def to_internal_value(self, data):
