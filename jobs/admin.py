@@ -1,0 +1,230 @@
+"""Jobs in the Django admin: what ran, for whom, on which model, at what cost.
+
+Read-only on purpose: a job row is written by the services and the worker, and
+an edit in a form would bypass both (the queue, the ledger, the webhooks).
+Operators act through the actions below, which call the same services as the
+API (jobs.services.job_cancel / job_retry / job_enqueue / job_delete).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet, Sum
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from jobs.models import Job, Task, WebhookDelivery
+from jobs.selectors import money
+from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
+from scriptripper.errors import ServiceError
+
+TRANSCRIPT_PREVIEW_CHARS = 3000
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return str(timedelta(seconds=round(seconds)))
+
+
+def _pre(text: str) -> str:
+    # format_html escapes: task outputs and errors are model and provider text, never trusted HTML.
+    if not text:
+        return "—"
+    return format_html('<pre style="white-space: pre-wrap; margin: 0; max-width: 60em">{}</pre>', text)
+
+
+class TaskInline(admin.StackedInline):
+    model = Task
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    ordering = ("position",)
+    fields = ("name", "status", "prompt_text", "output_text", "tokens", "cost_usd", "tries", "calls", "chunks",
+              "flags", "latency", "error_text")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="prompt")
+    def prompt_text(self, task: Task) -> str:
+        return _pre(task.prompt)
+
+    @admin.display(description="output")
+    def output_text(self, task: Task) -> str:
+        return _pre(task.output)
+
+    @admin.display(description="error")
+    def error_text(self, task: Task) -> str:
+        return _pre(task.error)
+
+    @admin.display(description="tokens")
+    def tokens(self, task: Task) -> str:
+        return format_html_join(", ", "{} {}", ((f"{value:,}", key.removesuffix("_tokens").replace("_", " "))
+                                                for key, value in task.usage_dict().items() if value)) or "—"
+
+    @admin.display(description="cost (USD)")
+    def cost_usd(self, task: Task) -> str:
+        return f"{money(task.cost)}"
+
+    @admin.display(description="flags")
+    def flags(self, task: Task) -> str:
+        flags = [name for name in ("reused", "truncated", "blocked") if getattr(task, name)]
+        if task.finish_reason:
+            flags.append(f"finish: {task.finish_reason}")
+        return ", ".join(flags) or "—"
+
+    @admin.display(description="latency")
+    def latency(self, task: Task) -> str:
+        return "—" if task.latency_s is None else f"{task.latency_s:.2f} s"
+
+
+class WebhookDeliveryInline(admin.TabularInline):
+    model = WebhookDelivery
+    extra = 0
+    can_delete = False
+    fields = ("url", "attempts", "last_status", "last_error", "next_attempt_at", "delivered_at", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ("short_id", "status", "owner", "provider", "model", "queue", "cost_usd", "tasks_progress",
+                    "created_at", "duration")
+    list_filter = ("status", "provider", "queue", ("created_at", admin.DateFieldListFilter), "kind")
+    # Search: a job id (or its beginning, as it appears in logs and URLs) or the owner's username.
+    search_fields = ("id__istartswith", "owner__username")
+    search_help_text = "A job id (or its first characters) or an owner's username."
+    date_hierarchy = "created_at"
+    list_select_related = ("owner",)
+    list_per_page = 50
+    show_full_result_count = False  # COUNT(*) over a large table on every page view is not worth it
+    ordering = ("-created_at",)
+    inlines = (TaskInline, WebhookDeliveryInline)
+    actions = ("cancel_jobs", "retry_jobs", "requeue_jobs", "delete_jobs")
+    fieldsets = (
+        (None, {"fields": ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue")}),
+        ("Progress and cost", {"fields": ("tasks_progress", "cost_usd", "attempts", "lost_calls",
+                                          "created_at", "started_at", "heartbeat_at", "finished_at", "duration")}),
+        ("Request", {"fields": ("system_prompt_text", "params", "max_cost", "reuse_results", "callback_url",
+                                "idempotency_key", "transcript_format", "transcript_preview")}),
+    )
+    readonly_fields = ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue",
+                       "tasks_progress", "cost_usd", "attempts", "lost_calls", "created_at", "started_at",
+                       "heartbeat_at", "finished_at", "duration", "system_prompt_text", "params", "max_cost",
+                       "reuse_results", "callback_url", "idempotency_key", "transcript_format",
+                       "transcript_preview")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        # The transcript can be megabytes: the list never loads it (the detail page shows a preview).
+        return super().get_queryset(request).defer("transcript").annotate(
+            tasks_total=Count("tasks"),
+            tasks_done=Count("tasks", filter=~Q(tasks__status=Task.Status.PENDING)),
+            tasks_cost=Sum("tasks__cost"),
+        )
+
+    # Read-only: no adding or editing jobs by hand; actions go through the services.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # Django's bulk delete would skip job_delete (stopping the horse, cleaning Redis)
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """Cancel, retry, requeue and delete: for whoever may change jobs (superusers, or granted)."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    # --- columns ---------------------------------------------------------------------------------
+    @admin.display(description="job", ordering="id")
+    def short_id(self, job: Job) -> str:
+        return str(job.id)[:8]
+
+    @admin.display(description="cost (USD)", ordering="tasks_cost")
+    def cost_usd(self, job: Job) -> str:
+        # total_cost is written when the job ends; while it runs, the tasks' sum is the live figure.
+        cost = job.total_cost if job.is_final else getattr(job, "tasks_cost", None)
+        return f"{money(cost or 0)}"
+
+    @admin.display(description="tasks")
+    def tasks_progress(self, job: Job) -> str:
+        done = getattr(job, "tasks_done", None)
+        total = getattr(job, "tasks_total", None)
+        if done is None:
+            counts = job.tasks.aggregate(total=Count("pk"), done=Count("pk", filter=~Q(status=Task.Status.PENDING)))
+            done, total = counts["done"], counts["total"]
+        return f"{done}/{total}"
+
+    @admin.display(description="duration")
+    def duration(self, job: Job) -> str:
+        if job.started_at and not job.finished_at and job.status == Job.Status.STARTED:
+            return f"{_duration((timezone.now() - job.started_at).total_seconds())} (running)"
+        return _duration(job.duration_s)
+
+    @admin.display(description="system prompt")
+    def system_prompt_text(self, job: Job) -> str:
+        return _pre(job.system_prompt)
+
+    @admin.display(description="transcript")
+    def transcript_preview(self, job: Job) -> str:
+        text = Job.objects.filter(pk=job.pk).values_list("transcript", flat=True).first() or ""
+        if len(text) <= TRANSCRIPT_PREVIEW_CHARS:
+            return _pre(text)
+        return format_html("{}<p>… {} more characters ({} in all).</p>", _pre(text[:TRANSCRIPT_PREVIEW_CHARS]),
+                           f"{len(text) - TRANSCRIPT_PREVIEW_CHARS:,}", f"{len(text):,}")
+
+    # --- actions ---------------------------------------------------------------------------------
+    def _run(self, request: HttpRequest, queryset: QuerySet[Job], verb: str, operation) -> None:
+        done, refused = 0, []
+        for job in queryset.defer("transcript"):
+            try:
+                operation(job)
+            except ServiceError as exc:
+                refused.append(f"{str(job.id)[:8]}: {exc.detail}")
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, f"Not {verb.lower()}: {reason}", messages.WARNING)
+
+    @admin.action(description="Cancel the selected jobs", permissions=["operate"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._run(request, queryset, "Canceled", lambda job: job_cancel(job=job))
+
+    @admin.action(description="Retry the selected jobs (their tasks without a result)", permissions=["operate"])
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._run(request, queryset, "Retried", lambda job: job_retry(job=job))
+
+    @admin.action(description="Requeue the selected queued jobs (put them on their RQ queue again)",
+                  permissions=["operate"])
+    def requeue_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        def requeue(job: Job) -> None:
+            # For a queued job whose RQ entry was lost (a Redis restart without AOF, a flush):
+            # the row is the truth, so the row decides, and job_enqueue replaces any old entry.
+            if job.status != Job.Status.QUEUED:
+                raise ServiceError(f"the job is {job.status}; only a queued job can be requeued (retry a final one)")
+            if not job_enqueue(job_id=job.id):
+                raise ServiceError("Redis is unreachable; the reconciler will enqueue it when Redis is back")
+
+        self._run(request, queryset, "Requeued", requeue)
+
+    @admin.action(description="Delete the selected jobs (stopping them first)", permissions=["operate"])
+    def delete_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._run(request, queryset, "Deleted", lambda job: job_delete(job=job))

@@ -1,0 +1,107 @@
+"""GET /api/v1/queues: staff only; per-queue counts from Redis, and the workers alive with what they run."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from emulator.server import faults
+from tests.conftest import ROOT, client_for, make_user, transcript, worker_env
+from tests.ops.test_healthz import free_port
+
+TASKS = {"summary": "Provide a brief summary"}
+
+
+@pytest.fixture
+def staff_client(db):
+    return client_for(make_user("operator", is_staff=True))
+
+
+def submit(client) -> str:
+    response = client.post("/api/v1/jobs/analyze", {
+        "transcript": transcript("TS3010a.txt"), "provider": "openai", "model": "gpt-4o-mini", "tasks": TASKS,
+    }, format="json")
+    assert response.status_code == 202, response.content
+    return response.json()["job_id"]
+
+
+@pytest.mark.django_db(transaction=True)  # the API enqueues on commit
+def test_counts_per_queue_and_the_age_of_the_oldest_job(staff_client, alice_client):
+    submit(alice_client)
+    time.sleep(0.05)
+    submit(alice_client)
+    response = staff_client.get("/api/v1/queues")
+    assert response.status_code == 200, response.content
+    data = response.json()
+    queues = {q["name"]: q for q in data["queues"]}
+    assert list(queues) == ["high", "default", "low"]
+    assert queues["default"]["queued"] == 2
+    assert queues["default"]["started"] == 0 and queues["default"]["failed"] == 0
+    assert 0 <= queues["default"]["oldest_queued_age_s"] < 30
+    assert queues["high"]["queued"] == 0 and queues["high"]["oldest_queued_age_s"] is None
+    assert data["workers"] == [] and data["workers_alive"] == 0
+
+
+def test_staff_only(alice_client, client, db):
+    response = alice_client.get("/api/v1/queues")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+    assert client.get("/api/v1/queues").status_code == 401
+
+
+def test_redis_down_is_a_503_in_the_error_shape(staff_client, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    started = time.monotonic()
+    response = staff_client.get("/api/v1/queues/")
+    assert time.monotonic() - started < 2.0
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+
+
+@pytest.mark.subprocess
+@pytest.mark.django_db(transaction=True)
+def test_shows_a_live_worker_and_the_job_it_runs(staff_client, alice_client, emulator, client):
+    # The provider takes 4 s to answer: long enough to see the worker busy with this job.
+    emulator.add_faults([faults.delay(4, "openai")])
+    job_id = submit(alice_client)
+    worker = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "rqworker", "high", "default", "low"],
+        cwd=ROOT, env=worker_env(emulator), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        busy = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and busy is None:
+            data = staff_client.get("/api/v1/queues").json()
+            busy = next((w for w in data["workers"] if (w["current_job"] or {}).get("job_id") == job_id), None)
+            time.sleep(0.2)
+        assert busy is not None, f"no worker ever showed job {job_id}: {data}"
+        assert busy["state"] == "busy" and busy["alive"] is True
+        assert busy["queues"] == ["high", "default", "low"]
+        assert busy["pid"] == worker.pid
+        assert busy["current_job"]["owner"] == "alice"
+        assert busy["current_job"]["provider"] == "openai" and busy["current_job"]["model"] == "gpt-4o-mini"
+        assert data["workers_alive"] == 1
+        assert {q["name"]: q["started"] for q in data["queues"]}["default"] == 1
+
+        health = client.get("/healthz").json()
+        assert health["status"] == "ok" and health["checks"]["workers"]["busy"] == 1
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if alice_client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "finished":
+                break
+            time.sleep(0.2)
+        assert alice_client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "finished"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    # A worker that said goodbye is gone from the list at once.
+    assert staff_client.get("/api/v1/queues").json()["workers"] == []
