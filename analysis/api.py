@@ -80,7 +80,7 @@ def _visible_profile(request: Request, profile_id: int):
 
 
 class ProfileListCreateApi(APIView):
-    @extend_schema(responses={200: PROFILE_LIST_SCHEMA, **error_responses(401)},
+    @extend_schema(operation_id="profiles_list", responses={200: PROFILE_LIST_SCHEMA, **error_responses(401)},
                    summary="Your analysis profiles and the built-in ones")
     def get(self, request: Request) -> Response:
         profiles = list(profiles_visible_to(request.user))
@@ -97,7 +97,7 @@ class ProfileListCreateApi(APIView):
 
 
 class ProfileDetailApi(APIView):
-    @extend_schema(responses={200: ProfileOutputSerializer, **error_responses(401, 404)},
+    @extend_schema(operation_id="profiles_retrieve", responses={200: ProfileOutputSerializer, **error_responses(401, 404)},
                    summary="One analysis profile (yours or built in)")
     def get(self, request: Request, profile_id: int) -> Response:
         return Response(ProfileOutputSerializer(_visible_profile(request, profile_id)).data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from analysis.models import AnalysisProfile
@@ -21,6 +22,8 @@ def _no_nul(value: str, what: str) -> str:
     return value
 
 
+@extend_schema_field({"type": "array", "items": {"type": "object", "required": ["name", "prompt"], "properties": {
+    "name": {"type": "string"}, "prompt": {"type": "string"}}}})
 class ProfileTasksField(serializers.Field):
     """An ordered list of {"name", "prompt"}; an object {name: prompt} is accepted too (order kept)."""
 

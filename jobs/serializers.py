@@ -13,6 +13,7 @@ from pathlib import PurePath
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_model
@@ -48,6 +49,10 @@ def form_json(value: Any) -> Any:
     return value
 
 
+@extend_schema_field({"type": "array", "items": {"type": "object", "required": ["text"], "properties": {
+    "speaker": {"type": "string"}, "start": {"oneOf": [{"type": "number"}, {"type": "string"}]},
+    "end": {"oneOf": [{"type": "number"}, {"type": "string"}]},
+    "text": {"type": "string"}}}})
 class SegmentsField(serializers.Field):
     """`segments`: a list of {"speaker"?, "start"?, "end"?, "text"}; parsed with the transcript."""
 
@@ -65,6 +70,8 @@ class SegmentsField(serializers.Field):
         return value
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"},
+                      "example": {"summary": "Provide a brief summary", "key_points": "Extract key points"}})
 class TasksField(serializers.Field):
     """`tasks` for analyze: an object {name: prompt}, order kept."""
 
@@ -113,6 +120,8 @@ def clean_prompt(prompt, *, name: str) -> str:
     return prompt
 
 
+@extend_schema_field({"type": "array", "items": {"type": "object", "required": ["task_name", "prompt"], "properties": {
+    "task_name": {"type": "string"}, "prompt": {"type": "string"}}}})
 class BatchTasksField(serializers.Field):
     """`tasks` for batch (the seed's analyze_batch_task): [{"task_name", "prompt"}, ...], order kept."""
 
