@@ -30,13 +30,10 @@ from analysis import prompts
 from analysis.catalogue import ModelInfo
 from analysis.chunking import split_transcript
 from analysis.pricing import estimate_cost_range
-from analysis.runner import RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens
-from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, count_tokens
+from analysis.runner import (PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens,
+                             reduce_budget)
+from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens, count_tokens
 
-# The <partial_answer> wrapper around each partial answer in a reduce request (as Runner.group_partials).
-_PARTIAL_WRAPPER_TOKENS = 20
-# Slack the Runner keeps in a reduce request's budget.
-_REDUCE_SLACK_TOKENS = 50
 
 
 @dataclass
@@ -145,13 +142,19 @@ def estimate_run(*, config: RunConfig, transcript: str, tasks: list[TaskSpec]) -
     """estimate_job for an already built RunConfig (no settings read here)."""
     info = config.model
 
-    def count(text: str) -> int:
+    def count(text: str) -> int:  # the tokens billed
         return count_tokens(text, provider=config.provider, model=info.name)
+
+    def plan_count(text: str) -> int:
+        # As Runner.count: never below chars/4 (tokens.context_tokens), so the chunks planned are the run's.
+        return context_tokens(text, provider=config.provider, model=info.name)
 
     max_output = output_limit(config)
     transcript_tokens = count(prompts.transcript_document(transcript))
+    plan_tokens = plan_count(prompts.transcript_document(transcript))
     chunk_cache: dict[int, list[str]] = {}
-    planned = [_plan_task(config, spec, transcript, transcript_tokens, count, max_output, chunk_cache)
+    planned = [_plan_task(config, spec, transcript, transcript_tokens, count, max_output, chunk_cache,
+                          plan_count=plan_count, plan_tokens=plan_tokens)
                for spec in tasks]
     # Every OpenAI model in the catalogue has a known encoding (gpt-4o, gpt-4.1, gpt-5: o200k_base);
     # an unlisted model behind an OpenAI-compatible server is counted with an approximation.
@@ -169,16 +172,17 @@ def estimate_run(*, config: RunConfig, transcript: str, tasks: list[TaskSpec]) -
 
 
 def _plan_task(config: RunConfig, spec: TaskSpec, transcript: str, transcript_tokens: int,
-               count: Callable[[str], int], max_output: int, chunk_cache: dict[int, list[str]]) -> TaskEstimate:
+               count: Callable[[str], int], max_output: int, chunk_cache: dict[int, list[str]], *,
+               plan_count: Callable[[str], int], plan_tokens: int) -> TaskEstimate:
     estimate = TaskEstimate(name=spec.name)
-    budget = prompt_budget(config, spec, count)
+    budget = prompt_budget(config, spec, plan_count)
     if budget <= 0:
         estimate.chunks = 0
         estimate.error = (f"The task prompt and output limit leave no room for the transcript in "
                           f"{config.model.name}'s context of {config.context_limit or config.model.context_window} tokens")
         return estimate
 
-    if transcript_tokens <= budget:
+    if plan_tokens <= budget:
         # One call: count the fixed parts and add the transcript counted once for all tasks.
         bare = prompts.task_prompt(system_prompt=config.system_prompt, transcript="", instruction=spec.prompt)
         document_tokens = transcript_tokens
@@ -186,7 +190,7 @@ def _plan_task(config: RunConfig, spec: TaskSpec, transcript: str, transcript_to
         low_prompts = high_prompts = [tokens]
     else:
         if budget not in chunk_cache:
-            chunk_cache[budget] = split_transcript(transcript, max_tokens=budget, count=count,
+            chunk_cache[budget] = split_transcript(transcript, max_tokens=budget, count=plan_count,
                                                    overlap_tokens=min(config.overlap_tokens, budget // 10))
         chunks = chunk_cache[budget]
         estimate.chunks = len(chunks)
@@ -194,8 +198,8 @@ def _plan_task(config: RunConfig, spec: TaskSpec, transcript: str, transcript_to
                                                  instruction=spec.prompt, part=i, parts=len(chunks)), count)
                 for i, chunk in enumerate(chunks, 1)]
         # Reduce requests carry the partial answers: 1 token each at best, the whole output limit at worst.
-        low_prompts = maps + _reduce_calls(config, spec, count, budget, len(chunks), partial_tokens=1)
-        high_prompts = maps + _reduce_calls(config, spec, count, budget, len(chunks), partial_tokens=max_output)
+        low_prompts = maps + _reduce_calls(config, spec, count, plan_count, len(chunks), partial_tokens=1)
+        high_prompts = maps + _reduce_calls(config, spec, count, plan_count, len(chunks), partial_tokens=max_output)
 
     estimate.calls = len(high_prompts)
     estimate.input_tokens_per_call = high_prompts
@@ -207,17 +211,17 @@ def _plan_task(config: RunConfig, spec: TaskSpec, transcript: str, transcript_to
     return estimate
 
 
-def _reduce_calls(config: RunConfig, spec: TaskSpec, count: Callable[[str], int], budget: int, partials: int,
-                  *, partial_tokens: int) -> list[int]:
+def _reduce_calls(config: RunConfig, spec: TaskSpec, count: Callable[[str], int], plan_count: Callable[[str], int],
+                  partials: int, *, partial_tokens: int) -> list[int]:
     """Prompt tokens of each reduce call the Runner makes for `partials` answers of `partial_tokens` each."""
     empty = prompts.reduce_prompt(system_prompt=config.system_prompt, partials=[""], instruction=spec.prompt)
     fixed = prompt_tokens(empty, count)
-    reduce_budget = budget - (count(empty.document) + _REDUCE_SLACK_TOKENS)
-    size = partial_tokens + _PARTIAL_WRAPPER_TOKENS
+    room = reduce_budget(config, spec, plan_count)  # as Runner._map_reduce
+    size = partial_tokens + PARTIAL_WRAPPER_TOKENS
     calls: list[int] = []
     while True:
         # Greedy packing, as Runner.group_partials: how many partials fit one request.
-        per_group = max(1, reduce_budget // size) if reduce_budget > 0 else 1
+        per_group = max(1, room // size) if room > 0 else 1
         groups = -(-partials // per_group)
         if groups >= partials and partials > 1:
             return calls  # the Runner gives up here (answers too long to merge); no further calls
