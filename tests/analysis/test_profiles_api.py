@@ -116,3 +116,24 @@ def test_duplicate_name_is_400(alice_client):
 
 def test_profiles_need_a_token(client):
     assert_error(client.get("/api/v1/profiles"), 401, "not_authenticated")
+
+
+def test_admin_lists_and_edits_profiles_for_staff(client, db):
+    from accounts.models import User
+
+    User.objects.create_superuser("root-admin", "root@example.com", "pw-for-tests-only")
+    client.login(username="root-admin", password="pw-for-tests-only")
+    page = client.get("/admin/analysis/analysisprofile/")
+    assert page.status_code == 200 and b"meeting-notes" in page.content
+    builtin = AnalysisProfile.objects.get(owner=None, name="video-summary")
+    assert client.get(f"/admin/analysis/analysisprofile/{builtin.id}/change/").status_code == 200
+
+
+def test_system_check_warns_about_a_profile_default_provider_without_key(alice_client, settings):
+    from analysis.checks import check_profile_providers
+
+    alice_client.post("/api/v1/profiles", PROFILE, format="json")  # default provider: openai
+    assert check_profile_providers(None) == []
+    settings.OPENAI_API_KEY = ""
+    warnings = check_profile_providers(None)
+    assert [w.id for w in warnings] == ["scriptripper.W101"] and "OPENAI_API_KEY" in warnings[0].msg
