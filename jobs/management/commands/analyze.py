@@ -1,0 +1,223 @@
+"""`python manage.py analyze FILE --user USERNAME ...`: submit a transcript from the terminal.
+
+The submission goes through exactly what `POST /api/v1/jobs/analyze` runs
+(AnalyzeSerializer with the file as an upload, the same JobRequest, the same
+spending checks, job_create), as the given user, so a file the API would
+refuse is refused here with the same message. With --wait it polls
+PostgreSQL (the truth; a worker may be on any machine) and draws a progress
+bar on stderr, then prints the results on stdout as Markdown, or as the API's
+JSON document with --json.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+from django.core.files import File
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Count, Q, Sum
+from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
+
+from accounts.models import User
+from jobs.api import job_request
+from jobs.models import Job, Task
+from jobs.selectors import job_document
+from jobs.serializers import AnalyzeSerializer
+from jobs.services import job_check_spending, job_create
+from scriptripper.errors import ServiceError, _flatten_fields, _validation_message
+
+BAR_WIDTH = 24
+
+
+def parse_task(value: str) -> tuple[str, str]:
+    name, sep, prompt = value.partition("=")
+    if not sep or not name.strip() or not prompt.strip():
+        raise CommandError(f"--task must be NAME=PROMPT (e.g. --task 'summary=Provide a brief summary'), got {value!r}")
+    return name.strip(), prompt
+
+
+def format_elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+class ProgressBar:
+    """Tasks done of total, elapsed time and cost so far, on stderr.
+
+    On a terminal one line is redrawn in place; otherwise (a log file, a pipe)
+    a line is written only when something changed, so logs stay readable.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.interactive = stream.isatty()
+        self.last = None
+        self.started = time.monotonic()
+
+    def update(self, *, status: str, done: int, total: int, cost) -> None:
+        filled = BAR_WIDTH * done // total if total else 0
+        bar = "#" * filled + "." * (BAR_WIDTH - filled)
+        elapsed = format_elapsed(time.monotonic() - self.started)
+        line = f"[{bar}] {done}/{total} tasks  {elapsed}  ${Decimal(cost):.6f}  {status}"
+        if self.interactive:
+            self.stream.write("\r\x1b[2K" + line)
+            self.stream.flush()
+        elif (status, done, str(cost)) != self.last:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        self.last = (status, done, str(cost))
+
+    def close(self) -> None:
+        if self.interactive:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def markdown(document: dict[str, Any], *, source: str) -> str:
+    result = document["result"] or {"results": {}, "errors": {}, "metadata": {}}
+    metadata = result.get("metadata") or {}
+    usage = metadata.get("usage") or {}
+    progress = document["progress"]
+    lines = [
+        f"# {source}",
+        "",
+        f"- Job: `{document['job_id']}` ({document['status']})",
+    ]
+    if metadata:
+        lines.append(f"- Model: {metadata.get('provider')} / {metadata.get('model')}")
+        lines.append(f"- Cost: ${metadata.get('total_cost')} "
+                     f"(input {usage.get('input_tokens', 0):,} tokens, cached {usage.get('cached_input_tokens', 0):,}, "
+                     f"output {usage.get('output_tokens', 0):,}, reasoning {usage.get('reasoning_tokens', 0):,})")
+    lines.append(f"- Tasks: {progress['tasks_done']}/{progress['tasks_total']}")
+    if document["error"]:
+        lines.append(f"- Error: {document['error']}")
+    for name, text in result["results"].items():
+        lines += ["", f"## {name}", "", text.strip()]
+    if result["errors"]:
+        lines += ["", "## Errors", ""]
+        lines += [f"- **{name}**: {message}" for name, message in result["errors"].items()]
+    return "\n".join(lines) + "\n"
+
+
+class Command(BaseCommand):
+    help = ("Submit a transcript (.txt, .srt, .vtt or .json segments) for analysis as USERNAME, through the same "
+            "validation and services as the API; with --wait, show progress and print the results.")
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", help="the transcript: .txt, .srt, .vtt, or .json (a list of segments)")
+        parser.add_argument("--user", required=True, help="the username the job belongs to (and is billed to)")
+        what = parser.add_mutually_exclusive_group(required=True)
+        what.add_argument("--profile", help="a saved profile's name or id (yours or a built-in one)")
+        what.add_argument("--task", action="append", type=parse_task, metavar="NAME=PROMPT",
+                          help="a named task; repeat for several")
+        parser.add_argument("--provider", help="gemini, openai or anthropic (default: the profile's)")
+        parser.add_argument("--model", help="the model (default: the profile's)")
+        parser.add_argument("--system-prompt", help="a system prompt for every task")
+        parser.add_argument("--max-cost", help="USD: stop starting tasks once the job has cost this much")
+        parser.add_argument("--wait", action="store_true", help="wait for the job, showing progress, then print results")
+        parser.add_argument("--json", action="store_true", help="print JSON (the API's job document) instead of Markdown")
+        parser.add_argument("--interval", type=float, default=1.0, help="seconds between progress polls (default 1)")
+        parser.add_argument("--timeout", type=float, default=0.0,
+                            help="with --wait: give up waiting after this many seconds (0: wait for the end)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # Info logs ("job created") would break up the progress bar on the same stderr;
+        # -v 2 brings them back.
+        previous = logging.root.manager.disable
+        if options["verbosity"] < 2:
+            logging.disable(logging.INFO)
+        try:
+            self.run(options)
+        finally:
+            logging.disable(previous)
+
+    def run(self, options: dict[str, Any]) -> None:
+        user = User.objects.filter(username=options["user"]).first()
+        if user is None or not user.is_active:
+            raise CommandError(f"No active user {options['user']!r} (create one with: manage.py createtoken USERNAME)")
+        job = self.submit(user, options)
+        if not options["wait"]:
+            if options["json"]:
+                self.write_json({"job_id": str(job.id), "status": job.status, "message": "Job queued for processing"})
+            else:
+                self.stdout.write(str(job.id))
+            return
+        try:
+            job = self.wait(job, interval=max(0.05, options["interval"]), timeout=options["timeout"])
+        except KeyboardInterrupt:
+            raise CommandError(f"Interrupted; job {job.id} goes on in the background.", returncode=130) from None
+        document = job_document(job)
+        if options["json"]:
+            self.write_json(document)
+        else:
+            self.stdout.write(markdown(document, source=Path(options["file"]).name), ending="")
+        if job.status in (Job.Status.FAILED, Job.Status.CANCELED):
+            raise CommandError(f"Job {job.id} {job.status}: {job.error or 'no task produced a result'}")
+
+    # --- submitting ---------------------------------------------------------------------------
+    def submit(self, user: User, options: dict[str, Any]) -> Job:
+        path = Path(options["file"])
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            raise CommandError(f"Cannot read {path}: {exc.strerror or exc}") from None
+        with handle:
+            data: dict[str, Any] = {"file": File(handle, name=path.name)}
+            if options["profile"]:
+                data["profile"] = options["profile"]
+            else:
+                tasks: dict[str, str] = {}
+                for name, prompt in options["task"]:
+                    if name in tasks:
+                        raise CommandError(f"--task {name!r} is given twice")
+                    tasks[name] = prompt
+                data["tasks"] = tasks
+            for option, field in (("provider", "provider"), ("model", "model"), ("system_prompt", "system_prompt"),
+                                  ("max_cost", "max_cost")):
+                if options[option] is not None:
+                    data[field] = options[option]
+            serializer = AnalyzeSerializer(data=data, context={"user": user})
+            try:
+                serializer.is_valid(raise_exception=True)
+                new_job = job_request(serializer.validated_data)
+                job_check_spending(owner=user, requests=[new_job])
+            except serializers.ValidationError as exc:
+                raise CommandError(_validation_message(_flatten_fields(exc.detail))) from None
+            except ServiceError as exc:
+                raise CommandError(str(exc.detail)) from None
+        return job_create(owner=user, request=new_job)
+
+    # --- waiting ------------------------------------------------------------------------------
+    def wait(self, job: Job, *, interval: float, timeout: float) -> Job:
+        # The raw stream, not Django's OutputWrapper (which would colour every redraw as an error).
+        bar = ProgressBar(getattr(self.stderr, "_out", sys.stderr))
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        try:
+            while True:
+                status = Job.objects.filter(id=job.id).values_list("status", flat=True).first()
+                if status is None:
+                    raise CommandError(f"Job {job.id} was deleted while waiting for it.")
+                counts = Task.objects.filter(job_id=job.id).aggregate(
+                    total=Count("pk"), done=Count("pk", filter=~Q(status=Task.Status.PENDING)), cost=Sum("cost"))
+                bar.update(status=status, done=counts["done"], total=counts["total"], cost=counts["cost"] or 0)
+                if status in Job.FINAL_STATUSES:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise CommandError(f"Still {status} after {timeout:g} s; job {job.id} goes on in the background "
+                                       f"(GET /api/v1/jobs/{job.id}).")
+                time.sleep(interval)
+        finally:
+            bar.close()
+        return Job.objects.get(id=job.id)
+
+    def write_json(self, value: dict[str, Any]) -> None:
+        # The API's renderer: Decimal costs become JSON numbers, dates ISO 8601, as GET /api/v1/jobs/{id}.
+        body = JSONRenderer().render(value, renderer_context={"indent": 2})
+        self.stdout.write(body.decode())
