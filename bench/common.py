@@ -1,0 +1,196 @@
+"""Shared harness for the benchmarks: a bench database and Redis db, the emulator,
+workers and gunicorn as real subprocesses, and a user exempt from limits.
+
+Everything runs against the local PostgreSQL and Redis, in a database of its own
+(`scriptripper_bench`) and Redis database 12, so development data is untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BENCH_DB = os.environ.get("BENCH_DATABASE", "scriptripper_bench")
+BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+PG = os.environ.get("BENCH_PG", "postgresql://127.0.0.1:5432")
+TRANSCRIPTS = ROOT.parent / "shared" / "transcripts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_env(emulator_url: str | None = None, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "scriptripper.settings",
+        "DATABASE_URL": f"{PG}/{BENCH_DB}",
+        "REDIS_URL": BENCH_REDIS,
+        "LOG_LEVEL": "warning",
+        "PYTHONUNBUFFERED": "1",
+        "RESULT_REUSE_TTL_SECONDS": "0",
+    })
+    if emulator_url:
+        env.update({
+            "GEMINI_API_KEY": "bench", "OPENAI_API_KEY": "bench", "ANTHROPIC_API_KEY": "bench",
+            "OPENAI_BASE_URL": f"{emulator_url}/v1", "ANTHROPIC_BASE_URL": emulator_url,
+            "GEMINI_BASE_URL": emulator_url, "GEMINI_API_VERSION": "v1beta",
+        })
+    env.update(extra)
+    return env
+
+
+def setup_django(emulator_url: str | None = None, **extra: str) -> None:
+    """Configure this process for the bench database (created and migrated if needed)."""
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", (BENCH_DB,)).fetchone():
+            conn.execute(f'create database "{BENCH_DB}"')
+    os.environ.update(base_env(emulator_url, **extra))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def redis():
+    import redis as redis_lib
+
+    return redis_lib.Redis.from_url(BENCH_REDIS)
+
+
+def reset_state() -> None:
+    """Empty queues and job rows between cases."""
+    from jobs.models import Job
+
+    redis().flushdb()
+    Job.objects.all().delete()
+
+
+def bench_user(username: str = "bench"):
+    """A pro user exempt from throttles and spending limits (staff, no budget cap)."""
+    from decimal import Decimal
+
+    from accounts.services import user_upsert
+
+    user, _ = user_upsert(username=username, plan="pro", is_staff=True, monthly_budget=Decimal("1000000"))
+    if hasattr(user, "throttle_exempt") and not user.throttle_exempt:
+        user.throttle_exempt = True
+        user.save(update_fields=["throttle_exempt"])
+    return user
+
+
+@contextmanager
+def emulator_process(latency: float = 0.0, max_context: int | None = None):
+    from emulator.server import EmulatorClient
+
+    port = free_port()
+    args = [PYTHON, "-m", "emulator", "--host", "127.0.0.1", "--port", str(port), "--latency", str(latency)]
+    if max_context:
+        args += ["--max-context", str(max_context)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = EmulatorClient(f"http://127.0.0.1:{port}")
+    try:
+        client.wait_ready()
+        client.configure(max_recorded=0)  # don't hold thousands of bodies in memory
+        yield client
+    finally:
+        stop(proc)
+
+
+def start_workers(count: int, env: dict[str, str], *, burst: bool = False, worker_class: str | None = None,
+                  queues: tuple[str, ...] = ("high", "default", "low")) -> list[subprocess.Popen]:
+    procs = []
+    for _ in range(count):
+        args = [PYTHON, "manage.py", "rqworker", *queues]
+        if burst:
+            args.append("--burst")
+        if worker_class:
+            args += ["--worker-class", worker_class]
+        procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=_log("worker")))
+    return procs
+
+
+def start_pool(count: int, env: dict[str, str], *, burst: bool = True,
+               worker_class: str | None = None) -> subprocess.Popen:
+    args = [PYTHON, "manage.py", "rqworker-pool", "high", "default", "low", "--num-workers", str(count)]
+    if burst:
+        args.append("--burst")
+    if worker_class:
+        args += ["--worker-class", worker_class]
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=_log("pool"))
+
+
+def _log(name: str):
+    # A file, not a pipe: a pipe nobody reads fills up and blocks a chatty worker.
+    logs = ROOT / ".data" / "bench-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return open(logs / f"{name}-{time.time_ns()}.log", "wb")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_final(job_ids, timeout: float = 600) -> float:
+    """Seconds until every job is final (polls PostgreSQL)."""
+    from jobs.models import Job
+
+    ids = [str(j) for j in job_ids]
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        open_count = Job.objects.filter(id__in=ids).exclude(status__in=Job.FINAL_STATUSES).count()
+        if open_count == 0:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise TimeoutError(f"jobs not final after {timeout} s")
+
+
+def submit_jobs(user, count: int, *, text: str, tasks: dict[str, str] | None = None, queue: str | None = None,
+                provider: str = "openai", model: str = "gpt-4o-mini") -> list:
+    """Create jobs through the same service the API uses (enqueued on commit)."""
+    from analysis.runner import TaskSpec
+    from jobs.services import JobRequest, job_create
+
+    tasks = tasks or {"summary": "Provide a brief summary"}
+    request_kwargs = {}
+    if "reuse_results" in JobRequest.__dataclass_fields__:
+        request_kwargs["reuse_results"] = False
+    jobs = []
+    for _ in range(count):
+        jobs.append(job_create(owner=user, request=JobRequest(
+            provider=provider, model=model, transcript=text, queue=queue,
+            tasks=[TaskSpec(name=n, prompt=p) for n, p in tasks.items()], **request_kwargs)).id)
+    return jobs
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def sample_text(words: int = 300) -> str:
+    text = (TRANSCRIPTS / "TS3010a.txt").read_text(encoding="utf-8") if TRANSCRIPTS.is_dir() else (
+        ROOT / "docs" / "sample-meeting.txt").read_text(encoding="utf-8")
+    return " ".join(text.split(" ")[:words])

@@ -1,0 +1,368 @@
+#!/usr/bin/env python
+"""ScriptRipper benchmarks: every figure beside a baseline measured in the same run.
+
+    python bench/run.py            # the full run (minutes); writes bench/results/latest.md
+    python bench/run.py --small    # a smoke run (seconds), as CI does
+    python bench/run.py --only queue,api
+
+Machines here are shared and noisy, so each case reports a ratio against a
+baseline taken in the same run, and the bound it must meet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Row:
+    case: str
+    measure: str
+    value: float
+    baseline: float
+    ratio: float
+    bound: str
+    ok: bool
+    unit: str = ""
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def ratio_row(case, measure, value, baseline, *, higher_is_better: bool, bound: float, unit: str, notes: str = "",
+              extra: dict | None = None) -> Row:
+    ratio = (value / baseline) if baseline else float("inf")
+    ok = ratio >= bound if higher_is_better else ratio <= bound
+    return Row(case, measure, value, baseline, ratio, f"{'≥' if higher_is_better else '≤'} {bound}", ok, unit, notes,
+               extra or {})
+
+
+# --- queue overhead -----------------------------------------------------------------------
+def _wait_workers(count: int, timeout: float = 60) -> None:
+    from rq import Worker
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if len(Worker.all(connection=common.redis())) >= count:
+            return
+        time.sleep(0.1)
+    raise TimeoutError("workers did not register")
+
+
+def _noop_throughput(jobs: int, workers: int, env: dict, worker_class: str | None, pool: bool) -> float:
+    import django_rq
+
+    common.redis().flushdb()
+    procs = [common.start_pool(workers, env, burst=False, worker_class=worker_class)] if pool else \
+        common.start_workers(workers, env, worker_class=worker_class)
+    try:
+        _wait_workers(workers)
+        queue = django_rq.get_queue("default")
+        registry = queue.finished_job_registry
+        t0 = time.monotonic()
+        for _ in range(jobs):
+            queue.enqueue("bench.noop.noop")
+        while registry.count < jobs:
+            time.sleep(0.02)
+            if time.monotonic() - t0 > 600:
+                raise TimeoutError("bare RQ baseline did not finish")
+        return jobs / (time.monotonic() - t0)
+    finally:
+        for p in procs:
+            common.stop(p)
+
+
+def _job_throughput(user, jobs: int, workers: int, env: dict, worker_class: str | None, pool: bool,
+                    latency_text: str) -> float:
+    common.reset_state()
+    procs = [common.start_pool(workers, env, burst=False, worker_class=worker_class)] if pool else \
+        common.start_workers(workers, env, worker_class=worker_class)
+    try:
+        _wait_workers(workers)
+        t0 = time.monotonic()
+        ids = common.submit_jobs(user, jobs, text=latency_text, queue="default")
+        common.wait_final(ids)
+        elapsed = time.monotonic() - t0
+        from jobs.models import Job
+
+        bad = Job.objects.filter(id__in=ids).exclude(status="finished").count()
+        if bad:
+            raise RuntimeError(f"{bad} jobs did not finish")
+        return jobs / elapsed
+    finally:
+        for p in procs:
+            common.stop(p)
+
+
+def case_queue(small: bool, emulator, user) -> list[Row]:
+    jobs = 100 if small else 1000
+    workers = 2
+    env = common.base_env(emulator.url)
+    text = common.sample_text(200)
+    rows = []
+    variants = [("Worker (forking, default)", None, False)]
+    if not small:
+        variants += [("SimpleWorker", "rq.worker.SimpleWorker", False),
+                     ("worker pool (rqworker-pool)", None, True)]
+    for label, worker_class, pool in variants:
+        ours = _job_throughput(user, jobs, workers, env, worker_class, pool, text)
+        bare = _noop_throughput(jobs, workers, env, worker_class, pool)
+        case = "queue overhead" if worker_class is None and not pool else f"queue overhead, {label}"
+        rows.append(ratio_row(case, f"jobs/s, {jobs} single-task jobs, {workers} workers ({label})", ours, bare,
+                              higher_is_better=True, bound=0.6, unit="jobs/s",
+                              notes="baseline: bare RQ no-op, same worker class and count"))
+    return rows
+
+
+# --- API ------------------------------------------------------------------------------------
+def _load_worker(args):
+    url, path, method, body, token, seconds, threads = args
+    import http.client
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client():
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        mine = []
+        while time.monotonic() < deadline:
+            t = time.monotonic()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                if response.status >= 400:
+                    with lock:
+                        errors[0] += 1
+            except Exception:
+                with lock:
+                    errors[0] += 1
+                conn.close()
+                conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+                continue
+            mine.append(time.monotonic() - t)
+        with lock:
+            latencies.extend(mine)
+
+    pool = [threading.Thread(target=client) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return latencies, errors[0]
+
+
+def _load(url, path, method, body, token, seconds, clients=20, procs=2):
+    with multiprocessing.get_context("spawn").Pool(procs) as pool:
+        parts = pool.map(_load_worker, [(url, path, method, body, token, seconds, clients // procs)] * procs)
+    latencies = [x for part, _ in parts for x in part]
+    errors = sum(e for _, e in parts)
+    latencies.sort()
+    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+    return {"rps": len(latencies) / seconds, "p50": p(0.50), "p99": p(0.99), "errors": errors, "n": len(latencies)}
+
+
+def case_api(small: bool, emulator, user) -> list[Row]:
+    import subprocess
+
+    from accounts.services import api_token_create
+
+    common.reset_state()
+    token = api_token_create(user=user, name="bench").secret
+    port = common.free_port()
+    env = common.base_env(emulator.url)
+    gunicorn = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "scriptripper.wsgi", "--bind",
+                                 f"127.0.0.1:{port}", "--workers", "2", "--threads", "8", "--worker-class", "gthread",
+                                 "--log-level", "warning"], cwd=common.ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/api/schema/", timeout=2).read()
+                break
+            except Exception:
+                time.sleep(0.2)
+        seconds = 3 if small else 20
+        body = json.dumps({"transcript": common.sample_text(300), "provider": "openai", "model": "gpt-4o-mini",
+                           "tasks": {"summary": "Provide a brief summary", "key_points": "Extract key points"},
+                           "reuse": False})
+        trivial_path = "/api/v1/account" if _has_route("account") else "/api/v1/models"
+        _load(url, trivial_path, "GET", None, token, 1)  # warm up both gunicorn workers
+        baseline = _load(url, trivial_path, "GET", None, token, seconds)
+        analyze = _load(url, "/api/v1/jobs/analyze", "POST", body, token, seconds)
+    finally:
+        common.stop(gunicorn)
+        common.redis().flushdb()
+    notes = f"20 clients, {seconds} s, gunicorn 2×8 gthread; baseline GET {trivial_path}; errors {analyze['errors']}/{baseline['errors']}"
+    return [
+        ratio_row("API", "POST /api/v1/jobs/analyze requests/s", analyze["rps"], baseline["rps"],
+                  higher_is_better=True, bound=0.5, unit="req/s", notes=notes),
+        ratio_row("API", f"p99 latency (p50 {analyze['p50'] * 1000:.0f} ms vs {baseline['p50'] * 1000:.0f} ms)",
+                  analyze["p99"] * 1000, baseline["p99"] * 1000, higher_is_better=False, bound=2.0, unit="ms"),
+    ]
+
+
+def _has_route(name: str) -> bool:
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        reverse(name)
+        return True
+    except NoReverseMatch:
+        return False
+
+
+# --- scale-out --------------------------------------------------------------------------------
+def case_scale(small: bool, emulator_factory, user) -> list[Row]:
+    jobs = 40 if small else 200
+    with emulator_factory(0.3) as emulator:
+        env = common.base_env(emulator.url)
+        text = common.sample_text(200)
+        one = _job_throughput(user, jobs, 1, env, None, False, text)
+        four = _job_throughput(user, jobs, 4, env, None, False, text)
+    return [ratio_row("scale-out", f"jobs/s, {jobs} jobs at 300 ms, 4 workers vs 1", four, one,
+                      higher_is_better=True, bound=3.5, unit="jobs/s")]
+
+
+# --- priority ---------------------------------------------------------------------------------
+def case_priority(small: bool, emulator_factory, user) -> list[Row]:
+    backlog = 60 if small else 300
+    text = common.sample_text(200)
+    with emulator_factory(0.1) as emulator:
+        env = common.base_env(emulator.url)
+
+        def time_high() -> float:
+            [job_id] = common.submit_jobs(user, 1, text=text, queue="high")
+            return common.wait_final([job_id])
+
+        common.reset_state()
+        procs = common.start_workers(1, env)
+        try:
+            _wait_workers(1)
+            time_high()  # warm-up
+            empty = statistics.median(time_high() for _ in range(3))
+            common.submit_jobs(user, backlog, text=text, queue="low")
+            time.sleep(1.0)  # the worker is busy with the backlog
+            loaded = statistics.median(time_high() for _ in range(3))
+        finally:
+            for p in procs:
+                common.stop(p)
+    return [ratio_row("priority", f"high job finish time with {backlog} low jobs queued", loaded, empty,
+                      higher_is_better=False, bound=2.0, unit="s")]
+
+
+# --- memory -------------------------------------------------------------------------------------
+def case_memory(small: bool, emulator, user) -> list[Row]:
+    first, total = (20, 200) if small else (100, 1000)
+    env = common.base_env(emulator.url)
+    text = common.sample_text(200)
+    common.reset_state()
+    [proc] = common.start_workers(1, env)
+    try:
+        _wait_workers(1)
+        common.wait_final(common.submit_jobs(user, first, text=text, queue="default"))
+        after_first = common.rss_kib(proc.pid)
+        common.wait_final(common.submit_jobs(user, total - first, text=text, queue="default"))
+        after_total = common.rss_kib(proc.pid)
+    finally:
+        common.stop(proc)
+    return [ratio_row("memory", f"worker RSS after {total} jobs vs after {first}", after_total / 1024,
+                      after_first / 1024, higher_is_better=False, bound=1.1, unit="MiB")]
+
+
+# --- cases owned by their modules ----------------------------------------------------------------
+def case_module(name: str, small: bool) -> list[Row]:
+    import importlib
+
+    module = importlib.import_module(f"bench.{name}")
+    out = module.run(small=small)
+    rows = out if isinstance(out, list) else [out]
+    return [r if isinstance(r, Row) else Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__})
+            for r in rows]
+
+
+CASES = ["queue", "fanout", "long", "api", "scale", "priority", "memory"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", action="store_true", help="a smoke run of seconds (CI)")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(CASES)}")
+    args = parser.parse_args()
+    selected = [c for c in CASES if not args.only or c in args.only.split(",")]
+
+    common.setup_django()
+    user = common.bench_user()
+    rows: list[Row] = []
+    with common.emulator_process(0.0) as fast:
+        # Re-point this process at the running emulator (the bench user submits through services).
+        os.environ.update(common.base_env(fast.url))
+        for case in selected:
+            print(f"-- {case}", flush=True)
+            if case == "queue":
+                rows += case_queue(args.small, fast, user)
+            elif case == "fanout":
+                rows += case_module("fanout", args.small)
+            elif case == "long":
+                rows += case_module("long_transcript", args.small)
+            elif case == "api":
+                rows += case_api(args.small, fast, user)
+            elif case == "scale":
+                rows += case_scale(args.small, common.emulator_process, user)
+            elif case == "priority":
+                rows += case_priority(args.small, common.emulator_process, user)
+            elif case == "memory":
+                rows += case_memory(args.small, fast, user)
+            for row in rows[-3:]:
+                print(f"   {row.measure}: {row.value:.3f} vs {row.baseline:.3f} → {row.ratio:.2f} ({row.bound})"
+                      f" {'ok' if row.ok else 'MISSED'}", flush=True)
+    table = render(rows, small=args.small)
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / ("smoke.md" if args.small else "latest.md")).write_text(table)
+    return 0 if all(r.ok for r in rows) or args.small else 1
+
+
+def render(rows: list[Row], *, small: bool) -> str:
+    lines = [
+        f"# ScriptRipper benchmarks{' (smoke run)' if small else ''}",
+        "",
+        f"Machine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        "| case | measure | value | baseline (same run) | ratio | bound | |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(f"| {r.case} | {r.measure} | {r.value:.3f} {r.unit} | {r.baseline:.3f} {r.unit} | "
+                     f"{r.ratio:.2f} | {r.bound} | {'ok' if r.ok else 'missed'} |")
+    notes = [f"- {r.case}: {r.notes}" for r in rows if r.notes]
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
