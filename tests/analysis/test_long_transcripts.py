@@ -147,3 +147,12 @@ def test_openai_requests_fit_even_counted_as_chars_over_4(capped):
     assert stats["max_prompt_tokens_seen"] <= LIMIT - 64
     # ...and the chunks are not needlessly small: the largest request uses most of the room.
     assert stats["max_prompt_tokens_seen"] > 0.9 * LIMIT
+
+
+@pytest.mark.parametrize("provider,model", MODELS + [("openai", "llama-3-70b"), ("mistral", "x")])
+def test_planning_counts_are_never_below_chars_over_4(provider, model):
+    from analysis.tokens import context_tokens
+
+    for text in (transcript("TS3010a.txt"), "Grad F: OK . {vocalsound} Uh . " * 200, "会议纪要：决定周五发布。" * 300,
+                 "x" * 10_001):
+        assert context_tokens(text, provider=provider, model=model) >= -(-len(text) // 4)
