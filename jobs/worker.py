@@ -26,7 +26,7 @@ import signal
 from django.db import connections
 from rq.worker import Worker
 
-from analysis.providers import reset_provider_clients
+from analysis.providers import preload_provider_modules, reset_provider_clients
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ class ScriptRipperWorker(Worker):
         # Installed in the parent before any fork, so a horse has it from its first instruction
         # (SIGUSR1's default action would kill it); in the parent it does nothing.
         signal.signal(signal.SIGUSR1, request_handback)
+        # The SDK imports and token encodings (about 3 s) once here, not in every forked horse.
+        preload_provider_modules()
         reconciler = ReconcilerThread(worker_name=self.name)
         reconciler.start()
         try:

@@ -62,6 +62,31 @@ def _build(config: tuple) -> Provider:
     return GeminiProvider(api_key=config[1], base_url=config[2], api_version=config[3], timeout=config[4])
 
 
+def preload_provider_modules() -> None:
+    """Import the three SDKs and load the token encodings now, once, in a process that forks.
+
+    Measured here: anthropic takes about 1.9 s to import, openai 0.55 s, google-genai 0.5 s, and the
+    o200k encoding 0.6 s to load. A forking worker that has not done this pays it again in every work
+    horse, i.e. on every job (a 0.2 s job took 1.15 s). Imported in the parent, the horses share it.
+    Throwaway clients are built and their request paths touched, because the SDKs import their
+    resource modules lazily on first use (about 0.15 s) and load CA certificates per client; they
+    send nothing, open no socket, and are dropped: a horse builds its own (reset_provider_clients).
+    """
+    from analysis.catalogue import load_catalogue
+    from analysis.providers.anthropic_provider import AnthropicProvider
+    from analysis.providers.gemini_provider import GeminiProvider
+    from analysis.providers.openai_provider import OpenAIProvider
+    from analysis.tokens import preload_encodings
+
+    preload_encodings()
+    load_catalogue()
+    for client in (OpenAIProvider(api_key="preload", base_url="http://127.0.0.1:9/v1", timeout=1).client.chat,
+                   AnthropicProvider(api_key="preload", base_url="http://127.0.0.1:9", timeout=1).client.messages,
+                   GeminiProvider(api_key="preload", base_url="http://127.0.0.1:9", api_version=None,
+                                  timeout=1).client.models):
+        getattr(client, "completions", None)
+
+
 def reset_provider_clients() -> None:
     """Drop cached clients (after fork, or when settings change in tests)."""
     with _lock:
