@@ -21,7 +21,7 @@ from jobs.selectors import money
 from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
 from scriptripper.errors import ServiceError
 
-TRANSCRIPT_PREVIEW_CHARS = 3000
+TRANSCRIPT_PREVIEW_CHARS = 2000
 
 
 def _duration(seconds: float | None) -> str:
@@ -119,7 +119,9 @@ class JobAdmin(admin.ModelAdmin):
         (None, {"fields": ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue")}),
         ("Progress and cost", {"fields": ("tasks_progress", "cost_usd", "attempts", "lost_calls",
                                           "created_at", "started_at", "heartbeat_at", "finished_at", "duration")}),
-        ("Request", {"fields": ("system_prompt_text", "params", "max_cost", "reuse_results", "callback_url",
+        # Collapsed: the transcript preview is long, and the task results below are what one comes for.
+        ("Request", {"classes": ["collapse"],
+                     "fields": ("system_prompt_text", "params", "max_cost", "reuse_results", "callback_url",
                                 "idempotency_key", "transcript_format", "transcript_preview")}),
     )
     readonly_fields = ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue",
