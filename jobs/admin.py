@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib import admin, messages
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -132,10 +132,13 @@ class JobAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         # The transcript can be megabytes: the list never loads it (the detail page shows a preview).
+        # Correlated subqueries, not a JOIN with GROUP BY: PostgreSQL then counts the tasks of the
+        # 50 rows on the page only, instead of every job's before the LIMIT.
+        tasks = Task.objects.filter(job=OuterRef("pk")).order_by().values("job")
         return super().get_queryset(request).defer("transcript").annotate(
-            tasks_total=Count("tasks"),
-            tasks_done=Count("tasks", filter=~Q(tasks__status=Task.Status.PENDING)),
-            tasks_cost=Sum("tasks__cost"),
+            tasks_total=Subquery(tasks.annotate(n=Count("pk")).values("n")),
+            tasks_done=Subquery(tasks.exclude(status=Task.Status.PENDING).annotate(n=Count("pk")).values("n")),
+            tasks_cost=Subquery(tasks.annotate(c=Sum("cost")).values("c")),
         )
 
     # Read-only: no adding or editing jobs by hand; actions go through the services.
@@ -171,7 +174,7 @@ class JobAdmin(admin.ModelAdmin):
         if done is None:
             counts = job.tasks.aggregate(total=Count("pk"), done=Count("pk", filter=~Q(status=Task.Status.PENDING)))
             done, total = counts["done"], counts["total"]
-        return f"{done}/{total}"
+        return f"{done or 0}/{total or 0}"
 
     @admin.display(description="duration")
     def duration(self, job: Job) -> str:

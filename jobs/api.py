@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from analysis.estimate import estimate_job
 from analysis.runner import TaskSpec
 from jobs.monitoring import queue_stats, redis_connection, workers_alive, workers_info
-from jobs.selectors import job_document, job_for_user, job_summary, jobs_summaries
+from jobs.selectors import job_document, job_for_user, job_summary, jobs_summaries, with_task_counts
 from jobs.models import Job
 from jobs.serializers import AnalyzeSerializer, BatchSerializer, JobListFilterSerializer
 from jobs.services import (JobRequest, job_cancel, job_check_spending, job_create, job_create_idempotent, job_delete,
@@ -298,7 +298,7 @@ class JobListApi(APIView):
         paginator = JobCursorPagination()
         page = paginator.paginate_queryset(jobs_summaries(user=request.user, filters=filters.validated_data),
                                            request, view=self)
-        return paginator.get_paginated_response([job_summary(job) for job in page])
+        return paginator.get_paginated_response([job_summary(job) for job in with_task_counts(list(page))])
 
 
 QUEUE_SCHEMA = inline_serializer("QueueStats", fields={

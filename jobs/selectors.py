@@ -85,15 +85,14 @@ def job_document(job: Job, tasks: list[Task] | None = None) -> dict:
 
 
 def jobs_summaries(*, user: User, filters: dict) -> QuerySet[Job]:
-    """The caller's jobs for the list endpoint: no transcript, progress and cost counted in the query."""
-    queryset = (
-        jobs_visible_to(user)
-        .only("id", "status", "queue", "provider", "model", "profile_name", "error", "total_cost",
-              "created_at", "started_at", "finished_at")
-        .annotate(tasks_total=Count("tasks"),
-                  tasks_done=Count("tasks", filter=~Q(tasks__status=Task.Status.PENDING)),
-                  tasks_cost=Sum("tasks__cost"))
-    )
+    """The caller's jobs for the list endpoint, without the transcript.
+
+    No task counts here: aggregating before the LIMIT would count the tasks of every
+    job of the user (400 ms at 20,000 jobs); `with_task_counts` counts one page's.
+    """
+    queryset = jobs_visible_to(user).only(
+        "id", "status", "queue", "provider", "model", "profile_name", "error", "total_cost",
+        "created_at", "started_at", "finished_at")
     for field in ("status", "provider", "model"):
         if filters.get(field):
             queryset = queryset.filter(**{field: filters[field]})
@@ -102,6 +101,20 @@ def jobs_summaries(*, user: User, filters: dict) -> QuerySet[Job]:
     if filters.get("created_before"):
         queryset = queryset.filter(created_at__lt=filters["created_before"])
     return queryset
+
+
+def with_task_counts(jobs: list[Job]) -> list[Job]:
+    """Set tasks_total, tasks_done and tasks_cost on each job, in one query for the whole page."""
+    counts = {
+        row["job_id"]: row
+        for row in Task.objects.filter(job_id__in=[job.id for job in jobs]).order_by().values("job_id").annotate(
+            total=Count("pk"), done=Count("pk", filter=~Q(status=Task.Status.PENDING)), cost=Sum("cost"))
+    }
+    for job in jobs:
+        row = counts.get(job.id, {})
+        job.tasks_total, job.tasks_done = row.get("total", 0), row.get("done", 0)
+        job.tasks_cost = row.get("cost") or Decimal("0")
+    return jobs
 
 
 def job_summary(job: Job) -> dict:
