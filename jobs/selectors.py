@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet, Sum
 
 from accounts.models import User
@@ -26,7 +27,7 @@ def job_for_user(*, user: User, job_id) -> Job | None:
     """The job if `user` owns it; None otherwise (the API answers 404, never 403)."""
     try:
         return jobs_visible_to(user).get(id=job_id)
-    except (Job.DoesNotExist, ValueError):
+    except (Job.DoesNotExist, ValueError, ValidationError):  # ValidationError: not a UUID (Django's UUIDField)
         return None
 
 

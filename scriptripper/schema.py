@@ -8,7 +8,8 @@ cannot ship a schema that the fuzzer (schemathesis) finds incomplete:
 - 401 on every authenticated operation, 429 (with Retry-After) on every operation
   behind the throttles;
 - 400, 413 and 415 on every operation that takes a request body;
-- 404 on every operation with a path parameter.
+- 404 on every operation with a path parameter;
+- 414 (from the HTTP server, not Django) on every operation with query parameters.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ _ERROR_COMPONENT: dict[str, Any] = {
     "required": ["error"],
 }
 
+URI_TOO_LONG: dict[str, Any] = {
+    "description": "Request line longer than the HTTP server accepts (answered by the server, as HTML)",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
+
 RETRY_AFTER_HEADER = {
     "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"},
                     "required": True},
@@ -92,6 +98,10 @@ def add_standard_error_responses(result: dict[str, Any], generator, **kwargs) ->
                 codes.append(404)
             for code in codes:
                 responses.setdefault(str(code), _error_response(code))
+            if any(p.get("in") == "query" for p in operation.get("parameters", [])):
+                # A query string longer than the HTTP server's request-line limit (gunicorn: 4094 bytes)
+                # is refused by the server itself, before Django, in its own format.
+                responses.setdefault("414", URI_TOO_LONG)
             # DRF sends Retry-After with every 429.
             responses["429"].setdefault("headers", {}).update(RETRY_AFTER_HEADER)
             operation["responses"] = dict(sorted(responses.items()))

@@ -70,6 +70,11 @@ else:
 
 DEBUG = env_bool("DEBUG", not IS_PRODUCTION)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
+if IS_PRODUCTION and not ALLOWED_HOSTS:
+    # Without it every request is refused with a 400, which looks like an application bug.
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set when ENVIRONMENT=production (e.g. api.example.com)")
+# CORS stays closed: no Access-Control-Allow-* header is ever sent, so browsers refuse
+# cross-origin calls. API clients are servers and scripts with a Bearer token.
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [

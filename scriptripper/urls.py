@@ -14,7 +14,8 @@ handler403 = "scriptripper.errors.json_403"
 handler404 = "scriptripper.errors.json_404"
 handler500 = "scriptripper.errors.json_500"
 
-UUID = r"(?P<job_id>[0-9a-fA-F-]{36})"
+# A real UUID shape: 36 arbitrary hex digits and dashes would reach the lookup and fail there.
+UUID = r"(?P<job_id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
 
 
 def api(route: str, view, name: str):

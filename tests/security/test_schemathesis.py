@@ -1,0 +1,100 @@
+"""schemathesis (the OpenAPI fuzzer) against /api/schema/ of a live server: zero failures.
+
+A real gunicorn serves the app against the test database; the fuzzer's jobs go to
+a throwaway Redis database (FUZZ_REDIS_URL, db 14 by default, flushed afterwards),
+never to the real queues, and no worker runs them. The run is bounded by
+FUZZ_MAX_SECONDS (default 100; `FUZZ_MAX_SECONDS=600 scripts/test.sh
+tests/security/test_schemathesis.py` for a longer one).
+
+Checks: not_a_server_error, status_code_conformance, content_type_conformance,
+response_headers_conformance, response_schema_conformance.
+
+Revoking tokens is fuzzed in a second, separate pass with a token of its own: the
+stateful phase takes ids from GET /api/v1/tokens, which lists the fuzzer's own
+token, and revoking that early would leave the rest of the run answering 401.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import urllib.error
+import urllib.request
+
+import pytest
+import redis
+
+from accounts.services import api_token_create
+from tests.conftest import ROOT, make_user, worker_env
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
+
+FUZZ_SECONDS = int(os.environ.get("FUZZ_MAX_SECONDS", "100"))
+FUZZ_REDIS_URL = os.environ.get("FUZZ_REDIS_URL", "redis://127.0.0.1:6379/14")
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
+          "response_headers_conformance,response_schema_conformance")
+REVOKE = "v1_tokens_destroy"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn_server(emulator):
+    port = free_port()
+    env = worker_env(emulator, REDIS_URL=FUZZ_REDIS_URL, DEBUG="false")
+    log = open(ROOT / ".data" / "schemathesis-gunicorn.log", "w") if (ROOT / ".data").is_dir() else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "scriptripper.wsgi:application", "--bind",
+                             f"127.0.0.1:{port}", "--workers", "2", "--timeout", "60"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/schema/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            assert proc.poll() is None, "gunicorn exited"
+            assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        redis.Redis.from_url(FUZZ_REDIS_URL).flushdb()
+
+
+def schemathesis(url: str, token: str, *args: str, seconds: int) -> subprocess.CompletedProcess:
+    st = Path(sys.executable).parent / "st"
+    return subprocess.run(
+        [str(st), "run", f"{url}/api/schema/", "--header", f"Authorization: Bearer {token}", "--checks", CHECKS,
+         "--workers", "2", "--max-time", str(seconds), "--no-color", "--request-timeout", "30", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120,
+        env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false"})
+
+
+def test_schemathesis_finds_no_failures(gunicorn_server, db):
+    # An ordinary free user (the plan's budget and rates apply, so 402 and 429 are reachable).
+    fuzzer = make_user("fuzzer", plan="free")
+    main = schemathesis(gunicorn_server, api_token_create(user=fuzzer).secret, "--exclude-operation-id", REVOKE,
+                        seconds=max(10, FUZZ_SECONDS - 15))
+    assert main.returncode == 0, main.stdout[-15000:] + main.stderr[-3000:]
+    revoke = schemathesis(gunicorn_server, api_token_create(user=fuzzer).secret, "--include-operation-id", REVOKE,
+                          seconds=10)
+    assert revoke.returncode == 0, revoke.stdout[-15000:] + revoke.stderr[-3000:]
+    summary = [line for line in main.stdout.splitlines() if "generated" in line]
+    print("\n".join(summary))
