@@ -9,6 +9,7 @@ when PostgreSQL or Redis is down: that is when they matter.
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from typing import Any
 
@@ -23,15 +24,17 @@ from prometheus_client.exposition import choose_encoder
 from jobs.monitoring import ScriptRipperCollector, redis_connection, workers_alive, workers_info
 from scriptripper.errors import error_body
 
+logger = logging.getLogger(__name__)
+
 REGISTRY = CollectorRegistry(auto_describe=False)
 REGISTRY.register(ScriptRipperCollector())
 
 
-def _failure(exc: BaseException) -> dict[str, Any]:
-    # The exception type and its first line say what failed; no traceback, and no
-    # connection URL (which could carry a password) on an unauthenticated endpoint.
-    first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    return {"status": "error", "error": f"{type(exc).__name__}: {first_line}".rstrip(": ")}
+def _failure(check: str, exc: BaseException, what: str) -> dict[str, Any]:
+    # The response names the exception type only: driver messages carry host names, ports and
+    # user names, and this endpoint answers anyone. The full message goes to the log.
+    logger.warning("healthz: %s check failed: %s: %s", check, type(exc).__name__, exc)
+    return {"status": "error", "error": f"{type(exc).__name__}: {what}"}
 
 
 def _elapsed_ms(started: float) -> float:
@@ -47,7 +50,7 @@ def check_database() -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 — any failure means "unhealthy", never a 500
         # Drop the broken connection so that the next request reconnects.
         connection.close_if_unusable_or_obsolete()
-        return _failure(exc)
+        return _failure("database", exc, "the database did not answer SELECT 1")
     return {"status": "ok", "latency_ms": _elapsed_ms(started)}
 
 
@@ -58,13 +61,13 @@ def check_redis_and_workers() -> tuple[dict[str, Any], dict[str, Any]]:
         try:
             conn.ping()
         except Exception as exc:  # noqa: BLE001
-            failure = _failure(exc)
+            failure = _failure("redis", exc, "Redis did not answer PING")
             return failure, {"status": "error", "error": "Redis is unreachable, so no worker can be seen"}
         redis_check = {"status": "ok", "latency_ms": _elapsed_ms(started)}
         try:
             workers = workers_info(conn)
         except Exception as exc:  # noqa: BLE001
-            return redis_check, _failure(exc)
+            return redis_check, _failure("workers", exc, "the worker registrations could not be read")
     finally:
         conn.close()
     alive = workers_alive(workers)

@@ -169,3 +169,27 @@ def test_a_real_redis_stopped_under_a_healthy_app(client, settings, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.subprocess
+def test_database_down_answers_503_naming_the_database(emulator):
+    """A process whose PostgreSQL does not answer (nothing listens on its port)."""
+    import json
+
+    from tests.conftest import run_manage, worker_env
+
+    snippet = ("from django.test import Client; r = Client().get('/healthz'); "
+               "print(r.status_code); print(r.content.decode())")
+    env = worker_env(emulator, DATABASE_URL=f"postgresql://nobody@127.0.0.1:{free_port()}/scriptripper",
+                     DB_CONNECT_TIMEOUT="1")
+    started = time.monotonic()
+    result = run_manage("shell", "-c", snippet, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    status, body = result.stdout.strip().splitlines()[-2:]
+    data = json.loads(body)
+    assert status == "503" and data["status"] == "unhealthy"
+    assert data["checks"]["database"]["status"] == "error"
+    assert "OperationalError" in data["checks"]["database"]["error"]
+    assert "nobody" not in data["checks"]["database"]["error"]  # no connection details on an open endpoint
+    assert data["checks"]["redis"]["status"] == "ok"
+    assert time.monotonic() - started < 30
