@@ -49,3 +49,13 @@ def test_estimate_rejects_what_analyze_rejects(alice_client):
 def test_estimate_needs_a_token(client):
     response = client.post("/api/v1/jobs/estimate", body(), content_type="application/json")
     assert response.status_code == 401 and response.json()["error"]["code"] == "not_authenticated"
+
+
+def test_estimate_takes_a_profile_like_analyze(alice_client):
+    """The same serializer as analyze: a saved profile's tasks are estimated."""
+    response = alice_client.post("/api/v1/jobs/estimate", {
+        "transcript": transcript("TS3010a.txt"), "profile": "meeting-notes", "provider": "openai",
+        "model": "gpt-4o-mini"}, format="json")
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert len(data["tasks"]) >= 1 and data["calls"] == len(data["tasks"]) and data["cost_high"] > 0

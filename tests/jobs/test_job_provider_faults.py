@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.server import faults
+from tests.analysis.test_provider_retries import wait_idle
 from tests.conftest import work_burst
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,6 +55,7 @@ def test_a_timeout_is_retried(alice_client, emulator, settings, provider, model)
     data = run_job(alice_client, provider, model)
     assert data["status"] == "finished" and data["result"]["errors"] == {}
     assert data["result"]["metadata"]["tasks"]["risks"]["tries"] == 2
+    wait_idle(emulator)  # the abandoned slow request must not land in the next test's records
 
 
 @pytest.mark.parametrize("provider,model,fault,message", [
