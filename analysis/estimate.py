@@ -194,6 +194,11 @@ def _plan_task(config: RunConfig, spec: TaskSpec, transcript: str, transcript_to
                                                    overlap_tokens=min(config.overlap_tokens, budget // 10))
         chunks = chunk_cache[budget]
         estimate.chunks = len(chunks)
+        if len(chunks) == 1:
+            # As Runner._map_reduce: only the <transcript> wrapper tipped it over; one plain call, no reduce.
+            one = [prompt_tokens(prompts.task_prompt(system_prompt=config.system_prompt, transcript=chunks[0],
+                                                     instruction=spec.prompt), count)]
+            return _priced(config, estimate, one, one, max_output)
         maps = [prompt_tokens(prompts.map_prompt(system_prompt=config.system_prompt, chunk=chunk,
                                                  instruction=spec.prompt, part=i, parts=len(chunks)), count)
                 for i, chunk in enumerate(chunks, 1)]
@@ -201,6 +206,11 @@ def _plan_task(config: RunConfig, spec: TaskSpec, transcript: str, transcript_to
         low_prompts = maps + _reduce_calls(config, spec, count, plan_count, len(chunks), partial_tokens=1)
         high_prompts = maps + _reduce_calls(config, spec, count, plan_count, len(chunks), partial_tokens=max_output)
 
+    return _priced(config, estimate, low_prompts, high_prompts, max_output)
+
+
+def _priced(config: RunConfig, estimate: TaskEstimate, low_prompts: list[int], high_prompts: list[int],
+            max_output: int) -> TaskEstimate:
     estimate.calls = len(high_prompts)
     estimate.input_tokens_per_call = high_prompts
     estimate.input_tokens = sum(high_prompts)
