@@ -153,3 +153,17 @@ def test_the_task_time_is_bounded_across_retries(emulator, settings):
     assert 1.0 <= elapsed < 2.5
     assert "Anthropic server error: gave up after" in result["errors"]["summary"]
     assert task["tries"] == len(emulator.requests("anthropic")) > 3
+
+
+@pytest.mark.parametrize("provider,model,fault,reason", [
+    ("openai", "gpt-4o-mini", faults.blocked("openai"), "content_filter"),
+    ("anthropic", "claude-haiku-4-5", faults.blocked("anthropic"), "refusal"),
+    ("gemini", "gemini-2.5-flash", faults.blocked("gemini"), "SAFETY"),
+    ("gemini", "gemini-2.5-flash", faults.blocked("gemini", where="prompt"), "SAFETY"),
+])
+def test_a_blocked_answer_is_an_error_flagged_blocked_and_not_retried(emulator, provider, model, fault, reason):
+    emulator.add_faults(fault)
+    result, task = run_one(provider, model)
+    assert result["results"] == {}
+    assert result["errors"]["summary"] == f"{LABELS[provider]} blocked the answer ({reason})"
+    assert task["blocked"] is True and task["tries"] == 1 and task["calls"] == 1  # answered, so billed
