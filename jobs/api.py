@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from redis.exceptions import RedisError
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -60,6 +60,24 @@ JOB_SCHEMA = inline_serializer("Job", fields={
 # `tasks` as JSON strings). Every other endpoint stays JSON only (415 otherwise).
 SUBMISSION_PARSERS = [JSONParser, MultiPartParser, FormParser]
 
+# Request examples (Swagger UI's "Try it out", and the fuzzer's first valid submissions).
+_EXAMPLE_TRANSCRIPT = "Alice: We ship the beta on Friday.\nBob: Agreed; I will tell the customers."
+ANALYZE_EXAMPLE = OpenApiExample("tasks", request_only=True, value={
+    "transcript": _EXAMPLE_TRANSCRIPT, "provider": "openai", "model": "gpt-4o-mini",
+    "tasks": {"summary": "Provide a brief summary", "key_points": "Extract key points"}})
+BATCH_EXAMPLE = OpenApiExample("tasks", request_only=True, value={
+    "transcript": _EXAMPLE_TRANSCRIPT, "provider": "openai", "model": "gpt-4o-mini",
+    "tasks": [{"task_name": "summary", "prompt": "Provide a brief summary"}]})
+
+# Request examples (Swagger UI's "Try it out", and the fuzzer's first valid submissions).
+_EXAMPLE_TRANSCRIPT = "Alice: We ship the beta on Friday.\nBob: Agreed; I will tell the customers."
+ANALYZE_EXAMPLE = OpenApiExample("tasks", request_only=True, value={
+    "transcript": _EXAMPLE_TRANSCRIPT, "provider": "openai", "model": "gpt-4o-mini",
+    "tasks": {"summary": "Provide a brief summary", "key_points": "Extract key points"}})
+BATCH_EXAMPLE = OpenApiExample("tasks", request_only=True, value={
+    "transcript": _EXAMPLE_TRANSCRIPT, "provider": "openai", "model": "gpt-4o-mini",
+    "tasks": [{"task_name": "summary", "prompt": "Provide a brief summary"}]})
+
 
 def job_request(data: dict, *, kind: str = Job.Kind.ANALYZE) -> JobRequest:
     """The JobRequest of validated analyze/batch input."""
@@ -110,7 +128,7 @@ class JobAnalyzeApi(APIView):
     throttle_scope = "submit"  # counted against the plan's submission rate too (accounts.throttling)
 
     @extend_schema(request={"application/json": AnalyzeSerializer, "multipart/form-data": AnalyzeSerializer},
-                   parameters=[IDEMPOTENCY_KEY],
+                   parameters=[IDEMPOTENCY_KEY], examples=[ANALYZE_EXAMPLE],
                    responses={202: JOB_ACCEPTED_SCHEMA,
                               200: OpenApiResponse(JOB_SCHEMA, description="Idempotency-Key seen before with the "
                                                    "same body: that job, as GET /api/v1/jobs/{id} shows it"),
@@ -138,6 +156,7 @@ class JobBatchApi(APIView):
     throttle_scope = "submit"  # counted against the plan's submission rate too (accounts.throttling)
 
     @extend_schema(request={"application/json": BatchSerializer, "multipart/form-data": BatchSerializer},
+                   examples=[BATCH_EXAMPLE],
                    responses={202: JOB_ACCEPTED_SCHEMA, **error_responses(400, 401, 402, 413, 415, 429)},
                    summary='Submit a batch analysis: tasks as [{"task_name", "prompt"}], run on the low queue')
     def post(self, request: Request) -> Response:
@@ -218,6 +237,7 @@ class JobEstimateApi(APIView):
     parser_classes = SUBMISSION_PARSERS
 
     @extend_schema(request={"application/json": AnalyzeSerializer, "multipart/form-data": AnalyzeSerializer}, responses={200: ESTIMATE_SCHEMA, **error_responses(400, 401, 413, 415)},
+                   examples=[ANALYZE_EXAMPLE],
                    summary="Token counts and the cost range of an analyze request, before anything runs")
     def post(self, request: Request) -> Response:
         # The same body and validation as analyze, so an estimate answers for exactly what analyze would run

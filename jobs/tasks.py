@@ -214,11 +214,15 @@ def finalize_job(job_id: str) -> Job:
     elif succeeded and not pending:
         status, error = Job.Status.FINISHED, ""
     elif succeeded:
-        status, error = Job.Status.FINISHED, f"{len(pending)} task(s) were not run (cost limit reached)."
+        status, error = Job.Status.FINISHED, (f"{len(pending)} task(s) were not run (the job's max_cost or the "
+                                              f"monthly spending limit was reached).")
     else:
         failed = [t for t in tasks if t.status == Task.Status.FAILED]
-        first = failed[0].error if failed else "no task produced a result"
-        status, error = Job.Status.FAILED, f"All {len(tasks)} task(s) failed; first error: {first}"
+        if failed:
+            status, error = Job.Status.FAILED, f"All {len(tasks)} task(s) failed; first error: {failed[0].error}"
+        else:  # should_start refused every task (jobs.tasks.run_job)
+            status, error = Job.Status.FAILED, ("No task was run: the job's max_cost or the monthly spending "
+                                                "limit was reached.")
     if job_finalize_row(job_id=job_id, status=status, error=error, from_statuses=(Job.Status.STARTED,)):
         deliver_webhooks_now(job_id)
     job.refresh_from_db()

@@ -161,3 +161,14 @@ def test_unlimited_account_shows_no_limit(db):
     data = client_for(dave).get("/api/v1/account").json()
     assert data["spending"]["monthly_budget"] is None and data["spending"]["remaining"] is None
     assert data["rate_limits"] == {"submit": None, "api": None}
+
+
+def test_job_whose_owner_is_already_over_budget_runs_nothing_and_says_why(alice_client, alice, emulator):
+    job_id = alice_client.post("/api/v1/jobs/analyze", body(), format="json").json()["job_id"]
+    set_budget(alice, Decimal("0.01"))
+    spend_record(user_id=alice.pk, reference="others", amount=Decimal("0.01"))
+    work_burst()
+    data = alice_client.get(f"/api/v1/jobs/{job_id}").json()
+    assert data["status"] == "failed"
+    assert "monthly spending limit" in data["error"]
+    assert emulator.requests() == []
