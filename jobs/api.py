@@ -69,15 +69,6 @@ BATCH_EXAMPLE = OpenApiExample("tasks", request_only=True, value={
     "transcript": _EXAMPLE_TRANSCRIPT, "provider": "openai", "model": "gpt-4o-mini",
     "tasks": [{"task_name": "summary", "prompt": "Provide a brief summary"}]})
 
-# Request examples (Swagger UI's "Try it out", and the fuzzer's first valid submissions).
-_EXAMPLE_TRANSCRIPT = "Alice: We ship the beta on Friday.\nBob: Agreed; I will tell the customers."
-ANALYZE_EXAMPLE = OpenApiExample("tasks", request_only=True, value={
-    "transcript": _EXAMPLE_TRANSCRIPT, "provider": "openai", "model": "gpt-4o-mini",
-    "tasks": {"summary": "Provide a brief summary", "key_points": "Extract key points"}})
-BATCH_EXAMPLE = OpenApiExample("tasks", request_only=True, value={
-    "transcript": _EXAMPLE_TRANSCRIPT, "provider": "openai", "model": "gpt-4o-mini",
-    "tasks": [{"task_name": "summary", "prompt": "Provide a brief summary"}]})
-
 
 def job_request(data: dict, *, kind: str = Job.Kind.ANALYZE) -> JobRequest:
     """The JobRequest of validated analyze/batch input."""
