@@ -117,13 +117,16 @@ def start_cli(vtt_file, emulator, *extra: str) -> subprocess.Popen:
 
 
 def wait_for_job() -> Job:
+    """The job the command created, once it is on its queue (the enqueue follows the commit)."""
+    import django_rq
+
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         job = Job.objects.first()
-        if job is not None:
+        if job is not None and str(job.id) in django_rq.get_queue(job.queue).job_ids:
             return job
         time.sleep(0.05)
-    raise AssertionError("the command created no job")
+    raise AssertionError("the command created and enqueued no job")
 
 
 @pytest.mark.subprocess

@@ -53,14 +53,17 @@ def test_formatter_keeps_tracebacks_in_the_object():
 @pytest.mark.parametrize("env,is_json", [
     ({"LOG_FORMAT": "json"}, True),
     ({"ENVIRONMENT": "production", "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "example.com"}, True),
-    ({"ENVIRONMENT": "production", "SECRET_KEY": "x" * 50, "LOG_FORMAT": "plain"}, False),
+    ({"ENVIRONMENT": "production", "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "example.com", "LOG_FORMAT": "plain"},
+     False),
     ({}, False),
 ])
 def test_log_format_follows_the_environment(emulator, env, is_json):
     # DJANGO_SETTINGS_MODULE=tests.settings still reads these variables through scriptripper.settings.
     result = run_manage("shell", "-c", SNIPPET, env=worker_env(emulator, **env), timeout=60)
     assert result.returncode == 0, result.stderr
-    line = [line for line in result.stderr.splitlines() if "task done" in line][0]
+    lines = [line for line in result.stderr.splitlines() if "task done" in line]
+    assert lines, result.stderr[-2000:]
+    line = lines[0]
     if is_json:
         entry = json.loads(line)
         assert entry["job_id"] == "j-1" and entry["task"] == "summary"
