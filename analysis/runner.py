@@ -55,6 +55,7 @@ class TaskOutcome:
     blocked: bool = False
     finish_reason: str = ""
     latency_s: float = 0.0
+    last_error: str = ""  # the last failed try's message, also when a retry then succeeded
     skipped: bool = False  # never started (job canceled, cost cap reached)
 
     @property
@@ -73,6 +74,7 @@ class TaskOutcome:
             "blocked": self.blocked,
             "finish_reason": self.finish_reason,
             "latency_s": round(self.latency_s, 3),
+            "last_error": self.last_error or None,
         }
 
 
@@ -119,6 +121,11 @@ class _TaskState:
         self.calls = 0
         self.truncated = False
         self.finish_reasons: list[str] = []
+        self.last_error = ""
+
+    def note_error(self, message: str) -> None:
+        with self.lock:
+            self.last_error = message
 
 
 # The <partial_answer part="N"> wrapper and separator around each partial answer in a reduce request
@@ -207,7 +214,8 @@ class Runner:
                     self.hooks.on_call(state.name, "end")
 
         try:
-            result = call_with_retries(attempt, policy=self.config.policy, deadline=state.deadline)
+            result = call_with_retries(attempt, policy=self.config.policy, deadline=state.deadline,
+                                       on_try=lambda _attempt, error: error and state.note_error(error.message))
         except CallFailed as failed:
             with state.lock:
                 state.tries += failed.tries
@@ -261,6 +269,7 @@ class Runner:
             outcome.error, outcome.error_kind = f"Internal error: {type(exc).__name__}", "internal"
         outcome.usage, outcome.cost = state.usage, state.cost
         outcome.tries, outcome.calls = state.tries, state.calls
+        outcome.last_error = state.last_error
         outcome.truncated = state.truncated
         outcome.finish_reason = state.finish_reasons[-1] if state.finish_reasons else ""
         outcome.latency_s = time.monotonic() - started

@@ -59,6 +59,7 @@ def test_transient_faults_are_retried_and_counted(emulator, provider, model, fau
     assert "Provide a brief summary" in result["results"]["summary"]
     assert task["tries"] == 3 and task["calls"] == 1
     assert len(emulator.requests(provider)) == 3  # our loop only: the SDKs retried nothing on their own
+    assert task["last_error"].startswith(LABELS[provider])  # what the last failed try said
 
 
 @pytest.mark.parametrize("provider,model", PROVIDERS)
