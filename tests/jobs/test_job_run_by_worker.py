@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.conftest import run_manage, transcript, work_burst, worker_env
@@ -73,10 +71,8 @@ def test_rqworker_command_runs_jobs_highest_queue_first(alice_client, emulator):
     job_enqueue(job_id=low)
     job_enqueue(job_id=high)
 
-    started = time.monotonic()
     result = run_manage("rqworker", "high", "default", "low", "--burst", env=worker_env(emulator))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert time.monotonic() - started < 60
-    jobs = {j.id: j for j in Job.objects.filter(id__in=[low, high])}
-    assert all(j.status == "finished" for j in jobs.values()), [(j.status, j.error) for j in jobs.values()]
-    assert jobs[Job.objects.get(id=high).id].started_at < jobs[Job.objects.get(id=low).id].started_at
+    low_job, high_job = Job.objects.get(id=low), Job.objects.get(id=high)
+    assert (low_job.status, high_job.status) == ("finished", "finished"), result.stderr[-3000:]
+    assert high_job.started_at < low_job.started_at
