@@ -65,7 +65,9 @@ def job_document(job: Job, tasks: list[Task] | None = None) -> dict:
         from analysis.catalogue import get_model
 
         if get_model(job.provider, job.model) is None:
+            # Accepted under ALLOW_UNLISTED_MODELS: a zero cost here means "unknown", not "free".
             metadata["price_unknown"] = True
+            metadata["note"] = f"{job.model} is not in the model catalogue: its price is unknown and counted as 0."
         result = {
             "results": {t.name: t.output for t in tasks if t.status == Task.Status.SUCCEEDED},
             "errors": {t.name: t.error for t in tasks if t.status == Task.Status.FAILED},

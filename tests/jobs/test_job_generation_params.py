@@ -76,6 +76,6 @@ def test_unlisted_model_is_run_at_cost_zero_with_its_price_unknown_when_allowed(
     metadata = data["result"]["metadata"]
     assert metadata["total_cost"] == 0 and metadata["tasks"]["summary"]["cost"] == 0
     assert metadata["usage"]["input_tokens"] > 0  # tokens are still counted
-    assert metadata["price_unknown"] is True
+    assert metadata["price_unknown"] is True and "price is unknown" in metadata["note"]
     [body] = [r["body"] for r in emulator.requests("openai")]
     assert body["model"] == "llama3.1:8b"
