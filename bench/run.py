@@ -298,9 +298,7 @@ def case_module(name: str, small: bool) -> list[Row]:
 
     module = importlib.import_module(f"bench.{name}")
     out = module.run(small=small)
-    rows = out if isinstance(out, list) else [out]
-    return [r if isinstance(r, Row) else Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__})
-            for r in rows]
+    return [Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__}) for r in out["rows"]]
 
 
 CASES = ["queue", "fanout", "long", "api", "scale", "priority", "memory"]
