@@ -20,7 +20,8 @@ import logging
 import random
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 import django_rq
 from django.conf import settings
@@ -63,9 +64,27 @@ def rq_held_job_ids(redis) -> set[str]:
                     pipe.exists(f"rq:job:{job_id}")
                 exists = pipe.execute()
             held.update(job_id for job_id, ok in zip(waiting, exists) if ok)
+        # Being executed: a worker dequeued it and its horse is about to claim the row. Only
+        # for a moment: a row still `queued` long after RQ started it is a dead run's leftover.
         for entry in redis.zrange(queue.started_job_registry.key, 0, -1):
-            held.add(entry.decode().split(":", 1)[0])
+            job_id = entry.decode().split(":", 1)[0]
+            status, started_at = redis.hmget(f"rq:job:{job_id}", "status", "started_at")
+            if status == b"started" and started_at and _age_s(started_at.decode()) < STARTING_GRACE_S:
+                held.add(job_id)
     return held
+
+
+STARTING_GRACE_S = 30.0
+
+
+def _age_s(rq_timestamp: str) -> float:
+    try:
+        started = datetime.fromisoformat(rq_timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return float("inf")
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=dt_timezone.utc)
+    return (timezone.now() - started).total_seconds()
 
 
 def jobs_reconcile(*, now=None) -> ReconcileReport:
@@ -81,7 +100,8 @@ def jobs_reconcile(*, now=None) -> ReconcileReport:
 
     try:
         redis = django_rq.get_connection("default")
-        queued = [str(i) for i in Job.objects.filter(status=Job.Status.QUEUED).values_list("id", flat=True)]
+        queued = [str(i) for i in Job.objects.filter(status=Job.Status.QUEUED).order_by("created_at")
+                  .values_list("id", flat=True)]  # oldest first: a flushed backlog keeps its order
         if queued:
             held = rq_held_job_ids(redis)
             for job_id in queued:

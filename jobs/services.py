@@ -134,9 +134,12 @@ def remove_rq_job(*, job_id: uuid.UUID | str, connection=None) -> None:
         pass
 
 
-def job_enqueue(*, job_id: uuid.UUID | str) -> bool:
+def job_enqueue(*, job_id: uuid.UUID | str, at_front: bool = False) -> bool:
     """Put a queued job on its RQ queue. False when Redis is unreachable: the row
-    stays `queued` and the reconciler enqueues it when Redis is back."""
+    stays `queued` and the reconciler enqueues it when Redis is back.
+
+    `at_front`: an interrupted job (its worker died or shut down) resumes before the
+    backlog rather than waiting behind every job submitted since it first started."""
     job = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).only("id", "queue").first()
     if job is None:
         return False
@@ -150,6 +153,7 @@ def job_enqueue(*, job_id: uuid.UUID | str) -> bool:
             timeout=settings.JOB_TIMEOUT,
             result_ttl=600,
             failure_ttl=7 * 24 * 3600,
+            at_front=at_front,
         )
     except RedisError as exc:
         logger.warning("could not enqueue job %s (%s); the reconciler will retry", job.id, type(exc).__name__)
@@ -386,7 +390,7 @@ def job_recover(*, job_id: uuid.UUID | str, reason: str, stale_before=None, work
                 attempts_base=F("attempts_base") + (0 if counts else 1),
             )
             if enqueue:
-                transaction.on_commit(lambda: job_enqueue(job_id=job.id))
+                transaction.on_commit(lambda: job_enqueue(job_id=job.id, at_front=True))
             new_status = Job.Status.QUEUED
     logger.warning("job recovered: %s → %s (lost calls: %s)", reason, new_status, lost,
                    extra={"job_id": str(job_id)})
@@ -407,5 +411,5 @@ def job_settle_after_horse(*, job_id: uuid.UUID | str, worker: str) -> str | Non
         Job.objects.filter(id=job_id, worker=worker, calls_in_flight__gt=0).update(
             lost_calls=F("lost_calls") + Greatest(F("calls_in_flight"), 0), calls_in_flight=0)
     if row["status"] == Job.Status.QUEUED:
-        job_enqueue(job_id=job_id)  # handed back on shutdown: deliver it to another worker now
+        job_enqueue(job_id=job_id, at_front=True)  # handed back on shutdown: to another worker, first
     return row["status"]

@@ -160,8 +160,13 @@ def provider_limiter() -> ProviderLimiter:
     )
 
 
-def save_outcome(job: Job, outcome: TaskOutcome) -> None:
-    """Persist one task's outcome and bill it, at once (the worker may die any moment after)."""
+def save_outcome(job: Job, outcome: TaskOutcome, *, calls_started: int = 0) -> None:
+    """Persist one task's outcome and bill it, at once (the worker may die any moment after).
+
+    `calls_started`: the provider calls this task started in this attempt; they leave the job's
+    in-flight count in the same transaction that stores their answer, so a horse killed between
+    a call's response and this write still counts that call as lost.
+    """
     if outcome.skipped:
         return
     usage = outcome.usage
@@ -194,6 +199,9 @@ def save_outcome(job: Job, outcome: TaskOutcome) -> None:
                 task_id = Task.objects.filter(job=job, name=outcome.name).values_list("id", flat=True).first()
                 spend_record(user_id=job.owner_id, reference=f"task:{task_id}:attempt:{job.attempts}",
                              amount=outcome.cost)
+            if calls_started:
+                Job.objects.filter(id=job.id, attempts=job.attempts).update(
+                    calls_in_flight=Greatest(F("calls_in_flight") - calls_started, 0))
 
     # The provider call is paid for: losing this write to a dropped DB connection would send the
     # task again on the next attempt. Retrying the transaction is safe (the write is conditional,
@@ -307,8 +315,12 @@ def _run_claimed_job(job_id: str) -> str:
     def _should_start(name: str) -> bool:
         if _handback.is_set():
             return False  # the worker is shutting down: hand the rest back
-        state = Job.objects.filter(id=job_id).values("cancel_requested", "max_cost").first()
+        state = Job.objects.filter(id=job_id).values("cancel_requested", "max_cost", "status", "attempts").first()
         if state is None or state["cancel_requested"]:
+            return False
+        if state["status"] != Job.Status.STARTED or state["attempts"] != job.attempts:
+            # This attempt was given up (lease expired, job canceled or re-claimed elsewhere):
+            # a zombie horse must not send another task the new attempt will send too.
             return False
         if state["max_cost"] is not None:
             spent = Task.objects.filter(job_id=job_id).aggregate(total=Sum("cost"))["total"] or Decimal("0")
@@ -322,18 +334,25 @@ def _run_claimed_job(job_id: str) -> str:
         db_retry(lambda: Task.objects.filter(job_id=job_id, name=name, started_at__isnull=True).update(
             started_at=timezone.now()))
 
+    calls_started: dict[str, int] = {}
+    calls_lock = threading.Lock()
+
     def on_call(name: str, event: str) -> None:
-        # Calls on the wire, in the row: if this horse dies now, whoever recovers the job
-        # counts them as lost (paid for, answer never stored).
-        calls = Job.objects.filter(id=job_id, attempts=job.attempts)
-        if event == "start":
-            db_retry(lambda: calls.update(calls_in_flight=F("calls_in_flight") + 1))
-        else:
-            db_retry(lambda: calls.filter(calls_in_flight__gt=0).update(calls_in_flight=F("calls_in_flight") - 1))
+        # Calls whose answer is not stored yet, in the row: if this horse dies now, whoever
+        # recovers the job counts them as lost (paid for, answer never stored). They leave the
+        # count when the task's outcome is saved (save_outcome), not when the response arrives.
+        if event != "start":
+            return
+        with calls_lock:
+            calls_started[name] = calls_started.get(name, 0) + 1
+        db_retry(lambda: Job.objects.filter(id=job_id, attempts=job.attempts).update(
+            calls_in_flight=F("calls_in_flight") + 1))
 
     def on_done(outcome: TaskOutcome) -> None:
+        with calls_lock:
+            started = calls_started.pop(outcome.name, 0)
         try:
-            save_outcome(job, outcome)
+            save_outcome(job, outcome, calls_started=started)
         finally:
             # Runner threads each opened their own connection; don't leave them behind.
             connection.close()

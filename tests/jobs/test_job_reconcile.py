@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import django_rq
@@ -109,3 +110,15 @@ def test_reconcile_jobs_command_runs_one_pass(alice_client, clean_redis, capsys)
     call_command("reconcile_jobs")
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["reenqueued"] == 1 and rq_holds(job_id)
+
+
+def test_a_queued_row_left_in_rqs_started_registry_by_a_dead_run_is_enqueued_again(alice_client, clean_redis):
+    job_id = submit(alice_client)
+    queue = django_rq.get_queue("default")
+    queue.remove(job_id)
+    clean_redis.zadd(queue.started_job_registry.key, {f"{job_id}:exec1": time.time() + 3600})
+    clean_redis.hset(f"rq:job:{job_id}", mapping={"status": "started", "started_at": "2026-01-01T00:00:00.000000Z"})
+    assert jobs_reconcile().reenqueued == 1
+    assert rq_holds(job_id) and clean_redis.zcard(queue.started_job_registry.key) == 0
+    work_burst()
+    assert Job.objects.get(id=job_id).status == "finished"
