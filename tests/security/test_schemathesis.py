@@ -1,7 +1,7 @@
 """schemathesis (the OpenAPI fuzzer) against /api/schema/ of a live server: zero failures.
 
 A real gunicorn serves the app against the test database; the fuzzer's jobs go to
-a throwaway Redis database (FUZZ_REDIS_URL, db 14 by default, flushed afterwards),
+a throwaway Redis database (FUZZ_REDIS_URL; by default db 14 of the test Redis, flushed afterwards),
 never to the real queues, and no worker runs them. The run is bounded by
 FUZZ_MAX_SECONDS (default 100; `FUZZ_MAX_SECONDS=600 scripts/test.sh
 tests/security/test_schemathesis.py` for a longer one).
@@ -24,18 +24,29 @@ import time
 from pathlib import Path
 
 import urllib.error
+import urllib.parse
 import urllib.request
 
+import django_rq
 import pytest
 import redis
+from django.conf import settings
 
 from accounts.services import api_token_create
+from jobs.models import Job
 from tests.conftest import ROOT, make_user, worker_env
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 
 FUZZ_SECONDS = int(os.environ.get("FUZZ_MAX_SECONDS", "100"))
-FUZZ_REDIS_URL = os.environ.get("FUZZ_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+def fuzz_redis_url() -> str:
+    """FUZZ_REDIS_URL, or the test Redis server with database 14: never the queues the tests or anyone else use."""
+    if os.environ.get("FUZZ_REDIS_URL"):
+        return os.environ["FUZZ_REDIS_URL"]
+    return urllib.parse.urlsplit(settings.REDIS_URL)._replace(path="/14").geturl()
+
+
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_headers_conformance,response_schema_conformance")
 REVOKE = "v1_tokens_destroy"
@@ -50,7 +61,8 @@ def free_port() -> int:
 @pytest.fixture
 def gunicorn_server(emulator):
     port = free_port()
-    env = worker_env(emulator, REDIS_URL=FUZZ_REDIS_URL, DEBUG="false")
+    redis_url = fuzz_redis_url()
+    env = worker_env(emulator, REDIS_URL=redis_url, DEBUG="false")
     log = open(ROOT / ".data" / "schemathesis-gunicorn.log", "w") if (ROOT / ".data").is_dir() else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "scriptripper.wsgi:application", "--bind",
                              f"127.0.0.1:{port}", "--workers", "2", "--timeout", "60"],
@@ -69,13 +81,18 @@ def gunicorn_server(emulator):
             assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
             time.sleep(0.3)
         yield url
+        # The fuzzer's jobs went to the throwaway database, none to the test queues.
+        queued = redis.Redis.from_url(redis_url).keys("rq:job:*")
+        assert not django_rq.get_connection("default").keys("rq:job:*")
+        if Job.objects.exists():
+            assert queued, "jobs were created but none reached the throwaway Redis database"
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        redis.Redis.from_url(FUZZ_REDIS_URL).flushdb()
+        redis.Redis.from_url(redis_url).flushdb()
 
 
 def schemathesis(url: str, token: str, *args: str, seconds: int) -> subprocess.CompletedProcess:
