@@ -86,10 +86,8 @@ def bench_user(username: str = "bench"):
 
     from accounts.services import user_upsert
 
-    user, _ = user_upsert(username=username, plan="pro", is_staff=True, monthly_budget=Decimal("1000000"))
-    if hasattr(user, "throttle_exempt") and not user.throttle_exempt:
-        user.throttle_exempt = True
-        user.save(update_fields=["throttle_exempt"])
+    user, _ = user_upsert(username=username, plan="pro", is_staff=True, monthly_budget=Decimal("1000000"),
+                          unlimited=True)
     return user
 
 
