@@ -328,6 +328,10 @@ class Runner:
 
         if not tasks:
             return []
+        if len(tasks) == 1 or self.config.concurrency == 1:
+            # No pool for a lone task: a thread of its own would also need its own
+            # database connection in the caller's callbacks.
+            return [one(spec) for spec in tasks]
         with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(tasks))) as pool:
             return list(pool.map(one, tasks))
 

@@ -192,7 +192,7 @@ def case_api(small: bool, emulator, user) -> list[Row]:
     port = common.free_port()
     env = common.base_env(emulator.url)
     gunicorn = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "scriptripper.wsgi", "--bind",
-                                 f"127.0.0.1:{port}", "--workers", "2", "--threads", "8", "--worker-class", "gthread",
+                                 f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--worker-class", "gthread",
                                  "--log-level", "warning"], cwd=common.ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:

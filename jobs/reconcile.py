@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
-import django_rq
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
@@ -32,6 +31,7 @@ from redis.exceptions import RedisError
 from jobs.models import Job
 from jobs.services import job_enqueue, job_recover, jobs_purge_expired
 from jobs.webhooks import webhooks_deliver_due
+from jobs.queues import rq_connection, rq_queue
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def rq_held_job_ids(redis) -> set[str]:
     """Ids of the jobs RQ holds: waiting in a queue (with their job hash) or being executed."""
     held: set[str] = set()
     for name in settings.RQ_QUEUE_NAMES:
-        queue = django_rq.get_queue(name)
+        queue = rq_queue(name)
         waiting = [raw.decode() for raw in redis.lrange(queue.key, 0, -1)]
         waiting += [raw.decode() for raw in redis.lrange(queue.intermediate_queue_key, 0, -1)]
         if waiting:
@@ -99,7 +99,7 @@ def jobs_reconcile(*, now=None) -> ReconcileReport:
             report.recovered[status] = report.recovered.get(status, 0) + 1
 
     try:
-        redis = django_rq.get_connection("default")
+        redis = rq_connection()
         queued = [str(i) for i in Job.objects.filter(status=Job.Status.QUEUED).order_by("created_at")
                   .values_list("id", flat=True)]  # oldest first: a flushed backlog keeps its order
         if queued:
@@ -148,7 +148,7 @@ class ReconcilerThread(threading.Thread):
         while not self.stopped.wait(delay):
             delay = interval * random.uniform(0.9, 1.1)
             try:
-                redis = django_rq.get_connection("default")
+                redis = rq_connection()
                 if not reconcile_lock(redis, owner=self.worker_name, ttl=interval * 0.9):
                     continue
                 jobs_reconcile()

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-import django_rq
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
@@ -34,6 +33,7 @@ from analysis.estimate import estimate_job
 from analysis.runner import TaskSpec
 from jobs.models import Job, Task
 from scriptripper.errors import Conflict, validation_error
+from jobs.queues import rq_connection, rq_queue
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", r
         )
         job_id = job.id
         # After commit, never before: a worker must not be handed an id whose row it cannot see yet.
-        transaction.on_commit(lambda: job_enqueue(job_id=job_id))
+        transaction.on_commit(lambda: job_enqueue(job_id=job_id, first_delivery=True, queue_name=queue))
     logger.info("job created", extra={"job_id": str(job.id), "queue": queue, "tasks": len(request.tasks)})
     return job
 
@@ -110,9 +110,9 @@ def remove_rq_job(*, job_id: uuid.UUID | str, connection=None) -> None:
     registry lets RQ's own cleanup fail the new run.
     """
     job_id = str(job_id)
-    connection = connection or django_rq.get_connection("default")
+    connection = connection or rq_connection()
     for name in settings.RQ_QUEUE_NAMES:
-        queue = django_rq.get_queue(name)
+        queue = rq_queue(name)
         queue.remove(job_id)
         connection.lrem(queue.intermediate_queue_key, 0, job_id)
         # RQ 3's started registry holds "{job_id}:{execution_id}" entries and its remove()
@@ -134,29 +134,38 @@ def remove_rq_job(*, job_id: uuid.UUID | str, connection=None) -> None:
         pass
 
 
-def job_enqueue(*, job_id: uuid.UUID | str, at_front: bool = False) -> bool:
+def job_enqueue(*, job_id: uuid.UUID | str, at_front: bool = False, first_delivery: bool = False,
+                queue_name: str | None = None) -> bool:
     """Put a queued job on its RQ queue. False when Redis is unreachable: the row
     stays `queued` and the reconciler enqueues it when Redis is back.
 
     `at_front`: an interrupted job (its worker died or shut down) resumes before the
-    backlog rather than waiting behind every job submitted since it first started."""
-    job = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).only("id", "queue").first()
-    if job is None:
-        return False
+    backlog rather than waiting behind every job submitted since it first started.
+    `first_delivery`: a new row's UUID has never been in RQ, so there is no earlier run
+    to remove (the removal scans the queues and registries: O(queue length) per submit)."""
+    if first_delivery and queue_name:
+        # Just committed by job_create: no need to read the row back.
+        job_id, name = str(job_id), queue_name
+    else:
+        job = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).only("id", "queue").first()
+        if job is None:
+            return False
+        job_id, name = str(job.id), job.queue
     try:
-        queue = django_rq.get_queue(job.queue)
-        remove_rq_job(job_id=job.id, connection=queue.connection)
+        queue = rq_queue(name)
+        if not first_delivery:
+            remove_rq_job(job_id=job_id, connection=queue.connection)
         queue.enqueue_call(
             RUN_JOB_FUNC,
-            args=(str(job.id),),
-            job_id=str(job.id),
+            args=(job_id,),
+            job_id=job_id,
             timeout=settings.JOB_TIMEOUT,
             result_ttl=600,
             failure_ttl=7 * 24 * 3600,
             at_front=at_front,
         )
     except RedisError as exc:
-        logger.warning("could not enqueue job %s (%s); the reconciler will retry", job.id, type(exc).__name__)
+        logger.warning("could not enqueue job %s (%s); the reconciler will retry", job_id, type(exc).__name__)
         return False
     return True
 
@@ -264,7 +273,7 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
 def _stop_running(job_id: uuid.UUID | str) -> None:
     """Ask the worker running this job to kill its work horse (RQ's stop-job command); best effort."""
     try:
-        send_stop_job_command(django_rq.get_connection("default"), str(job_id))
+        send_stop_job_command(rq_connection(), str(job_id))
     except (InvalidJobOperation, NoSuchJobError, RedisError) as exc:
         # Not executing in RQ (worker gone, job between claim and start): the horse, if any,
         # sees cancel_requested before each task and the row is final already.

@@ -23,7 +23,7 @@ from django.db.models import F, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from accounts.services import budget_reached, spend_record
+from accounts.services import budget_reached, monthly_budget_of, spend_record
 from analysis.catalogue import UnknownModelError
 from analysis.limits import ProviderLimiter
 from analysis.providers.base import ProviderError
@@ -31,6 +31,7 @@ from analysis.runner import RunHooks, TaskOutcome, TaskSpec
 from analysis.tasks import run_analysis, run_config
 from jobs.models import Job, Task
 from jobs.services import CANCELED_MESSAGE, job_finalize_row, job_recover
+from jobs.queues import rq_connection
 
 logger = logging.getLogger(__name__)
 
@@ -150,10 +151,8 @@ class Heartbeat:
 
 
 def provider_limiter() -> ProviderLimiter:
-    import django_rq
-
     return ProviderLimiter(
-        django_rq.get_connection("default"),
+        rq_connection(),
         max_in_flight=settings.PROVIDER_MAX_IN_FLIGHT,
         per_minute=settings.PROVIDER_MAX_PER_MINUTE,
         lease_seconds=settings.PROVIDER_REQUEST_TIMEOUT + 30,
@@ -184,6 +183,7 @@ def save_outcome(job: Job, outcome: TaskOutcome, *, calls_started: int = 0) -> N
         "blocked": outcome.blocked,
         "finish_reason": outcome.finish_reason[:100],
         "latency_s": outcome.latency_s,
+        "started_at": timezone.now() - timedelta(seconds=outcome.latency_s),
         "finished_at": timezone.now(),
     }
     if outcome.ok:
@@ -309,6 +309,8 @@ def _run_claimed_job(job_id: str) -> str:
         fail_job(job_id, str(exc))
         return "failed"
 
+    has_budget = monthly_budget_of(job.owner) is not None
+
     def should_start(name: str) -> bool:
         return db_retry(lambda: _should_start(name))
 
@@ -328,14 +330,12 @@ def _run_claimed_job(job_id: str) -> str:
                 return False
         # The owner's monthly budget, again: the submit check counts only real spend, so jobs
         # queued side by side could together pass it; this bounds the overrun to calls in flight.
-        return not budget_reached(user_id=job.owner_id)
-
-    def on_start(name: str) -> None:
-        db_retry(lambda: Task.objects.filter(job_id=job_id, name=name, started_at__isnull=True).update(
-            started_at=timezone.now()))
+        # (No budget when the job started, e.g. an unlimited user: no spend query per task.)
+        return not has_budget or not budget_reached(user_id=job.owner_id)
 
     calls_started: dict[str, int] = {}
     calls_lock = threading.Lock()
+    main_thread = threading.current_thread()
 
     def on_call(name: str, event: str) -> None:
         # Calls whose answer is not stored yet, in the row: if this horse dies now, whoever
@@ -354,10 +354,13 @@ def _run_claimed_job(job_id: str) -> str:
         try:
             save_outcome(job, outcome, calls_started=started)
         finally:
-            # Runner threads each opened their own connection; don't leave them behind.
-            connection.close()
+            # Runner pool threads each opened their own connection; don't leave them behind
+            # (the runner calls a lone task on this thread, whose connection goes on).
+            if threading.current_thread() is not main_thread:
+                connection.close()
 
-    hooks = RunHooks(should_start=should_start, on_start=on_start, on_done=on_done, on_call=on_call)
+    # No on_start write: a task's start time is saved with its outcome (one write per task, not two).
+    hooks = RunHooks(should_start=should_start, on_done=on_done, on_call=on_call)
     try:
         with Heartbeat(job_id, job.attempts):
             run_analysis(transcript=job.transcript, config=config, tasks=specs, limiter=provider_limiter(),

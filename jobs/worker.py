@@ -26,7 +26,7 @@ import signal
 from django.db import connections
 from rq.worker import Worker
 
-from analysis.providers import preload_provider_modules, reset_provider_clients
+from analysis.providers import preload_provider_modules, warm_provider_clients
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,10 @@ class ScriptRipperWorker(Worker):
         # Installed in the parent before any fork, so a horse has it from its first instruction
         # (SIGUSR1's default action would kill it); in the parent it does nothing.
         signal.signal(signal.SIGUSR1, request_handback)
-        # The SDK imports and token encodings (about 3 s) once here, not in every forked horse.
+        # The SDK imports and token encodings (about 3 s) once here, not in every forked horse,
+        # and the configured providers' clients built (CA certificates loaded) ready to inherit.
         preload_provider_modules()
+        warm_provider_clients()
         reconciler = ReconcilerThread(worker_name=self.name)
         reconciler.start()
         try:
@@ -63,11 +65,12 @@ class ScriptRipperWorker(Worker):
         super().fork_work_horse(job, queue)
 
     def main_work_horse(self, job, queue):
-        # In the horse: nothing inherited from the parent may be reused. SDK clients
-        # hold connection pools (sockets shared with the parent), so drop them too.
+        # In the horse: never touch the parent's database socket; open a fresh one.
         for conn in connections.all(initialized_only=True):
-            conn.connection = None  # never touch the parent's socket; open a fresh one
-        reset_provider_clients()
+            conn.connection = None
+        # The SDK clients inherited from warm_provider_clients() are kept: the parent never
+        # sends a request, so their pools hold no socket; building them again here (loading
+        # CA certificates) cost tens of milliseconds per job.
         super().main_work_horse(job, queue)
 
     def execute_job(self, job, queue):

@@ -87,6 +87,17 @@ def preload_provider_modules() -> None:
         getattr(client, "completions", None)
 
 
+def warm_provider_clients() -> None:
+    """Build the client of every configured provider now (in a worker parent, before forking).
+
+    Building a client loads CA certificates and sets up a connection pool; done once here,
+    every forked horse inherits it. No request is sent, so no socket is shared across fork.
+    """
+    for name in PROVIDER_NAMES:
+        if provider_configured(name):
+            get_provider(name)
+
+
 def reset_provider_clients() -> None:
     """Drop cached clients (after fork, or when settings change in tests)."""
     with _lock:
