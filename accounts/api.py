@@ -61,7 +61,7 @@ ACCOUNT_SCHEMA = inline_serializer("Account", fields={
         "currency": serializers.CharField(),
         "spent_this_month": serializers.DecimalField(max_digits=20, decimal_places=8, coerce_to_string=False,
                                                      help_text="USD: the real cost of this month's provider calls"),
-        "monthly_budget": serializers.DecimalField(max_digits=20, decimal_places=2, coerce_to_string=False,
+        "monthly_budget": serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=False,
                                                    allow_null=True, help_text="USD; null: no limit"),
         "remaining": serializers.DecimalField(max_digits=20, decimal_places=8, coerce_to_string=False,
                                               allow_null=True, help_text="USD left this month; null: no limit"),

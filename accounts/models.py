@@ -23,7 +23,8 @@ class User(AbstractUser):
 
     plan = models.CharField(max_length=10, choices=Plan.choices, default=Plan.FREE)
     # None: the plan's default budget applies (settings.PLAN_MONTHLY_BUDGETS).
-    monthly_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    # Sub-cent precision: a budget of $0.005 must not silently become $0.01 or $0.00.
+    monthly_budget = models.DecimalField(max_digits=16, decimal_places=6, null=True, blank=True)
     webhook_secret = models.CharField(max_length=80, default=new_webhook_secret)
     # Exempt from the API throttles and the monthly spending limit (benchmarks, internal
     # tools). A job's own `max_cost` still applies.

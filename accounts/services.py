@@ -152,6 +152,14 @@ def spend_summary(user: User) -> SpendSummary:
     )
 
 
+def usd(amount: Decimal, *, rounding: str = "ROUND_HALF_EVEN") -> str:
+    """$1.25; amounts under a cent keep their digits ($0.0042, up to 6 places) rather than read $0.00."""
+    cents = amount.quantize(CENT, rounding=rounding)
+    if cents == amount or abs(amount) >= CENT:
+        return f"${cents}"
+    return f"${amount.quantize(Decimal('0.000001'), rounding=rounding).normalize():f}"
+
+
 def spend_check(*, user: User, cost_high: Decimal) -> None:
     """Refuse (402) work whose highest possible cost would take the user past the monthly budget.
 
@@ -166,9 +174,9 @@ def spend_check(*, user: User, cost_high: Decimal) -> None:
     if spent + cost_high > budget:
         left = max(budget - spent, Decimal("0"))
         raise BudgetExceeded(
-            f"This job could cost up to ${cost_high.quantize(CENT, rounding='ROUND_UP')}, but only "
-            f"${left.quantize(CENT, rounding='ROUND_DOWN')} of your monthly budget of ${budget.quantize(CENT)} is left "
-            f"(spent ${spent.quantize(CENT)} this month; the budget resets on {next_month_start():%Y-%m-%d}).")
+            f"This job could cost up to {usd(cost_high, rounding='ROUND_UP')}, but only "
+            f"{usd(left, rounding='ROUND_DOWN')} of your monthly budget of {usd(budget)} is left "
+            f"(spent {usd(spent, rounding='ROUND_UP')} this month; the budget resets on {next_month_start():%Y-%m-%d}).")
 
 
 def budget_reached(*, user_id: int) -> bool:

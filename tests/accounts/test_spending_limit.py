@@ -48,9 +48,10 @@ def test_submission_over_the_budget_is_402_and_says_what_is_left(alice_client, a
     assert response.status_code == 402, response.content
     error = response.json()["error"]
     assert error["code"] == "budget_exceeded"
-    alice.refresh_from_db()  # budgets are stored in cents
+    alice.refresh_from_db()
     left = (alice.monthly_budget - Decimal("0.50")).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
-    assert f"only ${left} of your monthly budget of ${alice.monthly_budget}" in error["message"]
+    budget = alice.monthly_budget.quantize(Decimal("0.01"))
+    assert f"only ${left} of your monthly budget of ${budget} is left" in error["message"]
     assert not Job.objects.filter(owner=alice).exists()
 
     # The batch endpoint is held to the same limit.
@@ -172,3 +173,21 @@ def test_job_whose_owner_is_already_over_budget_runs_nothing_and_says_why(alice_
     assert data["status"] == "failed"
     assert "monthly spending limit" in data["error"]
     assert emulator.requests() == []
+
+
+def test_sub_cent_budget_is_kept_and_shown(db):
+    call_command("createtoken", "erin", "--monthly-budget", "0.0005")
+    erin = User.objects.get(username="erin")
+    assert erin.monthly_budget == Decimal("0.0005")
+    response = client_for(erin).post("/api/v1/jobs/analyze", body(), format="json")
+    assert response.status_code == 402
+    assert "only $0.0005 of your monthly budget of $0.0005 is left" in response.json()["error"]["message"]
+    assert client_for(erin).get("/api/v1/account").json()["spending"]["remaining"] == 0.0005
+
+
+@pytest.mark.parametrize("value", ["0.0000001", "-1", "NaN", "abc", "1e20"])
+def test_createtoken_refuses_a_budget_it_cannot_store(db, value):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="monthly-budget"):
+        call_command("createtoken", "frank", "--monthly-budget", value)

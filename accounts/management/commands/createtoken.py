@@ -13,8 +13,10 @@ def _budget(value: str) -> Decimal:
         amount = Decimal(value)
     except InvalidOperation:
         raise CommandError(f"--monthly-budget must be a number of USD, got {value!r}") from None
-    if amount < 0 or not amount.is_finite():
+    if not amount.is_finite() or amount < 0:
         raise CommandError("--monthly-budget must be zero or more")
+    if amount != amount.quantize(Decimal("0.000001")) or amount >= Decimal("10") ** 10:
+        raise CommandError("--monthly-budget takes at most 6 decimal places and less than 10 digits before the point")
     return amount
 
 
