@@ -156,3 +156,19 @@ def test_html_in_prompts_is_escaped_in_the_admin(alice_client, db, django_user_m
         html = page.content.decode()
         assert "<script>alert(" not in html and "<img src=x" not in html, url
     assert "&lt;script&gt;alert(" in browser.get(f"/admin/jobs/job/{job_id}/change/").content.decode()
+
+
+def test_a_job_deleted_while_it_is_being_canceled_is_404_not_500(alice_client, alice, monkeypatch):
+    # Cancel and delete of the same job racing (found by schemathesis with two workers): the
+    # row disappears between the view's ownership check and the service's re-read.
+    from jobs import services
+
+    job_id = alice_client.post(ANALYZE, analyze_body(), format="json").json()["job_id"]
+    forget = services._forget_rq_job
+
+    def delete_meanwhile(job_id):
+        forget(job_id)
+        Job.objects.filter(id=job_id).delete()
+
+    monkeypatch.setattr(services, "_forget_rq_job", delete_meanwhile)
+    assert_error(alice_client.post(f"/api/v1/jobs/{job_id}/cancel"), 404, "not_found")
