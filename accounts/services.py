@@ -104,7 +104,9 @@ def spend_record(*, user_id: int, reference: str, amount: Decimal) -> None:
     """Add a billed amount to the ledger once per reference (idempotent)."""
     if amount <= 0:
         return
-    SpendEntry.objects.get_or_create(reference=reference, defaults={"user_id": user_id, "amount": amount})
+    # One INSERT ... ON CONFLICT DO NOTHING: a second record of the same reference is a no-op.
+    SpendEntry.objects.bulk_create([SpendEntry(user_id=user_id, reference=reference, amount=amount)],
+                                   ignore_conflicts=True)
 
 
 def spend_this_month(*, user: User) -> Decimal:

@@ -263,7 +263,7 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
         changed = Job.objects.filter(id=job_id, status__in=from_statuses).update(
             status=status, error=error, total_cost=total, finished_at=now, heartbeat_at=now,
         )
-        if changed:
+        if changed and Job.objects.filter(id=job_id).exclude(callback_url="").exists():
             from jobs.webhooks import webhook_schedule
 
             webhook_schedule(job=Job.objects.get(id=job_id))

@@ -159,7 +159,8 @@ def provider_limiter() -> ProviderLimiter:
     )
 
 
-def save_outcome(job: Job, outcome: TaskOutcome, *, calls_started: int = 0) -> None:
+def save_outcome(job: Job, outcome: TaskOutcome, *, calls_started: int = 0,
+                 task_ids: dict[str, int] | None = None) -> None:
     """Persist one task's outcome and bill it, at once (the worker may die any moment after).
 
     `calls_started`: the provider calls this task started in this attempt; they leave the job's
@@ -196,7 +197,9 @@ def save_outcome(job: Job, outcome: TaskOutcome, *, calls_started: int = 0) -> N
             # Only a task still without a result is written: a stored result is never overwritten.
             updated = Task.objects.filter(job=job, name=outcome.name).exclude(status=Task.Status.SUCCEEDED).update(**fields)
             if updated and outcome.cost > 0:
-                task_id = Task.objects.filter(job=job, name=outcome.name).values_list("id", flat=True).first()
+                task_id = task_ids.get(outcome.name) if task_ids else None
+                if task_id is None:
+                    task_id = Task.objects.filter(job=job, name=outcome.name).values_list("id", flat=True).first()
                 spend_record(user_id=job.owner_id, reference=f"task:{task_id}:attempt:{job.attempts}",
                              amount=outcome.cost)
             if calls_started:
@@ -211,31 +214,35 @@ def save_outcome(job: Job, outcome: TaskOutcome, *, calls_started: int = 0) -> N
                                     "cost": str(outcome.cost), "tries": outcome.tries})
 
 
-def finalize_job(job_id: str) -> Job:
-    """started → finished (some task succeeded) or failed (none did), with totals."""
-    job = Job.objects.get(id=job_id)
-    tasks = list(job.tasks.all())
-    succeeded = [t for t in tasks if t.status == Task.Status.SUCCEEDED]
-    pending = [t for t in tasks if t.status == Task.Status.PENDING]
-    if job.cancel_requested:
+def finalize_job(job_id: str) -> str:
+    """started → finished (some task succeeded) or failed (none did), with totals. Returns the
+    row's status afterwards (another party may have finalized or recovered it first)."""
+    state = Job.objects.filter(id=job_id).values("cancel_requested", "callback_url").first()
+    if state is None:
+        return "deleted"
+    tasks = list(Task.objects.filter(job_id=job_id).order_by("position").values_list("status", "error"))
+    succeeded = sum(1 for status, _ in tasks if status == Task.Status.SUCCEEDED)
+    pending = sum(1 for status, _ in tasks if status == Task.Status.PENDING)
+    failed_errors = [error for status, error in tasks if status == Task.Status.FAILED]
+    if state["cancel_requested"]:
         status, error = Job.Status.CANCELED, CANCELED_MESSAGE
     elif succeeded and not pending:
         status, error = Job.Status.FINISHED, ""
     elif succeeded:
-        status, error = Job.Status.FINISHED, (f"{len(pending)} task(s) were not run (the job's max_cost or the "
+        status, error = Job.Status.FINISHED, (f"{pending} task(s) were not run (the job's max_cost or the "
                                               f"monthly spending limit was reached).")
-    else:
-        failed = [t for t in tasks if t.status == Task.Status.FAILED]
-        if failed:
-            status, error = Job.Status.FAILED, f"All {len(tasks)} task(s) failed; first error: {failed[0].error}"
-        else:  # should_start refused every task (jobs.tasks.run_job)
-            status, error = Job.Status.FAILED, ("No task was run: the job's max_cost or the monthly spending "
-                                                "limit was reached.")
+    elif failed_errors:
+        status, error = Job.Status.FAILED, f"All {len(tasks)} task(s) failed; first error: {failed_errors[0]}"
+    else:  # should_start refused every task (jobs.tasks.run_job)
+        status, error = Job.Status.FAILED, ("No task was run: the job's max_cost or the monthly spending "
+                                            "limit was reached.")
     if job_finalize_row(job_id=job_id, status=status, error=error, from_statuses=(Job.Status.STARTED,)):
-        deliver_webhooks_now(job_id)
-    job.refresh_from_db()
-    logger.info("job done", extra={"job_id": str(job.id), "status": job.status, "total_cost": str(job.total_cost)})
-    return job
+        if state["callback_url"]:
+            deliver_webhooks_now(job_id)
+    else:
+        status = Job.objects.filter(id=job_id).values_list("status", flat=True).first() or "deleted"
+    logger.info("job done", extra={"job_id": job_id, "status": status})
+    return status
 
 
 def fail_job(job_id: str, message: str) -> None:
@@ -301,6 +308,7 @@ def _run_claimed_job(job_id: str) -> str:
     pending = db_retry(lambda: list(job.tasks.filter(status=Task.Status.PENDING).order_by("position")))
     pending = db_retry(lambda: reuse_finished_results(job, pending))
     specs = [TaskSpec(name=t.name, prompt=t.prompt) for t in pending]
+    task_ids = {t.name: t.id for t in pending}
     try:
         config = run_config(provider=job.provider, model=job.model, system_prompt=job.system_prompt,
                             max_output_tokens=job.params.get("max_output_tokens"),
@@ -352,7 +360,7 @@ def _run_claimed_job(job_id: str) -> str:
         with calls_lock:
             started = calls_started.pop(outcome.name, 0)
         try:
-            save_outcome(job, outcome, calls_started=started)
+            save_outcome(job, outcome, calls_started=started, task_ids=task_ids)
         finally:
             # Runner pool threads each opened their own connection; don't leave them behind
             # (the runner calls a lone task on this thread, whose connection goes on).
@@ -377,4 +385,4 @@ def _run_claimed_job(job_id: str) -> str:
         if db_retry(lambda: job.tasks.filter(status=Task.Status.PENDING).exists()):
             _hand_back(job_id)
             return "handed back"
-    return db_retry(lambda: finalize_job(job_id)).status
+    return db_retry(lambda: finalize_job(job_id))
