@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, register
 
 from analysis.catalogue import parse_context_overrides
-from analysis.providers import PROVIDER_NAMES, provider_configured
 
 
 @register()
@@ -25,12 +24,4 @@ def check_context_overrides(app_configs, **kwargs):
         parse_context_overrides(settings.MODEL_CONTEXT_OVERRIDES_RAW)
     except ValueError as exc:
         return [Error(f"MODEL_CONTEXT_OVERRIDES: {exc}", id="scriptripper.E002")]
-    return []
-
-
-@register()
-def check_some_provider(app_configs, **kwargs):
-    if not any(provider_configured(name) for name in PROVIDER_NAMES):
-        return [Warning("No provider key is set (GEMINI_API_KEY, OPENAI_API_KEY, ANTHROPIC_API_KEY): "
-                        "every submission will be refused.", id="scriptripper.W001")]
     return []
