@@ -88,7 +88,7 @@ def run(small: bool = False) -> dict:
         _configure(emulator.url)
         from analysis.tasks import analyze_transcript_task
 
-        for provider, model in MODELS:
+        for provider, model in (MODELS[:1] if small else MODELS):
             one_call = _one_call_latency(provider, model)
             emulator.reset()
             emulator.configure(max_recorded=0, latency=latency, max_context=CAP_TOKENS)

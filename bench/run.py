@@ -2,7 +2,7 @@
 """ScriptRipper benchmarks: every figure beside a baseline measured in the same run.
 
     python bench/run.py            # the full run (minutes); writes bench/results/latest.md
-    python bench/run.py --small    # a smoke run (seconds), as CI does
+    python bench/run.py --small    # a smoke run of small sizes (under a minute or two); CI runs it (tests/bench)
     python bench/run.py --only queue,api
 
 Machines here are shared and noisy, so each case reports a ratio against a
@@ -110,7 +110,7 @@ def _job_throughput(user, jobs: int, workers: int, env: dict, worker_class: str 
 
 
 def case_queue(small: bool, emulator, user) -> list[Row]:
-    jobs = 100 if small else 1000
+    jobs = 30 if small else 1000
     workers = 2
     env = common.base_env(emulator.url)
     text = common.sample_text(200)
@@ -182,6 +182,9 @@ def _load(url, path, method, body, token, seconds, clients=20, procs=2):
     return {"rps": len(latencies) / seconds, "p50": p(0.50), "p99": p(0.99), "errors": errors, "n": len(latencies)}
 
 
+GUNICORN_WORKERS, GUNICORN_THREADS = 2, 4  # as scripts/run.sh runs the API
+
+
 def case_api(small: bool, emulator, user) -> list[Row]:
     import subprocess
 
@@ -192,7 +195,7 @@ def case_api(small: bool, emulator, user) -> list[Row]:
     port = common.free_port()
     env = common.base_env(emulator.url)
     gunicorn = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "scriptripper.wsgi", "--bind",
-                                 f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--worker-class", "gthread",
+                                 f"127.0.0.1:{port}", "--workers", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS), "--worker-class", "gthread",
                                  "--log-level", "warning"], cwd=common.ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -204,7 +207,7 @@ def case_api(small: bool, emulator, user) -> list[Row]:
                 break
             except Exception:
                 time.sleep(0.2)
-        seconds = 3 if small else 20
+        seconds = 2 if small else 20
         body = json.dumps({"transcript": common.sample_text(300), "provider": "openai", "model": "gpt-4o-mini",
                            "tasks": {"summary": "Provide a brief summary", "key_points": "Extract key points"},
                            "reuse": False})
@@ -215,7 +218,7 @@ def case_api(small: bool, emulator, user) -> list[Row]:
     finally:
         common.stop(gunicorn)
         common.redis().flushdb()
-    notes = f"20 clients, {seconds} s, gunicorn 2×8 gthread; baseline GET {trivial_path}; errors {analyze['errors']}/{baseline['errors']}"
+    notes = f"20 clients, {seconds} s, gunicorn {GUNICORN_WORKERS}×{GUNICORN_THREADS} gthread; baseline GET {trivial_path}; errors {analyze['errors']}/{baseline['errors']}"
     return [
         ratio_row("API", "POST /api/v1/jobs/analyze requests/s", analyze["rps"], baseline["rps"],
                   higher_is_better=True, bound=0.5, unit="req/s", notes=notes),
@@ -236,7 +239,7 @@ def _has_route(name: str) -> bool:
 
 # --- scale-out --------------------------------------------------------------------------------
 def case_scale(small: bool, emulator_factory, user) -> list[Row]:
-    jobs = 40 if small else 200
+    jobs = 16 if small else 200
     with emulator_factory(0.3) as emulator:
         env = common.base_env(emulator.url)
         text = common.sample_text(200)
@@ -248,7 +251,7 @@ def case_scale(small: bool, emulator_factory, user) -> list[Row]:
 
 # --- priority ---------------------------------------------------------------------------------
 def case_priority(small: bool, emulator_factory, user) -> list[Row]:
-    backlog = 60 if small else 300
+    backlog = 20 if small else 300
     text = common.sample_text(200)
     with emulator_factory(0.1) as emulator:
         env = common.base_env(emulator.url)
@@ -275,7 +278,7 @@ def case_priority(small: bool, emulator_factory, user) -> list[Row]:
 
 # --- memory -------------------------------------------------------------------------------------
 def case_memory(small: bool, emulator, user) -> list[Row]:
-    first, total = (20, 200) if small else (100, 1000)
+    first, total = (10, 40) if small else (100, 1000)
     env = common.base_env(emulator.url)
     text = common.sample_text(200)
     common.reset_state()

@@ -1,0 +1,37 @@
+"""The benchmark runs end to end in its small version, so it never rots.
+
+Bounds are not asserted here (a shared CI machine is noisy; the full run by hand
+is where they are judged): the smoke run must complete every case, with real
+jobs through real workers, and write its table.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = ["queue overhead", "fanout", "long transcript", "API", "scale-out", "priority", "memory"]
+
+pytestmark = pytest.mark.subprocess
+
+
+def test_small_benchmark_completes_every_case(settings):
+    env = dict(os.environ)
+    # Its own database and Redis database, like a by-hand run, so the test's data is untouched.
+    env.update({"BENCH_DATABASE": f"scriptripper_bench_smoke{os.environ.get('SR_TEST_ID', '')}",
+                "BENCH_REDIS_URL": settings.REDIS_URL.rsplit("/", 1)[0] + "/10"})
+    result = subprocess.run([sys.executable, "bench/run.py", "--small"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = (ROOT / "bench" / "results" / "smoke.md").read_text()
+    for case in CASES:
+        rows = [line for line in table.splitlines() if line.startswith(f"| {case} |")]
+        assert rows, f"no row for {case}:\n{table}"
+        for row in rows:
+            value, baseline = row.split("|")[3], row.split("|")[4]
+            assert float(value.split()[0]) > 0 and float(baseline.split()[0]) > 0, row
