@@ -125,6 +125,18 @@ def bpe_count(text: str, encoding: str = O200K) -> int:
     return total
 
 
+def token_upper_bound(text: str) -> int:
+    """A bound that no count_tokens() result exceeds, for any provider, without encoding.
+
+    A BPE token covers at least one UTF-8 byte, so an exact count is at most the byte
+    count, and the approximations are at most that times their largest multiplier
+    (their characters-a-token term is below the byte count). Lets a size check skip
+    the encoding when a text is clearly under a limit.
+    """
+    largest = max(multiplier for _, multiplier in APPROXIMATIONS.values())
+    return math.ceil(len(text.encode("utf-8", "surrogatepass")) * largest)
+
+
 def count_tokens(text: str, *, provider: str, model: str) -> int:
     """Tokens of text for this provider and model: exact for OpenAI, else an upper estimate."""
     if not text:

@@ -20,7 +20,7 @@ from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_
 from analysis.providers import PROVIDER_LABELS, PROVIDER_NAMES, provider_configured, provider_key_setting
 from analysis.selectors import profile_lookup
 from analysis.tasks import context_overrides
-from analysis.tokens import count_tokens
+from analysis.tokens import count_tokens, token_upper_bound
 from analysis.transcripts import FORMATS, TranscriptError, detect_format, normalize_transcript
 from scriptripper.errors import PayloadTooLarge
 from scriptripper.parsers import loads_checked
@@ -326,6 +326,8 @@ class JobOptionsSerializer(serializers.Serializer):
 
     @staticmethod
     def _check_tokens(text: str, *, provider: str, model: str) -> None:
+        if token_upper_bound(text) <= settings.MAX_TRANSCRIPT_TOKENS:
+            return  # clearly under the limit: no need to encode it on the submit path
         tokens = count_tokens(text, provider=provider, model=model)
         if tokens > settings.MAX_TRANSCRIPT_TOKENS:
             raise PayloadTooLarge(f"The transcript is about {tokens:,} tokens long for {model}; the limit is "

@@ -135,3 +135,12 @@ def test_message_overhead() -> None:
 def test_token_counter_is_bound_to_a_model() -> None:
     count = token_counter(provider="anthropic", model="claude-haiku-4-5")
     assert count("Hello there") == count_tokens("Hello there", provider="anthropic", model="claude-haiku-4-5")
+
+
+@pytest.mark.parametrize("text", ["Alice: We ship on Friday.", "会议纪要：我们周五发布。" * 50, "🙂" * 100, "x" * 5000])
+@pytest.mark.parametrize("provider,model", [("openai", "gpt-4o-mini"), ("openai", "llama3"), ("gemini", "gemini-2.5-flash"),
+                                            ("anthropic", "claude-haiku-4-5")])
+def test_upper_bound_is_never_below_a_count(text, provider, model):
+    from analysis.tokens import token_upper_bound
+
+    assert token_upper_bound(text) >= count_tokens(text, provider=provider, model=model)
