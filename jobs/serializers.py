@@ -83,10 +83,7 @@ class TasksField(serializers.Field):
         data = form_json(data)
         if not isinstance(data, dict):
             self.fail("type")
-        if not data:
-            raise serializers.ValidationError("at least one task is required")
-        if len(data) > settings.MAX_TASKS:
-            raise serializers.ValidationError(f"at most {settings.MAX_TASKS} tasks per job (got {len(data)})")
+        check_task_count(len(data))
         tasks: list[tuple[str, str]] = []
         for name, prompt in data.items():
             tasks.append((clean_task_name(name), clean_prompt(prompt, name=name)))
@@ -94,6 +91,13 @@ class TasksField(serializers.Field):
 
     def to_representation(self, value):
         return dict(value)
+
+
+def check_task_count(count: int) -> None:
+    if not count:
+        raise serializers.ValidationError("at least one task is required")
+    if count > settings.MAX_TASKS:
+        raise serializers.ValidationError(f"at most {settings.MAX_TASKS} tasks per job (got {count})")
 
 
 def clean_task_name(name) -> str:
@@ -133,10 +137,7 @@ class BatchTasksField(serializers.Field):
         data = form_json(data)
         if not isinstance(data, list):
             self.fail("type")
-        if not data:
-            raise serializers.ValidationError("at least one task is required")
-        if len(data) > settings.MAX_TASKS:
-            raise serializers.ValidationError(f"at most {settings.MAX_TASKS} tasks per job (got {len(data)})")
+        check_task_count(len(data))
         tasks: list[tuple[str, str]] = []
         seen: set[str] = set()
         for item in data:

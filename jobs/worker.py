@@ -19,6 +19,7 @@ a crashed job cannot take the worker down). On top of RQ it:
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -95,6 +96,11 @@ class ScriptRipperWorker(Worker):
         preload_provider_modules()
         warm_up_call_paths()
         warm_provider_clients()
+        # Everything loaded so far lives as long as the worker: move it out of the garbage
+        # collector's reach, so a collection in a horse does not walk (and so copy, page by
+        # page, through copy-on-write) the hundreds of MiB of SDK and Django objects it inherited.
+        gc.collect()
+        gc.freeze()
         reconciler = ReconcilerThread(worker_name=self.name)
         reconciler.start()
         try:
