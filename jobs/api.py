@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
 from django.conf import settings
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from redis.exceptions import RedisError
 from rest_framework import serializers, status
@@ -24,8 +22,7 @@ from jobs.monitoring import queue_stats, redis_connection, workers_alive, worker
 from jobs.selectors import job_document, job_for_user, job_summary, jobs_summaries, with_task_counts
 from jobs.models import Job
 from jobs.serializers import AnalyzeSerializer, BatchSerializer, JobListFilterSerializer
-from jobs.services import (JobRequest, job_cancel, job_check_spending, job_create, job_create_idempotent, job_delete,
-                           job_retry)
+from jobs.services import JobRequest, job_cancel, job_delete, job_retry, job_submit
 from scriptripper.errors import ServiceUnavailable, validation_error
 # The one error shape lives in scriptripper.schema (accounts and analysis use it too); re-exported here.
 from scriptripper.parsers import JSONParser  # DRF's, hardened against hostile JSON (depth, NUL, surrogates)
@@ -103,12 +100,6 @@ def idempotency_key(request: Request) -> str:
     return key
 
 
-def job_for_key(*, owner, key: str) -> Job | None:
-    """The caller's job submitted under this Idempotency-Key within IDEMPOTENCY_TTL_SECONDS, if any."""
-    since = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
-    return Job.objects.filter(owner=owner, idempotency_key=key, created_at__gte=since).only("id").first()
-
-
 def accepted(job) -> Response:
     return Response({"job_id": str(job.id), "status": job.status, "message": "Job queued for processing"},
                     status=status.HTTP_202_ACCEPTED)
@@ -129,16 +120,9 @@ class JobAnalyzeApi(APIView):
         key = idempotency_key(request)
         serializer = AnalyzeSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        new_job = job_request(serializer.validated_data)
-        if key:
-            existing = job_for_key(owner=request.user, key=key)
-            if existing is None:  # a replay is not a new spend: check the budget for new jobs only
-                job_check_spending(owner=request.user, requests=[new_job])
-            job, created = job_create_idempotent(owner=request.user, request=new_job, idempotency_key=key)
-            return accepted(job) if created else Response(job_document(job))
-        job_check_spending(owner=request.user, requests=[new_job])  # 400 max_cost, 402 budget_exceeded
-        job = job_create(owner=request.user, request=new_job)
-        return accepted(job)
+        job, created = job_submit(owner=request.user, request=job_request(serializer.validated_data),
+                                  idempotency_key=key)
+        return accepted(job) if created else Response(job_document(job))
 
 
 
@@ -154,9 +138,7 @@ class JobBatchApi(APIView):
         serializer = BatchSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         # Job.Kind.BATCH routes to the `low` queue (jobs.services.route_queue).
-        new_job = job_request(serializer.validated_data, kind=Job.Kind.BATCH)
-        job_check_spending(owner=request.user, requests=[new_job])  # 400 max_cost, 402 budget_exceeded
-        job = job_create(owner=request.user, request=new_job)
+        job, _ = job_submit(owner=request.user, request=job_request(serializer.validated_data, kind=Job.Kind.BATCH))
         return accepted(job)
 
 

@@ -246,6 +246,20 @@ def job_create_idempotent(*, owner: User, request: JobRequest, idempotency_key: 
     raise Conflict("A request with this Idempotency-Key is being processed; try again.")
 
 
+def job_submit(*, owner: User, request: JobRequest, idempotency_key: str = "") -> tuple[Job, bool]:
+    """A submission, for the API and the CLI alike: the spending checks (400 on `max_cost`,
+    402 budget_exceeded), then the job, once per Idempotency-Key. Returns (job, created):
+    created is False when the key was used before with the same body; a replay is not a new
+    spend, so it is not checked against the budget again."""
+    if idempotency_key:
+        since = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
+        if not Job.objects.filter(owner=owner, idempotency_key=idempotency_key, created_at__gte=since).exists():
+            job_check_spending(owner=owner, requests=[request])
+        return job_create_idempotent(owner=owner, request=request, idempotency_key=idempotency_key)
+    job_check_spending(owner=owner, requests=[request])
+    return job_create(owner=owner, request=request), True
+
+
 # --- final states --------------------------------------------------------------------
 
 CANCELED_MESSAGE = "Canceled by request."

@@ -29,7 +29,7 @@ from jobs.api import job_request
 from jobs.models import Job, Task
 from jobs.selectors import job_document
 from jobs.serializers import AnalyzeSerializer
-from jobs.services import job_check_spending, job_create
+from jobs.services import job_submit
 from scriptripper.errors import ServiceError, _flatten_fields, _validation_message
 
 BAR_WIDTH = 24
@@ -186,13 +186,12 @@ class Command(BaseCommand):
             serializer = AnalyzeSerializer(data=data, context={"user": user})
             try:
                 serializer.is_valid(raise_exception=True)
-                new_job = job_request(serializer.validated_data)
-                job_check_spending(owner=user, requests=[new_job])
+                job, _ = job_submit(owner=user, request=job_request(serializer.validated_data))
             except serializers.ValidationError as exc:
                 raise CommandError(_validation_message(_flatten_fields(exc.detail))) from None
             except ServiceError as exc:
                 raise CommandError(str(exc.detail)) from None
-        return job_create(owner=user, request=new_job)
+        return job
 
     # --- waiting ------------------------------------------------------------------------------
     def wait(self, job: Job, *, interval: float, timeout: float) -> Job:
