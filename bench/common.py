@@ -129,7 +129,9 @@ def start_pool(count: int, env: dict[str, str], *, burst: bool = True,
         args.append("--burst")
     if worker_class:
         args += ["--worker-class", worker_class]
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=_log("pool"))
+    # A session of its own: the pool's worker processes must stop with it (see stop()).
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=_log("pool"),
+                            start_new_session=True)
 
 
 def _log(name: str):
@@ -140,13 +142,41 @@ def _log(name: str):
 
 
 def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM (then SIGKILL) the process, and its whole session when it leads one: a
+    worker pool's children outlive a signal sent to the pool's manager alone, and would
+    go on taking the next case's jobs."""
+    leader = proc.poll() is None and os.getsid(proc.pid) == proc.pid
+
+    def signal_all(sig: int) -> None:
+        try:
+            if leader:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        signal_all(signal.SIGTERM)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            signal_all(signal.SIGKILL)
             proc.wait()
+    if leader:
+        # The manager may exit before its children: give them the same end.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def wait_final(job_ids, timeout: float = 600) -> float:
