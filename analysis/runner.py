@@ -201,17 +201,22 @@ class Runner:
             raise ProviderError(self.config.provider, "context_length",
                                 f"A request of {tokens} tokens plus {self.max_output} for the answer would exceed "
                                 f"{self.config.model.name}'s context of {self.context} tokens")
-        def attempt() -> Completion:
+        def send() -> Completion:
+            # "start" only once the request is about to go out (after any wait for a rate-limit
+            # slot): a worker killed while waiting has no call in flight to count as lost.
             if self.hooks.on_call:
                 self.hooks.on_call(state.name, "start")
             try:
-                if self.limiter is not None:
-                    with self.limiter.slot(self.config.provider, deadline=state.deadline):
-                        return self.provider.complete(model=self.config.model.name, prompt=prompt, params=self.params)
                 return self.provider.complete(model=self.config.model.name, prompt=prompt, params=self.params)
             finally:
                 if self.hooks.on_call:
                     self.hooks.on_call(state.name, "end")
+
+        def attempt() -> Completion:
+            if self.limiter is not None:
+                with self.limiter.slot(self.config.provider, deadline=state.deadline):
+                    return send()
+            return send()
 
         try:
             result = call_with_retries(attempt, policy=self.config.policy, deadline=state.deadline,
