@@ -101,11 +101,18 @@ def gunicorn_server(emulator):
         redis.Redis.from_url(redis_url).flushdb()
 
 
+def seed_args() -> list[str]:
+    # CI fuzzes with a fixed seed so a run can be replayed; FUZZ_SEED=random explores new data
+    # (by hand, with a longer FUZZ_MAX_SECONDS), or FUZZ_SEED=<n> replays a reported run.
+    seed = os.environ.get("FUZZ_SEED", "20261130")
+    return [] if seed == "random" else ["--seed", seed]
+
+
 def schemathesis(url: str, token: str, *args: str, seconds: int) -> subprocess.CompletedProcess:
     st = Path(sys.executable).parent / "st"
     return subprocess.run(
         [str(st), "run", f"{url}/api/schema/", "--header", f"Authorization: Bearer {token}", "--checks", CHECKS,
-         "--workers", "2", "--max-time", str(seconds), "--no-color", "--request-timeout", "30", *args],
+         "--workers", "2", "--max-time", str(seconds), "--no-color", "--request-timeout", "30", *seed_args(), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120,
         env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false"})
 
