@@ -222,3 +222,16 @@ def sample_text(words: int = 300) -> str:
     text = (TRANSCRIPTS / "TS3010a.txt").read_text(encoding="utf-8") if TRANSCRIPTS.is_dir() else (
         ROOT / "docs" / "sample-meeting.txt").read_text(encoding="utf-8")
     return " ".join(text.split(" ")[:words])
+
+
+def module_main(run, doc: str, small_help: str) -> int:
+    """The command line of a benchmark module (bench/fanout.py, bench/long_transcript.py):
+    run it, print its figures as JSON, exit non-zero when a bound was missed."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true", help=small_help)
+    figures = run(small=parser.parse_args().small)
+    print(json.dumps(figures, indent=2))
+    return 0 if figures["ok"] else 1

@@ -22,8 +22,6 @@ the per-provider results in bench/run.py's row shape.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
@@ -135,12 +133,7 @@ def run(small: bool = False) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--small", action="store_true", help="0.2 s latency, one provider")
-    args = parser.parse_args()
-    figures = run(small=args.small)
-    print(json.dumps(figures, indent=2))
-    return 0 if figures["ok"] else 1
+    return common.module_main(run, __doc__, "0.2 s latency, one provider")
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ Uses the bench database (`scriptripper_bench`, created and migrated) and Redis d
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -126,12 +124,7 @@ def run(small: bool = False) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--small", action="store_true", help="~20,000 words and 0.2 s a call")
-    args = parser.parse_args()
-    figures = run(small=args.small)
-    print(json.dumps(figures, indent=2))
-    return 0 if figures["ok"] else 1
+    return common.module_main(run, __doc__, "~20,000 words and 0.2 s a call")
 
 
 if __name__ == "__main__":
