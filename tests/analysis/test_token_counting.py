@@ -86,6 +86,13 @@ def test_special_token_text_is_ordinary_text() -> None:
     assert count_tokens(text, provider="openai", model="gpt-4o") == reference(text, "o200k_base")
 
 
+def test_lone_surrogates_count_like_the_replacement_character() -> None:
+    # A badly decoded upload can hold lone surrogates, which cannot be encoded as UTF-8.
+    text = "caf\udce9 au lait, \ud800 twice \udfff"
+    assert count_tokens(text, provider="openai", model="gpt-4o") == reference(text, "o200k_base") > 0
+    assert count_tokens(text, provider="openai", model="gpt-4") == reference(text, "cl100k_base") > 0
+
+
 def test_unlisted_openai_compatible_models() -> None:
     # A local server (Ollama, vLLM) running a model whose tokenizer we don't have.
     for text in [read("covid_2.txt"), read("Bed015.txt"), *SAMPLES]:
