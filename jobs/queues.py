@@ -12,12 +12,25 @@ from __future__ import annotations
 import threading
 
 import django_rq
+import redis
 from django.conf import settings
 from redis import Redis
+from redis.driver_info import DriverInfo
 from rq.queue import Queue
 
 _clients: dict[str, Redis] = {}
 _lock = threading.Lock()
+
+
+def with_known_driver_version(client: Redis) -> Redis:
+    """Tell the client's pool the redis-py version it reports on connect (CLIENT SETINFO).
+
+    Left to itself, redis-py 8 looks its own version up in the package metadata for every
+    new connection (importlib.metadata parses the whole METADATA file: about 3 ms). A work
+    horse starts with an empty pool after each fork, so that was paid on every job.
+    """
+    client.connection_pool.connection_kwargs["driver_info"] = DriverInfo(lib_version=redis.__version__)
+    return client
 
 
 def rq_connection(queue_name: str = "default") -> Redis:
@@ -27,8 +40,16 @@ def rq_connection(queue_name: str = "default") -> Redis:
         with _lock:
             client = _clients.get(url)
             if client is None:
-                client = _clients[url] = django_rq.get_connection(queue_name)
+                client = _clients[url] = with_known_driver_version(django_rq.get_connection(queue_name))
     return client
+
+
+def use_as_rq_connection(client: Redis, queue_name: str = "default") -> None:
+    """Make `client` (a worker's own) this process's client for the queues' URL, so that a
+    work horse shares one pool, and so one new connection, between RQ and the job's own
+    Redis calls (rate-limit slots), instead of opening a second one."""
+    with _lock:
+        _clients[settings.RQ_QUEUES[queue_name]["URL"]] = with_known_driver_version(client)
 
 
 def rq_queue(name: str) -> Queue:

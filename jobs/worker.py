@@ -85,12 +85,16 @@ def warm_up_call_paths() -> None:
 
 class ScriptRipperWorker(Worker):
     def work(self, *args, **kwargs):
+        from jobs.queues import use_as_rq_connection
         from jobs.reconcile import ReconcilerThread
         from jobs.tasks import request_handback
 
         # Installed in the parent before any fork, so a horse has it from its first instruction
         # (SIGUSR1's default action would kill it); in the parent it does nothing.
         signal.signal(signal.SIGUSR1, request_handback)
+        # One Redis pool per process, the worker's: a horse then opens one connection for RQ's
+        # bookkeeping and the job's rate-limit slots together.
+        use_as_rq_connection(self.connection)
         # The SDK imports and token encodings (about 3 s) once here, not in every forked horse,
         # and the configured providers' clients built (CA certificates loaded) ready to inherit.
         preload_provider_modules()
