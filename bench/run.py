@@ -121,7 +121,9 @@ def case_queue(small: bool, emulator, user) -> list[Row]:
                      ("worker pool (rqworker-pool)", None, True)]
     for label, worker_class, pool in variants:
         ours = _job_throughput(user, jobs, workers, env, worker_class, pool, text)
-        bare = _noop_throughput(jobs, workers, env, worker_class, pool)
+        # Bare RQ: RQ's own class of the same kind, not ScriptRipperWorker (whose start-up
+        # preloading and per-job bookkeeping are part of what is measured), started the same way.
+        bare = _noop_throughput(jobs, workers, env, worker_class or "rq.worker.Worker", pool)
         default = worker_class is None and not pool
         row = ratio_row("queue overhead" if default else f"queue overhead, {label}",
                         f"jobs/s, {jobs} single-task jobs, {workers} workers ({label})", ours, bare,
