@@ -32,7 +32,7 @@ from analysis.catalogue import UnknownModelError, UnknownProviderError
 from analysis.estimate import estimate_job
 from analysis.runner import TaskSpec
 from jobs.models import Job, Task
-from scriptripper.errors import Conflict, validation_error
+from scriptripper.errors import Conflict, NotFoundError, validation_error
 from jobs.queues import rq_connection, rq_queue
 
 logger = logging.getLogger(__name__)
@@ -303,6 +303,15 @@ def _forget_rq_job(job_id: uuid.UUID | str) -> None:
 
 # --- control: cancel, retry, delete ----------------------------------------------------
 
+def _reloaded(job: Job) -> Job:
+    """The job as stored now; a 404 if a concurrent DELETE removed it in the meantime."""
+    try:
+        job.refresh_from_db()
+    except Job.DoesNotExist:
+        raise NotFoundError("No such job.") from None
+    return job
+
+
 def job_cancel(*, job: Job) -> Job:
     """Cancel a job. Queued: it leaves the queue. Started: the worker is told to stop (the tasks that
     finished keep their results). Already final: Conflict."""
@@ -314,14 +323,16 @@ def job_cancel(*, job: Job) -> Job:
     else:
         # cancel_requested first: a horse that has not been killed yet starts no new task.
         if not Job.objects.filter(id=job_id, status=Job.Status.STARTED).update(cancel_requested=True):
-            current = Job.objects.filter(id=job_id).values_list("status", flat=True).first() or "deleted"
+            current = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
+            if current is None:
+                raise NotFoundError("No such job.")  # deleted by a concurrent request
             raise Conflict(f"The job is already {current}; it cannot be canceled.")
         # Final at once, so the answer says canceled; calls in flight when the horse is killed
         # are counted as lost by its worker (jobs.services.job_settle_after_horse).
         job_finalize_row(job_id=job_id, status=Job.Status.CANCELED, error=CANCELED_MESSAGE,
                          from_statuses=(Job.Status.STARTED,))
         _stop_running(job_id)
-    job.refresh_from_db()
+    job = _reloaded(job)
     logger.info("job canceled", extra={"job_id": str(job_id)})
     return job
 
@@ -330,7 +341,9 @@ def job_retry(*, job: Job) -> Job:
     """Run a failed or canceled job again, or a finished one with failed (or not run) tasks:
     only the tasks without a result run; the others keep theirs. Otherwise Conflict."""
     with transaction.atomic():
-        locked = Job.objects.select_for_update().get(id=job.id)
+        locked = Job.objects.select_for_update().filter(id=job.id).first()
+        if locked is None:
+            raise NotFoundError("No such job.")  # deleted by a concurrent request
         unfinished = locked.tasks.exclude(status=Task.Status.SUCCEEDED)
         if locked.status not in (Job.Status.FAILED, Job.Status.CANCELED, Job.Status.FINISHED):
             raise Conflict(f"The job is {locked.status}; only a failed, canceled or finished job can be retried.")
@@ -343,7 +356,7 @@ def job_retry(*, job: Job) -> Job:
         )
         job_id = locked.id
         transaction.on_commit(lambda: job_enqueue(job_id=job_id))
-    job.refresh_from_db()
+    job = _reloaded(job)
     logger.info("job retried", extra={"job_id": str(job.id)})
     return job
 

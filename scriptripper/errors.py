@@ -39,6 +39,13 @@ class Conflict(ServiceError):
     default_code = "conflict"
 
 
+class NotFoundError(ServiceError):
+    """The object is gone: e.g. deleted by a concurrent request between lookup and change."""
+
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "not_found"
+
+
 class BudgetExceeded(ServiceError):
     status_code = status.HTTP_402_PAYMENT_REQUIRED
     default_code = "budget_exceeded"

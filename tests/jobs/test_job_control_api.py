@@ -59,6 +59,29 @@ def test_cancel_a_finished_job_is_a_conflict_and_others_jobs_are_not_found(alice
     assert alice_client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "finished"
 
 
+@pytest.mark.parametrize("action", ["cancel", "retry"])
+def test_a_job_deleted_while_being_canceled_or_retried_is_not_found(action, alice_client, submit, monkeypatch):
+    # Two clients at once: DELETE lands after the cancel/retry request looked the job up.
+    import jobs.api
+    from jobs.services import job_delete
+
+    job_id = submit()
+    if action == "retry":
+        assert alice_client.post(f"/api/v1/jobs/{job_id}/cancel").json()["status"] == "canceled"
+    looked_up = jobs.api.owned_job
+
+    def owned_then_deleted(request, job_id):
+        job = looked_up(request, job_id)
+        job_delete(job=Job.objects.get(id=job.id))  # what the concurrent DELETE does
+        return job
+
+    monkeypatch.setattr(jobs.api, "owned_job", owned_then_deleted)
+    response = alice_client.post(f"/api/v1/jobs/{job_id}/{action}")
+    assert response.status_code == 404, response.content
+    assert response.json()["error"]["code"] == "not_found"
+    assert not Job.objects.filter(id=job_id).exists()
+
+
 def test_retry_runs_only_the_failed_task_again(alice_client, submit, emulator, django_capture_on_commit_callbacks):
     prompts = task_prompts("retry", 3)
     emulator.add_faults(faults.server_error("openai", match=prompts["t1"], times=-1))
