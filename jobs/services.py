@@ -18,8 +18,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
-from django.db.models.functions import Greatest
+from django.db.models import F, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.command import send_stop_job_command
@@ -268,19 +268,25 @@ CANCELED_MESSAGE = "Canceled by request."
 def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_statuses: tuple[str, ...]) -> bool:
     """Move a job to a final state if it is in one of `from_statuses`; totals and webhook with it.
 
-    Conditional (one UPDATE), so whichever of worker, reconciler or API gets there first
-    decides the final state and the others change nothing.
+    Conditional (one UPDATE, which also sums the tasks' costs), so whichever of worker,
+    reconciler or API gets there first decides the final state and the others change nothing.
     """
     now = timezone.now()
+    total_cost = Coalesce(
+        Subquery(Task.objects.filter(job_id=OuterRef("pk")).order_by().values("job_id")
+                 .annotate(total=Sum("cost")).values("total")),
+        Value(Decimal("0")), output_field=Job._meta.get_field("total_cost"),
+    )
     with transaction.atomic():
-        total = Task.objects.filter(job_id=job_id).aggregate(total=Sum("cost"))["total"] or Decimal("0")
         changed = Job.objects.filter(id=job_id, status__in=from_statuses).update(
-            status=status, error=error, total_cost=total, finished_at=now, heartbeat_at=now,
+            status=status, error=error, total_cost=total_cost, finished_at=now, heartbeat_at=now,
         )
-        if changed and Job.objects.filter(id=job_id).exclude(callback_url="").exists():
-            from jobs.webhooks import webhook_schedule
+        if changed:
+            with_callback = Job.objects.filter(id=job_id).exclude(callback_url="").first()
+            if with_callback is not None:
+                from jobs.webhooks import webhook_schedule
 
-            webhook_schedule(job=Job.objects.get(id=job_id))
+                webhook_schedule(job=with_callback)
     return bool(changed)
 
 

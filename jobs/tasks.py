@@ -217,10 +217,13 @@ def save_outcome(job: Job, outcome: TaskOutcome, *, calls_started: int = 0,
 def finalize_job(job_id: str) -> str:
     """started → finished (some task succeeded) or failed (none did), with totals. Returns the
     row's status afterwards (another party may have finalized or recovered it first)."""
-    state = Job.objects.filter(id=job_id).values("cancel_requested", "callback_url").first()
-    if state is None:
+    # The tasks with the job's two flags in one read (a job always has tasks: none means deleted).
+    rows = list(Task.objects.filter(job_id=job_id).order_by("position")
+                .values_list("status", "error", "job__cancel_requested", "job__callback_url"))
+    if not rows:
         return "deleted"
-    tasks = list(Task.objects.filter(job_id=job_id).order_by("position").values_list("status", "error"))
+    state = {"cancel_requested": rows[0][2], "callback_url": rows[0][3]}
+    tasks = [(status, error) for status, error, _, _ in rows]
     succeeded = sum(1 for status, _ in tasks if status == Task.Status.SUCCEEDED)
     pending = sum(1 for status, _ in tasks if status == Task.Status.PENDING)
     failed_errors = [error for status, error in tasks if status == Task.Status.FAILED]
@@ -318,6 +321,10 @@ def _run_claimed_job(job_id: str) -> str:
         return "failed"
 
     has_budget = monthly_budget_of(job.owner) is not None
+    # The row as read just after the claim serves the first task to start; the others read it
+    # again (a cancel between claim and first task also kills this horse: jobs.services.job_cancel).
+    claimed_state = [{"cancel_requested": job.cancel_requested, "max_cost": job.max_cost, "status": job.status,
+                      "attempts": job.attempts}]
 
     def should_start(name: str) -> bool:
         return db_retry(lambda: _should_start(name))
@@ -325,7 +332,10 @@ def _run_claimed_job(job_id: str) -> str:
     def _should_start(name: str) -> bool:
         if _handback.is_set():
             return False  # the worker is shutting down: hand the rest back
-        state = Job.objects.filter(id=job_id).values("cancel_requested", "max_cost", "status", "attempts").first()
+        try:
+            state = claimed_state.pop()
+        except IndexError:
+            state = Job.objects.filter(id=job_id).values("cancel_requested", "max_cost", "status", "attempts").first()
         if state is None or state["cancel_requested"]:
             return False
         if state["status"] != Job.Status.STARTED or state["attempts"] != job.attempts:
