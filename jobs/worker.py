@@ -87,7 +87,7 @@ class ScriptRipperWorker(Worker):
     def work(self, *args, **kwargs):
         from jobs.queues import use_as_rq_connection
         from jobs.reconcile import ReconcilerThread
-        from jobs.tasks import request_handback
+        from jobs.tasks import request_handback, warm_up_job_path
 
         # Installed in the parent before any fork, so a horse has it from its first instruction
         # (SIGUSR1's default action would kill it); in the parent it does nothing.
@@ -100,6 +100,12 @@ class ScriptRipperWorker(Worker):
         preload_provider_modules()
         warm_up_call_paths()
         warm_provider_clients()
+        try:
+            warm_up_job_path()
+        except Exception:  # a warm-up only (PostgreSQL may be down at start): horses are a little slower
+            logger.warning("could not warm up the job's database path", exc_info=True)
+        finally:
+            close_db_connections()
         # Everything loaded so far lives as long as the worker: move it out of the garbage
         # collector's reach, so a collection in a horse does not walk (and so copy, page by
         # page, through copy-on-write) the hundreds of MiB of SDK and Django objects it inherited.
