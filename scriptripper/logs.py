@@ -36,6 +36,11 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+# gunicorn's access record carries the request as "atoms" in record.args (gunicorn.glogging).
+ACCESS_FIELDS = {"m": "method", "U": "path", "s": "status", "M": "duration_ms", "B": "bytes",
+                 "h": "remote_addr", "a": "user_agent"}
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -48,6 +53,10 @@ class JsonFormatter(logging.Formatter):
             if name in _RECORD_ATTRS or name.startswith("_"):
                 continue
             entry[name] = "[redacted]" if name.lower() in REDACTED_FIELDS else _jsonable(value)
+        if record.name == "gunicorn.access" and isinstance(record.args, dict):
+            entry.update({name: _jsonable(record.args.get(atom)) for atom, name in ACCESS_FIELDS.items()})
+            if str(entry["status"]).isdigit():
+                entry["status"] = int(entry["status"])
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:

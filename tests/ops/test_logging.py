@@ -93,3 +93,48 @@ def test_a_worker_logs_json_with_job_ids_and_no_transcript_or_prompts(alice_clie
     assert any(e["message"] == "job done" and e["job_id"] == job_id for e in entries)
     for secret in ("BLUE HERON", "Quinn", "confidential merger", "legal risks", "test-openai_api_key"):
         assert secret not in result.stderr, secret
+
+
+@pytest.mark.subprocess
+def test_gunicorn_writes_json_access_lines_with_the_request_fields(emulator, tmp_path):
+    # gunicorn.conf.py (read from the working directory, as scripts/run.sh and the image run it).
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from tests.conftest import ROOT
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = open(tmp_path / "gunicorn.out", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "scriptripper.wsgi:application", "--bind",
+                             f"127.0.0.1:{port}", "--workers", "1", "--access-logfile", "-"],
+                            cwd=ROOT, env=worker_env(emulator, LOG_FORMAT="json", DEBUG="false"), stdout=out,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/models?x=1", timeout=2)
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 401  # no token: answered, in the API's error shape
+                break
+            except (urllib.error.URLError, OSError):
+                assert proc.poll() is None and time.monotonic() < deadline, "gunicorn did not answer"
+                time.sleep(0.3)
+        time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    out.seek(0)
+    lines = [line for line in out.read().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line, access and error, is one JSON object
+    access = [e for e in entries if e["logger"] == "gunicorn.access"]
+    assert access, lines
+    assert access[-1]["method"] == "GET" and access[-1]["path"] == "/api/v1/models"
+    assert access[-1]["status"] == 401 and isinstance(access[-1]["duration_ms"], int)
+    assert any(e["logger"] == "gunicorn.error" and "Listening at" in e["message"] for e in entries)
