@@ -44,7 +44,7 @@ class TaskInline(admin.StackedInline):
     show_change_link = False
     ordering = ("position",)
     fields = ("name", "status", "prompt_text", "output_text", "tokens", "cost_usd", "tries", "calls", "chunks",
-              "flags", "latency", "error_text")
+              "flags", "latency", "error_text", "last_error_text")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
@@ -64,6 +64,10 @@ class TaskInline(admin.StackedInline):
     @admin.display(description="error")
     def error_text(self, task: Task) -> str:
         return _pre(task.error)
+
+    @admin.display(description="last failed try")
+    def last_error_text(self, task: Task) -> str:
+        return _pre(task.last_error)
 
     @admin.display(description="tokens")
     def tokens(self, task: Task) -> str:

@@ -43,6 +43,7 @@ def task_metadata(task: Task) -> dict:
         "blocked": task.blocked,
         "finish_reason": task.finish_reason,
         "latency_s": None if task.latency_s is None else round(task.latency_s, 3),
+        "last_error": task.last_error or None,
     }
 
 

@@ -188,6 +188,8 @@ def save_outcome(job: Job, outcome: TaskOutcome, *, calls_started: int = 0,
         "started_at": timezone.now() - timedelta(seconds=outcome.latency_s),
         "finished_at": timezone.now(),
     }
+    if outcome.last_error:
+        fields["last_error"] = outcome.last_error
     if outcome.ok:
         fields.update(status=Task.Status.SUCCEEDED, output=outcome.text, error="")
     else:

@@ -45,6 +45,10 @@ def test_transient_faults_end_with_every_result_and_the_tries_recorded(alice_cli
     assert list(result["results"]) == list(TASKS) and result["errors"] == {}
     tries = {name: task["tries"] for name, task in result["metadata"]["tasks"].items()}
     assert tries == {"summary": 1, "actions": 3, "risks": 1}
+    # Why "actions" took three tries, although it succeeded: the last failed one's message.
+    last_errors = {name: task["last_error"] for name, task in result["metadata"]["tasks"].items()}
+    assert last_errors["summary"] is None and last_errors["risks"] is None
+    assert isinstance(last_errors["actions"], str) and last_errors["actions"]
 
 
 @pytest.mark.parametrize("provider,model", [("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5"),
