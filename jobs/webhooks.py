@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
-from rest_framework.renderers import JSONRenderer
 from standardwebhooks import Webhook
 
 from jobs.models import Job, WebhookDelivery
 from jobs.selectors import job_document
+from scriptripper.renderers import JSONRenderer
 
 logger = logging.getLogger(__name__)
 

@@ -321,7 +321,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["scriptripper.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.ApiRateThrottle", "accounts.throttling.SubmitRateThrottle"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["scriptripper.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "scriptripper.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

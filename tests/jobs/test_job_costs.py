@@ -10,6 +10,7 @@ the providers' price lists (USD per million tokens), not read from the catalogue
 
 from __future__ import annotations
 
+import json
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
@@ -79,6 +80,11 @@ def test_total_and_task_costs_match_the_hand_computed_bill(alice_client, emulato
     assert metadata["total_cost"] == float(expected_total)
     assert metadata["usage"] == expected_usage
     assert isinstance(metadata["total_cost"], float)
+    # Written from the Decimal's digits (8 places), never through a float ("7.71e-05"):
+    raw = alice_client.get(f"/api/v1/jobs/{job_id}").content
+    exact = json.loads(raw, parse_float=Decimal)["result"]["metadata"]
+    assert exact["total_cost"] == expected_total.quantize(Decimal("0.00000001"))
+    assert b"e-" not in raw.split(b'"results"')[0] and b'"total_cost":0.' in raw
 
 
 def test_retried_calls_bill_only_the_answers(alice_client, emulator):

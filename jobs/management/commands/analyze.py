@@ -22,7 +22,6 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Q, Sum
 from rest_framework import serializers
-from rest_framework.renderers import JSONRenderer
 
 from accounts.models import User
 from jobs.api import job_request
@@ -31,6 +30,7 @@ from jobs.selectors import job_document
 from jobs.serializers import AnalyzeSerializer
 from jobs.services import job_submit
 from scriptripper.errors import ServiceError, _flatten_fields, _validation_message
+from scriptripper.renderers import JSONRenderer
 
 BAR_WIDTH = 24
 
