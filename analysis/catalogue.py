@@ -46,7 +46,8 @@ _REQUIRED_KEYS: frozenset[str] = frozenset(
     }
 )
 _OPTIONAL_KEYS: frozenset[str] = frozenset(
-    {"cache_write", "cache_write_1h", "reasoning", "tier_threshold", "min_cache_tokens", "aliases", *_TIER_KEYS}
+    {"cache_write", "cache_write_1h", "reasoning", "tier_threshold", "min_cache_tokens", "aliases", "retires",
+     *_TIER_KEYS}
 )
 _PRICE_DATE_RE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
 
@@ -68,6 +69,17 @@ class UnknownModelError(ValueError):
         self.valid = valid
         super().__init__(
             f"Unknown model {model!r} for provider {provider!r}. Valid models: {', '.join(valid)}."
+        )
+
+
+class RetiredModelError(UnknownModelError):
+    """A catalogue model past the day its provider stops serving it: refused before anything is queued."""
+
+    def __init__(self, provider: str, model: str, retired_on: dt.date, valid: list[str]) -> None:
+        self.provider, self.model, self.valid, self.retired_on = provider, model, valid, retired_on
+        ValueError.__init__(
+            self, f"{model!r} was retired by {provider} on {retired_on.isoformat()} and is no longer served. "
+                  f"Current models: {', '.join(valid)}."
         )
 
 
@@ -96,6 +108,11 @@ class ModelInfo:
     listed: bool = True
     cache_write_1h: Decimal | None = None  # reference only; writes are billed at the 5-minute price
     aliases: tuple[str, ...] = ()
+    # The provider's announced end of life: served until that day, refused after it.
+    retires_on: dt.date | None = None
+
+    def retired(self, today: dt.date) -> bool:
+        return self.retires_on is not None and today > self.retires_on
 
     @property
     def has_tier(self) -> bool:
@@ -133,6 +150,7 @@ class ModelInfo:
             "output_above": num(self.output_above),
             "price_source": self.price_source,
             "price_date": self.price_date,
+            "retires_on": self.retires_on.isoformat() if self.retires_on else None,
         }
 
 
@@ -205,6 +223,9 @@ def _model_from_entry(provider: str, name: str, entry: Mapping[str, Any]) -> Mod
     aliases = entry.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
         raise CatalogueError(f"{where}: aliases must be a list of model ids")
+    retires = entry.get("retires")
+    if retires is not None and (isinstance(retires, dt.datetime) or not isinstance(retires, dt.date)):
+        raise CatalogueError(f"{where}: retires must be a TOML date (2026-11-30), got {retires!r}")
 
     return ModelInfo(
         provider=provider,
@@ -227,6 +248,7 @@ def _model_from_entry(provider: str, name: str, entry: Mapping[str, Any]) -> Mod
         listed=True,
         cache_write_1h=cache_write_1h,
         aliases=tuple(aliases),
+        retires_on=retires,
     )
 
 
@@ -351,12 +373,17 @@ def unlisted_model(provider: str, model: str, *, context_window: int | None = No
     )
 
 
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
 def resolve_model(
     provider: str,
     model: str,
     *,
     allow_unlisted: bool,
     context_overrides: Mapping[str, int] | None = None,
+    today: dt.date | None = None,
 ) -> ModelInfo:
     """The ModelInfo to run and bill a request with.
 
@@ -366,9 +393,14 @@ def resolve_model(
     - Unknown, allow_unlisted: unlisted_model(); an override naming it *is* its context window (the
       operator knows the local model better than our 128k guess).
     - Unknown otherwise: UnknownModelError listing the valid names. Unknown provider: UnknownProviderError.
+    - Past its `retires` day (UTC): RetiredModelError (an UnknownModelError), listing the models still served.
     """
     info = get_model(provider, model)
     if info is not None:
+        today = today or utc_today()
+        if info.retired(today):
+            current = [name for name in model_names(provider) if not get_model(provider, name).retired(today)]
+            raise RetiredModelError(provider, model, info.retires_on, current)
         if info.name != model:
             # Requested by a dated alias: keep the id the user chose, since callers send info.name to the
             # provider and report it; the prices are the canonical entry's.

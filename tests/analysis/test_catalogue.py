@@ -23,6 +23,7 @@ from analysis.catalogue import (
     parse_catalogue,
     parse_context_overrides,
     resolve_model,
+    RetiredModelError,
 )
 
 D = Decimal
@@ -350,3 +351,35 @@ def test_tiered_entry_must_bill_reasoning_as_output() -> None:
 def test_toml_date_literal_accepted() -> None:
     info = parse_catalogue(GOOD_ENTRY.replace('"2026-11-29"', "2026-11-29"))["openai"]["m"]
     assert info.price_date == "2026-11-29"
+
+
+def test_a_model_is_served_until_its_retirement_day_and_refused_after() -> None:
+    import datetime as dt
+
+    sonnet = get_model("anthropic", "claude-sonnet-4-5")
+    assert sonnet is not None and sonnet.retires_on == dt.date(2026, 11, 30)
+    assert sonnet.as_dict()["retires_on"] == "2026-11-30"
+    for name in ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929"):
+        assert resolve_model("anthropic", name, allow_unlisted=False, today=dt.date(2026, 11, 30)).name == name
+        with pytest.raises(RetiredModelError, match="retired by anthropic on 2026-11-30") as caught:
+            resolve_model("anthropic", name, allow_unlisted=True, today=dt.date(2026, 12, 1))
+        assert isinstance(caught.value, UnknownModelError)  # refused wherever an unknown model is
+        assert "claude-haiku-4-5" in caught.value.valid and "claude-sonnet-4-5" not in caught.value.valid
+    assert get_model("anthropic", "claude-haiku-4-5").retires_on is None  # type: ignore[union-attr]
+
+
+def test_retires_must_be_a_date() -> None:
+    entry = """
+[openai."m"]
+context_window = 1000
+max_output_tokens = 100
+input = 1
+cached_input = 1
+output = 1
+reasoning_model = false
+price_source = "test"
+price_date = "2026-11-29"
+retires = "soon"
+"""
+    with pytest.raises(CatalogueError, match="retires must be a TOML date"):
+        parse_catalogue(entry)

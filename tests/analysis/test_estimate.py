@@ -41,15 +41,16 @@ def test_openai_counts_are_exact_and_the_range_is_priced_by_hand():
 
 
 def test_anthropic_high_bound_bills_every_prompt_as_a_cache_write():
-    text = transcript("TS3010a.txt") * 3  # over claude-sonnet-4-5's 1,024-token cache minimum
-    estimate = estimate_job(transcript=text, provider="anthropic", model="claude-sonnet-4-5", system_prompt="",
+    text = transcript("TS3010a.txt") * 3  # over claude-haiku-4-5's 4,096-token cache minimum
+    estimate = estimate_job(transcript=text, provider="anthropic", model="claude-haiku-4-5", system_prompt="",
                             tasks=TASKS, max_output_tokens=None)
     assert estimate.token_count == "approximate" and estimate.calls == 2
     assert estimate.max_output_tokens == 8192  # DEFAULT_MAX_OUTPUT_TOKENS
     per_call = estimate.input_tokens_per_call
+    # claude-haiku-4-5: 1.25 cache write, 0.10 cache read, 5 output per million.
     expected_high = sum(
-        q((Decimal(n) * Decimal("3.75") + 8192 * Decimal(15)) / M) for n in per_call)
-    expected_low = sum(q((Decimal(n) * Decimal("0.30") + Decimal(15)) / M) for n in per_call)
+        q((Decimal(n) * Decimal("1.25") + 8192 * Decimal(5)) / M) for n in per_call)
+    expected_low = sum(q((Decimal(n) * Decimal("0.10") + Decimal(5)) / M) for n in per_call)
     assert estimate.cost_high == expected_high
     assert estimate.cost_low == expected_low
     as_dict = estimate.as_dict()

@@ -111,3 +111,21 @@ def test_other_content_type_is_415(alice_client):
 
 def test_unknown_url_is_404_in_the_error_shape(alice_client):
     assert_error(alice_client.get("/api/v1/nothing-here"), 404, "not_found")
+
+
+def test_a_model_past_its_retirement_day_is_refused_at_submit_and_estimate(alice_client, monkeypatch):
+    import datetime as dt
+
+    import analysis.catalogue
+
+    data = body(provider="anthropic", model="claude-sonnet-4-5")
+    monkeypatch.setattr(analysis.catalogue, "utc_today", lambda: dt.date(2026, 11, 30))
+    assert alice_client.post("/api/v1/jobs/estimate", data, format="json").status_code == 200  # its last day
+    monkeypatch.setattr(analysis.catalogue, "utc_today", lambda: dt.date(2026, 12, 1))
+    for path in ("/api/v1/jobs/analyze", "/api/v1/jobs/estimate"):
+        response = alice_client.post(path, data, format="json")
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["code"] == "validation_error" and "retired by anthropic on 2026-11-30" in error["fields"]["model"][0]
+    models = {m["name"]: m for m in alice_client.get("/api/v1/models?provider=anthropic").json()["models"]}
+    assert models["claude-sonnet-4-5"]["retires_on"] == "2026-11-30" and models["claude-haiku-4-5"]["retires_on"] is None
