@@ -148,6 +148,7 @@ def test_wait_shows_progress_then_markdown_results(alice, vtt_file, emulator):
     assert out.startswith("# ferry-meeting.vtt\n")
     assert f"`{job.id}` (finished)" in out
     assert "openai / gpt-4o-mini" in out
+    assert f"- Cost: ${job.total_cost.normalize():f} (" in out  # the bill's digits, never "7.7E-5"
     assert "## summary" in out and "## owners" in out
     # The emulator answers about the instruction it got: each task's own answer is under its heading.
     assert "Provide a brief summary" in out.split("## summary")[1].split("## owners")[0]

@@ -30,7 +30,7 @@ from jobs.selectors import job_document
 from jobs.serializers import AnalyzeSerializer
 from jobs.services import job_submit
 from scriptripper.errors import ServiceError, _flatten_fields, _validation_message
-from scriptripper.renderers import JSONRenderer
+from scriptripper.renderers import JSONRenderer, plain_number
 
 BAR_WIDTH = 24
 
@@ -92,7 +92,7 @@ def markdown(document: dict[str, Any], *, source: str) -> str:
     ]
     if metadata:
         lines.append(f"- Model: {metadata.get('provider')} / {metadata.get('model')}")
-        lines.append(f"- Cost: ${metadata.get('total_cost')} "
+        lines.append(f"- Cost: ${plain_number(Decimal(metadata.get('total_cost') or 0))} "
                      f"(input {usage.get('input_tokens', 0):,} tokens, cached {usage.get('cached_input_tokens', 0):,}, "
                      f"output {usage.get('output_tokens', 0):,}, reasoning {usage.get('reasoning_tokens', 0):,})")
     lines.append(f"- Tasks: {progress['tasks_done']}/{progress['tasks_total']}")
