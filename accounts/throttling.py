@@ -5,11 +5,14 @@ Two DRF throttles, both in DEFAULT_THROTTLE_CLASSES:
 - `SubmitRateThrottle`: job submissions only, i.e. POSTs to views that declare
   `throttle_scope = "submit"` (THROTTLE_RATES[plan]["submit"]).
 
-Counting is a fixed window with an atomic INCR per (user, scope, window): DRF's
-SimpleRateThrottle keeps a timestamp list with a read-then-write that lets
-concurrent processes each see the same count, which is exactly the case a
-shared limit must get right. The price of a fixed window is that a client can
-fit up to twice the rate across a window boundary.
+Counting is a sliding window, estimated from two fixed windows (the way large
+rate limiters do it): an atomic INCR per (user, scope, window), and the previous
+window's count weighted by how much of it still lies within the last `period`
+seconds. A fixed window alone would let a client fit twice the rate across a
+window boundary; DRF's SimpleRateThrottle keeps a timestamp list with a
+read-then-write that lets concurrent processes each see the same count, which is
+exactly the case a shared limit must get right. Refused requests count too, so a
+client that keeps hammering stays refused.
 """
 
 from __future__ import annotations
@@ -24,6 +27,17 @@ from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle
 
 logger = logging.getLogger(__name__)
+
+
+def retry_after(*, limit: int, period: float, count: int, previous: int, into_window: float) -> float:
+    """Seconds until one more request fits the sliding estimate, if the client sends nothing meanwhile."""
+    if count + 1 <= limit:
+        # This window has room: wait for enough of the previous one to slide out.
+        fits_at = period * (1 - (limit - count - 1) / previous) if previous else 0.0
+    else:
+        # This window is full: in the next one, its count weighs in as the previous window's.
+        fits_at = period + period * max(0.0, 1 - (limit - 1) / count)
+    return max(1.0, math.ceil(fits_at - into_window))
 
 
 class ApiRateThrottle(BaseThrottle):
@@ -50,8 +64,10 @@ class ApiRateThrottle(BaseThrottle):
         window = int(now // period)
         key = f"throttle:{self.scope}:{user.pk}:{period}:{window}"
         try:
-            cache.add(key, 0, timeout=period + 1)
+            # Kept two periods: the next window still weighs this one's count.
+            cache.add(key, 0, timeout=2 * period + 1)
             count = cache.incr(key)
+            previous = cache.get(f"throttle:{self.scope}:{user.pk}:{period}:{window - 1}", 0)
         except ValueError:  # the key expired between add and incr: this is the window's first request
             return True
         except RedisError as exc:
@@ -59,8 +75,10 @@ class ApiRateThrottle(BaseThrottle):
             # submitted meanwhile stay queued in PostgreSQL and are enqueued when it is back).
             logger.warning("throttle counter unavailable (%s); request allowed", type(exc).__name__)
             return True
-        if count > limit:
-            self._wait = max(1.0, math.ceil((window + 1) * period - now))
+        into_window = now - window * period
+        if count + previous * (1 - into_window / period) > limit:
+            self._wait = retry_after(limit=limit, period=period, count=count, previous=previous,
+                                     into_window=into_window)
             return False
         return True
 

@@ -28,7 +28,8 @@ def submit(client):
 def assert_throttled(response) -> None:
     assert response.status_code == 429, response.content
     assert response.json()["error"]["code"] == "throttled"
-    assert 1 <= int(response["Retry-After"]) <= 60
+    # Sliding window: at most two periods (a full window still weighs on the next one).
+    assert 1 <= int(response["Retry-After"]) <= 120
 
 
 def test_submissions_over_the_plan_rate_are_429_with_retry_after(alice_client):
@@ -82,3 +83,32 @@ def test_throttles_let_requests_through_when_redis_is_down(alice_client, setting
 def test_no_token_is_401_not_429(client):
     # Unauthenticated requests are refused before any throttle counts them.
     assert client.get("/api/v1/tokens").status_code == 401
+
+
+def test_a_full_window_still_counts_after_the_boundary_so_the_rate_cannot_double(alice_client, monkeypatch):
+    import accounts.throttling
+
+    clock = [6000.0 + 55]  # 55 s into a 60 s window
+    monkeypatch.setattr(accounts.throttling.time, "time", lambda: clock[0])
+    assert all(alice_client.get("/api/v1/tokens").status_code == 200 for _ in range(5))  # the api rate: 5/60 s
+    clock[0] = 6000.0 + 60 + 5  # 10 s later, 5 s into the next window
+    # A fixed window would allow 5 more at once (10 requests in 10 s); 55 s of the full window still count.
+    response = alice_client.get("/api/v1/tokens")
+    assert_throttled(response)
+    wait = int(response["Retry-After"])
+    clock[0] += wait
+    assert alice_client.get("/api/v1/tokens").status_code == 200  # it said when, and it was right
+    clock[0] = 6000.0 + 180  # two windows later nothing weighs any more
+    assert all(alice_client.get("/api/v1/tokens").status_code == 200 for _ in range(5))
+
+
+@pytest.mark.parametrize("limit,count,previous,into,expected", [
+    # This window full (2 allowed + 1 refused): into the next one, until 1 + 3 * (1 - f) <= 2, f = 2/3.
+    (2, 3, 0, 10.0, 50 + 40),
+    # Room in this window, but the previous window's 4 still weigh: until 2 + 4 * (1 - f) <= 4, f = 1/2.
+    (4, 1, 4, 15.0, 15),
+])
+def test_retry_after_is_when_the_next_request_fits(limit, count, previous, into, expected):
+    from accounts.throttling import retry_after
+
+    assert retry_after(limit=limit, period=60, count=count, previous=previous, into_window=into) == expected
