@@ -42,29 +42,34 @@ def close_db_connections() -> None:
 
 
 def warm_up_call_paths() -> None:
-    """One throwaway call through each SDK, in the worker parent, against a loopback emulator.
+    """One throwaway task through the runner and each SDK, in the worker parent, against a loopback emulator.
 
     The SDKs build their pydantic models on first use (defer_build) and fill lru caches
     and lazy imports on their first request; done in the parent, every forked horse inherits
     the result instead of paying it (about 40 ms of a 75 ms job, measured with a fork test).
-    The local emulator (emulator/) speaks the three wire protocols; nothing leaves the
-    machine, and the throwaway clients are closed before any fork.
+    Going through the Runner (token counting, prompt layout, the retry loop, a rate-limit
+    lease under a prefix of its own, cost) also leaves that code's bytecode specialized for
+    the horses, which then copy fewer pages. The local emulator (emulator/) speaks the three
+    wire protocols; nothing leaves the machine, and the throwaway clients are closed before
+    any fork.
     """
+    from analysis.limits import ProviderLimiter
     from analysis.providers.anthropic_provider import AnthropicProvider
-    from analysis.providers.base import GenerationParams, Prompt
     from analysis.providers.gemini_provider import GeminiProvider
     from analysis.providers.openai_provider import OpenAIProvider
+    from analysis.runner import Runner, TaskSpec
+    from analysis.tasks import run_config
     from emulator.server import Emulator
+    from jobs.queues import rq_connection
     import jobs.webhooks  # noqa: F401  (imported lazily by finalize; import it once here)
 
-    prompt = Prompt(system="warm-up", document="<transcript>\nA: hi\n</transcript>", instruction="Task: warm up",
-                    cache_key="warm-up")
-    params = GenerationParams(max_output_tokens=16)
     try:
         emulator = Emulator(host="127.0.0.1", port=0).start()
     except OSError:
         return
     try:
+        limiter = ProviderLimiter(rq_connection(), max_in_flight=1, per_minute=0, lease_seconds=10,
+                                  prefix="scriptripper:warm-up")
         for provider, model in (
             (OpenAIProvider(api_key="warm-up", base_url=emulator.openai_base_url, timeout=5), "gpt-4o-mini"),
             (AnthropicProvider(api_key="warm-up", base_url=emulator.url, timeout=5), "claude-haiku-4-5"),
@@ -72,7 +77,8 @@ def warm_up_call_paths() -> None:
              "gemini-2.5-flash"),
         ):
             try:
-                provider.complete(model=model, prompt=prompt, params=params)
+                config = run_config(provider=provider.name, model=model, max_output_tokens=16)
+                Runner(config, provider, limiter=limiter).run("A: hi", [TaskSpec(name="warm-up", prompt="warm up")])
             except Exception:  # a warm-up only: the worker runs without it, a little slower
                 logger.debug("warm-up call through %s failed", provider.name, exc_info=True)
             finally:
