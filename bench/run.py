@@ -129,15 +129,21 @@ def case_queue(small: bool, emulator, user) -> list[Row]:
         variants += [("SimpleWorker", "rq.worker.SimpleWorker", False),
                      ("worker pool (rqworker-pool)", None, True)]
     for label, worker_class, pool in variants:
-        ours = _job_throughput(user, jobs, workers, env, worker_class, pool, text)
-        # Bare RQ: RQ's own class of the same kind, not ScriptRipperWorker (whose start-up
-        # preloading and per-job bookkeeping are part of what is measured), started the same way.
-        bare = _noop_throughput(jobs, workers, env, worker_class or "rq.worker.Worker", pool)
         default = worker_class is None and not pool
+        # The bounded row: two interleaved rounds, best of each, so that a burst of noise on this
+        # shared machine during one measurement does not decide the ratio.
+        rounds = 2 if default and not small else 1
+        ours = bare = 0.0
+        for _ in range(rounds):
+            ours = max(ours, _job_throughput(user, jobs, workers, env, worker_class, pool, text))
+            # Bare RQ: RQ's own class of the same kind, not ScriptRipperWorker (whose start-up
+            # preloading and per-job bookkeeping are part of what is measured), started the same way.
+            bare = max(bare, _noop_throughput(jobs, workers, env, worker_class or "rq.worker.Worker", pool))
         row = ratio_row("queue overhead" if default else f"queue overhead, {label}",
                         f"jobs/s, {jobs} single-task jobs, {workers} workers ({label})", ours, bare,
                         higher_is_better=True, bound=0.6, unit="jobs/s",
-                        notes=f"{label}: baseline bare RQ no-op, same worker class and count")
+                        notes=f"{label}: baseline bare RQ no-op, same worker class and count"
+                              + (f"; best of {rounds} interleaved rounds each" if rounds > 1 else ""))
         if not default:
             # Measured for the README's comparison of worker classes; the bound is the default worker's.
             row.bound, row.ok = "(comparison)", True
