@@ -179,8 +179,8 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
                 pass
 
 
-def wait_final(job_ids, timeout: float = 600) -> float:
-    """Seconds until every job is final (polls PostgreSQL)."""
+def wait_final(job_ids, timeout: float = 600, poll: float = 0.05) -> float:
+    """Seconds until every job is final (polls PostgreSQL every `poll` seconds)."""
     from jobs.models import Job
 
     ids = [str(j) for j in job_ids]
@@ -189,7 +189,7 @@ def wait_final(job_ids, timeout: float = 600) -> float:
         open_count = Job.objects.filter(id__in=ids).exclude(status__in=Job.FINAL_STATUSES).count()
         if open_count == 0:
             return time.monotonic() - started
-        time.sleep(0.05)
+        time.sleep(poll)
     raise TimeoutError(f"jobs not final after {timeout} s")
 
 

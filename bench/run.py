@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import platform
+import random
 import statistics
 import sys
 import threading
@@ -278,19 +279,28 @@ def case_priority(small: bool, emulator_factory, user) -> list[Row]:
     with emulator_factory(0.1) as emulator:
         env = common.base_env(emulator.url)
 
+        arrivals = random.Random(8)
+
         def time_high() -> float:
+            # Arrive at a random moment of the worker's cycle, as a user's job does: submitted right
+            # after the previous one finished, a high job would meet a worker that is just picking
+            # its next job (and take it), or just started a low one (and wait for all of it).
+            time.sleep(arrivals.uniform(0.0, 0.5))
             [job_id] = common.submit_jobs(user, 1, text=text, queue="high")
-            return common.wait_final([job_id])
+            # Polled every 10 ms: the job takes about 0.16 s, so the default 50 ms would be 30 % noise.
+            return common.wait_final([job_id], poll=0.01)
 
         common.reset_state()
         procs = common.start_workers(1, env)
         try:
             _wait_workers(1)
             time_high()  # warm-up
-            empty = statistics.median(time_high() for _ in range(3))
+            # Medians of 7: with one worker a high job waits for the low job in hand (between none and
+            # all of one job's time), so single samples range from 1x to 2x the empty-queue time.
+            empty = statistics.median(time_high() for _ in range(7))
             common.submit_jobs(user, backlog, text=text, queue="low")
             time.sleep(1.0)  # the worker is busy with the backlog
-            loaded = statistics.median(time_high() for _ in range(3))
+            loaded = statistics.median(time_high() for _ in range(7))
         finally:
             for p in procs:
                 common.stop(p)
