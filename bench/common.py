@@ -73,11 +73,17 @@ def redis():
 
 
 def reset_state() -> None:
-    """Empty queues and job rows between cases."""
+    """Empty queues, job rows and the spend ledger between cases (the bench database's own).
+
+    The ledger outlives deleted jobs (money spent is history), so without this every run would add
+    thousands of entries that GET /api/v1/account, the API case's baseline, sums for the month.
+    """
+    from accounts.models import SpendEntry
     from jobs.models import Job
 
     redis().flushdb()
     Job.objects.all().delete()
+    SpendEntry.objects.all().delete()
 
 
 def bench_user(username: str = "bench"):
