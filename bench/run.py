@@ -65,6 +65,16 @@ def _wait_workers(count: int, timeout: float = 60) -> None:
     raise TimeoutError("workers did not register")
 
 
+def _wait_done(queue, jobs: int, started: float, timeout: float = 900) -> float:
+    """Seconds from `started` until RQ has `jobs` jobs finished or failed on `queue` (a Redis count
+    every 20 ms: polling PostgreSQL for a thousand ids that often would itself take CPU)."""
+    while queue.finished_job_registry.count + queue.failed_job_registry.count < jobs:
+        time.sleep(0.02)
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{jobs} jobs did not finish in {timeout} s")
+    return time.monotonic() - started
+
+
 def _noop_throughput(jobs: int, workers: int, env: dict, worker_class: str | None, pool: bool) -> float:
     import django_rq
 
@@ -74,15 +84,10 @@ def _noop_throughput(jobs: int, workers: int, env: dict, worker_class: str | Non
     try:
         _wait_workers(workers)
         queue = django_rq.get_queue("default")
-        registry = queue.finished_job_registry
         t0 = time.monotonic()
         for _ in range(jobs):
             queue.enqueue("bench.noop.noop")
-        while registry.count < jobs:
-            time.sleep(0.02)
-            if time.monotonic() - t0 > 600:
-                raise TimeoutError("bare RQ baseline did not finish")
-        return jobs / (time.monotonic() - t0)
+        return jobs / _wait_done(queue, jobs, t0)
     finally:
         for p in procs:
             common.stop(p)
@@ -97,17 +102,11 @@ def _job_throughput(user, jobs: int, workers: int, env: dict, worker_class: str 
         _wait_workers(workers)
         import django_rq
 
-        queue = django_rq.get_queue("default")
         t0 = time.monotonic()
         ids = common.submit_jobs(user, jobs, text=latency_text, queue="default")
-        # Polled like the baseline (a Redis count every 20 ms): run_job returns only after the
-        # row is final, so RQ's finished registry is complete when PostgreSQL is; polling
-        # PostgreSQL for a thousand ids every few ms would itself take a share of the CPU.
-        while queue.finished_job_registry.count + queue.failed_job_registry.count < jobs:
-            time.sleep(0.02)
-            if time.monotonic() - t0 > 900:
-                raise TimeoutError("jobs did not finish")
-        elapsed = time.monotonic() - t0
+        # Waited for like the baseline: run_job returns only after the row is final, so RQ's
+        # registries are complete when PostgreSQL is (the rows are checked below).
+        elapsed = _wait_done(django_rq.get_queue("default"), jobs, t0)
         from jobs.models import Job
 
         bad = Job.objects.filter(id__in=ids).exclude(status="finished").count()

@@ -309,15 +309,6 @@ def _forget_rq_job(job_id: uuid.UUID | str) -> None:
 
 # --- control: cancel, retry, delete ----------------------------------------------------
 
-def _reloaded(job: Job) -> Job:
-    """The job as stored now; a 404 if a concurrent DELETE removed it in the meantime."""
-    try:
-        job.refresh_from_db()
-    except Job.DoesNotExist:
-        raise NotFoundError("No such job.") from None
-    return job
-
-
 def job_cancel(*, job: Job) -> Job:
     """Cancel a job. Queued: it leaves the queue. Started: the worker is told to stop (the tasks that
     finished keep their results). Already final: Conflict."""
@@ -338,7 +329,8 @@ def job_cancel(*, job: Job) -> Job:
         job_finalize_row(job_id=job_id, status=Job.Status.CANCELED, error=CANCELED_MESSAGE,
                          from_statuses=(Job.Status.STARTED,))
         _stop_running(job_id)
-    job = _reloaded(job)
+    # A concurrent DELETE meanwhile: Job.DoesNotExist, which the API answers as 404.
+    job.refresh_from_db()
     logger.info("job canceled", extra={"job_id": str(job_id)})
     return job
 
@@ -347,9 +339,7 @@ def job_retry(*, job: Job) -> Job:
     """Run a failed or canceled job again, or a finished one with failed (or not run) tasks:
     only the tasks without a result run; the others keep theirs. Otherwise Conflict."""
     with transaction.atomic():
-        locked = Job.objects.select_for_update().filter(id=job.id).first()
-        if locked is None:
-            raise NotFoundError("No such job.")  # deleted by a concurrent request
+        locked = Job.objects.select_for_update().get(id=job.id)
         unfinished = locked.tasks.exclude(status=Task.Status.SUCCEEDED)
         if locked.status not in (Job.Status.FAILED, Job.Status.CANCELED, Job.Status.FINISHED):
             raise Conflict(f"The job is {locked.status}; only a failed, canceled or finished job can be retried.")
@@ -362,7 +352,7 @@ def job_retry(*, job: Job) -> Job:
         )
         job_id = locked.id
         transaction.on_commit(lambda: job_enqueue(job_id=job_id))
-    job = _reloaded(job)
+    job.refresh_from_db()
     logger.info("job retried", extra={"job_id": str(job.id)})
     return job
 

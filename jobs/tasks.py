@@ -296,6 +296,11 @@ def reuse_finished_results(job: Job, pending: list[Task]) -> list[Task]:
     return remaining
 
 
+def start_state(job_id: str) -> dict | None:
+    """What decides whether the job's next task may start (see _run_claimed_job's should_start)."""
+    return Job.objects.filter(id=job_id).values("cancel_requested", "max_cost", "status", "attempts").first()
+
+
 def warm_up_job_path() -> None:
     """Run a job's database statements once, in the worker parent, matching no row, and roll back.
 
@@ -310,7 +315,7 @@ def warm_up_job_path() -> None:
         claim_job(nobody)
         Job.objects.select_related("owner").filter(id=nobody).first()
         list(Task.objects.filter(job_id=nobody, status=Task.Status.PENDING).order_by("position"))
-        Job.objects.filter(id=nobody).values("cancel_requested", "max_cost", "status", "attempts").first()
+        start_state(nobody)
         save_outcome(Job(id=nobody, owner_id=0, attempts=0), TaskOutcome(name="warm-up"), calls_started=1)
         finalize_job(nobody)
         job_finalize_row(job_id=nobody, status=Job.Status.FINISHED, error="", from_statuses=(Job.Status.STARTED,))
@@ -360,7 +365,7 @@ def _run_claimed_job(job_id: str) -> str:
         try:
             state = claimed_state.pop()
         except IndexError:
-            state = Job.objects.filter(id=job_id).values("cancel_requested", "max_cost", "status", "attempts").first()
+            state = start_state(job_id)
         if state is None or state["cancel_requested"]:
             return False
         if state["status"] != Job.Status.STARTED or state["attempts"] != job.attempts:
