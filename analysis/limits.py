@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from analysis.providers.base import RATE_LIMIT, ProviderError
 
@@ -60,25 +62,41 @@ class ProviderLimiter:
         return self.max_in_flight > 0 or self.per_minute > 0
 
     @contextmanager
-    def slot(self, provider: str, *, deadline: float | None = None) -> Iterator[float]:
-        """Hold one request slot for `provider`; yields the seconds spent waiting.
+    def slot(self, provider: str, *, deadline: float | None = None,
+             sleep: Callable[[float], None] = time.sleep) -> Iterator[float]:
+        """Hold one request slot for `provider`; yields the seconds spent waiting."""
+        started = time.monotonic()
+        member = self.acquire(provider, deadline=deadline, sleep=sleep)
+        try:
+            yield time.monotonic() - started
+        finally:
+            self.release(provider, member)
+
+    def acquire(self, provider: str, *, deadline: float | None = None,
+                sleep: Callable[[float], None] = time.sleep) -> str | None:
+        """Take one request slot for `provider`, waiting for one; returns the lease to release.
 
         Waiting is not an error: only a wait that reaches `deadline` (a time.monotonic() value, the
         task's) raises, as a retryable rate-limit ProviderError, which the retry loop then reports.
+        `sleep` is the caller's (a job's stop token ends the wait when the job is stopped). Redis
+        unreachable is waited out too: the limit cannot be checked, and sending anyway could
+        overrun it on every worker at once.
         """
         if not self.enabled:
-            yield 0.0
-            return
+            return None
         member = uuid.uuid4().hex
-        keys = [f"{self.prefix}:{provider}:inflight", f"{self.prefix}:{provider}:minute"]
+        keys = self._keys(provider)
         waited_from = time.monotonic()
         while True:
-            # Redis time is not used: the scores only need to agree between the workers, whose
-            # clocks NTP keeps within milliseconds, far below the lease and the minute window.
-            ok, wait = self._acquire(keys=keys, args=[time.time(), self.lease_seconds, self.max_in_flight,
-                                                      self.per_minute, member])
+            try:
+                # Redis time is not used: the scores only need to agree between the workers, whose
+                # clocks NTP keeps within milliseconds, far below the lease and the minute window.
+                ok, wait = self._acquire(keys=keys, args=[time.time(), self.lease_seconds, self.max_in_flight,
+                                                          self.per_minute, member])
+            except (RedisConnectionError, RedisTimeoutError):
+                ok, wait = 0, 1.0
             if int(ok) == 1:
-                break
+                return member
             pause = min(max(float(wait), 0.02), 1.0)
             if deadline is not None and time.monotonic() + pause >= deadline:
                 waited = time.monotonic() - waited_from
@@ -86,8 +104,15 @@ class ProviderLimiter:
                                     f"no free {provider} request slot after waiting {waited:.0f} s "
                                     f"(PROVIDER_MAX_IN_FLIGHT={self.max_in_flight}, "
                                     f"PROVIDER_MAX_PER_MINUTE={self.per_minute})")
-            time.sleep(pause)
+            sleep(pause)
+
+    def release(self, provider: str, member: str | None) -> None:
+        if member is None:
+            return
         try:
-            yield time.monotonic() - waited_from
-        finally:
-            self.redis.zrem(keys[0], member)
+            self.redis.zrem(self._keys(provider)[0], member)
+        except (RedisConnectionError, RedisTimeoutError):
+            pass  # the lease expires by itself (lease_seconds)
+
+    def _keys(self, provider: str) -> list[str]:
+        return [f"{self.prefix}:{provider}:inflight", f"{self.prefix}:{provider}:minute"]

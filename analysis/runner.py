@@ -8,6 +8,10 @@ moment it completes and stop starting new tasks (cancel, cost cap).
 The tasks of a job run concurrently (bounded by `concurrency`), so a job of 8
 tasks takes about as long as its slowest task. A transcript longer than the
 model can read is split on speaker turns and each task runs map-reduce.
+
+Every provider request runs on a `CallPool` (the worker's one pool, shared by all
+its jobs, or a private one for a lone run); the task threads only wait, and every
+wait ends when the run's `StopToken` is set (analysis/execution.py).
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from analysis import prompts
 from analysis.catalogue import ModelInfo
 from analysis.chunking import split_transcript
+from analysis.execution import CallPool, Stopped, StopToken
 from analysis.limits import ProviderLimiter
 from analysis.pricing import cost_of
 from analysis.providers.base import Completion, GenerationParams, Prompt, Provider, ProviderError
@@ -100,9 +105,8 @@ class RunHooks:
     """Callbacks from the runner to its caller. All optional; called from worker threads."""
 
     should_start: Callable[[str], bool] | None = None  # False: skip this task (cancel, cost cap)
-    on_start: Callable[[str], None] | None = None
-    on_done: Callable[[TaskOutcome], None] | None = None
-    on_call: Callable[[str, str], None] | None = None  # (task name, "start" | "end")
+    on_done: Callable[[TaskOutcome], None] | None = None  # not called for a task its run's stop abandoned
+    on_call: Callable[[str], None] | None = None  # a request of this task is about to go out
 
 
 class _TaskState:
@@ -178,11 +182,14 @@ def prompt_budget(config: RunConfig, spec: TaskSpec, count: Callable[[str], int]
 
 class Runner:
     def __init__(self, config: RunConfig, provider: Provider, *, limiter: ProviderLimiter | None = None,
-                 hooks: RunHooks | None = None) -> None:
+                 hooks: RunHooks | None = None, call_pool: CallPool | None = None,
+                 stop: StopToken | None = None) -> None:
         self.config = config
         self.provider = provider
         self.limiter = limiter
         self.hooks = hooks or RunHooks()
+        self.call_pool = call_pool
+        self.stop = stop or StopToken()
         info = config.model
         self.max_output = output_limit(config)
         self.context = config.context_limit or info.context_window
@@ -201,25 +208,28 @@ class Runner:
             raise ProviderError(self.config.provider, "context_length",
                                 f"A request of {tokens} tokens plus {self.max_output} for the answer would exceed "
                                 f"{self.config.model.name}'s context of {self.context} tokens")
-        def send() -> Completion:
-            # "start" only once the request is about to go out (after any wait for a rate-limit
-            # slot): a worker killed while waiting has no call in flight to count as lost.
-            if self.hooks.on_call:
-                self.hooks.on_call(state.name, "start")
-            try:
-                return self.provider.complete(model=self.config.model.name, prompt=prompt, params=self.params)
-            finally:
-                if self.hooks.on_call:
-                    self.hooks.on_call(state.name, "end")
-
         def attempt() -> Completion:
+            self.stop.check()  # a stopped run starts no request
+            lease = None
             if self.limiter is not None:
-                with self.limiter.slot(self.config.provider, deadline=state.deadline):
-                    return send()
-            return send()
+                lease = self.limiter.acquire(self.config.provider, deadline=state.deadline, sleep=self.stop.sleep)
+            try:
+                # Reported only once the request is about to go out (after any wait for a rate-limit
+                # slot): a worker killed while waiting has no call in flight to count as lost.
+                if self.hooks.on_call:
+                    self.hooks.on_call(state.name)
+                future = self._send(prompt, lease)
+            except BaseException:
+                if self.limiter is not None:
+                    self.limiter.release(self.config.provider, lease)
+                raise
+            # A stop abandons the request: its pool thread returns when the SDK does (its request
+            # timeout bounds that) and releases the lease then.
+            return self.stop.result(future)
 
         try:
             result = call_with_retries(attempt, policy=self.config.policy, deadline=state.deadline,
+                                       sleep=self.stop.sleep,
                                        on_try=lambda _attempt, error: error and state.note_error(error.message))
         except CallFailed as failed:
             with state.lock:
@@ -241,6 +251,26 @@ class Runner:
             raise ProviderError(self.config.provider, "blocked",
                                 f"{self.provider.label} blocked the answer ({completion.finish_reason or 'no reason given'})")
         return completion
+
+    def _send(self, prompt: Prompt, lease: str | None) -> Future[Completion]:
+        def send() -> Completion:
+            try:
+                return self.provider.complete(model=self.config.model.name, prompt=prompt, params=self.params)
+            finally:
+                if self.limiter is not None:
+                    self.limiter.release(self.config.provider, lease)
+
+        assert self.call_pool is not None, "Runner.run() provides a pool"
+        return self.call_pool.submit(send)
+
+    def _gather(self, calls: list[Callable[[], str]]) -> list[str]:
+        """Run `calls` (each one provider call, waits included) side by side, at most chunk_concurrency
+        at a time, on threads of this task: the requests themselves go to the call pool."""
+        if len(calls) == 1:
+            return [calls[0]()]
+        with ThreadPoolExecutor(max_workers=max(1, min(self.config.chunk_concurrency, len(calls)))) as pool:
+            futures = [pool.submit(call) for call in calls]
+            return [self.stop.result(future) for future in futures]
 
     # --- one task -----------------------------------------------------------------------
     def prompt_budget(self, spec: TaskSpec) -> int:
@@ -264,6 +294,8 @@ class Runner:
                 outcome.text = self._call(state, prompt).text
             else:
                 outcome.text, outcome.chunks = self._map_reduce(state, spec, transcript, budget)
+        except Stopped:
+            raise
         except CallFailed as failed:
             outcome.error, outcome.error_kind = failed.message, failed.error.kind
         except ProviderError as error:
@@ -290,14 +322,11 @@ class Runner:
             # Only the <transcript> wrapper, counted twice in the plan, tipped it over: its text fits.
             return self._call(state, prompts.task_prompt(system_prompt=system, transcript=chunks[0],
                                                          instruction=spec.prompt)).text, 1
-        workers = max(1, min(self.config.chunk_concurrency, len(chunks)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            partials = list(pool.map(
-                lambda item: self._call(state, prompts.map_prompt(
-                    system_prompt=system, chunk=item[1], instruction=spec.prompt,
-                    part=item[0], parts=len(chunks))).text,
-                enumerate(chunks, 1),
-            ))
+        partials = self._gather([
+            (lambda part=part, chunk=chunk: self._call(state, prompts.map_prompt(
+                system_prompt=system, chunk=chunk, instruction=spec.prompt, part=part, parts=len(chunks))).text)
+            for part, chunk in enumerate(chunks, 1)
+        ])
         room = reduce_budget(self.config, spec, self.count)
         while True:
             groups = group_partials(partials, max_tokens=room, count=self.count)
@@ -309,36 +338,48 @@ class Runner:
                 raise ProviderError(self.config.provider, "context_length",
                                     f"The partial answers are too long to merge within {self.config.model.name}'s "
                                     f"context of {self.context} tokens; set a lower max_output_tokens")
-            with ThreadPoolExecutor(max_workers=max(1, min(self.config.chunk_concurrency, len(groups)))) as pool:
-                partials = list(pool.map(
-                    lambda group: self._call(state, prompts.reduce_prompt(
-                        system_prompt=system, partials=group, instruction=spec.prompt)).text,
-                    groups,
-                ))
+            partials = self._gather([
+                (lambda group=group: self._call(state, prompts.reduce_prompt(
+                    system_prompt=system, partials=group, instruction=spec.prompt)).text)
+                for group in groups
+            ])
 
     # --- all tasks ----------------------------------------------------------------------
     def run(self, transcript: str, tasks: list[TaskSpec]) -> list[TaskOutcome]:
+        """One outcome per task, in order. A task the stop token abandoned (or never started) comes
+        back `skipped`, without on_done: the caller stores nothing for it."""
+        if not tasks:
+            return []
+        if self.call_pool is None:
+            # A lone run (the seed's functions, a forked work horse): a pool of its own, as wide as
+            # the calls it can have in flight at once.
+            size = min(self.config.concurrency, len(tasks)) * self.config.chunk_concurrency
+            self.call_pool = CallPool(max(1, min(size, 64)), name="run-call")
+            try:
+                return self.run(transcript, tasks)
+            finally:
+                self.call_pool.shutdown(wait=False)
+                self.call_pool = None
         transcript_tokens = self.count(prompts.transcript_document(transcript))
 
         def one(spec: TaskSpec) -> TaskOutcome:
-            if self.hooks.should_start and not self.hooks.should_start(spec.name):
-                outcome = TaskOutcome(name=spec.name, skipped=True, chunks=0)
-            else:
-                if self.hooks.on_start:
-                    self.hooks.on_start(spec.name)
-                outcome = self.run_task(spec, transcript, transcript_tokens)
-            if self.hooks.on_done:
-                self.hooks.on_done(outcome)
-            return outcome
+            try:
+                if self.stop.stopped or (self.hooks.should_start and not self.hooks.should_start(spec.name)):
+                    outcome = TaskOutcome(name=spec.name, skipped=True, chunks=0)
+                else:
+                    outcome = self.run_task(spec, transcript, transcript_tokens)
+                self.stop.check()
+                if self.hooks.on_done:
+                    self.hooks.on_done(outcome)
+                return outcome
+            except Stopped:
+                return TaskOutcome(name=spec.name, skipped=True, chunks=0)
 
-        if not tasks:
-            return []
         if len(tasks) == 1 or self.config.concurrency == 1:
-            # No pool for a lone task: a thread of its own would also need its own
-            # database connection in the caller's callbacks.
             return [one(spec) for spec in tasks]
         with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(tasks))) as pool:
-            return list(pool.map(one, tasks))
+            futures = [pool.submit(one, spec) for spec in tasks]
+            return [future.result() for future in futures]
 
 
 def group_partials(partials: list[str], *, max_tokens: int, count: Callable[[str], int]) -> list[list[str]]:

@@ -15,6 +15,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from analysis.catalogue import ModelInfo, effective_context, parse_context_overrides, resolve_model
+from analysis.execution import CallPool, StopToken
 from analysis.limits import ProviderLimiter
 from analysis.providers import get_provider
 from analysis.retry import RetryPolicy
@@ -59,8 +60,10 @@ def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = ""
 
 
 def run_analysis(*, transcript: str, config: RunConfig, tasks: list[TaskSpec], limiter: ProviderLimiter | None = None,
-                 hooks: RunHooks | None = None) -> list[TaskOutcome]:
-    runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks)
+                 hooks: RunHooks | None = None, call_pool: CallPool | None = None,
+                 stop: StopToken | None = None) -> list[TaskOutcome]:
+    runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks, call_pool=call_pool,
+                    stop=stop)
     return runner.run(transcript, tasks)
 
 

@@ -107,6 +107,8 @@ class Task(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     output = models.TextField(blank=True, default="")
     error = models.TextField(blank=True, default="")
+    # The provider error kind of a failed task (analysis/providers/base.py: rate_limit, timeout, ...).
+    error_kind = models.CharField(max_length=30, blank=True, default="")
     # The last failed try's message, kept when a retry then succeeded (why `tries` > `calls`).
     last_error = models.TextField(blank=True, default="")
 

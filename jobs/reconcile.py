@@ -5,9 +5,11 @@ Runs every RECONCILE_INTERVAL_SECONDS in a thread of every worker parent
 SIGKILLed holder cannot block the others), and on demand with
 `python manage.py reconcile_jobs`. One pass:
 
-1. `started` rows whose heartbeat is older than JOB_LEASE_SECONDS (worker and
-   horse gone, machine lost) go back to `queued`, or `failed` after
-   JOB_MAX_ATTEMPTS; calls that were in flight are counted as lost.
+1. `started` rows whose heartbeat is older than JOB_LEASE_SECONDS (worker
+   gone, machine lost) go back to `queued`, or `failed` after JOB_MAX_ATTEMPTS;
+   calls that were in flight are counted as lost. A row whose worker still
+   heartbeats in Redis is left alone: its leases only stopped because
+   PostgreSQL was away, and its answers are waiting to be stored.
 2. `queued` rows Redis does not hold (FLUSHALL, restart, eviction, Redis down
    at submit time) are enqueued again, after the stale RQ entries are removed.
 3. Final jobs older than JOB_RETENTION_DAYS are deleted.
@@ -24,12 +26,16 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from redis.exceptions import RedisError
+from rq.job import Job as RQJob
+from rq.worker import Worker
 
 from jobs.models import Job
-from jobs.services import job_enqueue, job_recover, jobs_purge_expired
+from jobs.dbpool import DatabasePool, forget_connection
+from jobs.lifecycle import job_recover
+from jobs.services import job_enqueue, jobs_purge_expired
 from jobs.webhooks import webhooks_deliver_due
 from jobs.queues import rq_connection, rq_queue
 
@@ -61,14 +67,14 @@ def rq_held_job_ids(redis) -> set[str]:
             # An evicted job hash with its id still listed would be skipped by workers forever.
             with redis.pipeline(transaction=False) as pipe:
                 for job_id in waiting:
-                    pipe.exists(f"rq:job:{job_id}")
+                    pipe.exists(RQJob.key_for(job_id))
                 exists = pipe.execute()
             held.update(job_id for job_id, ok in zip(waiting, exists) if ok)
         # Being executed: a worker dequeued it and its horse is about to claim the row. Only
         # for a moment: a row still `queued` long after RQ started it is a dead run's leftover.
         for entry in redis.zrange(queue.started_job_registry.key, 0, -1):
             job_id = entry.decode().split(":", 1)[0]
-            status, started_at = redis.hmget(f"rq:job:{job_id}", "status", "started_at")
+            status, started_at = redis.hmget(RQJob.key_for(job_id), "status", "started_at")
             if status == b"started" and started_at and _age_s(started_at.decode()) < STARTING_GRACE_S:
                 held.add(job_id)
     return held
@@ -92,7 +98,12 @@ def jobs_reconcile(*, now=None) -> ReconcileReport:
     now = now or timezone.now()
 
     stale_before = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
-    for job_id in Job.objects.filter(status=Job.Status.STARTED, heartbeat_at__lt=stale_before).values_list("id", flat=True):
+    stale = list(Job.objects.filter(status=Job.Status.STARTED, heartbeat_at__lt=stale_before)
+                 .values_list("id", "worker"))
+    alive = workers_heartbeating({worker for _, worker in stale if worker})
+    for job_id, worker in stale:
+        if worker in alive:
+            continue
         status = job_recover(job_id=job_id, stale_before=stale_before,
                              reason=f"its worker stopped sending heartbeats for {settings.JOB_LEASE_SECONDS:g} s.")
         if status:
@@ -119,6 +130,28 @@ def jobs_reconcile(*, now=None) -> ReconcileReport:
     return report
 
 
+def workers_heartbeating(names: set[str]) -> set[str]:
+    """The workers among `names` whose RQ registration has a heartbeat younger than the lease.
+
+    Redis unreachable: none (the database lease alone decides, as it must when Redis is lost).
+    """
+    if not names:
+        return set()
+    ordered = sorted(names)
+    try:
+        with rq_connection().pipeline(transaction=False) as pipe:
+            for name in ordered:
+                pipe.hget(f"{Worker.redis_worker_namespace_prefix}{name}", "last_heartbeat")
+            beats = pipe.execute()
+    except RedisError:
+        return set()
+    alive = set()
+    for name, beat in zip(ordered, beats):
+        if beat and _age_s(beat.decode()) < settings.JOB_LEASE_SECONDS:
+            alive.add(name)
+    return alive
+
+
 def reconcile_lock(redis, *, owner: str, ttl: float) -> bool:
     """One pass per interval across all workers: whoever sets the key runs; it expires by itself."""
     return bool(redis.set(LOCK_KEY, owner, nx=True, px=max(int(ttl * 1000), 500)))
@@ -127,14 +160,15 @@ def reconcile_lock(redis, *, owner: str, ttl: float) -> bool:
 class ReconcilerThread(threading.Thread):
     """The reconciler inside a worker parent. Daemon: it never holds the worker up at exit.
 
-    Its DB connection is its own (Django connections are per thread) and is closed after
-    every pass, so it holds nothing across a PostgreSQL restart; an OperationalError only
-    costs one pass.
+    With `db` (the worker's database pool) its passes run there; without (a forking worker's
+    parent) on a connection of its own, closed after every pass, so it holds nothing across a
+    fork or a PostgreSQL restart. An OperationalError only costs one pass.
     """
 
-    def __init__(self, *, worker_name: str) -> None:
+    def __init__(self, *, worker_name: str, db: DatabasePool | None = None) -> None:
         super().__init__(name="scriptripper-reconciler", daemon=True)
         self.worker_name = worker_name
+        self.db = db
         self.stopped = threading.Event()
 
     def stop(self) -> None:
@@ -151,7 +185,10 @@ class ReconcilerThread(threading.Thread):
                 redis = rq_connection()
                 if not reconcile_lock(redis, owner=self.worker_name, ttl=interval * 0.9):
                     continue
-                jobs_reconcile()
+                if self.db is not None:
+                    self.db.run(jobs_reconcile, tries=1)
+                else:
+                    jobs_reconcile()
             except RedisError as exc:
                 logger.warning("reconciler: Redis unreachable (%s)", type(exc).__name__)
             except (OperationalError, InterfaceError) as exc:
@@ -160,8 +197,6 @@ class ReconcilerThread(threading.Thread):
             except Exception:
                 logger.exception("reconciler pass failed")
             finally:
-                try:
-                    connection.close()
-                except Exception:
-                    connection.connection = None
+                if self.db is None:
+                    forget_connection()
 

@@ -19,7 +19,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.command import send_stop_job_command
@@ -177,7 +177,7 @@ def job_check_spending(*, owner: User, requests: list[JobRequest]) -> None:
       so it is refused as invalid input (400, field `max_cost`);
     - the HIGHEST the submission can cost (all its jobs together), added to the real
       spend this month, over the owner's monthly budget: 402 `budget_exceeded`.
-    The worker enforces both again while running (jobs.tasks: no task is started once
+    The worker enforces both again while running (jobs.lifecycle.task_may_start: no task is started once
     the job's cost reaches max_cost or the owner's spend reaches the budget).
     """
     budget = monthly_budget_of(owner)
@@ -325,7 +325,7 @@ def job_cancel(*, job: Job) -> Job:
                 raise NotFoundError("No such job.")  # deleted by a concurrent request
             raise Conflict(f"The job is already {current}; it cannot be canceled.")
         # Final at once, so the answer says canceled; calls in flight when the horse is killed
-        # are counted as lost by its worker (jobs.services.job_settle_after_horse).
+        # are counted as lost by its worker (jobs.lifecycle.job_settle_after_run).
         job_finalize_row(job_id=job_id, status=Job.Status.CANCELED, error=CANCELED_MESSAGE,
                          from_statuses=(Job.Status.STARTED,))
         _stop_running(job_id)
@@ -380,68 +380,3 @@ def jobs_purge_expired(*, now=None, batch: int = 500) -> int:
     if ids:
         Job.objects.filter(id__in=ids).delete()
     return len(ids)
-
-
-# --- recovery ---------------------------------------------------------------------------
-
-def job_recover(*, job_id: uuid.UUID | str, reason: str, stale_before=None, worker: str | None = None,
-                counts: bool = True, enqueue: bool = True) -> str | None:
-    """A started job whose run is over without a final state (its horse or worker died): back to
-    `queued` and enqueued again, or `failed` after JOB_MAX_ATTEMPTS, or `canceled` if that was asked.
-
-    `stale_before`: act only if the heartbeat is older (the reconciler's lease check, re-checked
-    under the row lock). `worker`: act only if that worker holds the attempt. `counts`: False for a
-    graceful hand-back, which does not count against the attempt limit. `enqueue`: False from inside
-    the work horse, whose own RQ job is still executing (its worker enqueues after the horse exits).
-    Calls in flight are moved to `lost_calls`. Returns the new status, or None if nothing changed.
-    """
-    with transaction.atomic():
-        job = Job.objects.select_for_update(skip_locked=True).filter(id=job_id, status=Job.Status.STARTED).first()
-        if job is None:
-            return None
-        if stale_before is not None and job.heartbeat_at is not None and job.heartbeat_at >= stale_before:
-            return None  # it beat in the meantime: alive
-        if worker is not None and job.worker != worker:
-            return None
-        lost = max(job.calls_in_flight, 0)
-        Job.objects.filter(id=job.id).update(lost_calls=F("lost_calls") + lost, calls_in_flight=0)
-        if job.cancel_requested:
-            job_finalize_row(job_id=job.id, status=Job.Status.CANCELED, error=CANCELED_MESSAGE,
-                             from_statuses=(Job.Status.STARTED,))
-            new_status = Job.Status.CANCELED
-        elif counts and job.attempts - job.attempts_base >= settings.JOB_MAX_ATTEMPTS:
-            done = job.tasks.exclude(status=Task.Status.PENDING).count()
-            total = job.tasks.count()
-            job_finalize_row(job_id=job.id, status=Job.Status.FAILED, from_statuses=(Job.Status.STARTED,), error=(
-                f"Gave up after {job.attempts - job.attempts_base} attempts: {reason} "
-                f"{done} of {total} task(s) have an outcome; retry the job to run the rest."))
-            new_status = Job.Status.FAILED
-        else:
-            Job.objects.filter(id=job.id).update(
-                status=Job.Status.QUEUED, heartbeat_at=None,
-                attempts_base=F("attempts_base") + (0 if counts else 1),
-            )
-            if enqueue:
-                transaction.on_commit(lambda: job_enqueue(job_id=job.id, at_front=True))
-            new_status = Job.Status.QUEUED
-    logger.warning("job recovered: %s → %s (lost calls: %s)", reason, new_status, lost,
-                   extra={"job_id": str(job_id)})
-    return new_status
-
-
-def job_settle_after_horse(*, job_id: uuid.UUID | str, worker: str) -> str | None:
-    """Called by a worker once its work horse has exited, whatever way (finished, killed, stopped,
-    cold shutdown): nothing of this attempt runs any more, so a row still `started` by this worker is
-    handed on (job_recover), a row handed back as `queued` is enqueued, and calls still counted in
-    flight are lost calls."""
-    row = Job.objects.filter(id=job_id).values("status", "worker", "calls_in_flight").first()
-    if row is None or row["worker"] != worker or not worker:
-        return None  # deleted, or another worker's attempt (this delivery was a duplicate)
-    if row["status"] == Job.Status.STARTED:
-        return job_recover(job_id=job_id, worker=worker, reason="its work horse exited before finishing.")
-    if row["calls_in_flight"] > 0:
-        Job.objects.filter(id=job_id, worker=worker, calls_in_flight__gt=0).update(
-            lost_calls=F("lost_calls") + Greatest(F("calls_in_flight"), 0), calls_in_flight=0)
-    if row["status"] == Job.Status.QUEUED:
-        job_enqueue(job_id=job_id, at_front=True)  # handed back on shutdown: to another worker, first
-    return row["status"]

@@ -1,39 +1,337 @@
-"""The RQ worker class used by `python manage.py rqworker high default low`.
+"""The RQ worker classes of `python manage.py rqworker high default low`.
 
-A forking `Worker` (one work horse per job, so a running job can be stopped and
-a crashed job cannot take the worker down). On top of RQ it:
+`ScriptRipperWorker` (the default, settings.RQ["WORKER_CLASS"]) holds up to
+WORKER_CONCURRENCY jobs in flight in one process: an analysis job is almost all waiting on
+provider calls, so a process per job (RQ's forking Worker) spends hundreds of MiB on
+waiting. Each job runs in a slot thread of its own; every provider call of every job goes
+through one call pool, every ORM statement through one database pool
+(WORKER_DB_CONNECTIONS connections), and one monitor loop keeps the leases, reads the
+cancel flags and enforces the timeouts, all without signals (jobs/runs.py).
 
-- closes database connections before every fork: a connection opened by the
-  worker parent and inherited by a horse is shared by two processes, the cause
-  of django-rq's "SSL error" and "connection already closed" reports;
-- settles the job after its horse exits, whatever way it exited (finished,
-  killed, stopped by a cancel, cold shutdown): a row its horse left `started`
-  goes back to `queued` (or `failed` after JOB_MAX_ATTEMPTS) at once, instead
-  of waiting for a lease to expire;
-- forwards a warm shutdown (SIGTERM) to the horse, which hands its job back
-  after the calls in flight finish (jobs.tasks.request_handback);
-- runs the reconciler (jobs.reconcile) every RECONCILE_INTERVAL_SECONDS in a
-  thread of the parent, because RQ's own maintenance runs every 600 s, not
-  while a horse runs, and `rqworker` starts no scheduler.
+RQ's own records stay truthful: each running job has its own RQ execution (refreshed by the
+monitor), the worker is `busy` while any slot runs, and RQ's stop-job command reaches the
+job it names.
+
+`ForkingWorker` is the one-job-per-process worker of earlier releases: choose it with
+`--worker-class jobs.worker.ForkingWorker` for jobs that could hang in C code holding the
+GIL, which only a separate process can contain.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
+import threading
+import time
+from dataclasses import dataclass
 
+import redis.exceptions
+from django.conf import settings
 from django.db import connections
+from rq.command import parse_payload
+from rq.job import Job as RQJob
 from rq.job import JobStatus
-from rq.worker import Worker
+from rq.queue import Queue
+from rq.utils import now
+from rq.worker import SimpleWorker, Worker, WorkerStatus
 
-from analysis.providers import preload_provider_modules, warm_provider_clients
+from analysis.execution import CallPool
+from analysis.providers import client_connection_limit
+from jobs.dbpool import DatabasePool, forget_connection
+from jobs.lifecycle import job_settle_after_run
+from jobs.queues import use_as_rq_connection
+from jobs.runs import STOP_CANCELED, JobSlot, RunEnd, SlotMonitor, job_run
 
 logger = logging.getLogger(__name__)
 
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def process_rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+@dataclass(eq=False)
+class RunningJob:
+    """A slot and the RQ records of its delivery."""
+
+    slot: JobSlot
+    rq_job: RQJob
+    queue: Queue
+    execution: object  # rq.executions.Execution
+    thread: threading.Thread | None = None
+
+
+class ScriptRipperWorker(SimpleWorker):
+    """Many jobs in flight in one process; see the module docstring."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.concurrency = settings.WORKER_CONCURRENCY
+        self.high_reserved = min(settings.WORKER_HIGH_RESERVED_SLOTS, self.concurrency - 1)
+        self.running: dict[str, RunningJob] = {}
+        self._running_lock = threading.Lock()
+        self._slot_freed = threading.Event()
+        self._taken = 0
+        self._next_rq_beat = 0.0
+        self._shutdown_at: float | None = None  # monotonic time of the warm shutdown request
+        self.db: DatabasePool | None = None
+        self.calls: CallPool | None = None
+
+    # --- the loop ---------------------------------------------------------------------------
+    def work(self, burst: bool = False, logging_level: str | None = None, date_format: str | None = None,
+             log_format: str | None = None, max_jobs: int | None = None, max_idle_time: int | None = None,
+             with_scheduler: bool = False, **_kwargs) -> bool:
+        from jobs.reconcile import ReconcilerThread
+
+        use_as_rq_connection(self.connection)
+        self._bootstrap(logging_level or "INFO", date_format, log_format)
+        self.db = DatabasePool(settings.WORKER_DB_CONNECTIONS)
+        self.calls = CallPool(min(settings.WORKER_CALL_THREADS, client_connection_limit()))
+        monitor = SlotMonitor(db=self.db, slots=self.slots, on_tick=self._maintain_rq).start()
+        reconciler = ReconcilerThread(worker_name=self.name, db=self.db)
+        reconciler.start()
+        self._install_signal_handlers()
+        limit = min(filter(None, (max_jobs, settings.WORKER_MAX_JOBS)), default=None)
+        idle_since = time.monotonic()
+        try:
+            while True:
+                if self._stop_requested:
+                    break
+                if limit is not None and self._taken >= limit:
+                    logger.info("worker %s: took %d jobs (WORKER_MAX_JOBS / --max-jobs), recycling", self.name, limit)
+                    self._request_warm_shutdown()
+                    break
+                queues = self._queues_with_room()
+                if not queues:
+                    self._wait_for_a_free_slot()
+                    continue
+                if self._take(queues, block=not burst):
+                    idle_since = time.monotonic()
+                    continue
+                if burst:
+                    if not self.running:
+                        break
+                    self._wait_for_a_free_slot()  # a job ending may hand one back to the queue
+                    continue
+                if max_idle_time is not None and not self.running and time.monotonic() - idle_since >= max_idle_time:
+                    break
+        finally:
+            self._drain_and_exit(monitor, reconciler)
+        return self._taken > 0
+
+    def _bootstrap(self, logging_level: str, date_format: str | None, log_format: str | None) -> None:
+        """RQ's bootstrap (register, subscribe to commands), waiting out a Redis that is not there yet."""
+        wait = 1.0
+        while True:
+            try:
+                kwargs = {k: v for k, v in (("date_format", date_format), ("log_format", log_format)) if v}
+                self.bootstrap(logging_level, **kwargs)
+                return
+            except REDIS_ERRORS as exc:
+                logger.error("worker %s: Redis unreachable at start (%s); retrying in %.0f s", self.name, exc, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, self.max_connection_wait_time)
+
+    def slots(self) -> list[JobSlot]:
+        with self._running_lock:
+            return [running.slot for running in self.running.values()]
+
+    def _queues_with_room(self) -> list[Queue]:
+        """The queues a free slot may take from, in priority order: none when every slot is busy;
+        only `high` when the free slots are the ones reserved for it."""
+        with self._running_lock:
+            busy = len(self.running)
+            busy_not_high = sum(1 for running in self.running.values() if running.queue.name != "high")
+        if busy >= self.concurrency:
+            return []
+        if busy_not_high >= self.concurrency - self.high_reserved:
+            return [queue for queue in self._ordered_queues if queue.name == "high"]
+        return self._ordered_queues
+
+    def _wait_for_a_free_slot(self) -> None:
+        self._slot_freed.wait(1.0)
+        self._slot_freed.clear()
+
+    def _take(self, queues: list[Queue], *, block: bool) -> bool:
+        """Dequeue one job (in the order of `queues`) and start it in a slot. Redis unreachable is
+        waited out with backoff, never fatal: the jobs in flight go on meanwhile."""
+        wait = 1.0
+        while not self._stop_requested:
+            try:
+                # A short block: a slot freeing, a shutdown or the reserved slots' rule is seen within 1 s.
+                result = self.queue_class.dequeue_any(queues, 1 if block else None, connection=self.connection,
+                                                      job_class=self.job_class, serializer=self.serializer)
+                if result is None:
+                    return False
+                rq_job, queue = result
+                self._start(rq_job, queue)
+                return True
+            except REDIS_ERRORS as exc:
+                logger.error("worker %s: Redis unreachable (%s); retrying in %.0f s", self.name, exc, wait)
+                self._slot_freed.wait(wait)
+                wait = min(wait * 2, self.max_connection_wait_time)
+        return False
+
+    def _start(self, rq_job: RQJob, queue: Queue) -> None:
+        slot = JobSlot(job_id=rq_job.id, worker=self.name, db=self.db, calls=self.calls,
+                       timeout=float(rq_job.timeout or settings.JOB_TIMEOUT))
+        execution = self.prepare_execution(rq_job)  # RQ's execution record; the worker turns busy
+        # Multi-queue dequeues pop (no intermediate list); a single queue moves the id to RQ's
+        # intermediate list, removed here as RQ's own perform_job does.
+        self.prepare_job_execution(rq_job, remove_from_intermediate_queue=len(self.queues) == 1)
+        running = RunningJob(slot=slot, rq_job=rq_job, queue=queue, execution=execution)
+        running.thread = threading.Thread(target=self._run_slot, args=(running,), name=f"job-{rq_job.id}",
+                                          daemon=True)
+        with self._running_lock:
+            self.running[rq_job.id] = running
+        self._taken += 1
+        if self._shutdown_at is not None:
+            slot.shut_down(0)
+        running.thread.start()
+
+    def _run_slot(self, running: RunningJob) -> None:
+        slot = running.slot
+        end: RunEnd | None = None
+        try:
+            end = job_run(slot)
+        except Exception:
+            logger.exception("job %s: its run raised", slot.job_id)
+        try:
+            if end is None:
+                self.db.run(lambda: job_settle_after_run(job_id=slot.job_id, worker=self.name, enqueue=False,
+                                                         reason="its run raised an unexpected error."),
+                            deadline=time.monotonic() + 30)
+                end = RunEnd.REQUEUED
+            self._close_rq_execution(running, end)
+            if end is RunEnd.REQUEUED:
+                # After its RQ execution is closed, never before: the new delivery reuses the job id.
+                from jobs.services import job_enqueue
+
+                self.db.run(lambda: job_enqueue(job_id=slot.job_id, at_front=True))
+        except Exception:
+            logger.exception("job %s: could not settle; the reconciler will recover it", slot.job_id)
+        finally:
+            with self._running_lock:
+                self.running.pop(slot.job_id, None)
+                idle = not self.running
+            self._slot_freed.set()
+            if idle and not self._stop_requested:
+                self._set_state_safely(WorkerStatus.IDLE)
+
+    def _close_rq_execution(self, running: RunningJob, end: RunEnd) -> None:
+        rq_job = running.rq_job
+        try:
+            if rq_job.get_status(refresh=True) != JobStatus.STARTED:
+                # Already re-enqueued under the same id (the reconciler, a retry): only close ours.
+                with self.connection.pipeline() as pipeline:
+                    self.cleanup_execution(rq_job, pipeline=pipeline, execution=running.execution)
+                    pipeline.execute()
+                return
+            rq_job.ended_at = now()
+            self._finalize_success(rq_job, running.queue, running.execution, end.value)
+        except REDIS_ERRORS as exc:
+            logger.warning("job %s: RQ records not updated (Redis unreachable: %s)", rq_job.id, exc)
+
+    def _set_state_safely(self, state: str) -> None:
+        try:
+            self.set_state(state)
+        except REDIS_ERRORS:
+            pass
+
+    # --- RQ's records, refreshed from the monitor loop -------------------------------------
+    def _maintain_rq(self) -> None:
+        if time.monotonic() < self._next_rq_beat:
+            return
+        self._next_rq_beat = time.monotonic() + min(settings.JOB_HEARTBEAT_SECONDS, 5.0)
+        with self._running_lock:
+            running = list(self.running.values())
+        ttl = int(max(settings.JOB_HEARTBEAT_SECONDS * 4, 60))
+        try:
+            with self.connection.pipeline() as pipeline:
+                self.heartbeat(self.worker_ttl + 60, pipeline=pipeline)
+                pipeline.hset(self.key, "state", WorkerStatus.BUSY if running else WorkerStatus.IDLE)
+                for item in running:
+                    item.execution.heartbeat(item.rq_job.started_job_registry, ttl, pipeline=pipeline)
+                pipeline.execute()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()  # RQ's registry cleaning, every maintenance_interval
+        except REDIS_ERRORS as exc:
+            logger.warning("worker %s: RQ heartbeat failed (%s)", self.name, type(exc).__name__)
+        if settings.WORKER_MAX_MEMORY_MB and self._shutdown_at is None and process_rss_mb() > settings.WORKER_MAX_MEMORY_MB:
+            logger.warning("worker %s: RSS above WORKER_MAX_MEMORY_MB=%d, recycling", self.name,
+                           settings.WORKER_MAX_MEMORY_MB)
+            self._request_warm_shutdown()
+
+    def get_current_job_id(self) -> str | None:
+        with self._running_lock:
+            return next(iter(self.running), None)
+
+    # --- commands and signals -------------------------------------------------------------
+    def handle_payload(self, message) -> None:
+        """RQ's stop commands name a job (stop-job) or an execution (stop-execution): stop that run,
+        not "the worker's current job"; the other commands go to RQ."""
+        payload = parse_payload(message)
+        if payload.get("command") in ("stop-job", "stop-execution"):
+            with self._running_lock:
+                running = self.running.get(payload.get("job_id") or "")
+            if running is not None:
+                running.slot.stop.stop(STOP_CANCELED)
+            return
+        super().handle_payload(message)
+
+    def request_stop(self, signum, frame) -> None:
+        """Warm shutdown (SIGTERM, SIGINT): take nothing new, hand back what is held; a second signal
+        is a cold shutdown."""
+        self._shutdown_requested_date = now()
+        signal.signal(signal.SIGINT, self.request_force_stop)
+        signal.signal(signal.SIGTERM, self.request_force_stop)
+        logger.info("worker %s: warm shutdown requested", self.name)
+        self._request_warm_shutdown()
+
+    def _request_warm_shutdown(self) -> None:
+        self._stop_requested = True
+        if self._shutdown_at is None:
+            self._shutdown_at = time.monotonic()
+        for slot in self.slots():
+            slot.shut_down(settings.WORKER_SHUTDOWN_GRACE_SECONDS)
+        self._slot_freed.set()
+
+    def request_force_stop(self, signum, frame) -> None:
+        # A worker pool and the terminal may both deliver one Ctrl+C: a repeat within 1 s is the same.
+        if self._shutdown_requested_date and (now() - self._shutdown_requested_date).total_seconds() < 1:
+            return
+        logger.warning("worker %s: cold shutdown", self.name)
+        for slot in self.slots():
+            slot.shut_down(0)
+        self._slot_freed.set()
+
+    def _drain_and_exit(self, monitor: SlotMonitor, reconciler) -> None:
+        """Wait for the slots to end (each hands its job back after the grace at the latest), then
+        close everything the worker opened."""
+        if self.running:
+            self._request_warm_shutdown()
+        give_up = time.monotonic() + settings.WORKER_SHUTDOWN_GRACE_SECONDS + 30
+        while self.running and time.monotonic() < give_up:
+            self._slot_freed.wait(0.5)
+            self._slot_freed.clear()
+        reconciler.stop()
+        monitor.stop()
+        self.calls.shutdown(wait=False)
+        self.db.shutdown()
+        try:
+            self.teardown()
+        except REDIS_ERRORS as exc:
+            logger.warning("worker %s: could not register its death (%s)", self.name, exc)
+
+
+# --- the one-job-per-process worker ------------------------------------------------------------
 
 def close_db_connections() -> None:
+    """Close this process's database connections (before a fork: a connection shared by two
+    processes is the cause of "SSL error" and "connection already closed" reports)."""
     for conn in connections.all(initialized_only=True):
         try:
             conn.close()
@@ -41,82 +339,20 @@ def close_db_connections() -> None:
             conn.connection = None
 
 
-def warm_up_call_paths() -> None:
-    """One throwaway task through the runner and each SDK, in the worker parent, against a loopback emulator.
+class ForkingWorker(Worker):
+    """One work horse per job (RQ's `Worker`), with the durable-jobs settling on top: the parent
+    settles a job whatever way its horse ended, forwards a warm shutdown to the horse (which hands
+    its job back after the calls in flight), and runs the reconciler."""
 
-    The SDKs build their pydantic models on first use (defer_build) and fill lru caches
-    and lazy imports on their first request; done in the parent, every forked horse inherits
-    the result instead of paying it (about 40 ms of a 75 ms job, measured with a fork test).
-    Going through the Runner (token counting, prompt layout, the retry loop, a rate-limit
-    lease under a prefix of its own, cost) also leaves that code's bytecode specialized for
-    the horses, which then copy fewer pages. The local emulator (emulator/) speaks the three
-    wire protocols; nothing leaves the machine, and the throwaway clients are closed before
-    any fork.
-    """
-    from analysis.limits import ProviderLimiter
-    from analysis.providers.anthropic_provider import AnthropicProvider
-    from analysis.providers.gemini_provider import GeminiProvider
-    from analysis.providers.openai_provider import OpenAIProvider
-    from analysis.runner import Runner, TaskSpec
-    from analysis.tasks import run_config
-    from emulator.server import Emulator
-    from jobs.queues import rq_connection
-    import jobs.webhooks  # noqa: F401  (imported lazily by finalize; import it once here)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The parent's heartbeat is what the reconciler reads to tell a live worker from a dead one.
+        self.job_monitoring_interval = max(1, int(settings.JOB_LEASE_SECONDS // 3))
 
-    try:
-        emulator = Emulator(host="127.0.0.1", port=0).start()
-    except OSError:
-        return
-    try:
-        limiter = ProviderLimiter(rq_connection(), max_in_flight=1, per_minute=0, lease_seconds=10,
-                                  prefix="scriptripper:warm-up")
-        for provider, model in (
-            (OpenAIProvider(api_key="warm-up", base_url=emulator.openai_base_url, timeout=5), "gpt-4o-mini"),
-            (AnthropicProvider(api_key="warm-up", base_url=emulator.url, timeout=5), "claude-haiku-4-5"),
-            (GeminiProvider(api_key="warm-up", base_url=emulator.url, api_version="v1beta", timeout=5),
-             "gemini-2.5-flash"),
-        ):
-            try:
-                config = run_config(provider=provider.name, model=model, max_output_tokens=16)
-                Runner(config, provider, limiter=limiter).run("A: hi", [TaskSpec(name="warm-up", prompt="warm up")])
-            except Exception:  # a warm-up only: the worker runs without it, a little slower
-                logger.debug("warm-up call through %s failed", provider.name, exc_info=True)
-            finally:
-                close = getattr(provider.client, "close", None)
-                if close is not None:
-                    close()
-    finally:
-        emulator.stop()
-
-
-class ScriptRipperWorker(Worker):
     def work(self, *args, **kwargs):
-        from jobs.queues import use_as_rq_connection
         from jobs.reconcile import ReconcilerThread
-        from jobs.tasks import request_handback, warm_up_job_path
 
-        # Installed in the parent before any fork, so a horse has it from its first instruction
-        # (SIGUSR1's default action would kill it); in the parent it does nothing.
-        signal.signal(signal.SIGUSR1, request_handback)
-        # One Redis pool per process, the worker's: a horse then opens one connection for RQ's
-        # bookkeeping and the job's rate-limit slots together.
         use_as_rq_connection(self.connection)
-        # The SDK imports and token encodings (about 3 s) once here, not in every forked horse,
-        # and the configured providers' clients built (CA certificates loaded) ready to inherit.
-        preload_provider_modules()
-        warm_up_call_paths()
-        warm_provider_clients()
-        try:
-            warm_up_job_path()
-        except Exception:  # a warm-up only (PostgreSQL may be down at start): horses are a little slower
-            logger.warning("could not warm up the job's database path", exc_info=True)
-        finally:
-            close_db_connections()
-        # Everything loaded so far lives as long as the worker: move it out of the garbage
-        # collector's reach, so a collection in a horse does not walk (and so copy, page by
-        # page, through copy-on-write) the hundreds of MiB of SDK and Django objects it inherited.
-        gc.collect()
-        gc.freeze()
         reconciler = ReconcilerThread(worker_name=self.name)
         reconciler.start()
         try:
@@ -125,54 +361,47 @@ class ScriptRipperWorker(Worker):
             reconciler.stop()
 
     def fork_work_horse(self, job, queue):
-        # The reconciler thread's connection lives in that thread's storage and is never
-        # used by the horse (psycopg does not close a connection inherited across fork).
         close_db_connections()
         super().fork_work_horse(job, queue)
 
     def main_work_horse(self, job, queue):
+        from jobs.tasks import shut_down_horse_runs
+
         # In the horse: never touch the parent's database socket; open a fresh one.
         for conn in connections.all(initialized_only=True):
             conn.connection = None
-        # The SDK clients inherited from warm_provider_clients() are kept: the parent never
-        # sends a request, so their pools hold no socket; building them again here (loading
-        # CA certificates) cost tens of milliseconds per job.
+        signal.signal(signal.SIGUSR1, shut_down_horse_runs)
         super().main_work_horse(job, queue)
 
     def execute_job(self, job, queue):
         try:
             super().execute_job(job, queue)
         finally:
-            # Also on a cold shutdown (SystemExit raised while waiting for the horse, which
-            # RQ has killed by then): the job must not be left `started`.
-            if not self.horse_left_row_final(job):
-                self.settle_job(job.id)
+            # Also on a cold shutdown (SystemExit raised while waiting for the horse, which RQ has
+            # killed by then): the job must not be left `started`.
+            if not self._horse_left_row_final(job):
+                self._settle(job.id)
 
     @staticmethod
-    def horse_left_row_final(job) -> bool:
-        """True when the horse returned normally after putting the row in a final state (or
-        after finding it was not its to run): nothing to settle, so no database round trip
-        in the worker parent between two jobs. Anything else (killed, stopped, an exception,
-        handed back) goes through settle_job."""
+    def _horse_left_row_final(job) -> bool:
         try:
             if job.get_status(refresh=True) != JobStatus.FINISHED:
                 return False
-            return job.return_value(refresh=True) in ("finished", "failed", "canceled", "skipped")
+            return job.return_value(refresh=True) in (RunEnd.FINISHED, RunEnd.FAILED, RunEnd.CANCELED,
+                                                      RunEnd.SKIPPED)
         except Exception:  # Redis hiccup or a vanished job: settle the safe way
             return False
 
-    def settle_job(self, job_id: str) -> None:
-        from jobs.services import job_settle_after_horse
-        from jobs.tasks import db_retry
+    def _settle(self, job_id: str) -> None:
+        from jobs.dbpool import db_retry
 
         try:
-            outcome = db_retry(lambda: job_settle_after_horse(job_id=job_id, worker=self.name), tries=5)
-            if outcome not in (None, "finished", "failed", "canceled"):
-                logger.info("job %s settled after its horse exited: %s", job_id, outcome)
+            db_retry(lambda: job_settle_after_run(job_id=job_id, worker=self.name,
+                                                  reason="its work horse exited before finishing."), tries=5)
         except Exception:
             logger.exception("could not settle job %s; the reconciler will recover it", job_id)
         finally:
-            close_db_connections()
+            forget_connection()
 
     def handle_warm_shutdown_request(self):
         super().handle_warm_shutdown_request()
@@ -181,3 +410,4 @@ class ScriptRipperWorker(Worker):
                 os.kill(self.horse_pid, signal.SIGUSR1)
             except ProcessLookupError:
                 pass
+

@@ -247,6 +247,21 @@ RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 30.0, minim
 # A worker told to stop (SIGTERM) lets in-flight provider calls finish for this long
 # (they are paid for), then hands the job back; keep it under the orchestrator's kill delay.
 WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 8.0)
+
+# --- The worker process (jobs/worker.py) ----------------------------------------
+# Jobs one `rqworker` process holds in flight at once (each waits on provider calls).
+WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 32, minimum=1)
+# Of those, slots only `high` may take, so a worker full of long `low` jobs still starts a `high` one.
+WORKER_HIGH_RESERVED_SLOTS = env_int("WORKER_HIGH_RESERVED_SLOTS", WORKER_CONCURRENCY // 4)
+# PostgreSQL connections one worker process opens at most, whatever WORKER_CONCURRENCY (every ORM
+# statement of its jobs runs on this many database threads): plan max_connections with it.
+WORKER_DB_CONNECTIONS = env_int("WORKER_DB_CONNECTIONS", 8, minimum=1)
+# Provider requests one worker process sends at once, for all its jobs (never above the SDK
+# clients' connection pools: jobs.worker caps it).
+WORKER_CALL_THREADS = env_int("WORKER_CALL_THREADS", 64, minimum=1)
+# Recycle the worker gracefully after this many jobs, or once its RSS passes this many MiB (0: never).
+WORKER_MAX_JOBS = env_int("WORKER_MAX_JOBS", 0)
+WORKER_MAX_MEMORY_MB = env_int("WORKER_MAX_MEMORY_MB", 0)
 # Final jobs older than this are deleted by the reconciler (0: keep forever).
 JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 30)
 # A finished task's output is reused for an identical task of the same owner within this window (0: never).

@@ -91,15 +91,16 @@ def bob_client(bob) -> APIClient:
 
 
 def work_burst() -> None:
-    """Run every queued job with a real RQ worker on the real Redis, in this process.
+    """Run every queued job with the project's worker (jobs.worker.ScriptRipperWorker, many jobs
+    in flight) on the real Redis, in this process, until the queues are empty.
 
-    SimpleWorker (no fork) so the test's database settings apply; the forking
-    worker is exercised by the subprocess tests.
+    In this process so the test's database settings apply; `rqworker` subprocesses are
+    exercised by the fault tests.
     """
-    from rq import SimpleWorker
+    from jobs.worker import ScriptRipperWorker
 
     queues = [django_rq.get_queue(name) for name in settings.RQ_QUEUE_NAMES]
-    SimpleWorker(queues, connection=queues[0].connection).work(burst=True, with_scheduler=False)
+    ScriptRipperWorker(queues, connection=queues[0].connection).work(burst=True, with_scheduler=False)
 
 
 def worker_env(emulator, **extra: str) -> dict[str, str]:

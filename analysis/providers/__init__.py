@@ -102,3 +102,19 @@ def reset_provider_clients() -> None:
     """Drop cached clients (after fork, or when settings change in tests)."""
     with _lock:
         _clients.clear()
+
+
+def client_connection_limit() -> int:
+    """The fewest connections any provider SDK client opens at once (its httpx pool's limit).
+
+    A worker sends at most this many requests at a time: more would queue inside a client's pool,
+    where they count against the request timeout without being sent.
+    """
+    import anthropic._constants
+    import httpx2
+    import openai._constants
+
+    return min(openai._constants.DEFAULT_CONNECTION_LIMITS.max_connections,
+               anthropic._constants.DEFAULT_CONNECTION_LIMITS.max_connections,
+               # google-genai builds a plain httpx2.Client, with httpx's default limits
+               httpx2._config.DEFAULT_LIMITS.max_connections)

@@ -76,27 +76,3 @@ def test_rqworker_command_runs_jobs_highest_queue_first(alice_client, emulator):
     low_job, high_job = Job.objects.get(id=low), Job.objects.get(id=high)
     assert (low_job.status, high_job.status) == ("finished", "finished"), result.stderr[-3000:]
     assert high_job.started_at < low_job.started_at
-
-
-def test_the_worker_warm_up_of_the_job_path_changes_nothing(alice_client, emulator, caplog):
-    # ScriptRipperWorker runs it in its parent before forking horses: every statement of a
-    # job's path, matching no row, rolled back.
-    from accounts.models import SpendEntry
-    from jobs.models import Job, Task
-    from jobs.tasks import warm_up_job_path
-
-    queued = submit(alice_client, "openai", "gpt-4o-mini")
-    work_burst()
-    finished = submit(alice_client, "openai", "gpt-4o-mini")
-
-    def snapshot():
-        return (list(Job.objects.order_by("id").values()), list(Task.objects.order_by("id").values()),
-                SpendEntry.objects.count())
-
-    before = snapshot()
-    caplog.clear()
-    with caplog.at_level("INFO"):
-        warm_up_job_path()
-    assert snapshot() == before
-    assert Job.objects.get(id=queued).status == "finished" and Job.objects.get(id=finished).status == "queued"
-    assert not [r for r in caplog.records if r.getMessage() in ("task done", "job done")]

@@ -1,0 +1,283 @@
+"""Writes on jobs from the worker side: claim, task outcomes, final states, recovery.
+
+Every write here is safe to repeat (the database pool retries it over a dropped connection)
+and fenced by the attempt it belongs to: a run that was given up (cancel, timeout, lease
+expired, re-claimed elsewhere) can store nothing more, so no answer is stored twice and no
+call is counted both stored and lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, Sum
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from accounts.services import budget_reached, spend_record
+from analysis.runner import TaskOutcome
+from jobs.models import Job, Task
+from jobs.services import CANCELED_MESSAGE, job_enqueue, job_finalize_row
+
+logger = logging.getLogger(__name__)
+
+
+def job_claim(*, job_id: uuid.UUID | str, worker: str) -> Job | None:
+    """queued → started, atomically, for `worker`; None when another delivery already has it."""
+    now = timezone.now()
+    changed = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).update(
+        status=Job.Status.STARTED, attempts=F("attempts") + 1, heartbeat_at=now, started_at=now, error="",
+        worker=worker,
+        # Anything still counted in flight belongs to a dead earlier attempt: paid, lost.
+        lost_calls=F("lost_calls") + Greatest(F("calls_in_flight"), 0), calls_in_flight=0,
+    )
+    if changed != 1:
+        return None
+    return Job.objects.select_related("owner").get(id=job_id)
+
+
+def _this_attempt(job: Job) -> Q:
+    return Q(id=job.id, attempts=job.attempts, status=Job.Status.STARTED)
+
+
+def job_call_started(*, job: Job) -> None:
+    """A provider call of this attempt is going out: counted in the row until its answer is stored,
+    so whoever recovers the job after a crash counts it as lost (paid, answer never stored)."""
+    Job.objects.filter(_this_attempt(job)).update(calls_in_flight=F("calls_in_flight") + 1)
+
+
+def task_may_start(*, job: Job, check_budget: bool) -> bool:
+    """Whether the job's next task may start: not canceled, still this attempt, under its max_cost
+    and (when the owner has a monthly budget) under the budget."""
+    state = Job.objects.filter(id=job.id).values("cancel_requested", "max_cost", "status", "attempts").first()
+    if state is None or state["cancel_requested"]:
+        return False
+    if state["status"] != Job.Status.STARTED or state["attempts"] != job.attempts:
+        # This attempt was given up (lease expired, job canceled or re-claimed elsewhere).
+        return False
+    if state["max_cost"] is not None:
+        spent = Task.objects.filter(job_id=job.id).aggregate(total=Sum("cost"))["total"] or Decimal("0")
+        if spent >= state["max_cost"]:
+            return False
+    # The owner's monthly budget, again: the submit check counts only real spend, so jobs
+    # queued side by side could together pass it; this bounds the overrun to calls in flight.
+    return not check_budget or not budget_reached(user_id=job.owner_id)
+
+
+def task_outcome_save(*, job: Job, outcome: TaskOutcome, calls_started: int, task_id: int) -> bool:
+    """Store one task's outcome and bill it, at once (the worker may die any moment after).
+
+    `calls_started`: the provider calls this task started in this attempt; they leave the row's
+    in-flight count in the same transaction that stores their answer. Nothing is written when the
+    attempt is no longer the job's (returns False): its calls are counted lost by whoever ended it.
+    """
+    usage = outcome.usage
+    now = timezone.now()
+    fields = {
+        "input_tokens": F("input_tokens") + usage.input_tokens,
+        "cached_input_tokens": F("cached_input_tokens") + usage.cached_input_tokens,
+        "cache_write_tokens": F("cache_write_tokens") + usage.cache_write_tokens,
+        "output_tokens": F("output_tokens") + usage.output_tokens,
+        "reasoning_tokens": F("reasoning_tokens") + usage.reasoning_tokens,
+        "cost": F("cost") + outcome.cost,
+        "tries": F("tries") + outcome.tries,
+        "calls": F("calls") + outcome.calls,
+        "chunks": outcome.chunks,
+        "truncated": outcome.truncated,
+        "blocked": outcome.blocked,
+        "finish_reason": outcome.finish_reason[:100],
+        "latency_s": outcome.latency_s,
+        "started_at": now - timedelta(seconds=outcome.latency_s),
+        "finished_at": now,
+    }
+    if outcome.last_error:
+        fields["last_error"] = outcome.last_error
+    if outcome.ok:
+        fields.update(status=Task.Status.SUCCEEDED, output=outcome.text, error="", error_kind="")
+    else:
+        fields.update(status=Task.Status.FAILED, error=outcome.error, error_kind=outcome.error_kind[:30])
+    with transaction.atomic():
+        # The fence and the in-flight count in one statement (it also locks the row until commit).
+        if not Job.objects.filter(_this_attempt(job)).update(
+                calls_in_flight=Greatest(F("calls_in_flight") - calls_started, 0)):
+            return False
+        # A stored result is never overwritten.
+        updated = Task.objects.filter(id=task_id).exclude(status=Task.Status.SUCCEEDED).update(**fields)
+        if updated and outcome.cost > 0:
+            spend_record(user_id=job.owner_id, reference=f"task:{task_id}:attempt:{job.attempts}",
+                         amount=outcome.cost)
+    if updated:
+        logger.info("task done", extra={"job_id": str(job.id), "task": outcome.name, "ok": outcome.ok,
+                                        "cost": str(outcome.cost), "tries": outcome.tries})
+    return bool(updated)
+
+
+def tasks_reuse_finished(*, job: Job, pending: list[Task]) -> list[Task]:
+    """Give pending tasks the output of an identical finished task of the same owner (within
+    RESULT_REUSE_TTL_SECONDS) at zero cost, without a provider call. Returns the tasks still to run."""
+    if not job.reuse_results or settings.RESULT_REUSE_TTL_SECONDS <= 0:
+        return pending
+    since = timezone.now() - timedelta(seconds=settings.RESULT_REUSE_TTL_SECONDS)
+    remaining = []
+    for task in pending:
+        donor = None
+        if task.reuse_key:
+            # Same owner only: another user's answer to the same transcript must never leak.
+            donor = (Task.objects.filter(reuse_key=task.reuse_key, status=Task.Status.SUCCEEDED,
+                                         job__owner_id=job.owner_id, finished_at__gte=since)
+                     .exclude(job_id=job.id).order_by("-finished_at").first())
+        if donor is None:
+            remaining.append(task)
+            continue
+        now = timezone.now()
+        Task.objects.filter(id=task.id, status=Task.Status.PENDING).update(
+            status=Task.Status.SUCCEEDED, output=donor.output, error="", reused=True, truncated=donor.truncated,
+            chunks=donor.chunks, finish_reason=donor.finish_reason, latency_s=0.0, started_at=now, finished_at=now,
+        )
+        logger.info("task reused", extra={"job_id": str(job.id), "task": task.name, "from_task": donor.id})
+    return remaining
+
+
+def job_finish(*, job: Job) -> str:
+    """started → finished (some task succeeded) or failed (none did), with totals and the webhook.
+    Returns the row's status afterwards (another party may have ended the attempt first)."""
+    rows = list(Task.objects.filter(job_id=job.id).order_by("position")
+                .values_list("status", "error", "job__cancel_requested"))
+    if not rows:
+        return "deleted"
+    cancel_requested = rows[0][2]
+    succeeded = sum(1 for status, _, _ in rows if status == Task.Status.SUCCEEDED)
+    pending = sum(1 for status, _, _ in rows if status == Task.Status.PENDING)
+    failed_errors = [error for status, error, _ in rows if status == Task.Status.FAILED]
+    if cancel_requested:
+        status, error = Job.Status.CANCELED, CANCELED_MESSAGE
+    elif succeeded and not pending:
+        status, error = Job.Status.FINISHED, ""
+    elif succeeded:
+        status, error = Job.Status.FINISHED, (f"{pending} task(s) were not run (the job's max_cost or the "
+                                              f"monthly spending limit was reached).")
+    elif failed_errors:
+        status, error = Job.Status.FAILED, f"All {len(rows)} task(s) failed; first error: {failed_errors[0]}"
+    else:  # task_may_start refused every task
+        status, error = Job.Status.FAILED, ("No task was run: the job's max_cost or the monthly spending "
+                                            "limit was reached.")
+    if _finalize_this_attempt(job=job, status=status, error=error):
+        webhooks_deliver_now(job_id=job.id)
+    else:
+        status = Job.objects.filter(id=job.id).values_list("status", flat=True).first() or "deleted"
+    logger.info("job done", extra={"job_id": str(job.id), "status": status})
+    return status
+
+
+def job_fail(*, job: Job, message: str) -> None:
+    if _finalize_this_attempt(job=job, status=Job.Status.FAILED, error=message):
+        webhooks_deliver_now(job_id=job.id)
+
+
+def _finalize_this_attempt(*, job: Job, status: str, error: str) -> bool:
+    # Only the attempt that still holds the row ends it (not one the reconciler gave up on).
+    if not Job.objects.filter(_this_attempt(job)).exists():
+        return False
+    return job_finalize_row(job_id=job.id, status=status, error=error, from_statuses=(Job.Status.STARTED,))
+
+
+def webhooks_deliver_now(*, job_id: uuid.UUID | str) -> None:
+    """First delivery attempt right away; failures are retried by the reconciler."""
+    from jobs.models import WebhookDelivery
+    from jobs.webhooks import webhook_deliver
+
+    for delivery_id in WebhookDelivery.objects.filter(job_id=job_id, delivered_at__isnull=True,
+                                                      attempts=0).values_list("id", flat=True):
+        try:
+            webhook_deliver(delivery_id=delivery_id)
+        except Exception:  # the job is final whatever the receiver does
+            logger.exception("webhook delivery for job %s failed", job_id)
+
+
+def jobs_heartbeat(*, attempts: dict[str, int]) -> int:
+    """Refresh the lease of every job a worker runs, in one statement: only the attempts it holds
+    (a zombie run must not keep a job alive that was re-claimed elsewhere)."""
+    if not attempts:
+        return 0
+    held = Q()
+    for job_id, attempt in attempts.items():
+        held |= Q(id=job_id, attempts=attempt)
+    return Job.objects.filter(held, status=Job.Status.STARTED).update(heartbeat_at=timezone.now())
+
+
+def jobs_run_state(*, job_ids: list[str]) -> dict[str, dict]:
+    """What decides whether a running job goes on: its status, cancel flag and attempt."""
+    return {str(row["id"]): row for row in
+            Job.objects.filter(id__in=job_ids).values("id", "status", "cancel_requested", "attempts")}
+
+
+# --- recovery ---------------------------------------------------------------------------
+
+def job_recover(*, job_id: uuid.UUID | str, reason: str, stale_before=None, worker: str | None = None,
+                counts: bool = True, enqueue: bool = True) -> str | None:
+    """A started job whose run is over without a final state (its worker died, it timed out, it was
+    handed back): back to `queued` and enqueued again, or `failed` after JOB_MAX_ATTEMPTS, or
+    `canceled` if that was asked.
+
+    `stale_before`: act only if the heartbeat is older (the reconciler's lease check, re-checked
+    under the row lock). `worker`: act only if that worker holds the attempt. `counts`: False for a
+    graceful hand-back, which does not count against the attempt limit. `enqueue`: False while the
+    run's own RQ execution is still open (its worker enqueues after closing it).
+    Calls in flight are moved to `lost_calls`. Returns the new status, or None if nothing changed.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update(skip_locked=True).filter(id=job_id, status=Job.Status.STARTED).first()
+        if job is None:
+            return None
+        if stale_before is not None and job.heartbeat_at is not None and job.heartbeat_at >= stale_before:
+            return None  # it beat in the meantime: alive
+        if worker is not None and job.worker != worker:
+            return None
+        lost = max(job.calls_in_flight, 0)
+        Job.objects.filter(id=job.id).update(lost_calls=F("lost_calls") + lost, calls_in_flight=0)
+        if job.cancel_requested:
+            job_finalize_row(job_id=job.id, status=Job.Status.CANCELED, error=CANCELED_MESSAGE,
+                             from_statuses=(Job.Status.STARTED,))
+            new_status = Job.Status.CANCELED
+        elif counts and job.attempts - job.attempts_base >= settings.JOB_MAX_ATTEMPTS:
+            done = job.tasks.exclude(status=Task.Status.PENDING).count()
+            total = job.tasks.count()
+            job_finalize_row(job_id=job.id, status=Job.Status.FAILED, from_statuses=(Job.Status.STARTED,), error=(
+                f"Gave up after {job.attempts - job.attempts_base} attempts: {reason} "
+                f"{done} of {total} task(s) have an outcome; retry the job to run the rest."))
+            new_status = Job.Status.FAILED
+        else:
+            Job.objects.filter(id=job.id).update(
+                status=Job.Status.QUEUED, heartbeat_at=None,
+                attempts_base=F("attempts_base") + (0 if counts else 1),
+            )
+            if enqueue:
+                transaction.on_commit(lambda: job_enqueue(job_id=job.id, at_front=True))
+            new_status = Job.Status.QUEUED
+    logger.warning("job recovered: %s → %s (lost calls: %s)", reason, new_status, lost,
+                   extra={"job_id": str(job_id)})
+    return new_status
+
+
+def job_settle_after_run(*, job_id: uuid.UUID | str, worker: str, reason: str, counts: bool = True,
+                         enqueue: bool = True) -> str | None:
+    """Called once a run of this job is over, whatever way it ended (returned, stopped by a cancel
+    or a timeout, handed back, its work horse killed): nothing of the attempt runs any more, so a
+    row still `started` by this worker is handed on (job_recover), a row handed back as `queued` is
+    enqueued, and calls still counted in flight are lost calls. Returns the row's status."""
+    row = Job.objects.filter(id=job_id).values("status", "worker", "calls_in_flight").first()
+    if row is None or row["worker"] != worker or not worker:
+        return None  # deleted, or another worker's attempt (this delivery was a duplicate)
+    if row["status"] == Job.Status.STARTED:
+        return job_recover(job_id=job_id, worker=worker, reason=reason, counts=counts, enqueue=enqueue)
+    if row["calls_in_flight"] > 0:
+        Job.objects.filter(id=job_id, worker=worker, calls_in_flight__gt=0).update(
+            lost_calls=F("lost_calls") + Greatest(F("calls_in_flight"), 0), calls_in_flight=0)
+    if row["status"] == Job.Status.QUEUED and enqueue:
+        job_enqueue(job_id=job_id, at_front=True)  # handed back on shutdown: to another worker, first
+    return row["status"]

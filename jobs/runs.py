@@ -1,0 +1,267 @@
+"""Running one job inside a worker: claim it, run its tasks through the analysis runner, end it.
+
+The same code runs in every worker class: a `JobSlot` carries what the run needs from its
+worker (its name, its database pool, its call pool, its stop token). Only ids come from
+Redis; everything else is read from PostgreSQL. Each task's outcome is stored the moment
+it completes; a re-run only runs the tasks that have no result yet.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from accounts.services import monthly_budget_of
+from analysis.catalogue import UnknownModelError
+from analysis.execution import CallPool, Stopped, StopToken
+from analysis.limits import ProviderLimiter
+from analysis.providers.base import ProviderError
+from analysis.runner import RunHooks, TaskOutcome, TaskSpec
+from analysis.tasks import run_analysis, run_config
+from jobs.dbpool import DatabasePool
+from jobs.lifecycle import (
+    job_call_started, job_claim, job_fail, job_finish, job_settle_after_run, jobs_heartbeat, jobs_run_state,
+    task_may_start, task_outcome_save, tasks_reuse_finished,
+)
+from jobs.models import Job, Task
+from jobs.queues import rq_connection
+
+logger = logging.getLogger(__name__)
+
+
+class RunEnd(enum.StrEnum):
+    """How a run left its job (also the RQ job's return value)."""
+
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    REQUEUED = "requeued"  # handed back or recovered: to be enqueued again once this delivery is closed
+    SKIPPED = "skipped"  # not claimed: another delivery had it, or it was canceled or deleted meanwhile
+    GONE = "gone"  # deleted while it ran, or taken over by another worker
+
+
+# Why a run was stopped (StopToken.reason).
+STOP_CANCELED = "canceled"
+STOP_TIMEOUT = "timeout"
+STOP_SHUTDOWN = "shutdown"
+STOP_TAKEN_OVER = "taken over"
+
+
+def run_end_of(status: str | None) -> RunEnd:
+    return {Job.Status.FINISHED: RunEnd.FINISHED, Job.Status.FAILED: RunEnd.FAILED,
+            Job.Status.CANCELED: RunEnd.CANCELED, Job.Status.QUEUED: RunEnd.REQUEUED}.get(status, RunEnd.GONE)
+
+
+@dataclass(eq=False)
+class JobSlot:
+    """One job held by a worker, from its take to its end."""
+
+    job_id: str
+    worker: str
+    db: DatabasePool
+    calls: CallPool
+    timeout: float  # seconds from the take (the RQ job's timeout, JOB_TIMEOUT)
+    stop: StopToken = field(default_factory=StopToken)
+    # Shutdown asked: start no new task; the calls in flight may finish (they are paid for).
+    draining: threading.Event = field(default_factory=threading.Event)
+    job: Job | None = None  # the row as claimed
+    taken_at: float = field(default_factory=time.monotonic)
+    _calls: dict[str, int] = field(default_factory=dict)  # task → calls started, answer not stored yet
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def deadline(self) -> float:
+        return self.taken_at + self.timeout
+
+    @property
+    def open_calls(self) -> int:
+        with self._lock:
+            return sum(self._calls.values())
+
+    def call_started(self, task: str) -> None:
+        with self._lock:
+            self._calls[task] = self._calls.get(task, 0) + 1
+
+    def calls_of(self, task: str) -> int:
+        with self._lock:
+            return self._calls.get(task, 0)
+
+    def calls_stored(self, task: str) -> None:
+        with self._lock:
+            self._calls.pop(task, None)
+
+    def shut_down(self, grace: float) -> None:
+        """The worker is shutting down: start no new task, and stop the run at once when no call is in
+        flight, else after `grace` seconds (its calls may still answer and be stored meanwhile)."""
+        self.draining.set()
+        if grace <= 0 or self.open_calls == 0:
+            self.stop.stop(STOP_SHUTDOWN)
+            return
+        timer = threading.Timer(grace, self.stop.stop, args=(STOP_SHUTDOWN,))
+        timer.daemon = True
+        timer.start()
+
+
+def provider_limiter() -> ProviderLimiter:
+    return ProviderLimiter(
+        rq_connection(),
+        max_in_flight=settings.PROVIDER_MAX_IN_FLIGHT,
+        per_minute=settings.PROVIDER_MAX_PER_MINUTE,
+        lease_seconds=settings.PROVIDER_REQUEST_TIMEOUT + 30,
+    )
+
+
+def job_run(slot: JobSlot) -> RunEnd:
+    """Run the job this slot holds, to an end that leaves no row `started` by this run."""
+    try:
+        job = slot.db.run(lambda: job_claim(job_id=slot.job_id, worker=slot.worker), stop=slot.stop)
+    except Stopped:  # stopped before the claim was seen (a shutdown right after the take)
+        return _end_stopped(slot)
+    if job is None:
+        logger.info("job %s is not queued (already claimed, canceled or deleted); skipping", slot.job_id)
+        return RunEnd.SKIPPED
+    slot.job = job
+    try:
+        return _run_claimed(slot, job)
+    except Stopped:
+        return _end_stopped(slot)
+
+
+_STOP_REASONS = {
+    STOP_TIMEOUT: "it ran past its timeout ({timeout:g} s, JOB_TIMEOUT).",
+    STOP_SHUTDOWN: "its worker was shut down.",
+}
+
+
+def _end_stopped(slot: JobSlot) -> RunEnd:
+    """Settle a stopped run: a cancel left the row final already (its calls in flight become lost
+    calls); a timeout or a shutdown hands the job on. The stop token is set, so these writes wait
+    on the database without it, for a bounded time."""
+    reason = slot.stop.reason
+    text = _STOP_REASONS.get(reason, "its run was stopped ({reason}).").format(timeout=slot.timeout, reason=reason)
+    status = slot.db.run(lambda: job_settle_after_run(job_id=slot.job_id, worker=slot.worker, reason=text,
+                                                      counts=reason != STOP_SHUTDOWN, enqueue=False),
+                         deadline=time.monotonic() + 30)
+    if status is None:  # not this run's any more, or never claimed by it
+        status = slot.db.run(lambda: Job.objects.filter(id=slot.job_id).values_list("status", flat=True).first())
+    logger.info("job %s stopped (%s)", slot.job_id, reason)
+    return run_end_of(status)
+
+
+def _run_claimed(slot: JobSlot, job: Job) -> RunEnd:
+    db, stop = slot.db, slot.stop
+    # Only tasks without an outcome run: a task with a stored result is never sent again
+    # (a failed one runs again only when the job is retried, which makes it pending).
+    pending = db.run(lambda: list(job.tasks.filter(status=Task.Status.PENDING).order_by("position")), stop=stop)
+    pending = db.run(lambda: tasks_reuse_finished(job=job, pending=pending), stop=stop)
+    try:
+        config = run_config(provider=job.provider, model=job.model, system_prompt=job.system_prompt,
+                            max_output_tokens=job.params.get("max_output_tokens"),
+                            temperature=job.params.get("temperature"))
+    except (UnknownModelError, ValueError) as exc:
+        db.run(lambda: job_fail(job=job, message=str(exc)))
+        return RunEnd.FAILED
+    task_ids = {task.name: task.id for task in pending}
+    check_budget = db.run(lambda: monthly_budget_of(job.owner) is not None, stop=stop)
+    # The row as read at the claim serves the first task: no read before it when nothing can refuse it.
+    claimed_state_fresh = [not job.cancel_requested and job.max_cost is None and not check_budget]
+
+    def should_start(name: str) -> bool:
+        if slot.draining.is_set():
+            return False  # the worker is shutting down: hand the rest back
+        if claimed_state_fresh and claimed_state_fresh.pop():
+            return True
+        return db.run(lambda: task_may_start(job=job, check_budget=check_budget), stop=stop)
+
+    def on_call(name: str) -> None:
+        slot.call_started(name)
+        db.run(lambda: job_call_started(job=job), stop=stop)
+
+    def on_done(outcome: TaskOutcome) -> None:
+        if outcome.skipped:
+            return
+        started = slot.calls_of(outcome.name)
+        # The answer is paid for: it waits out a database outage until the job's own deadline.
+        db.run(lambda: task_outcome_save(job=job, outcome=outcome, calls_started=started,
+                                         task_id=task_ids[outcome.name]), stop=stop, deadline=slot.deadline)
+        slot.calls_stored(outcome.name)
+
+    hooks = RunHooks(should_start=should_start, on_done=on_done, on_call=on_call)
+    specs = [TaskSpec(name=task.name, prompt=task.prompt) for task in pending]
+    try:
+        run_analysis(transcript=job.transcript, config=config, tasks=specs, limiter=provider_limiter(),
+                     hooks=hooks, call_pool=slot.calls, stop=stop)
+    except ProviderError as exc:  # e.g. the provider's key was removed since submission
+        db.run(lambda: job_fail(job=job, message=exc.message))
+        return RunEnd.FAILED
+    stop.check()  # stopped while it ran: the abandoned tasks stored nothing
+    if slot.draining.is_set() and db.run(lambda: job.tasks.filter(status=Task.Status.PENDING).exists()):
+        status = db.run(lambda: job_settle_after_run(job_id=job.id, worker=slot.worker, counts=False,
+                                                     enqueue=False, reason="its worker was shut down."))
+        return run_end_of(status)
+    return run_end_of(db.run(lambda: job_finish(job=job), deadline=slot.deadline))
+
+
+class SlotMonitor:
+    """One loop for every job a process runs: deadlines, cancel flags (read at least once a
+    second, from PostgreSQL, so a cancel reaches the run from any API host whatever Redis does),
+    and the jobs' leases (heartbeat_at every JOB_HEARTBEAT_SECONDS, one statement for all)."""
+
+    def __init__(self, *, db: DatabasePool, slots: Callable[[], list[JobSlot]],
+                 on_tick: Callable[[], None] | None = None) -> None:
+        self.db = db
+        self.slots = slots
+        self.on_tick = on_tick
+        self.interval = min(0.5, settings.JOB_HEARTBEAT_SECONDS)
+        self._next_beat = 0.0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="slot-monitor", daemon=True)
+
+    def start(self) -> SlotMonitor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self.tick()
+            except Exception as exc:  # PostgreSQL or Redis away: the next tick tries again
+                logger.warning("slot monitor: %s: %s", type(exc).__name__, str(exc).strip()[:160])
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        running = [slot for slot in self.slots() if not slot.stop.stopped]
+        for slot in running:
+            if now >= slot.deadline:
+                slot.stop.stop(STOP_TIMEOUT)
+        claimed = {slot.job_id: slot for slot in running if slot.job is not None and not slot.stop.stopped}
+        try:
+            if claimed:
+                self._check_runs(claimed, beat=now >= self._next_beat)
+                if now >= self._next_beat:
+                    self._next_beat = now + settings.JOB_HEARTBEAT_SECONDS
+        finally:
+            if self.on_tick is not None:
+                self.on_tick()
+
+    def _check_runs(self, claimed: dict[str, JobSlot], *, beat: bool) -> None:
+        states = self.db.run(lambda: jobs_run_state(job_ids=list(claimed)), tries=1)
+        for job_id, slot in claimed.items():
+            row = states.get(job_id)
+            if row is None or row["cancel_requested"]:
+                slot.stop.stop(STOP_CANCELED)  # deleted jobs are canceled first (jobs.services.job_delete)
+            elif row["status"] != Job.Status.STARTED or row["attempts"] != slot.job.attempts:
+                slot.stop.stop(STOP_TAKEN_OVER)
+        if beat:
+            attempts = {job_id: slot.job.attempts for job_id, slot in claimed.items() if not slot.stop.stopped}
+            self.db.run(lambda: jobs_heartbeat(attempts=attempts), tries=1)
