@@ -30,6 +30,7 @@ import redis.exceptions
 from django.conf import settings
 from django.db import connections
 from rq.command import parse_payload
+from rq.exceptions import DequeueTimeout
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.queue import Queue
@@ -37,7 +38,7 @@ from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from analysis.execution import CallPool
-from analysis.providers import client_connection_limit
+from analysis.providers import client_connection_limit, preload_provider_modules, warm_provider_clients
 from jobs.dbpool import DatabasePool, forget_connection
 from jobs.lifecycle import job_settle_after_run
 from jobs.queues import use_as_rq_connection
@@ -87,9 +88,11 @@ class ScriptRipperWorker(SimpleWorker):
         from jobs.reconcile import ReconcilerThread
 
         use_as_rq_connection(self.connection)
-        self._bootstrap(logging_level or "INFO", date_format, log_format)
+        # The SDK imports and token encodings (seconds) before the worker says it is listening.
+        preload_provider_modules()
         self.db = DatabasePool(settings.WORKER_DB_CONNECTIONS)
         self.calls = CallPool(min(settings.WORKER_CALL_THREADS, client_connection_limit()))
+        self._bootstrap(logging_level or "INFO", date_format, log_format)
         monitor = SlotMonitor(db=self.db, slots=self.slots, on_tick=self._maintain_rq).start()
         reconciler = ReconcilerThread(worker_name=self.name, db=self.db)
         reconciler.start()
@@ -169,6 +172,8 @@ class ScriptRipperWorker(SimpleWorker):
                 rq_job, queue = result
                 self._start(rq_job, queue)
                 return True
+            except DequeueTimeout:
+                return False
             except REDIS_ERRORS as exc:
                 logger.error("worker %s: Redis unreachable (%s); retrying in %.0f s", self.name, exc, wait)
                 self._slot_freed.wait(wait)
@@ -353,6 +358,8 @@ class ForkingWorker(Worker):
         from jobs.reconcile import ReconcilerThread
 
         use_as_rq_connection(self.connection)
+        preload_provider_modules()
+        warm_provider_clients()
         reconciler = ReconcilerThread(worker_name=self.name)
         reconciler.start()
         try:

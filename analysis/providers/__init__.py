@@ -63,14 +63,12 @@ def _build(config: tuple) -> Provider:
 
 
 def preload_provider_modules() -> None:
-    """Import the three SDKs and load the token encodings now, once, in a process that forks.
+    """Import the three SDKs and load the token encodings now, once, at a worker's start.
 
-    Measured here: anthropic takes about 1.9 s to import, openai 0.55 s, google-genai 0.5 s, and the
-    o200k encoding 60 ms to load. A forking worker that has not done this pays it again in every work
-    horse, i.e. on every job (a 0.2 s job took 1.15 s). Imported in the parent, the horses share it.
-    Throwaway clients are built and their request paths touched, because the SDKs import their
-    resource modules lazily on first use (about 0.15 s) and load CA certificates per client; they
-    send nothing, open no socket, and are dropped: a horse builds its own (reset_provider_clients).
+    They take seconds to import; a worker that did not would pay that on its first job, and a
+    forking worker on every job (its horses inherit what the parent loaded). The SDKs also import
+    their resource modules lazily on first use: touched here on throwaway clients, which send
+    nothing and open no socket (the port is never connected to).
     """
     from analysis.catalogue import load_catalogue
     from analysis.providers.anthropic_provider import AnthropicProvider
@@ -88,11 +86,9 @@ def preload_provider_modules() -> None:
 
 
 def warm_provider_clients() -> None:
-    """Build the client of every configured provider now (in a worker parent, before forking).
-
-    Building a client loads CA certificates and sets up a connection pool; done once here,
-    every forked horse inherits it. No request is sent, so no socket is shared across fork.
-    """
+    """Build the client of every configured provider now, in a forking worker's parent: every horse
+    inherits it instead of loading CA certificates again. No request is sent, so no socket is shared
+    across fork."""
     for name in PROVIDER_NAMES:
         if provider_configured(name):
             get_provider(name)

@@ -36,20 +36,29 @@ def task_prompts(tag: str, n: int) -> dict[str, str]:
     return {f"t{i}": f"[{tag}-{i}] Answer question number {i} about this meeting" for i in range(n)}
 
 
-class WorkerProcess:
-    """`python manage.py rqworker high default low` as a subprocess with its own log file."""
+FORKING = "jobs.worker.ForkingWorker"
 
-    def __init__(self, emulator, log_dir: Path, name: str = "w", **env: str) -> None:
+
+class WorkerProcess:
+    """`python manage.py rqworker high default low` as a subprocess with its own log file
+    (the default worker class, or `worker_class`, e.g. FORKING)."""
+
+    def __init__(self, emulator, log_dir: Path, name: str = "w", *, worker_class: str | None = None,
+                 **env: str) -> None:
         self.log_path = log_dir / f"worker-{name}-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "w")
+        extra = ["--worker-class", worker_class] if worker_class else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "rqworker", "high", "default", "low"],
+            [sys.executable, str(ROOT / "manage.py"), "rqworker", "high", "default", "low", *extra],
             cwd=ROOT, env=worker_env(emulator, **{**FAST, **env}), stdout=self.log, stderr=subprocess.STDOUT,
         )
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def horse_pid(self) -> int | None:
         for pid in children(self.pid):
