@@ -304,6 +304,16 @@ QUEUE_SCHEMA = inline_serializer("QueueStats", fields={
     "oldest_queued_age_s": serializers.FloatField(allow_null=True, help_text="seconds the head of the queue has waited"),
 })
 
+CURRENT_JOB_FIELDS = {
+    "job_id": serializers.CharField(),
+    "owner": serializers.CharField(allow_null=True),
+    "provider": serializers.CharField(allow_null=True),
+    "model": serializers.CharField(allow_null=True),
+    "status": serializers.CharField(allow_null=True),
+    "started_at": serializers.DateTimeField(allow_null=True),
+}
+CURRENT_JOB_SCHEMA = inline_serializer("WorkerRunningJob", fields=CURRENT_JOB_FIELDS)
+
 WORKER_SCHEMA = inline_serializer("WorkerInfo", fields={
     "name": serializers.CharField(),
     "hostname": serializers.CharField(allow_null=True),
@@ -315,14 +325,12 @@ WORKER_SCHEMA = inline_serializer("WorkerInfo", fields={
     "birth_date": serializers.DateTimeField(allow_null=True),
     "successful_job_count": serializers.IntegerField(),
     "failed_job_count": serializers.IntegerField(),
+    "slots": serializers.IntegerField(help_text="jobs the worker can hold at once (WORKER_CONCURRENCY)"),
+    "slots_busy": serializers.IntegerField(),
+    "current_job_ids": serializers.ListField(child=serializers.CharField(), help_text="every job it runs now"),
+    "current_jobs": CURRENT_JOB_SCHEMA.__class__(many=True),
     "current_job": inline_serializer("WorkerCurrentJob", allow_null=True, fields={
-        "job_id": serializers.CharField(),
-        "owner": serializers.CharField(allow_null=True),
-        "provider": serializers.CharField(allow_null=True),
-        "model": serializers.CharField(allow_null=True),
-        "status": serializers.CharField(allow_null=True),
-        "started_at": serializers.DateTimeField(allow_null=True),
-    }),
+        **CURRENT_JOB_FIELDS}, help_text="the first of current_jobs (kept for clients of one-job workers)"),
 })
 
 QUEUES_SCHEMA = inline_serializer("Queues", fields={
@@ -347,15 +355,14 @@ class QueueListApi(APIView):
         finally:
             connection.close()
         alive = {w["name"] for w in workers_alive(workers)}
-        running = {w["current_job_id"] for w in workers if w["current_job_id"]}
+        running = {job_id for w in workers for job_id in w["current_job_ids"]}
         jobs = {str(job.id): job for job in
                 Job.objects.filter(id__in=[job_id for job_id in running if is_uuid(job_id)])
                 .select_related("owner").only("id", "status", "provider", "model", "started_at", "owner__username")}
-        items = []
-        for worker in workers:
-            job_id = worker.pop("current_job_id")
-            job = jobs.get(job_id or "")
-            current = None if job_id is None else {
+
+        def describe(job_id: str) -> dict:
+            job = jobs.get(job_id)
+            return {
                 "job_id": job_id,
                 "owner": job.owner.username if job else None,
                 "provider": job.provider if job else None,
@@ -363,7 +370,12 @@ class QueueListApi(APIView):
                 "status": job.status if job else None,
                 "started_at": job.started_at if job else None,
             }
-            items.append({**worker, "alive": worker["name"] in alive, "current_job": current})
+
+        items = []
+        for worker in workers:
+            current = [describe(job_id) for job_id in worker["current_job_ids"]]
+            items.append({**worker, "alive": worker["name"] in alive, "current_jobs": current,
+                          "current_job": current[0] if current else None})
         return Response({"queues": queues, "workers": items, "workers_alive": len(alive)})
 
 

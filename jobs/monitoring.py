@@ -70,7 +70,9 @@ class WorkerInfo(TypedDict):
     pid: int | None
     state: str
     queues: list[str]
-    current_job_id: str | None
+    current_job_ids: list[str]  # every job the worker runs (one per slot in use)
+    slots: int  # jobs it can hold at once (WORKER_CONCURRENCY; 1 for a forking worker)
+    slots_busy: int
     last_heartbeat: datetime | None
     birth_date: datetime | None
     successful_job_count: int
@@ -123,13 +125,18 @@ def workers_info(connection: Redis) -> list[WorkerInfo]:
     """
     infos: list[WorkerInfo] = []
     for worker in Worker.all(connection=connection):
+        current = sorted({execution.job_id for execution in worker.get_current_executions()})
+        slots_raw, busy_raw = connection.hmget(worker.key, "slots", "slots_busy")
+        slots = int(slots_raw) if slots_raw else 1  # RQ's own classes run one job at a time
         infos.append({
             "name": worker.name,
             "hostname": worker.hostname,
             "pid": worker.pid,
             "state": str(worker.get_state()),
             "queues": worker.queue_names(),
-            "current_job_id": worker.get_current_job_id(),
+            "current_job_ids": current,
+            "slots": slots,
+            "slots_busy": int(busy_raw) if busy_raw else len(current),
             "last_heartbeat": _aware(worker.last_heartbeat),
             "birth_date": _aware(worker.birth_date),
             "successful_job_count": worker.successful_job_count,
@@ -375,8 +382,13 @@ class ScriptRipperCollector(Collector):
             by_state[worker["state"]] = by_state.get(worker["state"], 0) + 1
         for state, n in sorted(by_state.items()):
             workers_metric.add_metric([state], n)
+        slots = GaugeMetricFamily("scriptripper_worker_slots", "Job slots of the workers alive, busy or free.",
+                                  labels=["state"])
+        busy_slots = sum(w["slots_busy"] for w in alive)
+        slots.add_metric(["busy"], busy_slots)
+        slots.add_metric(["free"], max(sum(w["slots"] for w in alive) - busy_slots, 0))
         per_queue = GaugeMetricFamily("scriptripper_queue_workers", "RQ workers alive listening on each queue.",
                                       labels=["queue"])
         for name in settings.RQ_QUEUE_NAMES:
             per_queue.add_metric([name], sum(1 for w in alive if name in w["queues"]))
-        yield from (depth, registry, oldest, workers_metric, per_queue)
+        yield from (depth, registry, oldest, workers_metric, slots, per_queue)

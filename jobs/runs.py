@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from django.conf import settings
 
@@ -33,6 +34,8 @@ from jobs.models import Job, Task
 from jobs.queues import rq_connection
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class RunEnd(enum.StrEnum):
@@ -92,6 +95,11 @@ class JobSlot:
         with self._lock:
             return self._calls.get(task, 0)
 
+    def db_run(self, fn: Callable[[], T]) -> T:
+        """fn() on the worker's database pool for this run: abandoned when the run is stopped, and a
+        database outage is waited out until the run's deadline (an answer paid for is not dropped)."""
+        return self.db.run(fn, stop=self.stop, deadline=self.deadline)
+
     def calls_stored(self, task: str) -> None:
         with self._lock:
             self._calls.pop(task, None)
@@ -119,10 +127,9 @@ def provider_limiter() -> ProviderLimiter:
 
 def job_run(slot: JobSlot) -> RunEnd:
     """Run the job this slot holds, to an end that leaves no row `started` by this run."""
-    try:
-        job = slot.db.run(lambda: job_claim(job_id=slot.job_id, worker=slot.worker), stop=slot.stop)
-    except Stopped:  # stopped before the claim was seen (a shutdown right after the take)
-        return _end_stopped(slot)
+    # Not abandoned on a stop (unlike the reads): a claim left to run later would leave the row
+    # `started` with no run behind it. It is one short statement.
+    job = slot.db.run(lambda: job_claim(job_id=slot.job_id, worker=slot.worker), deadline=slot.deadline)
     if job is None:
         logger.info("job %s is not queued (already claimed, canceled or deleted); skipping", slot.job_id)
         return RunEnd.SKIPPED
@@ -155,20 +162,20 @@ def _end_stopped(slot: JobSlot) -> RunEnd:
 
 
 def _run_claimed(slot: JobSlot, job: Job) -> RunEnd:
-    db, stop = slot.db, slot.stop
+    db, stop = slot.db_run, slot.stop
     # Only tasks without an outcome run: a task with a stored result is never sent again
     # (a failed one runs again only when the job is retried, which makes it pending).
-    pending = db.run(lambda: list(job.tasks.filter(status=Task.Status.PENDING).order_by("position")), stop=stop)
-    pending = db.run(lambda: tasks_reuse_finished(job=job, pending=pending), stop=stop)
+    pending = db(lambda: list(job.tasks.filter(status=Task.Status.PENDING).order_by("position")))
+    pending = db(lambda: tasks_reuse_finished(job=job, pending=pending))
     try:
         config = run_config(provider=job.provider, model=job.model, system_prompt=job.system_prompt,
                             max_output_tokens=job.params.get("max_output_tokens"),
                             temperature=job.params.get("temperature"))
     except (UnknownModelError, ValueError) as exc:
-        db.run(lambda: job_fail(job=job, message=str(exc)))
+        db(lambda: job_fail(job=job, message=str(exc)))
         return RunEnd.FAILED
     task_ids = {task.name: task.id for task in pending}
-    check_budget = db.run(lambda: monthly_budget_of(job.owner) is not None, stop=stop)
+    check_budget = db(lambda: monthly_budget_of(job.owner) is not None)
     # The row as read at the claim serves the first task: no read before it when nothing can refuse it.
     claimed_state_fresh = [not job.cancel_requested and job.max_cost is None and not check_budget]
 
@@ -177,19 +184,20 @@ def _run_claimed(slot: JobSlot, job: Job) -> RunEnd:
             return False  # the worker is shutting down: hand the rest back
         if claimed_state_fresh and claimed_state_fresh.pop():
             return True
-        return db.run(lambda: task_may_start(job=job, check_budget=check_budget), stop=stop)
+        return db(lambda: task_may_start(job=job, check_budget=check_budget))
 
     def on_call(name: str) -> None:
         slot.call_started(name)
-        db.run(lambda: job_call_started(job=job), stop=stop)
+        # Not abandoned either: a count left to land after the run was settled would be a phantom lost call.
+        slot.db.run(lambda: job_call_started(job=job), deadline=slot.deadline)
 
     def on_done(outcome: TaskOutcome) -> None:
         if outcome.skipped:
             return
         started = slot.calls_of(outcome.name)
         # The answer is paid for: it waits out a database outage until the job's own deadline.
-        db.run(lambda: task_outcome_save(job=job, outcome=outcome, calls_started=started,
-                                         task_id=task_ids[outcome.name]), stop=stop, deadline=slot.deadline)
+        db(lambda: task_outcome_save(job=job, outcome=outcome, calls_started=started,
+                                     task_id=task_ids[outcome.name]))
         slot.calls_stored(outcome.name)
 
     hooks = RunHooks(should_start=should_start, on_done=on_done, on_call=on_call)
@@ -198,14 +206,14 @@ def _run_claimed(slot: JobSlot, job: Job) -> RunEnd:
         run_analysis(transcript=job.transcript, config=config, tasks=specs, limiter=provider_limiter(),
                      hooks=hooks, call_pool=slot.calls, stop=stop)
     except ProviderError as exc:  # e.g. the provider's key was removed since submission
-        db.run(lambda: job_fail(job=job, message=exc.message))
+        db(lambda: job_fail(job=job, message=exc.message))
         return RunEnd.FAILED
     stop.check()  # stopped while it ran: the abandoned tasks stored nothing
-    if slot.draining.is_set() and db.run(lambda: job.tasks.filter(status=Task.Status.PENDING).exists()):
-        status = db.run(lambda: job_settle_after_run(job_id=job.id, worker=slot.worker, counts=False,
-                                                     enqueue=False, reason="its worker was shut down."))
+    if slot.draining.is_set() and db(lambda: job.tasks.filter(status=Task.Status.PENDING).exists()):
+        status = db(lambda: job_settle_after_run(job_id=job.id, worker=slot.worker, counts=False,
+                                                 enqueue=False, reason="its worker was shut down."))
         return run_end_of(status)
-    return run_end_of(db.run(lambda: job_finish(job=job), deadline=slot.deadline))
+    return run_end_of(db(lambda: job_finish(job=job)))
 
 
 class SlotMonitor:

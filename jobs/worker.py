@@ -93,6 +93,7 @@ class ScriptRipperWorker(SimpleWorker):
         self.db = DatabasePool(settings.WORKER_DB_CONNECTIONS)
         self.calls = CallPool(min(settings.WORKER_CALL_THREADS, client_connection_limit()))
         self._bootstrap(logging_level or "INFO", date_format, log_format)
+        self._publish_slots()
         monitor = SlotMonitor(db=self.db, slots=self.slots, on_tick=self._maintain_rq).start()
         reconciler = ReconcilerThread(worker_name=self.name, db=self.db)
         reconciler.start()
@@ -170,7 +171,8 @@ class ScriptRipperWorker(SimpleWorker):
                 if result is None:
                     return False
                 rq_job, queue = result
-                self._start(rq_job, queue)
+                # A one-queue dequeue moves the id to RQ's intermediate list (BLMOVE); several pop it.
+                self._start(rq_job, queue, from_intermediate=len(queues) == 1)
                 return True
             except DequeueTimeout:
                 return False
@@ -180,13 +182,11 @@ class ScriptRipperWorker(SimpleWorker):
                 wait = min(wait * 2, self.max_connection_wait_time)
         return False
 
-    def _start(self, rq_job: RQJob, queue: Queue) -> None:
+    def _start(self, rq_job: RQJob, queue: Queue, *, from_intermediate: bool) -> None:
         slot = JobSlot(job_id=rq_job.id, worker=self.name, db=self.db, calls=self.calls,
                        timeout=float(rq_job.timeout or settings.JOB_TIMEOUT))
         execution = self.prepare_execution(rq_job)  # RQ's execution record; the worker turns busy
-        # Multi-queue dequeues pop (no intermediate list); a single queue moves the id to RQ's
-        # intermediate list, removed here as RQ's own perform_job does.
-        self.prepare_job_execution(rq_job, remove_from_intermediate_queue=len(self.queues) == 1)
+        self.prepare_job_execution(rq_job, remove_from_intermediate_queue=from_intermediate)
         running = RunningJob(slot=slot, rq_job=rq_job, queue=queue, execution=execution)
         running.thread = threading.Thread(target=self._run_slot, args=(running,), name=f"job-{rq_job.id}",
                                           daemon=True)
@@ -247,6 +247,12 @@ class ScriptRipperWorker(SimpleWorker):
             pass
 
     # --- RQ's records, refreshed from the monitor loop -------------------------------------
+    def _publish_slots(self, pipeline=None) -> None:
+        with self._running_lock:
+            busy = len(self.running)
+        (pipeline or self.connection).hset(self.key, mapping={
+            "state": WorkerStatus.BUSY if busy else WorkerStatus.IDLE, "slots": self.concurrency, "slots_busy": busy})
+
     def _maintain_rq(self) -> None:
         if time.monotonic() < self._next_rq_beat:
             return
@@ -257,7 +263,7 @@ class ScriptRipperWorker(SimpleWorker):
         try:
             with self.connection.pipeline() as pipeline:
                 self.heartbeat(self.worker_ttl + 60, pipeline=pipeline)
-                pipeline.hset(self.key, "state", WorkerStatus.BUSY if running else WorkerStatus.IDLE)
+                self._publish_slots(pipeline)
                 for item in running:
                     item.execution.heartbeat(item.rq_job.started_job_registry, ttl, pipeline=pipeline)
                 pipeline.execute()

@@ -75,8 +75,10 @@ def check_redis_and_workers() -> tuple[dict[str, Any], dict[str, Any]]:
     if not alive:
         return redis_check, {"status": "error", "alive": 0,
                              "error": f"no worker has sent a heartbeat in the last {max_age:g} s"}
+    busy_slots = sum(w["slots_busy"] for w in alive)
     return redis_check, {"status": "ok", "alive": len(alive),
-                         "busy": sum(1 for w in alive if w["state"] == "busy")}
+                         "busy": sum(1 for w in alive if w["state"] == "busy"),
+                         "slots_busy": busy_slots, "slots_free": max(sum(w["slots"] for w in alive) - busy_slots, 0)}
 
 
 @never_cache
