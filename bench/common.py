@@ -224,6 +224,36 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def pss_kib_tree(pid: int) -> int:
+    """Proportional set size of a process and all its descendants (shared pages split between them)."""
+    total = 0
+    for member in [pid, *descendants(pid)]:
+        try:
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue  # exited meanwhile
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def sample_text(words: int = 300) -> str:
     text = (TRANSCRIPTS / "TS3010a.txt").read_text(encoding="utf-8") if TRANSCRIPTS.is_dir() else (
         ROOT / "docs" / "sample-meeting.txt").read_text(encoding="utf-8")

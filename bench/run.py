@@ -124,11 +124,14 @@ def case_queue(small: bool, emulator, user) -> list[Row]:
     env = common.base_env(emulator.url)
     text = common.sample_text(200)
     rows = []
-    variants = [("Worker (forking, default)", None, False)]
+    # (label, our worker class, baseline class, pool): the bounded row is the default worker against
+    # bare RQ's default forking Worker; the others compare like with like.
+    variants = [("ScriptRipperWorker (default)", None, "rq.worker.Worker", False)]
     if not small:
-        variants += [("SimpleWorker", "rq.worker.SimpleWorker", False),
-                     ("worker pool (rqworker-pool)", None, True)]
-    for label, worker_class, pool in variants:
+        variants += [("ForkingWorker", "jobs.worker.ForkingWorker", "rq.worker.Worker", False),
+                     ("worker pool (rqworker-pool, ForkingWorker)", "jobs.worker.ForkingWorker", "rq.worker.Worker",
+                      True)]
+    for label, worker_class, baseline_class, pool in variants:
         default = worker_class is None and not pool
         # The bounded row: two interleaved rounds, best of each, so that a burst of noise on this
         # shared machine during one measurement does not decide the ratio.
@@ -136,19 +139,83 @@ def case_queue(small: bool, emulator, user) -> list[Row]:
         ours = bare = 0.0
         for _ in range(rounds):
             ours = max(ours, _job_throughput(user, jobs, workers, env, worker_class, pool, text))
-            # Bare RQ: RQ's own class of the same kind, not ScriptRipperWorker (whose start-up
-            # preloading and per-job bookkeeping are part of what is measured), started the same way.
-            bare = max(bare, _noop_throughput(jobs, workers, env, worker_class or "rq.worker.Worker", pool))
+            # Bare RQ: RQ's own forking Worker running a no-op, started the same way.
+            bare = max(bare, _noop_throughput(jobs, workers, env, baseline_class, pool))
         row = ratio_row("queue overhead" if default else f"queue overhead, {label}",
                         f"jobs/s, {jobs} single-task jobs, {workers} workers ({label})", ours, bare,
-                        higher_is_better=True, bound=0.6, unit="jobs/s",
-                        notes=f"{label}: baseline bare RQ no-op, same worker class and count"
+                        higher_is_better=True, bound=1.0, unit="jobs/s",
+                        notes=f"{label}: baseline bare RQ's forking Worker running a no-op, same count"
                               + (f"; best of {rounds} interleaved rounds each" if rounds > 1 else ""))
         if not default:
             # Measured for the README's comparison of worker classes; the bound is the default worker's.
             row.bound, row.ok = "(comparison)", True
         rows.append(row)
     return rows
+
+
+# --- many jobs in flight in one worker -------------------------------------------------------
+def _inflight_run(user, jobs: int, env: dict, text: str, *, pool_workers: int = 0) -> dict:
+    """Submit `jobs` single-task jobs to one worker process (or an rqworker-pool of the forking
+    class) and return the time until all are final and the peak PSS of the worker's process tree."""
+    common.reset_state()
+    proc = (common.start_pool(pool_workers, env, burst=False, worker_class="jobs.worker.ForkingWorker")
+            if pool_workers else common.start_workers(1, env)[0])
+    peak = [0]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            peak[0] = max(peak[0], common.pss_kib_tree(proc.pid))
+            sampling.wait(0.2)
+
+    try:
+        _wait_workers(pool_workers or 1)
+        common.wait_final(common.submit_jobs(user, 1, text=text, queue="default"))  # one warm job
+        time.sleep(1.0)
+        idle = common.pss_kib_tree(proc.pid)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        t0 = time.monotonic()
+        common.wait_final(common.submit_jobs(user, jobs, text=text, queue="default"), poll=0.05)
+        elapsed = time.monotonic() - t0
+        sampling.set()
+        sampler.join()
+        return {"elapsed": elapsed, "idle_kib": idle, "peak_kib": max(peak[0], idle)}
+    finally:
+        common.stop(proc)
+
+
+def case_inflight(small: bool, emulator_factory, user) -> list[Row]:
+    jobs = 16 if small else 64
+    latency = 0.5 if small else 2.0
+    pool_workers = 4 if small else 16
+    text = common.sample_text(200)
+    with emulator_factory(latency) as emulator:
+        env = common.base_env(emulator.url, WORKER_CONCURRENCY=str(jobs), PROVIDER_MAX_IN_FLIGHT=str(max(jobs, 64)),
+                              WORKER_HIGH_RESERVED_SLOTS="0")
+        common.reset_state()
+        [proc] = common.start_workers(1, env)
+        try:
+            _wait_workers(1)
+            common.wait_final(common.submit_jobs(user, 1, text=text, queue="default"))  # warm
+            one = common.wait_final(common.submit_jobs(user, 1, text=text, queue="default"), poll=0.02)
+        finally:
+            common.stop(proc)
+        ours = _inflight_run(user, jobs, env, text)
+        pool = _inflight_run(user, jobs, env, text, pool_workers=pool_workers)
+    settings_note = (f"WORKER_CONCURRENCY={jobs}, PROVIDER_MAX_IN_FLIGHT={max(jobs, 64)}, provider latency "
+                     f"{latency:g} s")
+    return [
+        ratio_row("in flight", f"time of {jobs} single-task jobs on one worker process vs one job", ours["elapsed"],
+                  one, higher_is_better=False, bound=1.5, unit="s",
+                  notes=f"{settings_note}; baseline: one job alone on the same worker"),
+        ratio_row("in flight", f"worker PSS at the peak of {jobs} jobs vs idle after one warm job",
+                  ours["peak_kib"] / 1024, ours["idle_kib"] / 1024, higher_is_better=False, bound=1.3, unit="MiB"),
+        Row("in flight, rqworker-pool", f"{jobs} jobs on rqworker-pool --num-workers {pool_workers} "
+            f"(ForkingWorker): time vs one job", pool["elapsed"], one, pool["elapsed"] / one, "(comparison)", True,
+            "s", notes=f"peak PSS {pool['peak_kib'] / 1024:.0f} MiB (idle {pool['idle_kib'] / 1024:.0f} MiB) against "
+                       f"{ours['peak_kib'] / 1024:.0f} MiB for the one worker process"),
+    ]
 
 
 # --- API ------------------------------------------------------------------------------------
@@ -335,7 +402,7 @@ def case_module(name: str, small: bool) -> list[Row]:
     return [Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__}) for r in out["rows"]]
 
 
-CASES = ["queue", "fanout", "long", "api", "scale", "priority", "memory"]
+CASES = ["queue", "inflight", "fanout", "long", "api", "scale", "priority", "memory"]
 
 
 def main() -> int:
@@ -363,6 +430,8 @@ def main() -> int:
                 rows += case_api(args.small, fast, user)
             elif case == "scale":
                 rows += case_scale(args.small, common.emulator_process, user)
+            elif case == "inflight":
+                rows += case_inflight(args.small, common.emulator_process, user)
             elif case == "priority":
                 rows += case_priority(args.small, common.emulator_process, user)
             elif case == "memory":

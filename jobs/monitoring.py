@@ -10,7 +10,6 @@ sliver of the work.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -155,39 +154,6 @@ def workers_alive(workers: list[WorkerInfo], *, max_age_s: float | None = None) 
     max_age_s = settings.HEALTHZ_WORKER_MAX_AGE_SECONDS if max_age_s is None else max_age_s
     cutoff = timezone.now() - timedelta(seconds=max_age_s)
     return [w for w in workers if w["last_heartbeat"] is not None and w["last_heartbeat"] >= cutoff]
-
-
-# --- Provider error kinds ------------------------------------------------------------
-
-# The kinds of analysis/providers/base.py, recognized from the message a failed
-# task stored (the task row keeps the message, not the kind). Order matters:
-# the first pattern that matches wins.
-_ERROR_KIND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in (
-        ("auth", r"rejected the API key"),
-        ("permission", r"refused access"),
-        ("quota_exhausted", r"out of quota|quota exhausted|quota_exhausted"),
-        ("rate_limit", r"rate limit"),
-        ("timeout", r"did not answer in time|\btimeout\b|timed out"),
-        ("connection", r"connection failed|\bconnection\b"),
-        ("malformed_response", r"malformed|without choices"),
-        ("blocked", r"blocked the answer|\bblocked\b"),
-        ("context_length", r"context|too long to merge"),
-        ("not_configured", r"not configured|unknown provider"),
-        ("internal", r"^internal error"),
-        ("server_error", r"\berror 5\d\d\b|server error"),
-        ("not_found", r"\berror 404\b|not found"),
-        ("bad_request", r"\berror 4\d\d\b|bad request"),
-    )
-)
-
-
-def error_kind_of(message: str) -> str:
-    """The provider error kind a stored task error message reports ("other" when unknown)."""
-    for kind, pattern in _ERROR_KIND_PATTERNS:
-        if pattern.search(message or ""):
-            return kind
-    return "other"
 
 
 # --- The Prometheus collector ------------------------------------------------------
@@ -343,9 +309,10 @@ class ScriptRipperCollector(Collector):
             labels=["provider", "model", "kind"])
         error_counts: dict[tuple[str, str, str], int] = {}
         failed_rows = (Task.objects.order_by().filter(status=Task.Status.FAILED)
-                       .values("job__provider", "job__model", "error").annotate(n=Count("pk")))
+                       .values("job__provider", "job__model", "error_kind").annotate(n=Count("pk")))
         for row in failed_rows:
-            key = (row["job__provider"], row["job__model"], error_kind_of(row["error"]))
+            # The kind the provider module classified, stored with the outcome (jobs.lifecycle).
+            key = (row["job__provider"], row["job__model"], row["error_kind"] or "other")
             error_counts[key] = error_counts.get(key, 0) + row["n"]
         for key, n in sorted(error_counts.items()):
             errors.add_metric(list(key), n)

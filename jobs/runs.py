@@ -172,7 +172,8 @@ def _run_claimed(slot: JobSlot, job: Job) -> RunEnd:
                             max_output_tokens=job.params.get("max_output_tokens"),
                             temperature=job.params.get("temperature"))
     except (UnknownModelError, ValueError) as exc:
-        db(lambda: job_fail(job=job, message=str(exc)))
+        message = str(exc)
+        db(lambda: job_fail(job=job, message=message))
         return RunEnd.FAILED
     task_ids = {task.name: task.id for task in pending}
     check_budget = db(lambda: monthly_budget_of(job.owner) is not None)
@@ -206,7 +207,8 @@ def _run_claimed(slot: JobSlot, job: Job) -> RunEnd:
         run_analysis(transcript=job.transcript, config=config, tasks=specs, limiter=provider_limiter(),
                      hooks=hooks, call_pool=slot.calls, stop=stop)
     except ProviderError as exc:  # e.g. the provider's key was removed since submission
-        db(lambda: job_fail(job=job, message=exc.message))
+        message = exc.message
+        db(lambda: job_fail(job=job, message=message))
         return RunEnd.FAILED
     stop.check()  # stopped while it ran: the abandoned tasks stored nothing
     if slot.draining.is_set() and db(lambda: job.tasks.filter(status=Task.Status.PENDING).exists()):

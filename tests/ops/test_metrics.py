@@ -13,7 +13,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from analysis.runner import TaskSpec
 from emulator.server import faults
 from jobs.models import Job, Task
-from jobs.monitoring import error_kind_of
 from jobs.services import JobRequest, job_create
 from tests.conftest import transcript, work_burst
 from tests.ops.test_healthz import free_port, register_worker
@@ -127,21 +126,3 @@ def test_no_process_memory_counters_leak_into_the_output(client, db):
     text = client.get("/metrics").content.decode()
     assert "python_gc" not in text and "process_cpu" not in text
     assert django_rq.get_queue("default").count == 0
-
-
-@pytest.mark.parametrize("message,kind", [
-    ("OpenAI rejected the API key (401)", "auth"),
-    ("OpenAI rate limit: gave up after 6 attempts over 61 s (OpenAI rate limit (429): slow down)", "rate_limit"),
-    ("Anthropic error 529: Overloaded", "server_error"),
-    ("Gemini did not answer in time", "timeout"),
-    ("OpenAI connection failed: [Errno 111] Connection refused", "connection"),
-    ("Anthropic sent a malformed response", "malformed_response"),
-    ("Gemini blocked the answer (SAFETY)", "blocked"),
-    ("OpenAI account is out of quota or credit (429): insufficient_quota", "quota_exhausted"),
-    ("The partial answers are too long to merge within the model's context", "context_length"),
-    ("OpenAI error 400: invalid temperature", "bad_request"),
-    ("Internal error: KeyError", "internal"),
-    ("something nobody anticipated", "other"),
-])
-def test_error_kinds_from_stored_messages(message, kind):
-    assert error_kind_of(message) == kind
