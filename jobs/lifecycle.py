@@ -181,9 +181,8 @@ def job_fail(*, job: Job, message: str) -> None:
 
 def _finalize_this_attempt(*, job: Job, status: str, error: str) -> bool:
     # Only the attempt that still holds the row ends it (not one the reconciler gave up on).
-    if not Job.objects.filter(_this_attempt(job)).exists():
-        return False
-    return job_finalize_row(job_id=job.id, status=status, error=error, from_statuses=(Job.Status.STARTED,))
+    return job_finalize_row(job_id=job.id, status=status, error=error, from_statuses=(Job.Status.STARTED,),
+                            attempt=job.attempts, callback_url=job.callback_url)
 
 
 def webhooks_deliver_now(*, job_id: uuid.UUID | str) -> None:

@@ -176,7 +176,7 @@ def _run_claimed(slot: JobSlot, job: Job) -> RunEnd:
         db(lambda: job_fail(job=job, message=message))
         return RunEnd.FAILED
     task_ids = {task.name: task.id for task in pending}
-    check_budget = db(lambda: monthly_budget_of(job.owner) is not None)
+    check_budget = monthly_budget_of(job.owner) is not None  # the owner came with the claim: no query
     # The row as read at the claim serves the first task: no read before it when nothing can refuse it.
     claimed_state_fresh = [not job.cancel_requested and job.max_cost is None and not check_budget]
 

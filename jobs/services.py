@@ -265,8 +265,10 @@ def job_submit(*, owner: User, request: JobRequest, idempotency_key: str = "") -
 CANCELED_MESSAGE = "Canceled by request."
 
 
-def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_statuses: tuple[str, ...]) -> bool:
-    """Move a job to a final state if it is in one of `from_statuses`; totals and webhook with it.
+def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_statuses: tuple[str, ...],
+                     attempt: int | None = None, callback_url: str | None = None) -> bool:
+    """Move a job to a final state if it is in one of `from_statuses` (and, given `attempt`, still in
+    that attempt); totals and webhook with it. `callback_url`: the job's, when the caller knows it.
 
     Conditional (one UPDATE, which also sums the tasks' costs), so whichever of worker,
     reconciler or API gets there first decides the final state and the others change nothing.
@@ -277,11 +279,12 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
                  .annotate(total=Sum("cost")).values("total")),
         Value(Decimal("0")), output_field=Job._meta.get_field("total_cost"),
     )
+    rows = Job.objects.filter(id=job_id, status__in=from_statuses)
+    if attempt is not None:
+        rows = rows.filter(attempts=attempt)
     with transaction.atomic():
-        changed = Job.objects.filter(id=job_id, status__in=from_statuses).update(
-            status=status, error=error, total_cost=total_cost, finished_at=now, heartbeat_at=now,
-        )
-        if changed:
+        changed = rows.update(status=status, error=error, total_cost=total_cost, finished_at=now, heartbeat_at=now)
+        if changed and callback_url != "":
             with_callback = Job.objects.filter(id=job_id).exclude(callback_url="").first()
             if with_callback is not None:
                 from jobs.webhooks import webhook_schedule

@@ -81,6 +81,14 @@ class ScriptRipperWorker(SimpleWorker):
         self.db: DatabasePool | None = None
         self.calls: CallPool | None = None
 
+    def _set_ip_address(self, connection) -> None:
+        # RQ asks Redis for this client's address while constructing the worker; a Redis that is not
+        # up yet must not stop the worker from starting (its bootstrap waits for Redis).
+        try:
+            super()._set_ip_address(connection)
+        except REDIS_ERRORS:
+            self.ip_address = "unknown"
+
     # --- the loop ---------------------------------------------------------------------------
     def work(self, burst: bool = False, logging_level: str | None = None, date_format: str | None = None,
              log_format: str | None = None, max_jobs: int | None = None, max_idle_time: int | None = None,
