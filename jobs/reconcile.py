@@ -172,7 +172,10 @@ class ReconcilerThread(threading.Thread):
         self.stopped = threading.Event()
 
     def stop(self) -> None:
+        """Stop after the pass in hand (its worker closes the database pool next)."""
         self.stopped.set()
+        if self.is_alive():
+            self.join(timeout=10)
 
     def run(self) -> None:
         interval = settings.RECONCILE_INTERVAL_SECONDS
