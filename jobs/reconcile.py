@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 from redis.exceptions import RedisError
+from rq.job import Job as RQJob
 
 from jobs.models import Job
 from jobs.services import job_enqueue, job_recover, jobs_purge_expired
@@ -61,14 +62,14 @@ def rq_held_job_ids(redis) -> set[str]:
             # An evicted job hash with its id still listed would be skipped by workers forever.
             with redis.pipeline(transaction=False) as pipe:
                 for job_id in waiting:
-                    pipe.exists(f"rq:job:{job_id}")
+                    pipe.exists(RQJob.key_for(job_id))  # RQ's own key scheme, not a copy of it
                 exists = pipe.execute()
             held.update(job_id for job_id, ok in zip(waiting, exists) if ok)
         # Being executed: a worker dequeued it and its horse is about to claim the row. Only
         # for a moment: a row still `queued` long after RQ started it is a dead run's leftover.
         for entry in redis.zrange(queue.started_job_registry.key, 0, -1):
             job_id = entry.decode().split(":", 1)[0]
-            status, started_at = redis.hmget(f"rq:job:{job_id}", "status", "started_at")
+            status, started_at = redis.hmget(RQJob.key_for(job_id), "status", "started_at")
             if status == b"started" and started_at and _age_s(started_at.decode()) < STARTING_GRACE_S:
                 held.add(job_id)
     return held
