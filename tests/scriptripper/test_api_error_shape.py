@@ -34,9 +34,13 @@ def test_an_unknown_api_path_is_a_json_404(debug, alice_client, path, method):
     assert_error_shape(getattr(alice_client, method)(path), 404, "not_found")
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/jobs/not-a-uuid"])
-def test_an_unknown_api_path_is_a_json_404_without_a_token(debug, path):
-    assert_error_shape(APIClient().get(path), 404, "not_found")
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/jobs/not-a-uuid", "/api/v1/jobs/%C2%84/cancel"])
+@pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete"])
+def test_an_unknown_api_path_is_a_json_404_without_a_token(debug, path, method):
+    # enforce_csrf_checks: like a real client (the test client skips CSRF by default), which met
+    # Django's HTML "CSRF verification failed" 403 on a POST to an unknown path.
+    client = APIClient(enforce_csrf_checks=True)
+    assert_error_shape(getattr(client, method)(path), 404, "not_found")
 
 
 @pytest.mark.parametrize("method, path", [("delete", "/api/v1/jobs/analyze"), ("put", "/api/v1/jobs"),
