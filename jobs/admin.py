@@ -8,26 +8,50 @@ API (jobs.services.job_cancel / job_retry / job_enqueue / job_delete).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from decimal import Decimal
 
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from jobs.models import Job, Task, WebhookDelivery
-from jobs.selectors import money
+from jobs.selectors import money, reuse_sources
 from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
 from scriptripper.errors import ServiceError
+from scriptripper.renderers import plain_number
 
 TRANSCRIPT_PREVIEW_CHARS = 2000
 
 
+def usd(value: Decimal | None) -> str:
+    """Money as people read it: $0.00, $1.50, $0.0000771 (the stored digits, never 0E-8 or 7.71E-5)."""
+    value = money(value or Decimal("0"))
+    if not value:
+        return "$0.00"
+    text = plain_number(value)
+    whole, _, fraction = text.partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}"
+
+
 def _duration(seconds: float | None) -> str:
+    """0.42 s, 12.3 s, 3 min 05 s, 2 h 04 min: most jobs take seconds, which 0:00:00 hid."""
     if seconds is None:
         return "—"
-    return str(timedelta(seconds=round(seconds)))
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def _job_link(job: Job) -> str:
+    return format_html('<a href="{}">{}</a>', reverse("admin:jobs_job_change", args=[job.pk]), str(job.pk)[:8])
 
 
 def _pre(text: str) -> str:
@@ -76,14 +100,20 @@ class TaskInline(admin.StackedInline):
 
     @admin.display(description="cost (USD)")
     def cost_usd(self, task: Task) -> str:
-        return f"{money(task.cost)}"
+        return usd(task.cost)
 
     @admin.display(description="flags")
     def flags(self, task: Task) -> str:
-        flags = [name for name in ("reused", "truncated", "blocked") if getattr(task, name)]
+        flags = [name for name in ("truncated", "blocked") if getattr(task, name)]
         if task.finish_reason:
             flags.append(f"finish: {task.finish_reason}")
-        return ", ".join(flags) or "—"
+        text = ", ".join(flags)
+        if task.reused:
+            source = reuse_sources(task.job).get(task.name)
+            reused = (format_html("reused from job {} at $0 (no provider call)", _job_link(source)) if source
+                      else "reused at $0 (no provider call; the source job is gone)")
+            return format_html("{}{}", reused, f"; {text}" if text else "")
+        return text or "—"
 
     @admin.display(description="latency")
     def latency(self, task: Task) -> str:
@@ -91,6 +121,7 @@ class TaskInline(admin.StackedInline):
 
 
 class WebhookDeliveryInline(admin.TabularInline):
+    # Its heading reads "Webhook deliveries" (the model's verbose_name_plural; Django's default said "deliverys").
     model = WebhookDelivery
     extra = 0
     can_delete = False
@@ -121,7 +152,7 @@ class JobAdmin(admin.ModelAdmin):
     actions = ("cancel_jobs", "retry_jobs", "requeue_jobs", "delete_jobs")
     fieldsets = (
         (None, {"fields": ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue")}),
-        ("Progress and cost", {"fields": ("tasks_progress", "cost_usd", "attempts", "lost_calls",
+        ("Progress and cost", {"fields": ("tasks_progress", "cost_usd", "reuse_note", "attempts", "lost_calls",
                                           "created_at", "started_at", "heartbeat_at", "finished_at", "duration")}),
         # Collapsed: the transcript preview is long, and the task results below are what one comes for.
         ("Request", {"classes": ["collapse"],
@@ -129,7 +160,8 @@ class JobAdmin(admin.ModelAdmin):
                                 "idempotency_key", "transcript_format", "transcript_preview")}),
     )
     readonly_fields = ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue",
-                       "tasks_progress", "cost_usd", "attempts", "lost_calls", "created_at", "started_at",
+                       "tasks_progress", "cost_usd", "reuse_note", "attempts", "lost_calls", "created_at",
+                       "started_at",
                        "heartbeat_at", "finished_at", "duration", "system_prompt_text", "params", "max_cost",
                        "reuse_results", "callback_url", "idempotency_key", "transcript_format",
                        "transcript_preview")
@@ -143,6 +175,7 @@ class JobAdmin(admin.ModelAdmin):
             tasks_total=Subquery(tasks.annotate(n=Count("pk")).values("n")),
             tasks_done=Subquery(tasks.exclude(status=Task.Status.PENDING).annotate(n=Count("pk")).values("n")),
             tasks_cost=Subquery(tasks.annotate(c=Sum("cost")).values("c")),
+            tasks_reused=Subquery(tasks.filter(reused=True).annotate(n=Count("pk")).values("n")),
         )
 
     # Read-only: no adding or editing jobs by hand; actions go through the services.
@@ -169,7 +202,22 @@ class JobAdmin(admin.ModelAdmin):
     def cost_usd(self, job: Job) -> str:
         # total_cost is written when the job ends; while it runs, the tasks' sum is the live figure.
         cost = job.total_cost if job.is_final else getattr(job, "tasks_cost", None)
-        return f"{money(cost or 0)}"
+        reused = getattr(job, "tasks_reused", None)
+        return usd(cost) + (f" ({reused} reused)" if reused else "")
+
+    @admin.display(description="reused answers")
+    def reuse_note(self, job: Job) -> str:
+        sources = reuse_sources(job)
+        reused = job.tasks.filter(reused=True).count()
+        if not reused:
+            return "—"
+        by_job: dict[Job, list[str]] = {}
+        for name, source in sources.items():
+            by_job.setdefault(source, []).append(name)
+        parts = format_html_join("; ", "{} from job {}", ((", ".join(names), _job_link(source))
+                                                          for source, names in by_job.items()))
+        return format_html("{} of {} answers reused at $0, without a provider call: {}", reused,
+                           job.tasks.count(), parts or "their source job is gone")
 
     @admin.display(description="tasks")
     def tasks_progress(self, job: Job) -> str:

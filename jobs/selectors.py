@@ -31,6 +31,30 @@ def job_for_user(*, user: User, job_id) -> Job | None:
         return None
 
 
+def reuse_sources(job: Job) -> dict[str, Job]:
+    """For each reused task of `job` (by name), the job whose provider call paid for its answer.
+
+    The worker copies a donor's output (the latest identical succeeded task of the same owner,
+    jobs/tasks.py) without recording which; the donor is the latest such task finished before
+    the copy. A donor that was itself reused leads on to the job that paid.
+    """
+    sources: dict[str, Job] = {}
+    for task in job.tasks.filter(reused=True, status=Task.Status.SUCCEEDED):
+        donor, seen = task, {task.pk}
+        while donor.reused:
+            previous = (Task.objects.filter(reuse_key=donor.reuse_key, status=Task.Status.SUCCEEDED,
+                                            job__owner_id=job.owner_id, finished_at__lte=donor.finished_at)
+                        .exclude(job_id=donor.job_id).exclude(pk__in=seen).select_related("job")
+                        .order_by("-finished_at").first())
+            if previous is None or not donor.reuse_key:
+                break
+            donor = previous
+            seen.add(donor.pk)
+        if donor.pk != task.pk:
+            sources[task.name] = donor.job
+    return sources
+
+
 def task_metadata(task: Task) -> dict:
     return {
         "cost": money(task.cost),
