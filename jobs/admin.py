@@ -11,14 +11,18 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from jobs.models import Job, Task, WebhookDelivery
-from jobs.selectors import money, reuse_sources
+from jobs import charts
+from jobs.selectors import (CHART_RANGES, chart_buckets, jobs_per_hour_by_status, money, queue_wait_percentiles,
+                            reuse_sources, spend_by_provider_model)
 from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
 from scriptripper.errors import ServiceError
 from scriptripper.renderers import plain_number
@@ -193,6 +197,24 @@ class JobAdmin(admin.ModelAdmin):
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
+    # --- charts ----------------------------------------------------------------------------------
+    def get_urls(self):
+        return [path("charts/", self.admin_site.admin_view(self.charts_view), name="jobs_job_charts"),
+                *super().get_urls()]
+
+    def charts_view(self, request: HttpRequest) -> HttpResponse:
+        """Jobs per hour by status, spend by provider and model, queue wait: last day and week, from PostgreSQL."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        now = timezone.now()
+        sections = []
+        for label, (span, unit) in CHART_RANGES.items():
+            since = now - span
+            sections.append({"label": label, "charts": chart_set(since=since, until=now, unit=unit)})
+        context = {**self.admin_site.each_context(request), "title": "Charts", "opts": self.opts,
+                   "sections": sections, "queues": queue_depths(), "generated_at": now}
+        return TemplateResponse(request, "admin/jobs/charts.html", context)
+
     # --- columns ---------------------------------------------------------------------------------
     @admin.display(description="job", ordering="id")
     def short_id(self, job: Job) -> str:
@@ -285,3 +307,72 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Delete the selected jobs (stopping them first)", permissions=["operate"])
     def delete_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         self._run(request, queryset, "Deleted", lambda job: job_delete(job=job))
+
+
+# --- the charts page's pieces ----------------------------------------------------------------------
+
+def _hour_label(bucket) -> str:
+    return f"{bucket:%H:00}"
+
+
+def _day_label(bucket) -> str:
+    return f"{bucket:%a %d}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 10 else f"{value:.0f} s" if value < 120 else f"{value / 60:.0f} min"
+
+
+def chart_set(*, since, until, unit: str) -> list[dict]:
+    """The three charts of one period. Jobs are counted per hour in both periods (the question is "when"),
+    money and waits per hour over a day and per day over a week."""
+    hours = chart_buckets(since=since, until=until, unit="hour")
+    buckets = chart_buckets(since=since, until=until, unit=unit)
+    label = _hour_label if unit == "hour" else _day_label
+
+    counts = jobs_per_hour_by_status(since=since)
+    statuses = [s for s in Job.Status.values if any(key[1] == s for key in counts)]
+    colours = charts.colours_for(statuses)
+    jobs_chart = charts.stacked_bars(
+        kind="jobs", title="Jobs per hour, by status", buckets=hours, fmt=lambda v: f"{v:g}",
+        bucket_label=_hour_label if unit == "hour" else lambda b: f"{b:%a %H:00}",
+        series=[charts.Series(s, [float(counts.get((h, s), 0)) for h in hours], colours[s]) for s in statuses])
+
+    spend = spend_by_provider_model(since=since, unit=unit)
+    models = sorted({key[1] for key in spend})
+    colours = charts.colours_for(models)
+    spend_chart = charts.stacked_bars(
+        kind="spend", title=f"Spend per {unit} (USD), by provider/model", buckets=buckets, bucket_label=label,
+        fmt=lambda v: usd(Decimal(str(round(v, 8)))),
+        series=[charts.Series(m, [float(spend.get((b, m), 0)) for b in buckets], colours[m]) for m in models])
+
+    waits = queue_wait_percentiles(since=since, unit=unit)
+    present = [b in waits for b in buckets]
+    wait_chart = charts.lines(
+        kind="wait", title=f"Time jobs waited in the queue, per {unit} they started (median, 95th percentile)",
+        buckets=buckets, bucket_label=label, fmt=_seconds, present=present,
+        series=[charts.Series("median", [waits.get(b, (0, 0, 0))[0] for b in buckets], "#0072B2"),
+                charts.Series("p95", [waits.get(b, (0, 0, 0))[1] for b in buckets], "#D55E00")])
+    return [
+        {"title": "Jobs per hour by status", "svg": jobs_chart,
+         "summary": f"{sum(counts.values())} jobs"},
+        {"title": f"Spend per {unit} by provider and model", "svg": spend_chart,
+         "summary": f"{usd(sum(spend.values(), Decimal('0')))} in all"},
+        {"title": "Queue wait", "svg": wait_chart,
+         "summary": f"{sum(n for _, _, n in waits.values())} jobs started"},
+    ]
+
+
+def queue_depths() -> dict:
+    """The queues now: Redis holds only this (the history above is PostgreSQL's)."""
+    from redis.exceptions import RedisError
+
+    from jobs.monitoring import queue_stats, redis_connection
+
+    connection = redis_connection()
+    try:
+        return {"available": True, "queues": queue_stats(connection)}
+    except RedisError as exc:
+        return {"available": False, "error": type(exc).__name__, "queues": []}
+    finally:
+        connection.close()

@@ -117,7 +117,8 @@ ASGI_APPLICATION = "scriptripper.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project-wide overrides (the admin's front page, which links the charts); apps keep their own.
+        "DIRS": [BASE_DIR / "scriptripper" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
