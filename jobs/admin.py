@@ -142,7 +142,7 @@ class WebhookDeliveryInline(admin.TabularInline):
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = ("short_id", "status", "owner", "provider", "model", "queue", "cost_usd", "tasks_progress",
-                    "created_at", "duration")
+                    "created", "duration")
     list_filter = ("status", "provider", "queue", ("created_at", admin.DateFieldListFilter), "kind")
     # Search: a job id (or its beginning, as it appears in logs and URLs) or the owner's username.
     search_fields = ("id__istartswith", "owner__username")
@@ -216,9 +216,17 @@ class JobAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/jobs/charts.html", context)
 
     # --- columns ---------------------------------------------------------------------------------
+    class Media:
+        # One line a row: at 1,400 px the model names and dates wrapped into three-line rows.
+        css = {"all": ["jobs/admin.css"]}
+
     @admin.display(description="job", ordering="id")
     def short_id(self, job: Job) -> str:
         return str(job.id)[:8]
+
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, job: Job) -> str:
+        return f"{timezone.localtime(job.created_at):%Y-%m-%d %H:%M:%S}"
 
     @admin.display(description="cost (USD)", ordering="tasks_cost")
     def cost_usd(self, job: Job) -> str:
@@ -334,7 +342,7 @@ def chart_set(*, since, until, unit: str) -> list[dict]:
     statuses = [s for s in Job.Status.values if any(key[1] == s for key in counts)]
     colours = charts.colours_for(statuses)
     jobs_chart = charts.stacked_bars(
-        kind="jobs", title="Jobs per hour, by status", buckets=hours, fmt=lambda v: f"{v:g}",
+        kind="jobs", title="Jobs per hour, by status", buckets=hours, fmt=lambda v: f"{v:g}", counts=True,
         bucket_label=_hour_label if unit == "hour" else lambda b: f"{b:%a %H:00}",
         series=[charts.Series(s, [float(counts.get((h, s), 0)) for h in hours], colours[s]) for s in statuses])
 

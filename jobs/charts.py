@@ -74,11 +74,17 @@ def _frame(*, kind: str, title: str, buckets: list[datetime], top: float, fmt: C
     return mark_safe("".join(parts) + f'<div class="sr-legend">{legend_html}</div>')
 
 
+def _count_max(value: float) -> float:
+    """For counts: a top that is a multiple of the 4 grid steps, so every tick is a whole number."""
+    return float(max(4, math.ceil(value / 4) * 4)) if value <= 20 else _nice_max(value / 4) * 4
+
+
 def stacked_bars(*, kind: str, title: str, buckets: list[datetime], series: list[Series],
-                 fmt: Callable[[float], str], bucket_label: Callable[[datetime], str]) -> SafeString:
-    """One bar per bucket, stacked by series."""
+                 fmt: Callable[[float], str], bucket_label: Callable[[datetime], str],
+                 counts: bool = False) -> SafeString:
+    """One bar per bucket, stacked by series (`counts`: whole numbers, so whole-number ticks)."""
     totals = [sum(s.values[i] for s in series) for i in range(len(buckets))]
-    top = _nice_max(max(totals, default=0))
+    top = (_count_max if counts else _nice_max)(max(totals, default=0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(1, len(buckets))
     bar_w = max(1.0, step * 0.8)

@@ -110,6 +110,25 @@ def clean_redis(suite_redis):
     mark_test_redis(suite_redis)
 
 
+@pytest.fixture
+def operators_group(db):
+    """The "operators" group as accounts' migration 0004 makes it (the same function, run again).
+
+    Data from a migration is there for the first test only: the flush after a transactional
+    test empties every table, and Django restores content types and permissions, not groups.
+    """
+    import importlib
+
+    from django.apps import apps
+    from django.contrib.auth.models import Group
+
+    from accounts.services import OPERATORS_GROUP
+
+    if not Group.objects.filter(name=OPERATORS_GROUP).exists():
+        importlib.import_module("accounts.migrations.0004_operators_group").create_operators(apps, None)
+    return Group.objects.get(name=OPERATORS_GROUP)
+
+
 def make_user(username: str, **kwargs):
     user, _ = user_upsert(username=username, **kwargs)
     return user

@@ -13,7 +13,7 @@ from accounts.models import User
 from accounts.services import OPERATORS_GROUP, user_upsert
 from jobs.models import Job
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("operators_group")]
 
 
 def createtoken(*args: str) -> list[str]:

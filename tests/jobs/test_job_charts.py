@@ -32,7 +32,7 @@ def job_at(owner, *, created_ago: timedelta, status: str = "finished", waited_s:
 
 
 @pytest.fixture
-def operator():
+def operator(operators_group):
     olga, _ = user_upsert(username="olga", plan="pro", is_staff=True)  # an operator, not a superuser
     client = Client()
     client.force_login(olga)
