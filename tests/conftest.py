@@ -76,7 +76,7 @@ def claim_test_redis(conn) -> None:
     """
     me = _this_run()
     holder = conn.get(TEST_RUN_LEASE)
-    if holder is not None and holder.decode() != me:
+    if holder is not None and holder.decode() != me and not _lease_is_stale(holder.decode()):
         pytest.exit(f"REDIS_URL={settings.REDIS_URL} is in use by another test run ({holder.decode()}); give each "
                     "run its own REDIS_URL database and SR_TEST_ID", returncode=3)
     if not conn.exists(TEST_DATABASE_MARK) and conn.dbsize():
@@ -84,6 +84,21 @@ def claim_test_redis(conn) -> None:
                     "suite flushes its Redis database around every test: point REDIS_URL at an empty database "
                     "(if this one is a leftover of yours: redis-cli -u REDIS_URL flushdb)", returncode=3)
     mark_test_redis(conn)
+
+
+def _lease_is_stale(holder: str) -> bool:
+    """A lease left by a run of this machine whose process is gone (killed, crashed) holds nothing."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's run: only its lease's expiry says it is over
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def mark_test_redis(conn) -> None:

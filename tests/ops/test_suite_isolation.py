@@ -44,6 +44,17 @@ def test_a_database_another_live_run_uses_is_refused(clean_redis, refuse):
         claim_test_redis(clean_redis)
 
 
+def test_a_lease_left_by_a_dead_run_of_this_machine_is_taken_over(clean_redis, refuse):
+    import socket
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs
+    clean_redis.set(TEST_RUN_LEASE, f"{socket.gethostname()}:{gone.pid}:_crashed")
+    claim_test_redis(clean_redis)
+    assert clean_redis.get(TEST_RUN_LEASE).decode() != f"{socket.gethostname()}:{gone.pid}:_crashed"
+
+
 def test_an_empty_or_test_marked_database_is_claimed(clean_redis, refuse):
     clean_redis.flushdb()
     claim_test_redis(clean_redis)
