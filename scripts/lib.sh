@@ -93,7 +93,7 @@ ensure_redis() {
 }
 
 ensure_database() {
-  local name="$1"
+  local name="${1:-scriptripper}"
   "$VENV/bin/python" - "$PG_HOST" "$PG_PORT" "$name" <<'PY'
 import sys, psycopg
 host, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]

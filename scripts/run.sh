@@ -9,7 +9,9 @@ cd "$ROOT"
 ensure_venv requirements/base.txt
 ensure_postgres
 ensure_redis
-ensure_database scriptripper
+# The database DATABASE_URL names when it is set here (settings.py's default otherwise).
+DB_NAME="${DATABASE_URL:+${DATABASE_URL##*/}}"
+ensure_database "${DB_NAME%%\?*}"
 export DJANGO_SETTINGS_MODULE=scriptripper.settings
 PY="$VENV/bin/python"
 PORT="${PORT:-8000}"
