@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from accounts.models import ApiToken, User
-from accounts.services import api_token_create, api_token_revoke, spend_summary
+from accounts.services import api_token_create, api_token_revoke, spend_summary, user_sync_operator_group
 
 CENT = Decimal("0.01")
 
@@ -54,6 +54,11 @@ class UserAdmin(DjangoUserAdmin):
     )
     readonly_fields = ("spending",)
     inlines = (ApiTokenInline,)
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # After the form's own groups are saved: ticking "staff status" makes the user an operator.
+        user_sync_operator_group(user=form.instance)
 
     @admin.display(description="spent this month")
     def spent_this_month(self, user: User) -> str:

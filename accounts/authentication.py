@@ -17,7 +17,10 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             return None
         parts = header.split()
         if parts[0].lower() != self.keyword.lower():
-            return None
+            # `Token <key>` (DRF's authtoken habit), `Basic ...`: say what to send instead of
+            # "credentials were not provided", which they were, under another scheme.
+            raise exceptions.AuthenticationFailed(
+                f"Unsupported Authorization scheme {parts[0][:20]!r}: send 'Authorization: Bearer <token>'.")
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Invalid Authorization header: expected 'Bearer <token>'.")
         token = api_token_authenticate(secret=parts[1])

@@ -18,6 +18,8 @@ from scriptripper.errors import BudgetExceeded
 
 TOKEN_PREFIX_LEN = 8
 TOKEN_BRAND = "sr_"
+# Staff users' admin permissions come from this group (created by accounts/migrations/0004).
+OPERATORS_GROUP = "operators"
 
 
 def _digest(secret: str) -> str:
@@ -86,7 +88,36 @@ def user_upsert(*, username: str, plan: str | None = None, is_staff: bool | None
             user.save()
         elif changed:
             user.save(update_fields=changed)
+        if created or "is_staff" in changed:
+            user_sync_operator_group(user=user)
     return user, created
+
+
+def user_sync_operator_group(*, user: User) -> None:
+    """Staff users are operators (the group's permissions); a user who stops being staff stops being one."""
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.filter(name=OPERATORS_GROUP).first()
+    if group is None:  # only before accounts' migration 0004 has run
+        return
+    if user.is_staff:
+        user.groups.add(group)
+    else:
+        user.groups.remove(group)
+
+
+def user_set_login_password(*, user: User) -> str | None:
+    """Give a user who has no usable password a generated one, and return it (to be shown once).
+
+    None when the user already has a password: it is never reset behind the owner's back
+    (`manage.py changepassword USERNAME` does that on purpose).
+    """
+    if user.has_usable_password():
+        return None
+    password = secrets.token_urlsafe(12)
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    return password
 
 
 def user_rotate_webhook_secret(*, user: User) -> str:

@@ -125,9 +125,9 @@ def run(args, env, workers, emulator, Job, Task, user) -> int:
         if open_jobs == 0:
             break
         if not flushed and open_jobs < args.jobs * 0.7:
-            common.redis().flushall()
+            common.redis().flushdb()  # its own database only: never FLUSHALL a shared server
             flushed = True
-            print(f"{time.monotonic() - started:6.1f}s FLUSHALL ({open_jobs} jobs open)", flush=True)
+            print(f"{time.monotonic() - started:6.1f}s FLUSHDB ({open_jobs} jobs open)", flush=True)
         if time.monotonic() >= next_kill and open_jobs > 10:
             next_kill = time.monotonic() + args.kill_every
             index = random.randrange(len(workers))

@@ -8,26 +8,54 @@ API (jobs.services.job_cancel / job_retry / job_enqueue / job_delete).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from decimal import Decimal
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from jobs.models import Job, Task, WebhookDelivery
-from jobs.selectors import money
+from jobs import charts
+from jobs.selectors import (CHART_RANGES, chart_buckets, jobs_per_hour_by_status, money, queue_wait_percentiles,
+                            reuse_sources, spend_by_provider_model)
 from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
 from scriptripper.errors import ServiceError
+from scriptripper.renderers import plain_number
 
 TRANSCRIPT_PREVIEW_CHARS = 2000
 
 
+def usd(value: Decimal | None) -> str:
+    """Money as people read it: $0.00, $1.50, $0.0000771 (the stored digits, never 0E-8 or 7.71E-5)."""
+    value = money(value or Decimal("0"))
+    if not value:
+        return "$0.00"
+    text = plain_number(value)
+    whole, _, fraction = text.partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}"
+
+
 def _duration(seconds: float | None) -> str:
+    """0.42 s, 12.3 s, 3 min 05 s, 2 h 04 min: most jobs take seconds, which 0:00:00 hid."""
     if seconds is None:
         return "—"
-    return str(timedelta(seconds=round(seconds)))
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def _job_link(job: Job) -> str:
+    return format_html('<a href="{}">{}</a>', reverse("admin:jobs_job_change", args=[job.pk]), str(job.pk)[:8])
 
 
 def _pre(text: str) -> str:
@@ -76,14 +104,20 @@ class TaskInline(admin.StackedInline):
 
     @admin.display(description="cost (USD)")
     def cost_usd(self, task: Task) -> str:
-        return f"{money(task.cost)}"
+        return usd(task.cost)
 
     @admin.display(description="flags")
     def flags(self, task: Task) -> str:
-        flags = [name for name in ("reused", "truncated", "blocked") if getattr(task, name)]
+        flags = [name for name in ("truncated", "blocked") if getattr(task, name)]
         if task.finish_reason:
             flags.append(f"finish: {task.finish_reason}")
-        return ", ".join(flags) or "—"
+        text = ", ".join(flags)
+        if task.reused:
+            source = reuse_sources(task.job).get(task.name)
+            reused = (format_html("reused from job {} at $0 (no provider call)", _job_link(source)) if source
+                      else "reused at $0 (no provider call; the source job is gone)")
+            return format_html("{}{}", reused, f"; {text}" if text else "")
+        return text or "—"
 
     @admin.display(description="latency")
     def latency(self, task: Task) -> str:
@@ -91,6 +125,7 @@ class TaskInline(admin.StackedInline):
 
 
 class WebhookDeliveryInline(admin.TabularInline):
+    # Its heading reads "Webhook deliveries" (the model's verbose_name_plural; Django's default said "deliverys").
     model = WebhookDelivery
     extra = 0
     can_delete = False
@@ -107,7 +142,7 @@ class WebhookDeliveryInline(admin.TabularInline):
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = ("short_id", "status", "owner", "provider", "model", "queue", "cost_usd", "tasks_progress",
-                    "created_at", "duration")
+                    "created", "duration")
     list_filter = ("status", "provider", "queue", ("created_at", admin.DateFieldListFilter), "kind")
     # Search: a job id (or its beginning, as it appears in logs and URLs) or the owner's username.
     search_fields = ("id__istartswith", "owner__username")
@@ -121,7 +156,7 @@ class JobAdmin(admin.ModelAdmin):
     actions = ("cancel_jobs", "retry_jobs", "requeue_jobs", "delete_jobs")
     fieldsets = (
         (None, {"fields": ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue")}),
-        ("Progress and cost", {"fields": ("tasks_progress", "cost_usd", "attempts", "lost_calls",
+        ("Progress and cost", {"fields": ("tasks_progress", "cost_usd", "reuse_note", "attempts", "lost_calls",
                                           "created_at", "started_at", "heartbeat_at", "finished_at", "duration")}),
         # Collapsed: the transcript preview is long, and the task results below are what one comes for.
         ("Request", {"classes": ["collapse"],
@@ -129,7 +164,8 @@ class JobAdmin(admin.ModelAdmin):
                                 "idempotency_key", "transcript_format", "transcript_preview")}),
     )
     readonly_fields = ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue",
-                       "tasks_progress", "cost_usd", "attempts", "lost_calls", "created_at", "started_at",
+                       "tasks_progress", "cost_usd", "reuse_note", "attempts", "lost_calls", "created_at",
+                       "started_at",
                        "heartbeat_at", "finished_at", "duration", "system_prompt_text", "params", "max_cost",
                        "reuse_results", "callback_url", "idempotency_key", "transcript_format",
                        "transcript_preview")
@@ -143,6 +179,7 @@ class JobAdmin(admin.ModelAdmin):
             tasks_total=Subquery(tasks.annotate(n=Count("pk")).values("n")),
             tasks_done=Subquery(tasks.exclude(status=Task.Status.PENDING).annotate(n=Count("pk")).values("n")),
             tasks_cost=Subquery(tasks.annotate(c=Sum("cost")).values("c")),
+            tasks_reused=Subquery(tasks.filter(reused=True).annotate(n=Count("pk")).values("n")),
         )
 
     # Read-only: no adding or editing jobs by hand; actions go through the services.
@@ -160,16 +197,57 @@ class JobAdmin(admin.ModelAdmin):
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
+    # --- charts ----------------------------------------------------------------------------------
+    def get_urls(self):
+        return [path("charts/", self.admin_site.admin_view(self.charts_view), name="jobs_job_charts"),
+                *super().get_urls()]
+
+    def charts_view(self, request: HttpRequest) -> HttpResponse:
+        """Jobs per hour by status, spend by provider and model, queue wait: last day and week, from PostgreSQL."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        now = timezone.now()
+        sections = []
+        for label, (span, unit) in CHART_RANGES.items():
+            since = now - span
+            sections.append({"label": label, "charts": chart_set(since=since, until=now, unit=unit)})
+        context = {**self.admin_site.each_context(request), "title": "Charts", "opts": self.opts,
+                   "sections": sections, "queues": queue_depths(), "generated_at": now}
+        return TemplateResponse(request, "admin/jobs/charts.html", context)
+
     # --- columns ---------------------------------------------------------------------------------
+    class Media:
+        # One line a row: at 1,400 px the model names and dates wrapped into three-line rows.
+        css = {"all": ["jobs/admin.css"]}
+
     @admin.display(description="job", ordering="id")
     def short_id(self, job: Job) -> str:
         return str(job.id)[:8]
+
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, job: Job) -> str:
+        return f"{timezone.localtime(job.created_at):%Y-%m-%d %H:%M:%S}"
 
     @admin.display(description="cost (USD)", ordering="tasks_cost")
     def cost_usd(self, job: Job) -> str:
         # total_cost is written when the job ends; while it runs, the tasks' sum is the live figure.
         cost = job.total_cost if job.is_final else getattr(job, "tasks_cost", None)
-        return f"{money(cost or 0)}"
+        reused = getattr(job, "tasks_reused", None)
+        return usd(cost) + (f" ({reused} reused)" if reused else "")
+
+    @admin.display(description="reused answers")
+    def reuse_note(self, job: Job) -> str:
+        sources = reuse_sources(job)
+        reused = job.tasks.filter(reused=True).count()
+        if not reused:
+            return "—"
+        by_job: dict[Job, list[str]] = {}
+        for name, source in sources.items():
+            by_job.setdefault(source, []).append(name)
+        parts = format_html_join("; ", "{} from job {}", ((", ".join(names), _job_link(source))
+                                                          for source, names in by_job.items()))
+        return format_html("{} of {} answers reused at $0, without a provider call: {}", reused,
+                           job.tasks.count(), parts or "their source job is gone")
 
     @admin.display(description="tasks")
     def tasks_progress(self, job: Job) -> str:
@@ -237,3 +315,72 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Delete the selected jobs (stopping them first)", permissions=["operate"])
     def delete_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         self._run(request, queryset, "Deleted", lambda job: job_delete(job=job))
+
+
+# --- the charts page's pieces ----------------------------------------------------------------------
+
+def _hour_label(bucket) -> str:
+    return f"{bucket:%H:00}"
+
+
+def _day_label(bucket) -> str:
+    return f"{bucket:%a %d}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if value < 10 else f"{value:.0f} s" if value < 120 else f"{value / 60:.0f} min"
+
+
+def chart_set(*, since, until, unit: str) -> list[dict]:
+    """The three charts of one period. Jobs are counted per hour in both periods (the question is "when"),
+    money and waits per hour over a day and per day over a week."""
+    hours = chart_buckets(since=since, until=until, unit="hour")
+    buckets = chart_buckets(since=since, until=until, unit=unit)
+    label = _hour_label if unit == "hour" else _day_label
+
+    counts = jobs_per_hour_by_status(since=since)
+    statuses = [s for s in Job.Status.values if any(key[1] == s for key in counts)]
+    colours = charts.colours_for(statuses)
+    jobs_chart = charts.stacked_bars(
+        kind="jobs", title="Jobs per hour, by status", buckets=hours, fmt=lambda v: f"{v:g}", counts=True,
+        bucket_label=_hour_label if unit == "hour" else lambda b: f"{b:%a %H:00}",
+        series=[charts.Series(s, [float(counts.get((h, s), 0)) for h in hours], colours[s]) for s in statuses])
+
+    spend = spend_by_provider_model(since=since, unit=unit)
+    models = sorted({key[1] for key in spend})
+    colours = charts.colours_for(models)
+    spend_chart = charts.stacked_bars(
+        kind="spend", title=f"Spend per {unit} (USD), by provider/model", buckets=buckets, bucket_label=label,
+        fmt=lambda v: usd(Decimal(str(round(v, 8)))),
+        series=[charts.Series(m, [float(spend.get((b, m), 0)) for b in buckets], colours[m]) for m in models])
+
+    waits = queue_wait_percentiles(since=since, unit=unit)
+    present = [b in waits for b in buckets]
+    wait_chart = charts.lines(
+        kind="wait", title=f"Time jobs waited in the queue, per {unit} they started (median, 95th percentile)",
+        buckets=buckets, bucket_label=label, fmt=_seconds, present=present,
+        series=[charts.Series("median", [waits.get(b, (0, 0, 0))[0] for b in buckets], "#0072B2"),
+                charts.Series("p95", [waits.get(b, (0, 0, 0))[1] for b in buckets], "#D55E00")])
+    return [
+        {"title": "Jobs per hour by status", "svg": jobs_chart,
+         "summary": f"{sum(counts.values())} jobs"},
+        {"title": f"Spend per {unit} by provider and model", "svg": spend_chart,
+         "summary": f"{usd(sum(spend.values(), Decimal('0')))} in all"},
+        {"title": "Queue wait", "svg": wait_chart,
+         "summary": f"{sum(n for _, _, n in waits.values())} jobs started"},
+    ]
+
+
+def queue_depths() -> dict:
+    """The queues now: Redis holds only this (the history above is PostgreSQL's)."""
+    from redis.exceptions import RedisError
+
+    from jobs.monitoring import queue_stats, redis_connection
+
+    connection = redis_connection()
+    try:
+        return {"available": True, "queues": queue_stats(connection)}
+    except RedisError as exc:
+        return {"available": False, "error": type(exc).__name__, "queues": []}
+    finally:
+        connection.close()

@@ -67,7 +67,7 @@ def rq_held_job_ids(redis) -> set[str]:
             # An evicted job hash with its id still listed would be skipped by workers forever.
             with redis.pipeline(transaction=False) as pipe:
                 for job_id in waiting:
-                    pipe.exists(RQJob.key_for(job_id))
+                    pipe.exists(RQJob.key_for(job_id))  # RQ's own key scheme, not a copy of it
                 exists = pipe.execute()
             held.update(job_id for job_id, ok in zip(waiting, exists) if ok)
         # Being executed: a worker dequeued it and its horse is about to claim the row. Only

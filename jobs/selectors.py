@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay, TruncHour
 
 from accounts.models import User
 from analysis.usage import USAGE_KEYS
@@ -29,6 +31,30 @@ def job_for_user(*, user: User, job_id) -> Job | None:
         return jobs_visible_to(user).get(id=job_id)
     except (Job.DoesNotExist, ValueError, ValidationError):  # ValidationError: not a UUID (Django's UUIDField)
         return None
+
+
+def reuse_sources(job: Job) -> dict[str, Job]:
+    """For each reused task of `job` (by name), the job whose provider call paid for its answer.
+
+    The worker copies a donor's output (the latest identical succeeded task of the same owner,
+    jobs/tasks.py) without recording which; the donor is the latest such task finished before
+    the copy. A donor that was itself reused leads on to the job that paid.
+    """
+    sources: dict[str, Job] = {}
+    for task in job.tasks.filter(reused=True, status=Task.Status.SUCCEEDED):
+        donor, seen = task, {task.pk}
+        while donor.reused:
+            previous = (Task.objects.filter(reuse_key=donor.reuse_key, status=Task.Status.SUCCEEDED,
+                                            job__owner_id=job.owner_id, finished_at__lte=donor.finished_at)
+                        .exclude(job_id=donor.job_id).exclude(pk__in=seen).select_related("job")
+                        .order_by("-finished_at").first())
+            if previous is None or not donor.reuse_key:
+                break
+            donor = previous
+            seen.add(donor.pk)
+        if donor.pk != task.pk:
+            sources[task.name] = donor.job
+    return sources
 
 
 def task_metadata(task: Task) -> dict:
@@ -139,3 +165,50 @@ def job_summary(job: Job) -> dict:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
     }
+
+
+# --- Charts (the admin's charts page): read from the job rows in PostgreSQL -----------------------
+
+CHART_RANGES = {"day": (timedelta(days=1), "hour"), "week": (timedelta(days=7), "day")}
+
+
+def chart_buckets(*, since: datetime, until: datetime, unit: str) -> list[datetime]:
+    """Every bucket start from `since` to `until` (empty buckets are drawn too: a gap is information)."""
+    step = timedelta(hours=1) if unit == "hour" else timedelta(days=1)
+    start = since.replace(minute=0, second=0, microsecond=0)
+    if unit == "day":
+        start = start.replace(hour=0)
+    buckets = []
+    while start <= until:
+        buckets.append(start)
+        start += step
+    return buckets
+
+
+def jobs_per_hour_by_status(*, since: datetime) -> dict[tuple[datetime, str], int]:
+    rows = (Job.objects.filter(created_at__gte=since).annotate(bucket=TruncHour("created_at")).order_by()
+            .values("bucket", "status").annotate(n=Count("pk")))
+    return {(row["bucket"], row["status"]): row["n"] for row in rows}
+
+
+def spend_by_provider_model(*, since: datetime, unit: str) -> dict[tuple[datetime, str], Decimal]:
+    """USD spent per bucket and "provider/model", counted when each task ended (money is spent as tasks end)."""
+    trunc = TruncHour if unit == "hour" else TruncDay
+    rows = (Task.objects.filter(finished_at__gte=since, cost__gt=0).annotate(bucket=trunc("finished_at"))
+            .order_by().values("bucket", "job__provider", "job__model").annotate(usd=Sum("cost")))
+    return {(row["bucket"], f"{row['job__provider']}/{row['job__model']}"): row["usd"] for row in rows}
+
+
+def queue_wait_percentiles(*, since: datetime, unit: str) -> dict[datetime, tuple[float, float, int]]:
+    """Per bucket of start time: median and 95th percentile of the seconds jobs waited queued, and how many."""
+    from django.db import connection
+
+    # percentile_cont has no ORM aggregate; one GROUP BY in PostgreSQL instead of every row in Python.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT date_trunc('{'hour' if unit == 'hour' else 'day'}', started_at) AS bucket, "
+            "percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM started_at - created_at)), "
+            "percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM started_at - created_at)), count(*) "
+            f"FROM {Job._meta.db_table} WHERE started_at >= %s AND started_at >= created_at GROUP BY bucket",
+            [since])
+        return {bucket: (float(p50), float(p95), n) for bucket, p50, p95, n in cursor.fetchall()}

@@ -32,6 +32,29 @@ TRANSCRIPT_REQUIRED = ("A transcript is required: send `transcript` (plain text,
                        "or upload a `file`.")
 
 
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField turns `12345` or `true` into "12345" / "True"."""
+
+    default_error_messages = {"not_a_string": "must be a string, not {kind}"}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string", kind=_json_kind(data))
+        return super().to_internal_value(data)
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
 def validate_text(value: str, *, field: str) -> str:
     if "\x00" in value:
         raise serializers.ValidationError("must not contain NUL characters")
@@ -173,15 +196,15 @@ class JobOptionsSerializer(serializers.Serializer):
     `segments` or `file` (multipart upload: .txt, .srt, .vtt, or .json segments).
     """
 
-    transcript = serializers.CharField(trim_whitespace=False, allow_blank=True, required=False)
+    transcript = StrictCharField(trim_whitespace=False, allow_blank=True, required=False)
     format = serializers.ChoiceField(choices=FORMATS, required=False,
                                      help_text="the transcript's format; detected when absent")
     segments = SegmentsField(required=False, help_text='[{"speaker"?, "start"?, "end"?, "text"}, ...]')
     file = serializers.FileField(required=False, allow_empty_file=False,
                                  help_text="multipart upload: .txt, .srt, .vtt, or .json (a segments list)")
-    provider = serializers.CharField(required=False)
-    model = serializers.CharField(required=False, max_length=100)
-    system_prompt = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    provider = StrictCharField(required=False)
+    model = StrictCharField(required=False, max_length=100)
+    system_prompt = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
     max_output_tokens = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000, allow_null=True)
     temperature = serializers.FloatField(required=False, min_value=0.0, max_value=2.0, allow_null=True)
     max_cost = serializers.DecimalField(
@@ -192,7 +215,7 @@ class JobOptionsSerializer(serializers.Serializer):
         required=False, default=True,
         help_text="reuse the output of an identical task of yours (same transcript, provider, model, system prompt, "
                   "prompt and parameters) finished within RESULT_REUSE_TTL_SECONDS, at no cost; false: always call")
-    callback_url = serializers.CharField(
+    callback_url = StrictCharField(
         required=False, allow_blank=True, max_length=2000,
         help_text="http(s) URL called with the job document (Standard Webhooks signature) when the job ends")
 
@@ -339,7 +362,7 @@ class AnalyzeSerializer(JobOptionsSerializer):
     """analyze (and estimate): the tasks as {name: prompt}, or the name or id of a saved profile."""
 
     tasks = TasksField(required=False)
-    profile = serializers.CharField(required=False, max_length=100,
+    profile = StrictCharField(required=False, max_length=100,
                                     help_text="a profile's name or id, instead of tasks")
 
     def apply_profile(self, attrs: dict) -> dict:

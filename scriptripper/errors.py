@@ -10,8 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -59,6 +64,36 @@ class PayloadTooLarge(ServiceError):
 class ServiceUnavailable(ServiceError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "service_unavailable"
+
+
+# A backing service that does not answer: the request may well succeed in a moment, so 503 with
+# Retry-After (never a 500, which says "bug"). OperationalError/InterfaceError: PostgreSQL refused
+# the connection, dropped it, or is shutting down; the Redis ones: refused or timed out.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, RedisConnectionError,
+                                              RedisTimeoutError)
+
+
+def outage(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 for a database or Redis outage, or None when `exc` is not one."""
+    if isinstance(exc, OUTAGE_ERRORS) and not _is_data_error(exc):
+        # The exception's own text names hosts, ports and users: the log has it, the client does not.
+        logger.warning("backing service unavailable: %s: %s", type(exc).__name__, exc)
+        what = "The database" if isinstance(exc, DatabaseError) else "Redis"
+        return ServiceUnavailable(f"{what} is unavailable; try again shortly.")
+    return None
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    # psycopg raises OperationalError subclasses for a few statement-level errors (a query canceled
+    # by statement_timeout, a lock timeout); those are about the request, not an outage.
+    cause = exc.__cause__
+    return type(cause).__name__ in {"QueryCanceled", "LockNotAvailable"}
+
+
+def outage_response(error: ServiceUnavailable) -> JsonResponse:
+    response = JsonResponse(error_body(error.error_code, str(error.detail)), status=503)
+    response["Retry-After"] = str(settings.OUTAGE_RETRY_AFTER_SECONDS)
+    return response
 
 
 def validation_error(field: str, message: str) -> ServiceError:
@@ -123,6 +158,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = exceptions.NotFound("Not found.")
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif (unavailable := outage(exc)) is not None:
+        exc = unavailable
 
     # Imported here: rest_framework.views loads the authentication classes from settings,
     # and services that raise ServiceError are imported by those classes (import cycle).
@@ -147,7 +184,44 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         message = str(detail) if not isinstance(detail, (dict, list)) else "The request could not be processed."
         body = error_body(code, message)
     response.data = body
+    if response.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
+        response["Retry-After"] = str(settings.OUTAGE_RETRY_AFTER_SECONDS)
     return response
+
+
+@csrf_exempt  # no cookie session here: a POST to an unknown path is a 404, not a CSRF failure page
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Every /api/ path that no route matches (also a job id that is not a UUID), whatever the method.
+
+    A view, not handler404: Django shows its HTML debug page instead of handler404 when DEBUG is on.
+    """
+    return JsonResponse(error_body("not_found", f"No API endpoint at {request.path}; see /api/v1/ and /api/docs/."),
+                        status=404)
+
+
+class ApiErrorMiddleware:
+    """What escapes the views under /api/ answers in the one shape, also with DEBUG on.
+
+    DRF's handler (above) covers errors raised inside a DRF view; this covers what a view lets
+    escape (a plain view, an exception DRF re-raises) before Django's handler, which with DEBUG on
+    renders an HTML traceback page.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if not request.path.startswith("/api/"):
+            return None
+        if (unavailable := outage(exc)) is not None:
+            return outage_response(unavailable)
+        if isinstance(exc, Http404):
+            return api_not_found(request)
+        logger.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        return json_500(request)
 
 
 def json_404(request, exception=None) -> JsonResponse:

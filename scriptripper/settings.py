@@ -93,6 +93,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: an oversized API body is refused (413) before anything reads it.
     "scriptripper.middleware.RequestSizeLimitMiddleware",
+    # Errors that escape a view under /api/ answer in the one error shape (503 for an outage).
+    "scriptripper.errors.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves admin and Swagger UI assets from the app itself (works offline, under gunicorn).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -115,7 +117,8 @@ ASGI_APPLICATION = "scriptripper.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project-wide overrides (the admin's front page, which links the charts); apps keep their own.
+        "DIRS": [BASE_DIR / "scriptripper" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -366,6 +369,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = IS_PRODUCTION
 SECURE_HSTS_PRELOAD = IS_PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Retry-After of the 503 that answers an API request while PostgreSQL or Redis does not.
+OUTAGE_RETRY_AFTER_SECONDS = env_int("OUTAGE_RETRY_AFTER_SECONDS", 5, minimum=1)
 
 # --- Operations: /healthz, /metrics, the job list ----------------------------------
 # /metrics is open unless this is set; then it wants `Authorization: Bearer <METRICS_TOKEN>`.

@@ -8,6 +8,12 @@ from accounts import api as accounts_api
 from analysis import api as analysis_api
 from jobs import api as jobs_api
 from scriptripper import ops
+from scriptripper.api import ApiIndexApi
+from scriptripper.errors import api_not_found
+
+# The collapsible app list beside every admin page took 290 px from the job table (cramped at 1,400 px);
+# the front page and the breadcrumbs lead everywhere it did.
+admin.site.enable_nav_sidebar = False
 
 handler400 = "scriptripper.errors.json_400"
 handler403 = "scriptripper.errors.json_403"
@@ -24,6 +30,7 @@ def api(route: str, view, name: str):
 
 
 urlpatterns = [
+    re_path(r"^api/v1/?$", ApiIndexApi.as_view(), name="api-index"),
     api("jobs/analyze", jobs_api.JobAnalyzeApi.as_view(), "job-analyze"),
     api("jobs/batch", jobs_api.JobBatchApi.as_view(), "job-batch"),
     api("jobs/estimate", jobs_api.JobEstimateApi.as_view(), "job-estimate"),
@@ -41,6 +48,8 @@ urlpatterns = [
     api(r"tokens/(?P<token_id>[0-9]{1,18})", accounts_api.TokenRevokeApi.as_view(), "token-detail"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Last of the API routes: any other /api/ path (a job id that is not a UUID too) is a JSON 404.
+    re_path(r"^api/", api_not_found, name="api-not-found"),
     # Probes and scrapers: no API token, their own formats (scriptripper/ops.py).
     re_path(r"^healthz/?$", ops.healthz, name="healthz"),
     re_path(r"^metrics/?$", ops.metrics, name="metrics"),

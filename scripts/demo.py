@@ -3,6 +3,9 @@
 
     TOKEN=... scripts/demo.py [FILE] [--provider gemini] [--model gemini-2.5-flash] [--url http://localhost:8000]
 
+From another shell than scripts/run.sh's, `source .data/demo.env` first: it sets TOKEN and
+SCRIPTRIPPER_URL (the default of --url).
+
 Standard library only, so it runs with any Python 3.
 """
 
@@ -36,9 +39,9 @@ def main() -> None:
     parser.add_argument("file", nargs="?", default=str(ROOT / "docs" / "sample-meeting.txt"))
     parser.add_argument("--provider", default="gemini")
     parser.add_argument("--model", default="gemini-2.5-flash")
-    parser.add_argument("--url", default="http://localhost:8000")
+    parser.add_argument("--url", default=os.environ.get("SCRIPTRIPPER_URL", "http://localhost:8000"))
     args = parser.parse_args()
-    token = os.environ.get("TOKEN") or sys.exit("set TOKEN (scripts/run.sh prints it)")
+    token = os.environ.get("TOKEN") or sys.exit("set TOKEN (scripts/run.sh prints it), or `source .data/demo.env`")
     body = {
         "transcript": Path(args.file).read_text(encoding="utf-8"),
         "provider": args.provider,

@@ -93,7 +93,7 @@ ensure_redis() {
 }
 
 ensure_database() {
-  local name="$1"
+  local name="${1:-scriptripper}"
   "$VENV/bin/python" - "$PG_HOST" "$PG_PORT" "$name" <<'PY'
 import sys, psycopg
 host, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -102,4 +102,28 @@ with psycopg.connect(host=host, port=port, dbname="postgres", autocommit=True) a
         conn.execute(f'create database "{name}"')
         print(f"created database {name}")
 PY
+}
+
+# write_demo_env FILE PORT TOKEN CONFIGURED: the settings of the running demo, as `export` lines that
+# another shell sources (`source .data/demo.env`), so that `manage.py analyze`, scripts/demo.py and
+# the README's snippets reach the same server, database, Redis and (offline) emulator.
+write_demo_env() {
+  local file="$1" port="$2" token="$3" configured="$4" name
+  mkdir -p "$(dirname "$file")"
+  ( umask 077
+    {
+      echo "# Written by scripts/run.sh while it runs (removed when it stops). Use: source .data/demo.env"
+      printf 'export TOKEN=%q SCRIPTRIPPER_URL=%q\n' "$token" "http://localhost:$port"
+      for name in DATABASE_URL REDIS_URL; do
+        [ -n "${!name:-}" ] && printf 'export %s=%q\n' "$name" "${!name}"
+      done
+      if [ "$configured" = 0 ]; then
+        echo "# Offline demo: the three SDKs point at the local emulator (SYNTHETIC answers)."
+        echo "export SCRIPTRIPPER_OFFLINE_DEMO=1"
+        for name in GEMINI_API_KEY OPENAI_API_KEY ANTHROPIC_API_KEY OPENAI_BASE_URL ANTHROPIC_BASE_URL \
+                    GEMINI_BASE_URL GEMINI_API_VERSION; do
+          printf 'export %s=%q\n' "$name" "${!name}"
+        done
+      fi
+    } >"$file" )
 }

@@ -9,16 +9,24 @@ cd "$ROOT"
 ensure_venv requirements/base.txt
 ensure_postgres
 ensure_redis
-ensure_database scriptripper
+# The database DATABASE_URL names when it is set here (settings.py's default otherwise).
+DB_NAME="${DATABASE_URL:+${DATABASE_URL##*/}}"
+ensure_database "${DB_NAME%%\?*}"
 export DJANGO_SETTINGS_MODULE=scriptripper.settings
 PY="$VENV/bin/python"
 PORT="${PORT:-8000}"
 LOGS="$DATA/logs"; mkdir -p "$LOGS"
 
+# What a second shell needs to reach this demo (the emulator's settings, the token): `source .data/demo.env`.
+DEMO_ENV="$DATA/demo.env"
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() { rm -f "$DEMO_ENV"; for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
+# A shell that sourced an earlier demo.env carries the emulator's settings: they are not a real key.
+if [ "${SCRIPTRIPPER_OFFLINE_DEMO:-}" = 1 ]; then
+  unset GEMINI_API_KEY OPENAI_API_KEY ANTHROPIC_API_KEY OPENAI_BASE_URL ANTHROPIC_BASE_URL GEMINI_BASE_URL GEMINI_API_VERSION
+fi
 configured=$("$PY" -c 'import django; django.setup(); from analysis.providers import provider_configured as p; print(int(any(p(n) for n in ("gemini", "openai", "anthropic"))))')
 if [ "$configured" = 0 ]; then
   EMULATOR_PORT="${EMULATOR_PORT:-8765}"
@@ -32,7 +40,13 @@ fi
 
 say "applying migrations"
 "$PY" manage.py migrate --noinput >/dev/null
-TOKEN=$("$PY" manage.py createtoken demo --plan pro --staff --name "run.sh" | tail -n1)
+# --login-password: a generated admin password for `demo`, the first time only. It stays in this
+# variable and goes to the terminal, never to a file under .data/logs.
+CREATED=$("$PY" manage.py createtoken demo --plan pro --staff --name "run.sh" --login-password)
+TOKEN=$(printf '%s\n' "$CREATED" | tail -n1)
+LOGIN=$(printf '%s\n' "$CREATED" | grep '^Admin login:' || true)
+
+write_demo_env "$DEMO_ENV" "$PORT" "$TOKEN" "$configured"
 
 say "starting one worker (logs: .data/logs/worker.log)"
 "$PY" manage.py rqworker high default low >"$LOGS/worker.log" 2>&1 &
@@ -46,9 +60,15 @@ for _ in $(seq 1 50); do curl -fs "http://localhost:$PORT/api/schema/" >/dev/nul
 cat <<MSG
 
 ScriptRipper is running.  API: http://localhost:$PORT/api/v1/   Swagger UI: http://localhost:$PORT/api/docs/
+Admin (jobs, charts, users): http://localhost:$PORT/admin/
+  $LOGIN
 Demo user 'demo' (pro, staff). Its token:
 
   export TOKEN=$TOKEN
+
+From another shell (the CLI, scripts/demo.py, the README's snippets), first:
+
+  source .data/demo.env
 
 Try it (paste as is):
 

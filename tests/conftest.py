@@ -1,13 +1,19 @@
 """Shared fixtures: named users, API clients, the provider emulator, Redis, workers.
 
 Everything runs on the real PostgreSQL (pytest-django's test database) and the
-real Redis (database 13, flushed around each test), and provider calls go over
-real HTTP through the official SDKs to the local emulator.
+real Redis (the database of REDIS_URL, 13 by default: see tests/settings.py), and
+provider calls go over real HTTP through the official SDKs to the local emulator.
+
+The suite flushes its Redis database around every test, so it only runs on a database
+that is its own: empty, or marked as a test database by an earlier run, and not in
+use by another live run (`claim_test_redis`). Everything else of the run (the fuzz
+run's server, the benchmark smoke run) uses that same database, never another one.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -51,12 +57,91 @@ def provider_endpoints(emulator, settings):
     reset_provider_clients()
 
 
-@pytest.fixture(autouse=True)
-def clean_redis():
+# Marks a Redis database as the test suite's (kept across runs) ...
+TEST_DATABASE_MARK = "sr-test:database"
+# ... and the live run using it (expires unless renewed, so a killed run does not lock it forever).
+TEST_RUN_LEASE = "sr-test:run"
+TEST_RUN_LEASE_SECONDS = 1800
+
+
+def _this_run() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.environ.get('SR_TEST_ID', '')}"
+
+
+def claim_test_redis(conn) -> None:
+    """Make sure the run's Redis database is the suite's to flush, and mark it as in use by this run.
+
+    Refuses (ending the run before any test) a database that holds keys no test run created (the
+    REDIS_URL of the real queues, say), or one that another live run is using.
+    """
+    me = _this_run()
+    holder = conn.get(TEST_RUN_LEASE)
+    if holder is not None and holder.decode() != me and not _lease_is_stale(holder.decode()):
+        pytest.exit(f"REDIS_URL={settings.REDIS_URL} is in use by another test run ({holder.decode()}); give each "
+                    "run its own REDIS_URL database and SR_TEST_ID", returncode=3)
+    if not conn.exists(TEST_DATABASE_MARK) and conn.dbsize():
+        pytest.exit(f"REDIS_URL={settings.REDIS_URL} holds {conn.dbsize()} keys that no test run created, and the "
+                    "suite flushes its Redis database around every test: point REDIS_URL at an empty database "
+                    "(if this one is a leftover of yours: redis-cli -u REDIS_URL flushdb)", returncode=3)
+    mark_test_redis(conn)
+
+
+def _lease_is_stale(holder: str) -> bool:
+    """A lease left by a run of this machine whose process is gone (killed, crashed) holds nothing."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's run: only its lease's expiry says it is over
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def mark_test_redis(conn) -> None:
+    conn.set(TEST_DATABASE_MARK, "scriptripper test suite")
+    conn.set(TEST_RUN_LEASE, _this_run(), ex=TEST_RUN_LEASE_SECONDS)
+
+
+@pytest.fixture(scope="session")
+def suite_redis():
     conn = django_rq.get_connection("default")
-    conn.flushdb()
+    claim_test_redis(conn)
     yield conn
-    conn.flushdb()
+    if (conn.get(TEST_RUN_LEASE) or b"").decode() == _this_run():
+        conn.delete(TEST_RUN_LEASE)
+
+
+@pytest.fixture(autouse=True)
+def clean_redis(suite_redis):
+    # FLUSHDB, never FLUSHALL: the other databases of the server are someone else's.
+    suite_redis.flushdb()
+    mark_test_redis(suite_redis)
+    yield suite_redis
+    suite_redis.flushdb()
+    mark_test_redis(suite_redis)
+
+
+@pytest.fixture
+def operators_group(db):
+    """The "operators" group as accounts' migration 0004 makes it (the same function, run again).
+
+    Data from a migration is there for the first test only: the flush after a transactional
+    test empties every table, and Django restores content types and permissions, not groups.
+    """
+    import importlib
+
+    from django.apps import apps
+    from django.contrib.auth.models import Group
+
+    from accounts.services import OPERATORS_GROUP
+
+    if not Group.objects.filter(name=OPERATORS_GROUP).exists():
+        importlib.import_module("accounts.migrations.0004_operators_group").create_operators(apps, None)
+    return Group.objects.get(name=OPERATORS_GROUP)
 
 
 def make_user(username: str, **kwargs):

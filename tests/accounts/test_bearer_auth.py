@@ -53,3 +53,15 @@ def test_token_with_right_prefix_but_wrong_secret_is_refused(alice):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {forged}")
     assert client.get(JOB_URL).status_code == 401
+
+
+@pytest.mark.parametrize("scheme", ["Token", "Basic", "token"])
+def test_another_scheme_is_told_to_use_bearer(alice, scheme):
+    # DRF's authtoken habit (`Token <key>`) used to be answered "credentials were not provided".
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"{scheme} {api_token_create(user=alice).secret}")
+    response = client.get(JOB_URL)
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert error["code"] == "authentication_failed"
+    assert "Authorization: Bearer <token>" in error["message"]

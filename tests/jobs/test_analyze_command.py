@@ -182,3 +182,47 @@ def test_wait_on_a_failed_job_prints_the_errors_and_exits_non_zero(alice, vtt_fi
     assert "## Errors" in out and "**summary**: OpenAI rejected the API key" in out
     last = err.strip().splitlines()[-1]
     assert last.startswith("CommandError: Job ") and " failed: All 2 task(s) failed" in last
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reused_answers_are_named_with_their_source_job_at_zero_cost(alice, vtt_file):
+    # Result reuse stays on by default; a repeated request costs $0, and the output says why.
+    args = (str(vtt_file), "--user", "alice", "--task", "summary=Provide a brief summary", "--task",
+            "owners=Who does what?", "--provider", "openai", "--model", "gpt-4o-mini")
+    first_id, _ = run(*args)
+    work_burst()
+    second_id, _ = run(*args)
+    work_burst()
+    from jobs.selectors import job_document, reuse_sources
+    from jobs.management.commands.analyze import markdown
+
+    second = Job.objects.get(id=second_id.strip())
+    out = markdown(job_document(second), source="ferry-meeting.vtt",
+                   reused_from={name: str(job.id) for name, job in reuse_sources(second).items()})
+    assert f"- Reused: 2 of 2 answers at $0, without a provider call: summary, owners from job `{first_id.strip()}`" in out
+    assert "- Cost: $0 (" in out
+    first = Job.objects.get(id=first_id.strip())
+    assert "Reused" not in markdown(job_document(first), source="x")
+    third_id, _ = run(*args, "--no-reuse")
+    work_burst()
+    assert not Job.objects.get(id=third_id.strip()).tasks.filter(reused=True).exists()
+
+
+@pytest.mark.subprocess
+@pytest.mark.django_db(transaction=True)
+def test_wait_says_which_answers_were_reused(alice, vtt_file, emulator):
+    first = start_cli(vtt_file, emulator)
+    wait_for_job()
+    work_burst()
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 0 and "Reused" not in out, err
+    first_id = str(Job.objects.get().id)
+    second = start_cli(vtt_file, emulator)
+    deadline = time.monotonic() + 30
+    while Job.objects.count() < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    work_burst()
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert f"summary, owners from job `{first_id}`" in out and "at $0" in out

@@ -59,7 +59,7 @@ def test_list_shows_owner_model_cost_and_progress(admin_client, alice, bob):
     assert "alice" in page and "bob" in page
     assert "gpt-4o-mini" in page and "gemini-2.5-flash" in page
     assert "2/2" in page and "0/2" in page
-    assert "0.00123400" in page
+    assert "$0.001234" in page
     assert "Alice: hello" not in page  # no transcript in the list
 
 
@@ -86,7 +86,7 @@ def test_detail_shows_every_task_read_only_and_escaped(admin_client, alice):
     assert response.status_code == 200
     page = response.content.decode()
     for text in ("Provide a brief summary", "List the topics", "**Summary:** they greeted", "1,234 input",
-                 "56 output", "0.00123400", "OpenAI error 500: boom"):
+                 "56 output", "$0.001234", "OpenAI error 500: boom"):
         assert text in page, text
     # Model output is text, never markup.
     assert "<script>alert(1)</script>" not in page

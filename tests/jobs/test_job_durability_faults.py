@@ -125,7 +125,7 @@ def test_flushall_with_jobs_queued_and_running(alice_client, emulator, tmp_path,
     worker = WorkerProcess(emulator, tmp_path)
     try:
         wait_for(lambda: Job.objects.filter(id__in=list(jobs), status="started").exists(), 30, "a job to start")
-        clean_redis.flushall()  # the running job's RQ state and the queued jobs' deliveries are gone
+        clean_redis.flushdb()  # the running job's RQ state and the queued jobs' deliveries are gone
         finished = {job_id: wait_final(job_id, 40) for job_id in jobs}
     finally:
         worker.stop()

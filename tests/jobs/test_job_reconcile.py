@@ -47,10 +47,21 @@ def test_redis_down_at_submit_still_accepts_and_the_reconciler_enqueues_later(al
 
 def test_queued_jobs_lost_by_a_flushall_are_enqueued_again(alice_client, clean_redis):
     ids = [submit(alice_client) for _ in range(3)]
-    clean_redis.flushall()
+    clean_redis.flushdb()
     assert jobs_reconcile().reenqueued == 3
     work_burst()
     assert set(Job.objects.filter(id__in=ids).values_list("status", flat=True)) == {"finished"}
+
+
+def test_held_jobs_are_found_under_rqs_own_job_key(alice_client, monkeypatch):
+    # RQ names job hashes with Job.redis_job_namespace_prefix; a copy of "rq:job:" in the reconciler
+    # would see every queued job as lost (and enqueue it again) under any other prefix.
+    from rq.job import Job as RQJob
+
+    monkeypatch.setattr(RQJob, "redis_job_namespace_prefix", "sr-test-prefix:job:")
+    job_id = submit(alice_client)
+    assert django_rq.get_connection("default").exists(f"sr-test-prefix:job:{job_id}")
+    assert jobs_reconcile().reenqueued == 0
 
 
 def test_a_started_job_with_an_expired_lease_is_requeued_and_its_calls_in_flight_counted(alice_client, settings):
@@ -106,7 +117,7 @@ def test_retention_purges_old_final_jobs_only(alice_client, settings):
 
 def test_reconcile_jobs_command_runs_one_pass(alice_client, clean_redis, capsys):
     job_id = submit(alice_client)
-    clean_redis.flushall()
+    clean_redis.flushdb()
     call_command("reconcile_jobs")
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["reenqueued"] == 1 and rq_holds(job_id)

@@ -50,7 +50,7 @@ def test_results_are_read_from_postgresql_after_redis_flushall(alice_client, cle
     job_id = submit(alice_client, "openai", "gpt-4o-mini")
     work_burst()
     before = alice_client.get(f"/api/v1/jobs/{job_id}").json()
-    clean_redis.flushall()
+    clean_redis.flushdb()
     after = alice_client.get(f"/api/v1/jobs/{job_id}").json()
     assert after == before
     assert after["status"] == "finished" and set(after["result"]["results"]) == {"summary", "key_points"}

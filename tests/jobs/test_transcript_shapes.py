@@ -159,3 +159,13 @@ def test_the_estimate_endpoint_reads_the_same_shapes(alice_client):
     response = alice_client.post("/api/v1/jobs/estimate", {**BASE, "tasks": json.dumps(TASKS), "file": upload},
                                  format="multipart")
     assert_error(response, 400, "validation_error", "file")
+
+
+@pytest.mark.parametrize("field, value", [("transcript", 12345), ("transcript", True), ("transcript", ["a"]),
+                                          ("system_prompt", 7), ("model", 4.5), ("provider", {"a": 1})])
+def test_a_string_field_given_another_json_type_is_400(alice_client, field, value):
+    # DRF's CharField turned 12345 into "12345" and queued a job on it.
+    response = submit(alice_client, **{field: value})
+    error = assert_error(response, 400, "validation_error", field)
+    assert "must be a string" in error["fields"][field][0]
+    assert not Job.objects.exists()

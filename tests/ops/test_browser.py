@@ -13,6 +13,10 @@ from urllib.parse import urlparse
 
 import pytest
 
+from io import StringIO
+
+from django.core.management import call_command
+
 from accounts.models import User
 from analysis.runner import TaskSpec
 from jobs.services import JobRequest, job_create
@@ -47,7 +51,8 @@ def chromium_page(live_server):
     failed: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page()
+        # 1,400 px: a laptop's browser window, where the job list used to be cramped.
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
 
         # Offline for real: anything not served by the app itself is refused (and noted).
         def only_local(route):
@@ -112,6 +117,62 @@ def test_operator_reads_results_in_the_admin_and_the_api_docs(live_server, emula
         assert endpoint in normalized, (endpoint, sorted(normalized))
     assert page.locator(".swagger-ui .info .title").inner_text().startswith("ScriptRipper API")
     screenshot(page, "api-docs")
+
+
+def demo_operator() -> tuple[str, str]:
+    """The demo operator exactly as scripts/run.sh makes it: createtoken ... --login-password."""
+    out = StringIO()
+    call_command("createtoken", "demo", "--plan", "pro", "--staff", "--name", "run.sh", "--login-password", stdout=out)
+    login = next(line for line in out.getvalue().splitlines() if line.startswith("Admin login:"))
+    username, password = login.removeprefix("Admin login: ").split()[0:3:2]
+    return username, password
+
+
+def test_demo_operator_logs_in_and_reads_the_charts(live_server, emulator, operators_group, request):
+    username, password = demo_operator()
+    demo = User.objects.get(username=username)
+    for provider, model in (("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5"), ("openai", "gpt-4o-mini")):
+        job_create(owner=demo, request=JobRequest(
+            provider=provider, model=model, transcript=transcript("TS3010a.txt"), reuse_results=False,
+            tasks=[TaskSpec(name="summary", prompt=f"Provide a brief summary ({provider})")]))
+    work_burst()
+    waiting = job_create(owner=demo, request=JobRequest(provider="openai", model="gpt-4o-mini",
+                                                        transcript="A: still queued",
+                                                        tasks=[TaskSpec(name="summary", prompt="Sum up")]))
+
+    page = request.getfixturevalue("chromium_page")
+    page.goto(f"{live_server.url}/admin/")
+    page.wait_for_url("**/admin/login/**")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+    assert "have permission" not in page.locator("#content").inner_text()
+    page.get_by_role("link", name="Charts").click()
+    page.wait_for_url("**/admin/jobs/job/charts/")
+
+    day = page.locator('#sr-day + .sr-charts')
+    jobs = day.locator('svg[data-chart="jobs"]')
+    assert jobs.get_attribute("data-total") == "4"
+    bars = jobs.locator("rect.bar")
+    assert {bars.nth(i).get_attribute("data-series") for i in range(bars.count())} == {"finished", "queued"}
+    spend = day.locator('svg[data-chart="spend"] rect.bar')
+    assert {spend.nth(i).get_attribute("data-series") for i in range(spend.count())} == {
+        "openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"}
+    assert all(float(spend.nth(i).get_attribute("data-value")) > 0 for i in range(spend.count()))
+    assert day.locator('svg[data-chart="wait"] circle.point').count() >= 2  # median and p95 of the hour
+    # Drawn, not only present: the bars have a size on the screen.
+    box = bars.first.bounding_box()
+    assert box and box["height"] > 0 and box["width"] > 0
+    assert page.locator(f'#sr-queue-depth tr[data-queue="{waiting.queue}"]').get_attribute("data-queued") == "1"
+    screenshot(page, "admin-charts")
+
+    # The job list at 1,400 px: every column fits without a horizontal scrollbar, one line a row.
+    page.goto(f"{live_server.url}/admin/jobs/job/")
+    screenshot(page, "admin-job-list")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+    heights = page.locator("#result_list tbody tr").evaluate_all("rows => rows.map(r => r.offsetHeight)")
+    assert heights and max(heights) < 2 * min(heights) + 1 and max(heights) <= 40, heights
 
 
 def test_swagger_assets_are_served_by_the_app(client):

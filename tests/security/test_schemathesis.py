@@ -1,8 +1,8 @@
 """schemathesis (the OpenAPI fuzzer) against /api/schema/ of a live server: zero failures.
 
-A real gunicorn serves the app against the test database; the fuzzer's jobs go to
-a throwaway Redis database (FUZZ_REDIS_URL; by default db 14 of the test Redis, flushed afterwards),
-never to the real queues, and no worker runs them. The run is bounded by
+A real gunicorn serves the app against the test database and the run's own Redis
+database (REDIS_URL, which the suite owns and flushes around every test: no other
+database is touched); no worker runs the fuzzer's jobs. The run is bounded by
 FUZZ_MAX_SECONDS (default 100; `FUZZ_MAX_SECONDS=600 scripts/test.sh
 tests/security/test_schemathesis.py` for a longer one).
 
@@ -26,13 +26,12 @@ import time
 from pathlib import Path
 
 import urllib.error
-import urllib.parse
 import urllib.request
 
 import django_rq
 import pytest
-import redis
 from django.conf import settings
+from rq.job import Job as RQJob
 
 from accounts.services import api_token_create
 from tests.conftest import ROOT, make_user, worker_env
@@ -42,10 +41,8 @@ pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 FUZZ_SECONDS = int(os.environ.get("FUZZ_MAX_SECONDS", "100"))
 
 def fuzz_redis_url() -> str:
-    """FUZZ_REDIS_URL, or the test Redis server with database 14: never the queues the tests or anyone else use."""
-    if os.environ.get("FUZZ_REDIS_URL"):
-        return os.environ["FUZZ_REDIS_URL"]
-    return urllib.parse.urlsplit(settings.REDIS_URL)._replace(path="/14").geturl()
+    """The run's own Redis database: derived from nothing else, so a run with its own REDIS_URL touches only it."""
+    return settings.REDIS_URL
 
 
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
@@ -82,23 +79,22 @@ def gunicorn_server(emulator):
             assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
             time.sleep(0.3)
         yield url
-        # The server's jobs go to the throwaway database, none to the test queues: one submitted now
-        # (the fuzzer may have canceled or deleted its own) must be there.
+        # The server's jobs go to the run's own Redis database: one submitted now (the fuzzer may
+        # have canceled or deleted its own) must be there.
         token = api_token_create(user=make_user("fuzz-check", unlimited=True)).secret
         request = urllib.request.Request(f"{url}/api/v1/jobs/analyze", method="POST", data=json.dumps({
             "transcript": "Alice: hi", "provider": "openai", "model": "gpt-4o-mini", "tasks": {"summary": "Sum up"},
         }).encode(), headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
             job_id = json.load(response)["job_id"]
-        assert redis.Redis.from_url(redis_url).exists(f"rq:job:{job_id}")
-        assert not django_rq.get_connection("default").keys("rq:job:*")
+        assert django_rq.get_connection("default").exists(RQJob.key_for(job_id))
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        redis.Redis.from_url(redis_url).flushdb()
+        # Nothing to flush here: clean_redis empties the run's database after the test.
 
 
 def seed_args() -> list[str]:

@@ -26,7 +26,7 @@ from rest_framework import serializers
 from accounts.models import User
 from jobs.api import job_request
 from jobs.models import Job, Task
-from jobs.selectors import job_document
+from jobs.selectors import job_document, reuse_sources
 from jobs.serializers import AnalyzeSerializer
 from jobs.services import job_submit
 from scriptripper.errors import ServiceError, _flatten_fields, _validation_message
@@ -80,7 +80,22 @@ class ProgressBar:
             self.stream.flush()
 
 
-def markdown(document: dict[str, Any], *, source: str) -> str:
+def reuse_lines(document: dict[str, Any], reused_from: dict[str, str]) -> list[str]:
+    """Which answers were not asked of the provider but copied from an earlier identical task, at $0."""
+    tasks = ((document["result"] or {}).get("metadata") or {}).get("tasks") or {}
+    reused = [name for name, meta in tasks.items() if meta.get("reused")]
+    if not reused:
+        return []
+    by_job: dict[str, list[str]] = {}
+    for name in reused:
+        by_job.setdefault(reused_from.get(name, "?"), []).append(name)
+    sources = "; ".join(f"{', '.join(names)} from job `{job_id}`" if job_id != "?" else
+                        f"{', '.join(names)} (source job gone)" for job_id, names in by_job.items())
+    return [f"- Reused: {len(reused)} of {len(tasks)} answers at $0, without a provider call: {sources} "
+            "(identical earlier task; --no-reuse asks the provider again)"]
+
+
+def markdown(document: dict[str, Any], *, source: str, reused_from: dict[str, str] | None = None) -> str:
     result = document["result"] or {"results": {}, "errors": {}, "metadata": {}}
     metadata = result.get("metadata") or {}
     usage = metadata.get("usage") or {}
@@ -96,6 +111,7 @@ def markdown(document: dict[str, Any], *, source: str) -> str:
                      f"(input {usage.get('input_tokens', 0):,} tokens, cached {usage.get('cached_input_tokens', 0):,}, "
                      f"output {usage.get('output_tokens', 0):,}, reasoning {usage.get('reasoning_tokens', 0):,})")
     lines.append(f"- Tasks: {progress['tasks_done']}/{progress['tasks_total']}")
+    lines += reuse_lines(document, reused_from or {})
     if document["error"]:
         lines.append(f"- Error: {document['error']}")
     for name, text in result["results"].items():
@@ -121,6 +137,9 @@ class Command(BaseCommand):
         parser.add_argument("--model", help="the model (default: the profile's)")
         parser.add_argument("--system-prompt", help="a system prompt for every task")
         parser.add_argument("--max-cost", help="USD: stop starting tasks once the job has cost this much")
+        parser.add_argument("--no-reuse", action="store_true",
+                            help="always call the provider (by default an identical task of yours finished recently "
+                                 "is reused at $0, and the output says so)")
         parser.add_argument("--wait", action="store_true", help="wait for the job, showing progress, then print results")
         parser.add_argument("--json", action="store_true", help="print JSON (the API's job document) instead of Markdown")
         parser.add_argument("--interval", type=float, default=1.0, help="seconds between progress polls (default 1)")
@@ -154,10 +173,14 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             raise CommandError(f"Interrupted; job {job.id} goes on in the background.", returncode=130) from None
         document = job_document(job)
+        reused_from = {name: str(source.id) for name, source in reuse_sources(job).items()}
         if options["json"]:
             self.write_json(document)
+            for line in reuse_lines(document, reused_from):  # stdout stays the API's document
+                self.stderr.write(line.removeprefix("- "))
         else:
-            self.stdout.write(markdown(document, source=Path(options["file"]).name), ending="")
+            self.stdout.write(markdown(document, source=Path(options["file"]).name, reused_from=reused_from),
+                              ending="")
         if job.status in (Job.Status.FAILED, Job.Status.CANCELED):
             raise CommandError(f"Job {job.id} {job.status}: {job.error or 'no task produced a result'}")
 
@@ -183,6 +206,8 @@ class Command(BaseCommand):
                                   ("max_cost", "max_cost")):
                 if options[option] is not None:
                     data[field] = options[option]
+            if options["no_reuse"]:
+                data["reuse"] = False
             serializer = AnalyzeSerializer(data=data, context={"user": user})
             try:
                 serializer.is_valid(raise_exception=True)

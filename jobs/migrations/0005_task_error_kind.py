@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0003_task_last_error'),
+        ('jobs', '0004_webhookdelivery_plural'),
     ]
 
     operations = [
