@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from redis import Redis
@@ -47,9 +47,11 @@ return {1, '0'}
 
 class ProviderLimiter:
     def __init__(self, redis: Redis, *, max_in_flight: int, per_minute: int, lease_seconds: float,
-                 prefix: str = "scriptripper:limits") -> None:
+                 prefix: str = "scriptripper:limits", limits: Mapping[str, int] | None = None) -> None:
         self.redis = redis
         self.max_in_flight = max_in_flight
+        # Per-name in-flight limits that replace max_in_flight (named endpoints: a 2-slot local server).
+        self.limits: dict[str, int] = dict(limits or {})
         self.per_minute = per_minute
         self.lease_seconds = lease_seconds
         self.prefix = prefix
@@ -57,7 +59,7 @@ class ProviderLimiter:
 
     @property
     def enabled(self) -> bool:
-        return self.max_in_flight > 0 or self.per_minute > 0
+        return self.max_in_flight > 0 or self.per_minute > 0 or any(v > 0 for v in self.limits.values())
 
     @contextmanager
     def slot(self, provider: str, *, deadline: float | None = None) -> Iterator[float]:
@@ -69,13 +71,14 @@ class ProviderLimiter:
         if not self.enabled:
             yield 0.0
             return
+        max_in_flight = self.limits.get(provider, self.max_in_flight)
         member = uuid.uuid4().hex
         keys = [f"{self.prefix}:{provider}:inflight", f"{self.prefix}:{provider}:minute"]
         waited_from = time.monotonic()
         while True:
             # Redis time is not used: the scores only need to agree between the workers, whose
             # clocks NTP keeps within milliseconds, far below the lease and the minute window.
-            ok, wait = self._acquire(keys=keys, args=[time.time(), self.lease_seconds, self.max_in_flight,
+            ok, wait = self._acquire(keys=keys, args=[time.time(), self.lease_seconds, max_in_flight,
                                                       self.per_minute, member])
             if int(ok) == 1:
                 break
@@ -84,7 +87,7 @@ class ProviderLimiter:
                 waited = time.monotonic() - waited_from
                 raise ProviderError(provider, RATE_LIMIT,
                                     f"no free {provider} request slot after waiting {waited:.0f} s "
-                                    f"(PROVIDER_MAX_IN_FLIGHT={self.max_in_flight}, "
+                                    f"(max in flight {max_in_flight}, "
                                     f"PROVIDER_MAX_PER_MINUTE={self.per_minute})")
             time.sleep(pause)
         try:

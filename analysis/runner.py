@@ -12,6 +12,7 @@ model can read is split on speaker turns and each task runs map-reduce.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -114,6 +115,9 @@ class _TaskState:
     def __init__(self, name: str, deadline: float) -> None:
         self.name = name
         self.deadline = deadline  # time.monotonic() after which no try or wait starts
+        # Every call of the task is billed at the price in force when the task started (the task's
+        # started_at), so the one price date stored with the task describes all of its cost.
+        self.priced_at = dt.datetime.now(dt.UTC)
         self.lock = threading.Lock()
         self.usage = Usage()
         self.cost = Decimal("0")
@@ -186,7 +190,8 @@ class Runner:
         info = config.model
         self.max_output = output_limit(config)
         self.context = config.context_limit or info.context_window
-        self.params = GenerationParams(max_output_tokens=self.max_output, temperature=config.temperature,
+        self.params = GenerationParams(max_output_tokens=self.max_output,
+                                       temperature=config.temperature if info.accepts_temperature else None,
                                        reasoning_model=info.reasoning_model)
 
     def count(self, text: str) -> int:
@@ -226,7 +231,7 @@ class Runner:
                 state.tries += failed.tries
             raise
         completion = result.completion
-        cost = cost_of(self.config.model, completion.usage)
+        cost = cost_of(self.config.model, completion.usage, at=state.priced_at)
         with state.lock:
             state.tries += result.tries
             state.calls += 1

@@ -14,9 +14,10 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from analysis.catalogue import ModelInfo, effective_context, parse_context_overrides, resolve_model
+from analysis.catalogue import ModelInfo, effective_context, get_model, parse_context_overrides, resolve_model
 from analysis.limits import ProviderLimiter
-from analysis.providers import get_provider
+from analysis.endpoints import in_flight_limits
+from analysis.providers import endpoints, get_provider
 from analysis.retry import RetryPolicy
 from analysis.runner import RunConfig, Runner, RunHooks, TaskOutcome, TaskSpec, run_metadata
 
@@ -42,7 +43,7 @@ def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = ""
         info = model
     else:
         info = resolve_model(provider, model, allow_unlisted=settings.ALLOW_UNLISTED_MODELS,
-                             context_overrides=overrides)
+                             context_overrides=overrides, endpoints=endpoints())
     return RunConfig(
         provider=provider,
         model=info,
@@ -58,8 +59,28 @@ def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = ""
     )
 
 
+def price_known(provider: str, model: str) -> bool:
+    """Whether a job's model has a real price here (catalogue, or an endpoint with prices)."""
+    endpoint = endpoints().get(provider)
+    if endpoint is not None:
+        try:
+            return endpoint.model_info(model).listed
+        except ValueError:
+            return False
+    try:
+        return get_model(provider, model) is not None
+    except ValueError:
+        return False
+
+
 def run_analysis(*, transcript: str, config: RunConfig, tasks: list[TaskSpec], limiter: ProviderLimiter | None = None,
                  hooks: RunHooks | None = None) -> list[TaskOutcome]:
+    configured = endpoints()
+    if limiter is not None and configured:
+        # Each named endpoint has its own in-flight limit, shared by all workers like the providers' ones.
+        limiter = ProviderLimiter(limiter.redis, max_in_flight=limiter.max_in_flight, per_minute=limiter.per_minute,
+                                  lease_seconds=limiter.lease_seconds, prefix=limiter.prefix,
+                                  limits={**limiter.limits, **in_flight_limits(configured)})
     runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks)
     return runner.run(transcript, tasks)
 

@@ -272,6 +272,7 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
     reconciler or API gets there first decides the final state and the others change nothing.
     """
     now = timezone.now()
+    _stamp_prices(job_id)
     total_cost = Coalesce(
         Subquery(Task.objects.filter(job_id=OuterRef("pk")).order_by().values("job_id")
                  .annotate(total=Sum("cost")).values("total")),
@@ -288,6 +289,35 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
 
                 webhook_schedule(job=with_callback)
     return bool(changed)
+
+
+def _stamp_prices(job_id: uuid.UUID | str) -> None:
+    """Record on each billed task which prices its cost used: the genai-prices version and the start of the
+    dated price in force when the task started (analysis.runner bills all of a task's calls at that price).
+
+    Done here, once per job, because every way a job ends passes through job_finalize_row.
+    """
+    from analysis.catalogue import get_model, prices_version
+    from analysis.providers import endpoints
+
+    tasks = list(Task.objects.filter(job_id=job_id, price_version="", calls__gt=0, started_at__isnull=False)
+                 .select_related("job").only("id", "started_at", "job__provider", "job__model"))
+    if not tasks:
+        return
+    provider, model = tasks[0].job.provider, tasks[0].job.model
+    if provider in endpoints():
+        return  # an endpoint's own prices: no genai-prices version to record
+    try:
+        info = get_model(provider, model)
+    except ValueError:
+        info = None
+    if info is None:
+        return  # unlisted: priced at 0, marked unknown
+    version = prices_version()
+    for task in tasks:
+        period = info.period_at(task.started_at)
+        task.price_version, task.price_date = version, period.start
+    Task.objects.bulk_update(tasks, ["price_version", "price_date"])
 
 
 def _stop_running(job_id: uuid.UUID | str) -> None:
