@@ -105,15 +105,19 @@ def test_errors_name_the_endpoint_not_openai(alice_client, emulator, two_endpoin
     assert "OpenAI" not in doc["error"] and KEY_B not in json.dumps(doc)
 
 
-def test_a_long_transcript_is_chunked_to_the_endpoint_context(alice_client, emulator, two_endpoints):
-    """local-b says 16,384 tokens: no request over it (the emulator refuses more), the answer merged."""
-    emulator.configure(max_context=16_384)
-    job_id = submit(alice_client, "local-b", "llama3.2:3b", {"summary": "Summarize"}, text=transcript("TS3010a.txt") * 6)
+def test_a_long_transcript_is_chunked_to_the_endpoint_context_two_calls_at_a_time(alice_client, emulator, settings):
+    """A 2-slot server of 16,384 tokens: no request over the context (the emulator refuses more), never more than
+    2 calls at once although CHUNK_CONCURRENCY is 16, none timed out or retried, the answer merged."""
+    settings.OPENAI_COMPATIBLE_ENDPOINTS = parse_endpoints(endpoints_json(emulator, b_slots=2))
+    emulator.configure(max_context=16_384, latency=0.1)
+    job_id = submit(alice_client, "local-b", "llama3.2:3b", {"summary": "Summarize"}, text=transcript("TS3010a.txt") * 12)
     work_burst()
     doc = alice_client.get(f"/api/v1/jobs/{job_id}").json()
     assert doc["status"] == "finished", doc
-    assert doc["result"]["metadata"]["tasks"]["summary"]["chunks"] > 1
+    task = doc["result"]["metadata"]["tasks"]["summary"]
+    assert task["chunks"] > 2 and task["tries"] == task["calls"] == len(emulator.requests("openai"))
     assert all(r["status"] == 200 for r in emulator.requests("openai"))
+    assert emulator.stats()["in_flight_max"] == 2
 
 
 def test_context_window_read_once_from_the_server(emulator):
