@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
@@ -196,8 +195,3 @@ def test_openai_base_url_still_replaces_openai(alice_client, emulator, settings)
     work_burst()
     assert alice_client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "finished"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
