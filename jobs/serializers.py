@@ -392,6 +392,12 @@ class JobListFilterSerializer(serializers.Serializer):
     created_after = serializers.DateTimeField(required=False, help_text="ISO 8601; jobs created at or after")
     created_before = serializers.DateTimeField(required=False, help_text="ISO 8601; jobs created before")
 
+    def validate_provider(self, value: str) -> str:
+        value = value.strip().lower()
+        if value not in provider_names():
+            raise serializers.ValidationError(f"Unknown provider {value!r}; choose one of: {', '.join(provider_names())}.")
+        return value
+
     def validate(self, attrs):
         after, before = attrs.get("created_after"), attrs.get("created_before")
         if after and before and after >= before:
