@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import threading
+import time
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ _KEYS = frozenset({"name", "base_url", "api_key", "models", "context_window", "m
 _PRICE_KEYS = ("input", "cached_input", "output")
 DEFAULT_MAX_IN_FLIGHT = 4
 PROBE_TIMEOUT_S = 3.0
+PROBE_RETRY_S = 60.0
 
 
 class EndpointConfigError(ValueError):
@@ -74,7 +76,7 @@ class Endpoint:
     models: dict[str, EndpointModel] = field(default_factory=dict)  # empty: any model the server has
     prices: Prices | None = None
     _probed: int | None = field(default=None, repr=False)
-    _probe_done: bool = field(default=False, repr=False)
+    _probe_next: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -87,16 +89,19 @@ class Endpoint:
 
     # --- context window ---------------------------------------------------------------------------
     def discovered_context(self) -> int | None:
-        """The server's context window, read once per process (llama.cpp /props, vLLM /v1/models)."""
+        """The server's context window (llama.cpp /props, vLLM /v1/models): read once per process, at the worker's
+        start-up (providers.warm_provider_clients) or first use."""
         if not self.probe:
             return None
         with self._lock:
-            if not self._probe_done:
+            # A window once read is kept for the life of the process. A server that did not answer (not
+            # started yet, restarting) is asked again at most every PROBE_RETRY_S, not never again.
+            if self._probed is None and time.monotonic() >= self._probe_next:
                 self._probed = probe_context_window(self.base_url, self.api_key)
-                self._probe_done = True
+                self._probe_next = time.monotonic() + PROBE_RETRY_S
                 if self._probed is None:
                     logger.warning("endpoint %s: the server did not say its context window; assuming %d tokens "
-                                   "(set context_window in OPENAI_COMPATIBLE_ENDPOINTS)", self.name,
+                                   "for now (set context_window in OPENAI_COMPATIBLE_ENDPOINTS)", self.name,
                                    UNLISTED_CONTEXT_WINDOW)
         return self._probed
 

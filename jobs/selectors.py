@@ -65,12 +65,16 @@ def job_document(job: Job, tasks: list[Task] | None = None) -> dict:
             "tasks": {t.name: task_metadata(t) for t in tasks if t.status != Task.Status.PENDING or t.tries},
             "lost_calls": job.lost_calls,
         }
+        from analysis.providers import endpoints
         from analysis.tasks import price_known
 
         if not price_known(job.provider, job.model):
-            # Accepted under ALLOW_UNLISTED_MODELS: a zero cost here means "unknown", not "free".
+            # Accepted under ALLOW_UNLISTED_MODELS, or an endpoint without prices: a zero cost here means
+            # "unknown", not "free".
             metadata["price_unknown"] = True
-            metadata["note"] = f"{job.model} is not in the model catalogue: its price is unknown and counted as 0."
+            metadata["note"] = (f"{job.model} has no price configured on endpoint {job.provider}: counted as 0."
+                                if job.provider in endpoints() else
+                                f"{job.model} is not in the model catalogue: its price is unknown and counted as 0.")
         result = {
             "results": {t.name: t.output for t in tasks if t.status == Task.Status.SUCCEEDED},
             "errors": {t.name: t.error for t in tasks if t.status == Task.Status.FAILED},
