@@ -105,6 +105,13 @@ class Endpoint:
                                    UNLISTED_CONTEXT_WINDOW)
         return self._probed
 
+    def price_known(self, model: str) -> bool:
+        """Whether jobs on this model have a configured price (no server round trip)."""
+        entry = self.models.get(model)
+        if self.models and entry is None:
+            return False
+        return (entry is not None and entry.prices is not None) or self.prices is not None
+
     def model_info(self, model: str, *, context_overrides: Mapping[str, int] | None = None) -> ModelInfo:
         entry = self.models.get(model)
         if self.models and entry is None:

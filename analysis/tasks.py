@@ -63,10 +63,7 @@ def price_known(provider: str, model: str) -> bool:
     """Whether a job's model has a real price here (catalogue, or an endpoint with prices)."""
     endpoint = endpoints().get(provider)
     if endpoint is not None:
-        try:
-            return endpoint.model_info(model).listed
-        except ValueError:
-            return False
+        return endpoint.price_known(model)
     try:
         return get_model(provider, model) is not None
     except ValueError:
