@@ -57,7 +57,6 @@ UNLISTED_MAX_OUTPUT_TOKENS: int = 4_096
 _ZERO = Decimal(0)
 # Rates are always in this order: (input, cached_input, cache_write, output, reasoning), per million tokens.
 Rates = tuple[Decimal, Decimal, Decimal, Decimal, Decimal]
-_ZERO_RATES: Rates = (_ZERO, _ZERO, _ZERO, _ZERO, _ZERO)
 
 
 class CatalogueError(ValueError):
