@@ -10,57 +10,40 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analysis.catalogue import PROVIDERS, list_models
-from analysis.providers import provider_configured
+from analysis.catalogue import prices_version
+from analysis.providers import provider_names
+from analysis.selectors import model_listing
 from analysis.selectors import profile_for_user, profiles_visible_to
-from analysis.serializers import ProfileInputSerializer, ProfileOutputSerializer
+from analysis.serializers import ModelListOutputSerializer, ProfileInputSerializer, ProfileOutputSerializer
 from analysis.services import profile_create, profile_delete, profile_update
 from scriptripper.schema import error_responses
 from scriptripper.errors import validation_error
 
-MODEL_SCHEMA = inline_serializer("Model", fields={
-    "provider": serializers.CharField(),
-    "name": serializers.CharField(),
-    "aliases": serializers.ListField(child=serializers.CharField()),
-    "listed": serializers.BooleanField(),
-    "configured": serializers.BooleanField(help_text="whether this server has a key for the provider"),
-    "context_window": serializers.IntegerField(),
-    "max_output_tokens": serializers.IntegerField(),
-    "reasoning_model": serializers.BooleanField(),
-    "min_cache_tokens": serializers.IntegerField(allow_null=True),
-    "price_unit": serializers.CharField(),
-    "input": serializers.FloatField(),
-    "cached_input": serializers.FloatField(),
-    "cache_write": serializers.FloatField(),
-    "cache_write_1h": serializers.FloatField(allow_null=True),
-    "output": serializers.FloatField(),
-    "reasoning": serializers.FloatField(),
-    "tier_threshold": serializers.IntegerField(allow_null=True),
-    "input_above": serializers.FloatField(allow_null=True),
-    "cached_input_above": serializers.FloatField(allow_null=True),
-    "output_above": serializers.FloatField(allow_null=True),
-    "price_source": serializers.CharField(),
-    "price_date": serializers.CharField(),
-})
-
-MODELS_SCHEMA = inline_serializer("ModelList", fields={"models": serializers.ListField(child=MODEL_SCHEMA)})
-
-
 class ModelListApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("provider", str, enum=list(PROVIDERS), required=False,
-                                     description="only this provider's models")],
-        responses={200: MODELS_SCHEMA, **error_responses(400, 401)},
-        summary="The model catalogue: context, output limit and USD prices per million tokens",
+        parameters=[
+            OpenApiParameter("provider", str, required=False,
+                             description="only this provider's (or configured endpoint's) models: gemini, openai, "
+                                         "anthropic or an endpoint name"),
+            OpenApiParameter("search", str, required=False,
+                             description="only models whose id, alias or display name contains this (any case)"),
+            OpenApiParameter("include_retired", bool, required=False,
+                             description="also list models past their retirement day (refused at submit)"),
+        ],
+        responses={200: ModelListOutputSerializer, **error_responses(400, 401)},
+        summary="Every usable model: context window, output limit, USD prices per million tokens, tiers, retirement",
     )
     def get(self, request: Request) -> Response:
         provider = request.query_params.get("provider")
+        names = provider_names()
         if provider is not None:
             provider = provider.strip().lower()
-            if provider not in PROVIDERS:
-                raise validation_error("provider", f"Unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}.")
-        models = [{**info.as_dict(), "configured": provider_configured(info.provider)} for info in list_models(provider)]
-        return Response({"models": models})
+            if provider not in names:
+                raise validation_error("provider", f"Unknown provider {provider!r}; choose one of: {', '.join(names)}.")
+        search = (request.query_params.get("search") or "").strip().lower()
+        include_retired = (request.query_params.get("include_retired") or "").strip().lower() in ("1", "true", "yes")
+        models = model_listing(provider=provider, search=search, include_retired=include_retired)
+        return Response(ModelListOutputSerializer({"models": models, "prices_version": prices_version()}).data)
 
 
 # --- Profiles ---------------------------------------------------------------------------

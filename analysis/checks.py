@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.checks import Tags, Warning, register
 from django.db import DatabaseError
 
+from analysis.catalogue import prices_version
 from analysis.providers import PROVIDER_NAMES, provider_configured, provider_key_setting
 
 
@@ -22,4 +23,44 @@ def check_profile_providers(app_configs, databases=None, **kwargs):
         Warning(f"Analysis profiles name {provider} as their default provider, but {provider_key_setting(provider)} "
                 f"is not set: jobs using those defaults will be refused.", id="scriptripper.W101")
         for provider in rows if provider in PROVIDER_NAMES and not provider_configured(provider)
+    ]
+
+
+@register()
+def check_endpoint_prices(app_configs, **kwargs):
+    """A configured endpoint model without a price: its jobs cost 0, marked price_unknown (maybe intended, for a
+    local model; a hosted one should say what it charges)."""
+    from analysis.providers import endpoints
+
+    warnings = []
+    for name, endpoint in endpoints().items():
+        unpriced = [m for m, entry in endpoint.models.items() if entry.prices is None] if endpoint.prices is None else []
+        if endpoint.prices is None and not endpoint.models:
+            unpriced = ["(any model)"]
+        if unpriced:
+            warnings.append(Warning(
+                f"Endpoint {name!r} has no price for {', '.join(unpriced)}: jobs on it are billed 0 and marked "
+                f"price_unknown.", hint="Add \"prices\": {\"input\": ..., \"output\": ...} (USD per million tokens) "
+                                        "to the endpoint or model in OPENAI_COMPATIBLE_ENDPOINTS.",
+                id="scriptripper.W102"))
+    return warnings
+
+
+@register(Tags.database)
+def check_profile_model_prices(app_configs, databases=None, **kwargs):
+    """A profile whose default model has no price here (accepted under ALLOW_UNLISTED_MODELS)."""
+    from analysis.models import AnalysisProfile
+    from analysis.tasks import price_known
+
+    try:
+        rows = list(AnalysisProfile.objects.exclude(default_model="").exclude(default_provider="")
+                    .values_list("default_provider", "default_model").distinct())
+    except DatabaseError:
+        return []
+    return [
+        Warning(f"Analysis profiles default to {provider}/{model}, which has no price in genai-prices "
+                f"{prices_version()} or the overlay: its jobs are billed 0 and marked price_unknown.",
+                hint="Choose a listed model, or upgrade genai-prices (README: upgrading prices).",
+                id="scriptripper.W103")
+        for provider, model in rows if not price_known(provider, model)
     ]

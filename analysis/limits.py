@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from redis import Redis
@@ -49,9 +49,11 @@ return {1, '0'}
 
 class ProviderLimiter:
     def __init__(self, redis: Redis, *, max_in_flight: int, per_minute: int, lease_seconds: float,
-                 prefix: str = "scriptripper:limits") -> None:
+                 prefix: str = "scriptripper:limits", limits: Mapping[str, int] | None = None) -> None:
         self.redis = redis
         self.max_in_flight = max_in_flight
+        # Per-name in-flight limits that replace max_in_flight (named endpoints: a 2-slot local server).
+        self.limits: dict[str, int] = dict(limits or {})
         self.per_minute = per_minute
         self.lease_seconds = lease_seconds
         self.prefix = prefix
@@ -59,7 +61,7 @@ class ProviderLimiter:
 
     @property
     def enabled(self) -> bool:
-        return self.max_in_flight > 0 or self.per_minute > 0
+        return self.max_in_flight > 0 or self.per_minute > 0 or any(v > 0 for v in self.limits.values())
 
     @contextmanager
     def slot(self, provider: str, *, deadline: float | None = None,
@@ -84,6 +86,7 @@ class ProviderLimiter:
         """
         if not self.enabled:
             return None
+        max_in_flight = self.limits.get(provider, self.max_in_flight)
         member = uuid.uuid4().hex
         keys = self._keys(provider)
         waited_from = time.monotonic()
@@ -91,7 +94,7 @@ class ProviderLimiter:
             try:
                 # Redis time is not used: the scores only need to agree between the workers, whose
                 # clocks NTP keeps within milliseconds, far below the lease and the minute window.
-                ok, wait = self._acquire(keys=keys, args=[time.time(), self.lease_seconds, self.max_in_flight,
+                ok, wait = self._acquire(keys=keys, args=[time.time(), self.lease_seconds, max_in_flight,
                                                           self.per_minute, member])
             except (RedisConnectionError, RedisTimeoutError):
                 ok, wait = 0, 1.0
@@ -102,7 +105,7 @@ class ProviderLimiter:
                 waited = time.monotonic() - waited_from
                 raise ProviderError(provider, RATE_LIMIT,
                                     f"no free {provider} request slot after waiting {waited:.0f} s "
-                                    f"(PROVIDER_MAX_IN_FLIGHT={self.max_in_flight}, "
+                                    f"(max in flight {max_in_flight}, "
                                     f"PROVIDER_MAX_PER_MINUTE={self.per_minute})")
             sleep(pause)
 

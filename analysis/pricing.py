@@ -14,16 +14,18 @@ up to the job total.
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from analysis.catalogue import ModelInfo
+from analysis.catalogue import ModelInfo, PricePeriod
 from analysis.usage import Usage
 
 COST_QUANTUM = Decimal("0.00000001")  # 8 decimal places of a US dollar
 _PER_MILLION = Decimal(1_000_000)
+_ZERO = Decimal(0)
 # Enough digits for any realistic token count times any price, independent of whatever global decimal
 # context the caller may have set.
 _CONTEXT = decimal.Context(prec=40, rounding=ROUND_HALF_UP)
@@ -33,31 +35,24 @@ def quantize_cost(amount: Decimal) -> Decimal:
     return amount.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP, context=_CONTEXT)
 
 
-def _rates(info: ModelInfo, *, above_tier: bool) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
-    """(input, cached_input, cache_write, output, reasoning) per million tokens for one call."""
-    if above_tier:
-        # Long-prompt tier: the catalogue loader guarantees all three *_above prices exist, that reasoning is
-        # billed as output and a cache write as input, so the upper tier follows them.
-        assert info.input_above is not None and info.cached_input_above is not None
-        assert info.output_above is not None
-        return info.input_above, info.cached_input_above, info.input_above, info.output_above, info.output_above
-    return info.input, info.cached_input, info.cache_write, info.output, info.reasoning
-
-
-def is_above_tier(info: ModelInfo, prompt_tokens: int) -> bool:
-    """Whether one request of `prompt_tokens` (cached ones included) is billed at the long-prompt tier.
+def is_above_tier(info: ModelInfo, prompt_tokens: int, *, at: dt.datetime | dt.date | None = None) -> bool:
+    """Whether one request of `prompt_tokens` (cached ones included) is billed at a long-prompt tier.
 
     The tier is decided per request: Google prices a gemini-2.5-pro call by that call's prompt size, so a
     job of ten 150k-token calls never reaches it even though it reads 1.5M tokens.
     """
-    return info.tier_threshold is not None and prompt_tokens > info.tier_threshold
+    period = info.period_at(at)
+    return period.rates_for(prompt_tokens) is not period.base
 
 
-def cost_of(info: ModelInfo, usage: Usage) -> Decimal:
-    """USD cost of ONE provider call, rounded half-up to 8 places.
+def price_call(info: ModelInfo, usage: Usage, *, at: dt.datetime | dt.date | None = None) -> tuple[Decimal, PricePeriod]:
+    """(USD cost of ONE provider call, the price period it was billed at).
 
-    Pass one call's usage, never a sum over calls: the long-prompt tier depends on the single request's
-    prompt size. Callers add up the per-call results.
+    `at` is the call's time (UTC; None: now): the price in force that day applies (genai-prices' price
+    history, precomputed into info.periods at start-up). The long-prompt tier is chosen by this call's own
+    prompt size. Our Usage counts are exclusive (input_tokens has no cache reads or writes in it,
+    output_tokens no reasoning), so each count meets its own rate once; see library_usage for the mapping to
+    genai-prices' totals.
     """
     counts = (
         usage.input_tokens,
@@ -68,12 +63,40 @@ def cost_of(info: ModelInfo, usage: Usage) -> Decimal:
     )
     if any(n < 0 for n in counts):
         raise ValueError(f"negative token count in {usage!r}")
-    rates = _rates(info, above_tier=is_above_tier(info, usage.prompt_tokens))
-    total = sum(
-        (_CONTEXT.multiply(Decimal(n), rate) for n, rate in zip(counts, rates, strict=True)),
-        start=Decimal(0),
+    period = info.period_at(at)
+    rates = period.rates_for(usage.prompt_tokens)
+    total = _ZERO
+    for n, rate in zip(counts, rates, strict=True):
+        if n:
+            total = _CONTEXT.fma(Decimal(n), rate, total)
+    return quantize_cost(_CONTEXT.divide(total, _PER_MILLION)), period
+
+
+def cost_of(info: ModelInfo, usage: Usage, *, at: dt.datetime | dt.date | None = None) -> Decimal:
+    """USD cost of ONE provider call, rounded half-up to 8 places.
+
+    Pass one call's usage, never a sum over calls: the long-prompt tier depends on the single request's
+    prompt size. Callers add up the per-call results.
+    """
+    return price_call(info, usage, at=at)[0]
+
+
+def library_usage(usage: Usage) -> Any:
+    """Our exclusive Usage as genai-prices counts it (totals), for calc_price.
+
+    genai-prices' input_tokens INCLUDES cache reads and cache writes, and its output_tokens INCLUDES reasoning
+    (given again as output_reasoning_tokens, which it does not price separately). Passing our exclusive
+    counts unchanged would bill cache reads and writes at the cache rates MINUS the input rate (the library
+    subtracts them from input_tokens) and leave reasoning unbilled.
+    """
+    from genai_prices import Usage as LibraryUsage
+
+    return LibraryUsage(
+        input_tokens=usage.prompt_tokens,
+        cache_read_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        output_tokens=usage.output_tokens + usage.reasoning_tokens,
     )
-    return quantize_cost(_CONTEXT.divide(total, _PER_MILLION))
 
 
 def estimate_cost_range(

@@ -6,6 +6,12 @@ place. Retried: 429, 5xx (529 included), timeouts, dropped connections,
 malformed bodies; never 400/401/403/404 nor an exhausted quota or credit (the
 provider modules classify those as non-retryable kinds).
 
+A provider or endpoint that is unreachable or overloaded for a while (dropped
+connections, timeouts, 5xx, 429: a local server restarting, a provider incident)
+is waited out within the task's time budget (PROVIDER_RETRY_MAX_TOTAL), however
+many tries that takes; only a malformed body is also bounded by a count of tries
+(PROVIDER_MAX_TRIES), since a server that answers garbage will not stop by waiting.
+
 The wait is exponential with "equal jitter", but never shorter than what the
 provider asked for (Retry-After, retry-after-ms, Gemini's RetryInfo.retryDelay).
 A deadline bounds the whole task: no wait is started that would end after it,
@@ -31,11 +37,13 @@ _GAVE_UP_WHAT = {
     MALFORMED: "malformed response",
 }
 _LABELS = {"gemini": "Gemini", "openai": "OpenAI", "anthropic": "Anthropic"}
+# Failures that waiting fixes: retried until the time budget runs out, not after a count of tries.
+WAIT_OUT_KINDS = frozenset({RATE_LIMIT, SERVER, TIMEOUT, CONNECTION})
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_tries: int = 6  # tries of one provider call, the first included
+    max_tries: int = 6  # tries of one call answered with a malformed body (other transient kinds: max_total)
     base_delay: float = 1.0
     max_delay: float = 60.0  # cap of our own backoff (a provider's Retry-After may ask for more)
     max_total: float = 600.0  # seconds a task may spend on its calls, waits included
@@ -85,7 +93,8 @@ def call_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     on_try: Callable[[int, ProviderError | None], None] | None = None,
 ) -> CallResult:
-    """Run `call` until it succeeds, fails for good, runs out of tries or would pass `deadline`.
+    """Run `call` until it succeeds, fails for good, or a wait would pass `deadline` (or, for malformed
+    responses only, it runs out of tries).
 
     `deadline` is a time.monotonic() value (the task's); without one, policy.max_total from now.
     """
@@ -104,7 +113,7 @@ def call_with_retries(
             elapsed = now - started
             if not error.retryable:
                 raise CallFailed(error, tries=attempt, elapsed=elapsed, gave_up=False) from error
-            if attempt >= policy.max_tries:
+            if error.kind not in WAIT_OUT_KINDS and attempt >= policy.max_tries:
                 raise CallFailed(error, tries=attempt, elapsed=elapsed, gave_up=True) from error
             delay = backoff_delay(attempt, policy, error.retry_after)
             if now + delay >= deadline:

@@ -16,6 +16,7 @@ wait ends when the run's `StopToken` is set (analysis/execution.py).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -61,6 +62,7 @@ class TaskOutcome:
     finish_reason: str = ""
     latency_s: float = 0.0
     last_error: str = ""  # the last failed try's message, also when a retry then succeeded
+    priced_at: dt.datetime | None = None  # the time whose prices billed every call of the task
     skipped: bool = False  # never started (job canceled, cost cap reached)
 
     @property
@@ -118,6 +120,9 @@ class _TaskState:
     def __init__(self, name: str, deadline: float) -> None:
         self.name = name
         self.deadline = deadline  # time.monotonic() after which no try or wait starts
+        # Every call of the task is billed at the price in force when the task started (the task's
+        # started_at), so the one price date stored with the task describes all of its cost.
+        self.priced_at = dt.datetime.now(dt.UTC)
         self.lock = threading.Lock()
         self.usage = Usage()
         self.cost = Decimal("0")
@@ -193,7 +198,8 @@ class Runner:
         info = config.model
         self.max_output = output_limit(config)
         self.context = config.context_limit or info.context_window
-        self.params = GenerationParams(max_output_tokens=self.max_output, temperature=config.temperature,
+        self.params = GenerationParams(max_output_tokens=self.max_output,
+                                       temperature=config.temperature if info.accepts_temperature else None,
                                        reasoning_model=info.reasoning_model)
 
     def count(self, text: str) -> int:
@@ -236,7 +242,7 @@ class Runner:
                 state.tries += failed.tries
             raise
         completion = result.completion
-        cost = cost_of(self.config.model, completion.usage)
+        cost = cost_of(self.config.model, completion.usage, at=state.priced_at)
         with state.lock:
             state.tries += result.tries
             state.calls += 1
@@ -307,6 +313,7 @@ class Runner:
         outcome.usage, outcome.cost = state.usage, state.cost
         outcome.tries, outcome.calls = state.tries, state.calls
         outcome.last_error = state.last_error
+        outcome.priced_at = state.priced_at
         outcome.truncated = state.truncated
         outcome.finish_reason = state.finish_reasons[-1] if state.finish_reasons else ""
         outcome.latency_s = time.monotonic() - started

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.db.models import Q, QuerySet
 
 from analysis.models import AnalysisProfile
@@ -37,3 +39,47 @@ def profile_lookup(*, user, ref: str | int) -> AnalysisProfile | None:
     if own is not None:
         return own
     return AnalysisProfile.objects.filter(owner__isnull=True, name=ref).first()
+
+
+# --- the model listing (GET /api/v1/models) ------------------------------------------------------
+
+
+@functools.cache
+def _catalogue_rows() -> tuple[tuple[dict, ...], ...]:
+    """Every catalogue model as its JSON-ready dict, built once per process (the catalogue never changes while
+    a process runs), with the lower-case strings a search looks in."""
+    from analysis.catalogue import list_models
+
+    rows = []
+    for info in list_models():
+        row = info.as_dict()
+        haystack = " ".join((info.name, *info.aliases, info.display_name)).lower()
+        rows.append((row, haystack, info.retires_on))
+    return tuple(rows)
+
+
+def model_listing(*, provider: str | None = None, search: str = "", include_retired: bool = False) -> list[dict]:
+    """Usable models (the catalogue's, then each configured endpoint's), answered from memory."""
+    from analysis.catalogue import utc_today
+    from analysis.providers import endpoints, provider_configured
+
+    today = utc_today()
+    configured = {name: provider_configured(name) for name in ("gemini", "openai", "anthropic")}
+    models = []
+    for row, haystack, retires_on in _catalogue_rows():
+        if provider is not None and row["provider"] != provider:
+            continue
+        if search and search not in haystack:
+            continue
+        if not include_retired and retires_on is not None and today > retires_on:
+            continue
+        models.append({**row, "configured": configured[row["provider"]]})
+    for name, endpoint in endpoints().items():
+        if provider is not None and provider != name:
+            continue
+        for model in sorted(endpoint.models) or ["*"]:
+            if search and search not in model.lower():
+                continue
+            info = endpoint.model_info(model)
+            models.append({**info.as_dict(), "configured": True, "endpoint": True})
+    return models

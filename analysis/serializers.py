@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from analysis.models import AnalysisProfile
-from analysis.providers import PROVIDER_NAMES
+from analysis.providers import provider_names
 
 # Names are what clients type in `"profile": "meeting-notes"`: letters, digits, - _ . and spaces,
 # never all digits (a number refers to a profile's id).
@@ -91,8 +91,8 @@ class ProfileInputSerializer(serializers.Serializer):
 
     def validate_default_provider(self, value: str) -> str:
         value = value.strip().lower()
-        if value and value not in PROVIDER_NAMES:
-            raise serializers.ValidationError(f"Unknown provider {value!r}; choose one of: {', '.join(PROVIDER_NAMES)}.")
+        if value and value not in provider_names():
+            raise serializers.ValidationError(f"Unknown provider {value!r}; choose one of: {', '.join(provider_names())}.")
         return value
 
     def validate_default_model(self, value: str) -> str:
@@ -108,3 +108,65 @@ class ProfileOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "system_prompt", "tasks", "default_provider", "default_model",
                   "builtin", "created_at", "updated_at"]
         read_only_fields = fields
+
+
+# --- GET /api/v1/models ------------------------------------------------------------------------------
+
+
+class ModelTierSerializer(serializers.Serializer):
+    above = serializers.IntegerField(help_text="a request whose prompt is more than this many tokens pays these rates")
+    input = serializers.FloatField()
+    cached_input = serializers.FloatField()
+    cache_write = serializers.FloatField()
+    output = serializers.FloatField()
+    reasoning = serializers.FloatField()
+
+
+class ModelPriceSetSerializer(serializers.Serializer):
+    input = serializers.FloatField()
+    cached_input = serializers.FloatField(required=False)
+    output = serializers.FloatField()
+
+
+class ModelOutputSerializer(serializers.Serializer):
+    """One usable model. Prices are USD per million tokens, as JSON numbers, for display: bills are computed
+    from the exact Decimals (analysis.pricing)."""
+
+    provider = serializers.CharField(help_text="gemini, openai, anthropic, or a configured endpoint's name")
+    name = serializers.CharField(help_text='the id to send as "model" ("*": an endpoint that takes any model)')
+    display_name = serializers.CharField(allow_null=True)
+    aliases = serializers.ListField(child=serializers.CharField(), help_text="other exact ids that bill as this one")
+    listed = serializers.BooleanField()
+    price_unknown = serializers.BooleanField(help_text="no price known: jobs cost 0 and say so")
+    configured = serializers.BooleanField(help_text="whether this server has a key for the provider")
+    endpoint = serializers.BooleanField(default=False, help_text="served by a configured OpenAI-compatible endpoint")
+    context_window = serializers.IntegerField(help_text="most prompt tokens one request may carry")
+    total_context = serializers.IntegerField(allow_null=True, help_text="the whole context, when an input cap is lower")
+    max_output_tokens = serializers.IntegerField()
+    reasoning_model = serializers.BooleanField()
+    accepts_temperature = serializers.BooleanField()
+    min_cache_tokens = serializers.IntegerField(allow_null=True)
+    price_unit = serializers.CharField()
+    input = serializers.FloatField()
+    cached_input = serializers.FloatField()
+    cache_write = serializers.FloatField()
+    cache_write_1h = serializers.FloatField(allow_null=True)
+    output = serializers.FloatField()
+    reasoning = serializers.FloatField()
+    tier_threshold = serializers.IntegerField(allow_null=True)
+    input_above = serializers.FloatField(allow_null=True)
+    cached_input_above = serializers.FloatField(allow_null=True)
+    output_above = serializers.FloatField(allow_null=True)
+    tiers = ModelTierSerializer(many=True, help_text="long-prompt tiers in force now, ascending")
+    flex = ModelPriceSetSerializer(allow_null=True)
+    batch = ModelPriceSetSerializer(allow_null=True)
+    price_source = serializers.CharField()
+    price_date = serializers.CharField(help_text='first day of the price in force ("" when the data gives none)')
+    deprecated = serializers.BooleanField()
+    retires_on = serializers.DateField(allow_null=True, help_text="served until this day, refused from the next")
+    sources = serializers.ListField(child=serializers.CharField(), help_text="where the overlay's figures come from")
+
+
+class ModelListOutputSerializer(serializers.Serializer):
+    prices_version = serializers.CharField(help_text="the genai-prices version the prices come from")
+    models = ModelOutputSerializer(many=True)

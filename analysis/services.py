@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.conf import settings
 
 from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_model
+from analysis.providers import endpoints
 from analysis.models import AnalysisProfile
 from scriptripper.errors import ServiceError, validation_error
 
@@ -29,7 +30,7 @@ def _check_defaults(profile: AnalysisProfile) -> None:
     if profile.default_provider and profile.default_model:
         try:
             resolve_model(profile.default_provider, profile.default_model,
-                          allow_unlisted=settings.ALLOW_UNLISTED_MODELS)
+                          allow_unlisted=settings.ALLOW_UNLISTED_MODELS, endpoints=endpoints())
         except (UnknownModelError, UnknownProviderError) as exc:
             raise validation_error("default_model", str(exc)) from None
 

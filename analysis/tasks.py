@@ -14,10 +14,10 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from analysis.catalogue import ModelInfo, effective_context, parse_context_overrides, resolve_model
+from analysis.catalogue import ModelInfo, effective_context, get_model, parse_context_overrides, resolve_model
 from analysis.execution import CallPool, StopToken
 from analysis.limits import ProviderLimiter
-from analysis.providers import get_provider
+from analysis.providers import endpoints, get_provider
 from analysis.retry import RetryPolicy
 from analysis.runner import RunConfig, Runner, RunHooks, TaskOutcome, TaskSpec, run_metadata
 
@@ -43,7 +43,7 @@ def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = ""
         info = model
     else:
         info = resolve_model(provider, model, allow_unlisted=settings.ALLOW_UNLISTED_MODELS,
-                             context_overrides=overrides)
+                             context_overrides=overrides, endpoints=endpoints())
     return RunConfig(
         provider=provider,
         model=info,
@@ -57,6 +57,17 @@ def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = ""
         default_max_output_tokens=settings.DEFAULT_MAX_OUTPUT_TOKENS,
         policy=retry_policy_from_settings(),
     )
+
+
+def price_known(provider: str, model: str) -> bool:
+    """Whether a job's model has a real price here (catalogue, or an endpoint with prices)."""
+    endpoint = endpoints().get(provider)
+    if endpoint is not None:
+        return endpoint.price_known(model)
+    try:
+        return get_model(provider, model) is not None
+    except ValueError:
+        return False
 
 
 def run_analysis(*, transcript: str, config: RunConfig, tasks: list[TaskSpec], limiter: ProviderLimiter | None = None,

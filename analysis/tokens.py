@@ -41,7 +41,6 @@ import math
 import re
 from collections.abc import Callable
 
-import bpe_openai
 from bpe_openai import _bindings as bpe_rust, registry as bpe_registry
 
 O200K = "o200k_base"

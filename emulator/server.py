@@ -1017,8 +1017,11 @@ class EmulatorHandler(BaseHTTPRequestHandler):
                 for m in ANTHROPIC_MODELS], "has_more": False,
                 "first_id": ANTHROPIC_MODELS[0], "last_id": ANTHROPIC_MODELS[-1]})
             return
+        # With a context cap configured, say it as vLLM does (max_model_len), so a client can learn it.
+        cap = self.server.state.config.get("max_context")
         self._send_json(200, {"object": "list", "data": [
-            {"id": m, "object": "model", "created": 1700000000, "owned_by": "emulator"}
+            {"id": m, "object": "model", "created": 1700000000, "owned_by": "emulator",
+             **({"max_model_len": cap} if cap else {})}
             for m in OPENAI_MODELS]})
 
     # ----- control plane

@@ -20,6 +20,8 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.services import budget_reached, spend_record
+from analysis.catalogue import get_model, prices_version
+from analysis.providers import endpoints
 from analysis.runner import TaskOutcome
 from jobs.models import Job, Task
 from jobs.services import CANCELED_MESSAGE, job_enqueue, job_finalize_row
@@ -97,6 +99,7 @@ def task_outcome_save(*, job: Job, outcome: TaskOutcome, calls_started: int, tas
     }
     if outcome.last_error:
         fields["last_error"] = outcome.last_error
+    fields.update(price_provenance(job=job, outcome=outcome))
     if outcome.ok:
         fields.update(status=Task.Status.SUCCEEDED, output=outcome.text, error="", error_kind="")
     else:
@@ -115,6 +118,21 @@ def task_outcome_save(*, job: Job, outcome: TaskOutcome, calls_started: int, tas
         logger.info("task done", extra={"job_id": str(job.id), "task": outcome.name, "ok": outcome.ok,
                                         "cost": str(outcome.cost), "tries": outcome.tries})
     return bool(updated)
+
+
+def price_provenance(*, job: Job, outcome: TaskOutcome) -> dict:
+    """Which prices billed the task: the genai-prices version and the start of the dated price in force when
+    the task started (the runner bills all of a task's calls at that price). Nothing for a task that made no
+    call, an endpoint's own prices, or an unlisted model (priced at 0, marked unknown)."""
+    if not outcome.calls or outcome.priced_at is None or job.provider in endpoints():
+        return {}
+    try:
+        info = get_model(job.provider, job.model)
+    except ValueError:
+        return {}
+    if info is None:
+        return {}
+    return {"price_version": prices_version(), "price_date": info.period_at(outcome.priced_at).start}
 
 
 def tasks_reuse_finished(*, job: Job, pending: list[Task]) -> list[Task]:

@@ -29,7 +29,7 @@ class Job(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ANALYZE)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     queue = models.CharField(max_length=20, default="default")
-    provider = models.CharField(max_length=20)
+    provider = models.CharField(max_length=32)  # a provider or a named endpoint ([a-z0-9-]{1,32})
     model = models.CharField(max_length=100)
     profile_name = models.CharField(max_length=100, blank=True, default="")
     system_prompt = models.TextField(blank=True, default="")
@@ -118,6 +118,10 @@ class Task(models.Model):
     output_tokens = models.PositiveBigIntegerField(default=0)
     reasoning_tokens = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal("0"))
+    # Which prices the cost was computed with: the genai-prices version, and the first day of the dated price
+    # that applied (null: the data's undated first price). Empty for an endpoint's or an unlisted model.
+    price_version = models.CharField(max_length=20, blank=True, default="")
+    price_date = models.DateField(null=True, blank=True)
 
     tries = models.PositiveIntegerField(default=0)  # provider calls including retries
     calls = models.PositiveIntegerField(default=0)  # successful provider calls

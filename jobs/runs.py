@@ -21,7 +21,9 @@ from django.conf import settings
 from accounts.services import monthly_budget_of
 from analysis.catalogue import UnknownModelError
 from analysis.execution import CallPool, Stopped, StopToken
+from analysis.endpoints import in_flight_limits
 from analysis.limits import ProviderLimiter
+from analysis.providers import endpoints
 from analysis.providers.base import ProviderError
 from analysis.runner import RunHooks, TaskOutcome, TaskSpec
 from analysis.tasks import run_analysis, run_config
@@ -117,11 +119,13 @@ class JobSlot:
 
 
 def provider_limiter() -> ProviderLimiter:
+    """The limits shared by every worker through Redis: per provider, and each named endpoint its own."""
     return ProviderLimiter(
         rq_connection(),
         max_in_flight=settings.PROVIDER_MAX_IN_FLIGHT,
         per_minute=settings.PROVIDER_MAX_PER_MINUTE,
         lease_seconds=settings.PROVIDER_REQUEST_TIMEOUT + 30,
+        limits=in_flight_limits(endpoints()),
     )
 
 

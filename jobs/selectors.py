@@ -70,6 +70,8 @@ def task_metadata(task: Task) -> dict:
         "finish_reason": task.finish_reason,
         "latency_s": None if task.latency_s is None else round(task.latency_s, 3),
         "last_error": task.last_error or None,
+        "price_version": task.price_version or None,
+        "price_date": task.price_date.isoformat() if task.price_date else None,
     }
 
 
@@ -89,12 +91,16 @@ def job_document(job: Job, tasks: list[Task] | None = None) -> dict:
             "tasks": {t.name: task_metadata(t) for t in tasks if t.status != Task.Status.PENDING or t.tries},
             "lost_calls": job.lost_calls,
         }
-        from analysis.catalogue import get_model
+        from analysis.providers import endpoints
+        from analysis.tasks import price_known
 
-        if get_model(job.provider, job.model) is None:
-            # Accepted under ALLOW_UNLISTED_MODELS: a zero cost here means "unknown", not "free".
+        if not price_known(job.provider, job.model):
+            # Accepted under ALLOW_UNLISTED_MODELS, or an endpoint without prices: a zero cost here means
+            # "unknown", not "free".
             metadata["price_unknown"] = True
-            metadata["note"] = f"{job.model} is not in the model catalogue: its price is unknown and counted as 0."
+            metadata["note"] = (f"{job.model} has no price configured on endpoint {job.provider}: counted as 0."
+                                if job.provider in endpoints() else
+                                f"{job.model} is not in the model catalogue: its price is unknown and counted as 0.")
         result = {
             "results": {t.name: t.output for t in tasks if t.status == Task.Status.SUCCEEDED},
             "errors": {t.name: t.error for t in tasks if t.status == Task.Status.FAILED},

@@ -17,7 +17,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_model
-from analysis.providers import PROVIDER_LABELS, PROVIDER_NAMES, provider_configured, provider_key_setting
+from analysis.providers import (
+    PROVIDER_LABELS, endpoints, provider_configured, provider_key_setting, provider_names,
+)
 from analysis.selectors import profile_lookup
 from analysis.tasks import context_overrides
 from analysis.tokens import count_tokens, token_upper_bound
@@ -180,9 +182,10 @@ class BatchTasksField(serializers.Field):
 
 def check_provider(value: str) -> str:
     value = value.strip().lower()
-    if value not in PROVIDER_NAMES:
+    names = provider_names()
+    if value not in names:
         raise serializers.ValidationError(
-            f"Unknown provider {value!r}; choose one of: {', '.join(PROVIDER_NAMES)}.")
+            f"Unknown provider {value!r}; choose one of: {', '.join(names)}.")
     if not provider_configured(value):
         raise serializers.ValidationError(
             f"{PROVIDER_LABELS[value]} is not configured on this server ({provider_key_setting(value)} is not set).")
@@ -252,7 +255,7 @@ class JobOptionsSerializer(serializers.Serializer):
         if not any(attrs.get(name) is not None for name in ("transcript", "segments", "file")):
             missing["transcript"] = [TRANSCRIPT_REQUIRED]
         if not provider:
-            missing["provider"] = [f"A provider is required: one of {', '.join(PROVIDER_NAMES)}."]
+            missing["provider"] = [f"A provider is required: one of {', '.join(provider_names())}."]
         if not model:
             missing["model"] = ["A model is required."]
         if missing:
@@ -263,11 +266,13 @@ class JobOptionsSerializer(serializers.Serializer):
         except serializers.ValidationError as exc:
             raise serializers.ValidationError({"provider": exc.detail}) from None
         try:
-            attrs["model_info"] = resolve_model(provider, model, allow_unlisted=settings.ALLOW_UNLISTED_MODELS,
-                                                context_overrides=context_overrides())
+            attrs["model_info"] = info = resolve_model(provider, model, allow_unlisted=settings.ALLOW_UNLISTED_MODELS,
+                                                       context_overrides=context_overrides(), endpoints=endpoints())
         except (UnknownModelError, UnknownProviderError) as exc:
             raise serializers.ValidationError({"model": [str(exc)]}) from None
-        attrs["model"] = model
+        # The exact id the name resolved to (an id or a listed alias, in the provider's spelling) is what
+        # the job stores, sends and is billed for.
+        attrs["model"] = info.name
         self.read_transcript(attrs)
         return attrs
 
@@ -404,10 +409,17 @@ class JobListFilterSerializer(serializers.Serializer):
     """Query parameters of `GET /api/v1/jobs`; a malformed value is a 400, never silently ignored."""
 
     status = serializers.ChoiceField(choices=["queued", "started", "finished", "failed", "canceled"], required=False)
-    provider = serializers.ChoiceField(choices=list(PROVIDER_NAMES), required=False)
+    provider = serializers.CharField(required=False, max_length=32,
+                                     help_text="gemini, openai, anthropic or a configured endpoint's name")
     model = serializers.CharField(required=False, max_length=100)
     created_after = serializers.DateTimeField(required=False, help_text="ISO 8601; jobs created at or after")
     created_before = serializers.DateTimeField(required=False, help_text="ISO 8601; jobs created before")
+
+    def validate_provider(self, value: str) -> str:
+        value = value.strip().lower()
+        if value not in provider_names():
+            raise serializers.ValidationError(f"Unknown provider {value!r}; choose one of: {', '.join(provider_names())}.")
+        return value
 
     def validate(self, attrs):
         after, before = attrs.get("created_after"), attrs.get("created_before")

@@ -8,6 +8,7 @@ production; behaviour switches on variables (see README.md and .env.example).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -194,6 +195,31 @@ GEMINI_BASE_URL = env.str("GEMINI_BASE_URL", default="")
 GEMINI_API_VERSION = env.str("GEMINI_API_VERSION", default="")
 if GEMINI_API_VERSION not in ("", "v1", "v1beta", "v1alpha"):
     raise ImproperlyConfigured(f"GEMINI_API_VERSION must be v1 or v1beta, got {GEMINI_API_VERSION!r}")
+
+
+
+def env_endpoints() -> dict:
+    """OPENAI_COMPATIBLE_ENDPOINTS (JSON) or the file OPENAI_COMPATIBLE_ENDPOINTS_FILE names: named endpoints."""
+    from analysis.endpoints import EndpointConfigError, parse_endpoints
+
+    text, variable = env.str("OPENAI_COMPATIBLE_ENDPOINTS", default=""), "OPENAI_COMPATIBLE_ENDPOINTS"
+    path = env.str("OPENAI_COMPATIBLE_ENDPOINTS_FILE", default="")
+    if path:
+        if text.strip():
+            raise ImproperlyConfigured("Set OPENAI_COMPATIBLE_ENDPOINTS or OPENAI_COMPATIBLE_ENDPOINTS_FILE, not both")
+        variable = "OPENAI_COMPATIBLE_ENDPOINTS_FILE"
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ImproperlyConfigured(f"OPENAI_COMPATIBLE_ENDPOINTS_FILE: cannot read {path!r} ({exc.strerror})") from None
+    try:
+        return parse_endpoints(text, env=os.environ)
+    except EndpointConfigError as exc:
+        raise ImproperlyConfigured(f"{variable}: {exc}") from None
+
+
+# Named OpenAI-compatible endpoints beside the three providers (README: local models).
+OPENAI_COMPATIBLE_ENDPOINTS = env_endpoints()
 
 MAX_PROMPT_TOKENS = env_int("MAX_PROMPT_TOKENS", 0)
 MODEL_CONTEXT_OVERRIDES_RAW = env.str("MODEL_CONTEXT_OVERRIDES", default="")

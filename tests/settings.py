@@ -16,6 +16,9 @@ for key in ("GEMINI_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
 # Fast retries in tests: the retry loop is the same, its waits are shorter.
 os.environ.setdefault("PROVIDER_RETRY_BASE_DELAY", "0.05")
 os.environ.setdefault("PROVIDER_RETRY_MAX_DELAY", "0.5")
+# A provider failing with 5xx/429/timeouts is retried until this time budget (not a count of tries): a short
+# budget keeps the tests that make it fail for good short.
+os.environ.setdefault("PROVIDER_RETRY_MAX_TOTAL", "8")
 os.environ.setdefault("JOB_HEARTBEAT_SECONDS", "0.5")
 # Throttles out of the way of tests that submit many jobs; tests/accounts/test_throttling.py sets its own rates.
 for key in ("FREE_SUBMIT_RATE", "PRO_SUBMIT_RATE", "FREE_API_RATE", "PRO_API_RATE"):

@@ -16,16 +16,47 @@ _clients: dict[tuple, Provider] = {}
 _lock = threading.Lock()
 
 
+def endpoints() -> dict:
+    """The named OpenAI-compatible endpoints configured here (name -> analysis.endpoints.Endpoint)."""
+    return getattr(settings, "OPENAI_COMPATIBLE_ENDPOINTS", None) or {}
+
+
+def provider_names() -> tuple[str, ...]:
+    """Every name a job may give as its provider: the three providers, then the configured endpoints."""
+    return (*PROVIDER_NAMES, *endpoints())
+
+
+def provider_label(name: str) -> str:
+    return PROVIDER_LABELS.get(name, name)
+
+
 def provider_key_setting(name: str) -> str:
-    return _KEY_SETTINGS[name]
+    return _KEY_SETTINGS.get(name, "OPENAI_COMPATIBLE_ENDPOINTS")
 
 
 def provider_configured(name: str) -> bool:
-    return bool(getattr(settings, _KEY_SETTINGS[name], ""))
+    if name in _KEY_SETTINGS:
+        return bool(getattr(settings, _KEY_SETTINGS[name], ""))
+    return name in endpoints()
 
 
 def get_provider(name: str) -> Provider:
     """The provider client for `name`, built once per process and configuration."""
+    endpoint = endpoints().get(name) if name not in PROVIDER_NAMES else None
+    if endpoint is not None:
+        # An OpenAI-compatible endpoint: the OpenAI client, named after the endpoint so that every error
+        # says which server failed ("local-llama did not answer in time"), never "OpenAI".
+        config = ("endpoint", endpoint.name, endpoint.api_key, endpoint.base_url, settings.PROVIDER_REQUEST_TIMEOUT)
+        with _lock:
+            client = _clients.get(config)
+            if client is None:
+                from analysis.providers.openai_provider import OpenAIProvider
+
+                client = OpenAIProvider(api_key=endpoint.api_key, base_url=endpoint.base_url,
+                                        timeout=settings.PROVIDER_REQUEST_TIMEOUT, name=endpoint.name,
+                                        label=endpoint.label)
+                _clients[config] = client
+        return client
     if name not in PROVIDER_NAMES:
         raise ProviderError(name, NOT_CONFIGURED, f"Unknown provider {name!r}")
     api_key = getattr(settings, _KEY_SETTINGS[name], "")
@@ -92,6 +123,9 @@ def warm_provider_clients() -> None:
     for name in PROVIDER_NAMES:
         if provider_configured(name):
             get_provider(name)
+    for name, endpoint in endpoints().items():
+        get_provider(name)
+        endpoint.discovered_context()  # "context_window": "auto": ask the server once, before forking
 
 
 def reset_provider_clients() -> None:

@@ -21,7 +21,10 @@ class OpenAIProvider:
     name = "openai"
     label = "OpenAI"
 
-    def __init__(self, *, api_key: str, base_url: str | None, timeout: float) -> None:
+    def __init__(self, *, api_key: str, base_url: str | None, timeout: float, name: str | None = None,
+                 label: str | None = None) -> None:
+        if name:  # a named OpenAI-compatible endpoint (analysis.endpoints): errors carry its name
+            self.name, self.label = name, label or name
         # max_retries=0: retries happen in analysis/retry.py, where they are counted and bounded.
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
 

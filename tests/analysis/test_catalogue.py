@@ -1,4 +1,4 @@
-"""The model catalogue: the data in catalogue.toml, and the look-ups the API and worker use."""
+"""The model catalogue: genai-prices' data under the catalogue.toml overlay, and the look-ups the API and worker use."""
 
 from __future__ import annotations
 
@@ -24,12 +24,15 @@ from analysis.catalogue import (
     parse_context_overrides,
     resolve_model,
     RetiredModelError,
+    skipped_models,
+    utc_today,
 )
 
 D = Decimal
 
 # (provider, model, input, cached read, output, context window, max output): the figures in
-# shared/reference/providers.md, which the catalogue must reproduce exactly.
+# shared/reference/providers.md, which the catalogue must reproduce exactly (prices from genai-prices; the
+# windows genai-prices rounds or lacks, and every output limit, from the overlay).
 REFERENCE_PRICES = [
     ("gemini", "gemini-2.5-flash", "0.30", "0.03", "2.50", 1_048_576, 65_535),
     ("gemini", "gemini-2.5-pro", "1.25", "0.125", "10", 1_048_576, 65_535),
@@ -78,10 +81,16 @@ def test_anthropic_cache_writes(model: str, write_5m: str, write_1h: str) -> Non
 
 
 def test_implicit_cache_providers_bill_writes_as_input() -> None:
-    for provider in ("openai", "gemini"):
-        for info in list_models(provider):
-            assert info.cache_write == info.input, info.name
-            assert info.cache_write_1h is None
+    # Where genai-prices gives no cache-write price it bills written tokens as input, and so do we.
+    for name in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-5", "gpt-5.4"):
+        info = get_model("openai", name)
+        assert info is not None and info.cache_write == info.input, name
+    for info in list_models("gemini"):
+        assert info.cache_write == info.input, info.name
+        assert info.cache_write_1h is None
+    # OpenAI's gpt-5.6 family does bill writes (1.25x input, genai-prices 0.2.3), and that price is kept.
+    sol = get_model("openai", "gpt-5.6-sol")
+    assert sol is not None and (sol.input, sol.cache_write) == (D("4"), D("5"))
 
 
 def test_gemini_pro_long_prompt_tier() -> None:
@@ -89,8 +98,10 @@ def test_gemini_pro_long_prompt_tier() -> None:
     assert info is not None
     assert info.tier_threshold == 200_000
     assert (info.input_above, info.cached_input_above, info.output_above) == (D("2.50"), D("0.25"), D("15"))
-    untiered = [i.name for i in list_models() if i.tier_threshold is not None and i.name != "gemini-2.5-pro"]
-    assert untiered == []
+    # genai-prices knows more long-prompt tiers than the first catalogue did (it had only this one).
+    gpt54 = get_model("openai", "gpt-5.4")
+    assert gpt54 is not None and gpt54.tier_threshold == 272_000 and gpt54.input_above == 2 * gpt54.input
+    assert get_model("gemini", "gemini-2.5-flash").tier_threshold is None  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -124,8 +135,11 @@ def test_min_cache_tokens() -> None:
 def test_every_entry_is_sourced_and_sane() -> None:
     for info in list_models():
         assert info.listed
-        assert info.price_source.strip()
-        assert len(info.price_date) >= 7
+        assert info.price_source.startswith("genai-prices ")
+        assert info.overlay_sources and all(source.strip() for source in info.overlay_sources)
+        # The start of the dated price in force, or "" when the data gives the price no start date.
+        period = info.period_at()
+        assert info.price_date == (period.start.isoformat() if period.start else "")
         assert info.cached_input <= info.input
         assert 0 < info.max_output_tokens <= info.context_window
 
@@ -133,7 +147,7 @@ def test_every_entry_is_sourced_and_sane() -> None:
 def test_listing() -> None:
     catalogue = load_catalogue()
     assert tuple(catalogue) == PROVIDERS
-    assert model_names("anthropic")[:3] == ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5"]
+    assert {"claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5", "claude-opus-4-8"} <= set(model_names("anthropic"))
     assert [i.name for i in list_models("gemini")] == model_names("gemini")
     assert len(list_models()) == sum(len(m) for m in catalogue.values())
     assert {i.provider for i in list_models("openai")} == {"openai"}
@@ -185,10 +199,11 @@ def test_resolve_unlisted_rejected_lists_valid_models() -> None:
         resolve_model("anthropic", "claude-9", allow_unlisted=False)
     message = str(excinfo.value)
     assert "'claude-9'" in message and "'anthropic'" in message
-    for name in model_names("anthropic"):
+    served = [n for n in model_names("anthropic") if not get_model("anthropic", n).retired(utc_today())]  # type: ignore[union-attr]
+    for name in served:
         assert name in message
     assert "gpt-4o" not in message
-    assert excinfo.value.valid == model_names("anthropic")
+    assert excinfo.value.valid == served
     assert isinstance(excinfo.value, ValueError)
 
 
@@ -296,61 +311,103 @@ def test_parse_context_overrides_errors(value: str, message: str) -> None:
         parse_context_overrides(value)
 
 
-# ─────────────────────────────────── catalogue validation ───────────────────────────────────
+# ─────────────────────────────────── overlay validation ───────────────────────────────────
 
-GOOD_ENTRY = """
-[openai."m"]
-context_window = 1000
+GOOD_OVERLAY = """
+[openai.defaults]
 max_output_tokens = 100
-input = 1.0
-cached_input = 0.5
-output = 2
-reasoning_model = false
-price_source = "test"
-price_date = "2026-11-29"
+source = "test defaults"
+
+[[openai.rules]]
+prefixes = ["gpt-4o"]
+max_output_tokens = 200
+source = "test rule"
+
+[openai.models."gpt-4o"]
+aliases = ["gpt-4o-dated"]
+input_cap = 50_000
+retires = 2030-01-01
+source = "test model"
 """
 
 
-def test_parse_minimal_entry_defaults() -> None:
-    info = parse_catalogue(GOOD_ENTRY)["openai"]["m"]
+def test_overlay_layers_defaults_rules_and_models() -> None:
+    catalogue = parse_catalogue(GOOD_OVERLAY)
+    info = catalogue["openai"]["gpt-4o"]
     assert isinstance(info, ModelInfo)
-    assert info.cache_write == info.input == D("1.0")  # no separate write price: billed as input
-    assert info.reasoning == info.output == D(2)
-    assert info.min_cache_tokens is None and info.tier_threshold is None and info.aliases == ()
-    assert parse_catalogue(GOOD_ENTRY)["gemini"] == {}
+    assert (info.max_output_tokens, info.context_window, info.total_context) == (200, 50_000, 128_000)
+    assert info.overlay_sources == ("test defaults", "test rule", "test model")
+    assert "gpt-4o-dated" in info.aliases and "gpt-4o-2024-08-06" in info.aliases
+    assert str(info.retires_on) == "2030-01-01"
+    assert catalogue["openai"]["gpt-4.1"].max_output_tokens == 100  # defaults only
+    assert info.input == D("2.5")  # prices are the library's, untouched by the overlay
 
 
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda t: t.replace("cached_input = 0.5", "cached_inptu = 0.5"), "missing cached_input"),
-        (lambda t: t + "cahce_write = 1\n", "unknown key"),
-        (lambda t: t.replace("[openai.", "[mistral."), "unknown provider"),
-        (lambda t: t.replace("input = 1.0", "input = -1.0"), "non-negative"),
-        (lambda t: t.replace("input = 1.0", 'input = "1.0"'), "must be a number"),
-        (lambda t: t.replace("context_window = 1000", "context_window = 0"), "positive integer"),
-        (lambda t: t.replace("reasoning_model = false", "reasoning_model = 1"), "true or false"),
-        (lambda t: t.replace('"2026-11-29"', '"last week"'), "price_date"),
-        (lambda t: t + "tier_threshold = 10\ninput_above = 2\n", "must be given together"),
-        (lambda t: t + "aliases = ['m']\n", "listed twice"),
+        (lambda t: t.replace("max_output_tokens = 200", "max_ouput_tokens = 200"), "unknown key"),
+        (lambda t: t.replace('source = "test rule"', ""), "needs a non-empty source"),
+        (lambda t: t.replace("[openai.defaults]", "[mistral.defaults]"), "unknown provider"),
+        (lambda t: t.replace("input_cap = 50_000", "input_cap = 0"), "positive integer"),
+        (lambda t: t.replace("input_cap = 50_000", "input_cap = true"), "positive integer"),
+        (lambda t: t.replace("retires = 2030-01-01", 'retires = "soon"'), "retires must be a TOML date"),
+        (lambda t: t + '[openai.models."gpt-99"]\nsource = "x"\n', "lists no gpt-99"),
+        (lambda t: t.replace('aliases = ["gpt-4o-dated"]', 'aliases = ["gpt-4o-mini"]'), "names both"),
+        (lambda t: t.replace('prefixes = ["gpt-4o"]', ""), "needs ids or prefixes"),
+        (lambda t: t + '[openai.models."gpt-4.1"]\nflex = { input = -1, output = 1 }\nsource = "x"\n', "non-negative"),
         (lambda t: t + "[openai.", "not valid TOML"),
     ],
 )
-def test_parse_rejects_bad_entries(edit, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_overlay_rejects_bad_entries(edit, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(CatalogueError, match=message):
-        parse_catalogue(edit(GOOD_ENTRY))
+        parse_catalogue(edit(GOOD_OVERLAY))
 
 
-def test_tiered_entry_must_bill_reasoning_as_output() -> None:
-    tier = "tier_threshold = 10\ninput_above = 2\ncached_input_above = 1\noutput_above = 4\n"
-    text = GOOD_ENTRY + "reasoning = 3\n" + tier
-    with pytest.raises(CatalogueError, match="tiered model"):
-        parse_catalogue(text)
+def test_every_library_text_model_is_offered_or_left_out_with_a_reason() -> None:
+    from genai_prices.data import providers
+
+    offered = {(i.provider, i.name) for i in list_models()}
+    skipped = {(s.provider, s.model): s.reason for s in skipped_models()}
+    ours = {"google": "gemini", "openai": "openai", "anthropic": "anthropic"}
+    for entry in providers:
+        if entry.id in ours:
+            for model in entry.models:
+                key = (ours[entry.id], model.id)
+                assert key in offered or skipped.get(key), key
+    # what the issue names, from the new data
+    for provider, name in [("openai", "gpt-5.1"), ("openai", "gpt-5.6-sol"), ("anthropic", "claude-sonnet-4-6"),
+                           ("anthropic", "claude-opus-4-8"), ("gemini", "gemini-3.5-flash"),
+                           ("gemini", "gemini-3.7-flash"), ("gemini", "gemini-3.1-pro-preview")]:
+        assert (provider, name) in offered, name
+    # and what it says to leave out
+    for provider, name in [("gemini", "claude-sonnet-4-5"), ("gemini", "gemini-2.5-flash-tts"),
+                           ("gemini", "gemini-3.8-live"), ("gemini", "gemini-embedding-001"),
+                           ("openai", "gpt-realtime"), ("openai", "gpt-audio"), ("openai", "gpt-image-1")]:
+        assert (provider, name) not in offered and skipped[(provider, name)], name
 
 
-def test_toml_date_literal_accepted() -> None:
-    info = parse_catalogue(GOOD_ENTRY.replace('"2026-11-29"', "2026-11-29"))["openai"]["m"]
-    assert info.price_date == "2026-11-29"
+def test_names_resolve_exactly_never_by_pattern() -> None:
+    # genai-prices matches "gpt-4o-anything" to gpt-4o by prefix; a job must name a real id or alias.
+    assert get_model("openai", "gpt-4o-anything") is None
+    assert get_model("openai", "gpt-5-2") is None  # a spelling genai-prices matches, not an API id
+    assert get_model("openai", "GPT-4o") is get_model("openai", "gpt-4o")  # case-insensitive
+    assert resolve_model("openai", "GPT-4o", allow_unlisted=False).name == "gpt-4o"  # stored as the id
+    info = resolve_model("openai", "gpt-4o-2024-11-20", allow_unlisted=False)
+    assert (info.name, info.catalogue_id) == ("gpt-4o-2024-11-20", "gpt-4o")
+
+
+def test_input_cap_within_the_total_context() -> None:
+    for name in ("gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5.1", "gpt-5.2"):
+        info = get_model("openai", name)
+        assert info is not None and (info.context_window, info.total_context) == (272_000, 400_000), name
+    assert get_model("openai", "gpt-5.4").context_window == 1_050_000  # type: ignore[union-attr]
+
+
+def test_context_windows_the_library_lacks_come_from_the_overlay() -> None:
+    pro = get_model("gemini", "gemini-2.5-pro")
+    assert pro is not None and pro.context_window == 1_048_576
+    assert any("gemini-2.5-pro" in source for source in pro.overlay_sources)
 
 
 def test_a_model_is_served_until_its_retirement_day_and_refused_after() -> None:
@@ -366,20 +423,3 @@ def test_a_model_is_served_until_its_retirement_day_and_refused_after() -> None:
         assert isinstance(caught.value, UnknownModelError)  # refused wherever an unknown model is
         assert "claude-haiku-4-5" in caught.value.valid and "claude-sonnet-4-5" not in caught.value.valid
     assert get_model("anthropic", "claude-haiku-4-5").retires_on is None  # type: ignore[union-attr]
-
-
-def test_retires_must_be_a_date() -> None:
-    entry = """
-[openai."m"]
-context_window = 1000
-max_output_tokens = 100
-input = 1
-cached_input = 1
-output = 1
-reasoning_model = false
-price_source = "test"
-price_date = "2026-11-29"
-retires = "soon"
-"""
-    with pytest.raises(CatalogueError, match="retires must be a TOML date"):
-        parse_catalogue(entry)

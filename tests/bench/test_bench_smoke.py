@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CASES = ["queue overhead", "in flight", "fanout", "long transcript", "API", "scale-out", "priority", "memory"]
+CASES = ["queue overhead", "in flight", "fanout", "long transcript", "API", "scale-out", "priority", "memory",
+         "price lookup"]
 
 pytestmark = pytest.mark.subprocess
 

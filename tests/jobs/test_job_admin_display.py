@@ -8,9 +8,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from accounts.models import User
 from jobs.admin import _duration, usd
-from jobs.models import Job, Task, WebhookDelivery
+from jobs.models import WebhookDelivery
 from tests.jobs.test_job_admin import admin_client, make_job  # noqa: F401  (the fixture)
 from tests.jobs.test_job_result_reuse import run
 

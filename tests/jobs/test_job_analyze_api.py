@@ -127,5 +127,7 @@ def test_a_model_past_its_retirement_day_is_refused_at_submit_and_estimate(alice
         assert response.status_code == 400, response.content
         error = response.json()["error"]
         assert error["code"] == "validation_error" and "retired by anthropic on 2026-11-30" in error["fields"]["model"][0]
-    models = {m["name"]: m for m in alice_client.get("/api/v1/models?provider=anthropic").json()["models"]}
+    # GET /models lists it only when asked for retired models too (it is no longer usable)
+    models = {m["name"]: m for m in
+              alice_client.get("/api/v1/models?provider=anthropic&include_retired=true").json()["models"]}
     assert models["claude-sonnet-4-5"]["retires_on"] == "2026-11-30" and models["claude-haiku-4-5"]["retires_on"] is None

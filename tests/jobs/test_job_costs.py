@@ -30,7 +30,15 @@ PRICES = {
     ("gemini", "gemini-2.5-flash"): ("0.30", "0.03", "0.30", "2.50", "2.50"),
     # Haiku: Sonnet 4.5 retires on 2026-11-30 (catalogue `retires`), and a retired model is refused at submit.
     ("anthropic", "claude-haiku-4-5"): ("1", "0.10", "1.25", "5", "5"),
+    # Models only genai-prices' data knows (the first hand-written catalogue had none of them). gpt-5.6-sol:
+    # OpenAI's price since 2026-08-21 (input -20 %, output -33 % from 5 / 30).
+    ("openai", "gpt-5.6-sol"): ("4", "0.40", "5", "20", "20"),
+    ("gemini", "gemini-3.5-flash"): ("1.50", "0.15", "1.50", "9", "9"),
+    ("anthropic", "claude-opus-4-8"): ("5", "0.50", "6.25", "25", "25"),
 }
+# The first day of the dated price each bill used (None: the data's undated first price).
+PRICE_DATES = {("openai", "gpt-5.6-sol"): "2026-08-21", ("openai", "gpt-5"): None,
+               ("anthropic", "claude-opus-4-8"): None, ("gemini", "gemini-3.5-flash"): None}
 
 
 def by_hand(provider: str, record: dict) -> dict[str, int]:
@@ -77,6 +85,9 @@ def test_total_and_task_costs_match_the_hand_computed_bill(alice_client, emulato
         assert task["usage"] == usage
         assert task["cost"] == float(expected)
         assert task["tries"] == 1 and task["calls"] == 1
+        assert task["price_version"] == "0.2.3"
+        if (provider, model) in PRICE_DATES:
+            assert task["price_date"] == PRICE_DATES[(provider, model)]
         expected_total += expected
         expected_usage = {k: expected_usage[k] + usage[k] for k in usage}
     assert metadata["total_cost"] == float(expected_total)

@@ -81,7 +81,10 @@ def test_a_job_whose_every_task_failed_is_failed_after_one_try_each(alice_client
 
 
 def test_partial_results_finish_the_job_with_results_and_errors(alice_client, emulator, settings):
-    settings.PROVIDER_MAX_TRIES = 3
+    # A 503 that never ends is waited out until the task's time budget, then given up.
+    settings.PROVIDER_RETRY_BASE_DELAY = 0.2
+    settings.PROVIDER_RETRY_MAX_DELAY = 0.2
+    settings.PROVIDER_RETRY_MAX_TOTAL = 1.0
     emulator.add_faults([
         faults.status(400, "anthropic", match="Name the risks", times=-1),
         faults.server_error("anthropic", status=503, match="List the action items", times=-1),
@@ -91,9 +94,9 @@ def test_partial_results_finish_the_job_with_results_and_errors(alice_client, em
     result = data["result"]
     assert list(result["results"]) == ["summary"]
     assert result["errors"]["risks"].startswith("Anthropic error 400")
-    assert result["errors"]["actions"].startswith("Anthropic server error: gave up after 3 attempts over ")
+    assert result["errors"]["actions"].startswith("Anthropic server error: gave up after ")
     tasks = result["metadata"]["tasks"]
-    assert (tasks["summary"]["tries"], tasks["risks"]["tries"], tasks["actions"]["tries"]) == (1, 1, 3)
+    assert (tasks["summary"]["tries"], tasks["risks"]["tries"]) == (1, 1) and tasks["actions"]["tries"] >= 3
     # Only the answered call is billed.
     assert result["metadata"]["total_cost"] == tasks["summary"]["cost"] > 0
     assert tasks["risks"]["cost"] == tasks["actions"]["cost"] == 0

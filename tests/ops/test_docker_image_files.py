@@ -13,7 +13,6 @@ the provider emulator (which runs from the test process: the image does not cont
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
