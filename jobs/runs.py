@@ -90,7 +90,10 @@ class JobSlot:
             return sum(self._calls.values())
 
     def call_started(self, task: str) -> None:
+        """Count a call about to go out; a stopped run sends none (Stopped). Under the lock that
+        shut_down holds, so a call either counts as in flight or is never sent."""
         with self._lock:
+            self.stop.check()
             self._calls[task] = self._calls.get(task, 0) + 1
 
     def calls_of(self, task: str) -> int:
@@ -109,10 +112,11 @@ class JobSlot:
     def shut_down(self, grace: float) -> None:
         """The worker is shutting down: start no new task, and stop the run at once when no call is in
         flight, else after `grace` seconds (its calls may still answer and be stored meanwhile)."""
-        self.draining.set()
-        if grace <= 0 or self.open_calls == 0:
-            self.stop.stop(STOP_SHUTDOWN)
-            return
+        with self._lock:
+            self.draining.set()
+            if grace <= 0 or not any(self._calls.values()):
+                self.stop.stop(STOP_SHUTDOWN)
+                return
         timer = threading.Timer(grace, self.stop.stop, args=(STOP_SHUTDOWN,))
         timer.daemon = True
         timer.start()
