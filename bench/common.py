@@ -39,6 +39,8 @@ def base_env(emulator_url: str | None = None, **extra: str) -> dict[str, str]:
         "LOG_LEVEL": "warning",
         "PYTHONUNBUFFERED": "1",
         "RESULT_REUSE_TTL_SECONDS": "0",
+        # As deployed: DEBUG off (with it on, Django keeps every SQL statement of a worker in memory).
+        "DEBUG": "false",
     })
     if emulator_url:
         env.update({

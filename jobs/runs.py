@@ -136,16 +136,25 @@ def provider_limiter() -> ProviderLimiter:
 def job_run(slot: JobSlot) -> RunEnd:
     """Run the job this slot holds, to an end that leaves no row `started` by this run."""
     # Not abandoned on a stop (unlike the reads): a claim left to run later would leave the row
-    # `started` with no run behind it. It is one short statement.
-    job = slot.db.run(lambda: job_claim(job_id=slot.job_id, worker=slot.worker), deadline=slot.deadline)
-    if job is None:
+    # `started` with no run behind it. The tasks to run come with it, on the same database thread.
+    claimed = slot.db.run(lambda: _claim(slot), deadline=slot.deadline)
+    if claimed is None:
         logger.info("job %s is not queued (already claimed, canceled or deleted); skipping", slot.job_id)
         return RunEnd.SKIPPED
-    slot.job = job
+    slot.job, pending = claimed
     try:
-        return _run_claimed(slot, job)
+        return _run_claimed(slot, slot.job, pending)
     except Stopped:
         return _end_stopped(slot)
+
+
+def _claim(slot: JobSlot) -> tuple[Job, list[Task]] | None:
+    job = job_claim(job_id=slot.job_id, worker=slot.worker)
+    if job is None:
+        return None
+    # Only tasks without an outcome run: a task with a stored result is never sent again
+    # (a failed one runs again only when the job is retried, which makes it pending).
+    return job, list(job.tasks.filter(status=Task.Status.PENDING).order_by("position"))
 
 
 _STOP_REASONS = {
@@ -169,12 +178,10 @@ def _end_stopped(slot: JobSlot) -> RunEnd:
     return run_end_of(status)
 
 
-def _run_claimed(slot: JobSlot, job: Job) -> RunEnd:
+def _run_claimed(slot: JobSlot, job: Job, pending: list[Task]) -> RunEnd:
     db, stop = slot.db_run, slot.stop
-    # Only tasks without an outcome run: a task with a stored result is never sent again
-    # (a failed one runs again only when the job is retried, which makes it pending).
-    pending = db(lambda: list(job.tasks.filter(status=Task.Status.PENDING).order_by("position")))
-    pending = db(lambda: tasks_reuse_finished(job=job, pending=pending))
+    if job.reuse_results and settings.RESULT_REUSE_TTL_SECONDS > 0:
+        pending = db(lambda: tasks_reuse_finished(job=job, pending=pending))
     try:
         config = run_config(provider=job.provider, model=job.model, system_prompt=job.system_prompt,
                             max_output_tokens=job.params.get("max_output_tokens"),

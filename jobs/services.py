@@ -282,9 +282,12 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
     rows = Job.objects.filter(id=job_id, status__in=from_statuses)
     if attempt is not None:
         rows = rows.filter(attempts=attempt)
+    fields = {"status": status, "error": error, "total_cost": total_cost, "finished_at": now, "heartbeat_at": now}
+    if callback_url == "":
+        return bool(rows.update(**fields))  # no webhook to schedule with it: one statement is atomic
     with transaction.atomic():
-        changed = rows.update(status=status, error=error, total_cost=total_cost, finished_at=now, heartbeat_at=now)
-        if changed and callback_url != "":
+        changed = rows.update(**fields)
+        if changed:
             with_callback = Job.objects.filter(id=job_id).exclude(callback_url="").first()
             if with_callback is not None:
                 from jobs.webhooks import webhook_schedule
