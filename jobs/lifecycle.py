@@ -161,26 +161,24 @@ def tasks_reuse_finished(*, job: Job, pending: list[Task]) -> list[Task]:
     return remaining
 
 
-def job_finish(*, job: Job) -> str:
+def job_finish(*, job: Job, outcomes: list[tuple[str, str]]) -> str:
     """started → finished (some task succeeded) or failed (none did), with totals and the webhook.
-    Returns the row's status afterwards (another party may have ended the attempt first)."""
-    rows = list(Task.objects.filter(job_id=job.id).order_by("position")
-                .values_list("status", "error", "job__cancel_requested"))
-    if not rows:
+
+    `outcomes`: (status, error) of every task of the job as its run leaves them (the run read them at
+    its claim and stored the rest itself: no read here). Returns the row's status afterwards (another
+    party may have ended the attempt first: a cancel, the reconciler)."""
+    if not outcomes:
         return "deleted"
-    cancel_requested = rows[0][2]
-    succeeded = sum(1 for status, _, _ in rows if status == Task.Status.SUCCEEDED)
-    pending = sum(1 for status, _, _ in rows if status == Task.Status.PENDING)
-    failed_errors = [error for status, error, _ in rows if status == Task.Status.FAILED]
-    if cancel_requested:
-        status, error = Job.Status.CANCELED, CANCELED_MESSAGE
-    elif succeeded and not pending:
+    succeeded = sum(1 for status, _ in outcomes if status == Task.Status.SUCCEEDED)
+    pending = sum(1 for status, _ in outcomes if status == Task.Status.PENDING)
+    failed_errors = [error for status, error in outcomes if status == Task.Status.FAILED]
+    if succeeded and not pending:
         status, error = Job.Status.FINISHED, ""
     elif succeeded:
         status, error = Job.Status.FINISHED, (f"{pending} task(s) were not run (the job's max_cost or the "
                                               f"monthly spending limit was reached).")
     elif failed_errors:
-        status, error = Job.Status.FAILED, f"All {len(rows)} task(s) failed; first error: {failed_errors[0]}"
+        status, error = Job.Status.FAILED, f"All {len(outcomes)} task(s) failed; first error: {failed_errors[0]}"
     else:  # task_may_start refused every task
         status, error = Job.Status.FAILED, ("No task was run: the job's max_cost or the monthly spending "
                                             "limit was reached.")

@@ -141,9 +141,9 @@ def job_run(slot: JobSlot) -> RunEnd:
     if claimed is None:
         logger.info("job %s is not queued (already claimed, canceled or deleted); skipping", slot.job_id)
         return RunEnd.SKIPPED
-    slot.job, pending = claimed
+    slot.job, tasks = claimed
     try:
-        return _run_claimed(slot, slot.job, pending)
+        return _run_claimed(slot, slot.job, tasks)
     except Stopped:
         return _end_stopped(slot)
 
@@ -152,9 +152,7 @@ def _claim(slot: JobSlot) -> tuple[Job, list[Task]] | None:
     job = job_claim(job_id=slot.job_id, worker=slot.worker)
     if job is None:
         return None
-    # Only tasks without an outcome run: a task with a stored result is never sent again
-    # (a failed one runs again only when the job is retried, which makes it pending).
-    return job, list(job.tasks.filter(status=Task.Status.PENDING).order_by("position"))
+    return job, list(job.tasks.order_by("position"))
 
 
 _STOP_REASONS = {
@@ -178,10 +176,19 @@ def _end_stopped(slot: JobSlot) -> RunEnd:
     return run_end_of(status)
 
 
-def _run_claimed(slot: JobSlot, job: Job, pending: list[Task]) -> RunEnd:
+def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
     db, stop = slot.db_run, slot.stop
+    # Every task's (status, error) as this run leaves it, in order: what job_finish decides on.
+    outcomes = {task.name: (task.status, task.error) for task in tasks}
+    # Only tasks without an outcome run: a task with a stored result is never sent again
+    # (a failed one runs again only when the job is retried, which makes it pending).
+    pending = [task for task in tasks if task.status == Task.Status.PENDING]
     if job.reuse_results and settings.RESULT_REUSE_TTL_SECONDS > 0:
-        pending = db(lambda: tasks_reuse_finished(job=job, pending=pending))
+        remaining = db(lambda: tasks_reuse_finished(job=job, pending=pending))
+        for task in pending:
+            if task not in remaining:
+                outcomes[task.name] = (Task.Status.SUCCEEDED, "")
+        pending = remaining
     try:
         config = run_config(provider=job.provider, model=job.model, system_prompt=job.system_prompt,
                             max_output_tokens=job.params.get("max_output_tokens"),
@@ -212,8 +219,10 @@ def _run_claimed(slot: JobSlot, job: Job, pending: list[Task]) -> RunEnd:
             return
         started = slot.calls_of(outcome.name)
         # The answer is paid for: it waits out a database outage until the job's own deadline.
-        db(lambda: task_outcome_save(job=job, outcome=outcome, calls_started=started,
-                                     task_id=task_ids[outcome.name]))
+        if db(lambda: task_outcome_save(job=job, outcome=outcome, calls_started=started,
+                                        task_id=task_ids[outcome.name])):
+            outcomes[outcome.name] = ((Task.Status.SUCCEEDED, "") if outcome.ok else
+                                      (Task.Status.FAILED, outcome.error))
         slot.calls_stored(outcome.name)
 
     hooks = RunHooks(should_start=should_start, on_done=on_done, on_call=on_call)
@@ -230,7 +239,7 @@ def _run_claimed(slot: JobSlot, job: Job, pending: list[Task]) -> RunEnd:
         status = db(lambda: job_settle_after_run(job_id=job.id, worker=slot.worker, counts=False,
                                                  enqueue=False, reason="its worker was shut down."))
         return run_end_of(status)
-    return run_end_of(db(lambda: job_finish(job=job)))
+    return run_end_of(db(lambda: job_finish(job=job, outcomes=list(outcomes.values()))))
 
 
 class SlotMonitor:
