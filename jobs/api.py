@@ -82,6 +82,7 @@ def job_request(data: dict, *, kind: str = Job.Kind.ANALYZE) -> JobRequest:
         max_cost=data.get("max_cost"),
         reuse_results=data.get("reuse", True),
         callback_url=data.get("callback_url", ""),
+        language=data.get("language", ""),
     )
 
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from analysis import structured
 from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_model
 from analysis.providers import (
     PROVIDER_LABELS, endpoints, provider_configured, provider_key_setting, provider_names,
@@ -111,7 +112,7 @@ class TasksField(serializers.Field):
         check_task_count(len(data))
         tasks: list[tuple[str, str]] = []
         for name, prompt in data.items():
-            tasks.append((clean_task_name(name), clean_prompt(prompt, name=name)))
+            tasks.append((clean_task_name(name), clean_task(prompt, name=name)))
         return tasks
 
     def to_representation(self, value):
@@ -134,6 +135,19 @@ def clean_task_name(name) -> str:
     if "\x00" in name:
         raise serializers.ValidationError("task names must not contain NUL characters")
     return name
+
+
+def clean_task(value, *, name: str) -> str:
+    """A task as sent: a prompt string (kept as it is) or {"prompt", "schema"?, "cite"?}, stored as the
+    envelope analysis/structured.py reads back. A bad schema is an error on `tasks.<name>.schema`."""
+    if isinstance(value, str) and not value.startswith(structured.ENVELOPE):
+        return clean_prompt(value, name=name)
+    try:
+        request = structured.task_object(value, name=name)
+    except structured.TaskSpecError as exc:
+        raise serializers.ValidationError({name: {exc.field: [str(exc)]}} if exc.field else str(exc)) from None
+    clean_prompt(request.prompt, name=name)
+    return structured.encode_task(request)
 
 
 def clean_prompt(prompt, *, name: str) -> str:
@@ -173,11 +187,13 @@ class BatchTasksField(serializers.Field):
                 # Results are keyed by task name: a second task of the same name would overwrite the first.
                 raise serializers.ValidationError(f"Task names must be unique within a batch: {name!r} appears twice.")
             seen.add(name)
-            tasks.append((name, clean_prompt(item["prompt"], name=name)))
+            extra = {key: item[key] for key in ("schema", "cite") if key in item}
+            tasks.append((name, clean_task({"prompt": item["prompt"], **extra} if extra else item["prompt"],
+                                           name=name)))
         return tasks
 
     def to_representation(self, value):
-        return [{"task_name": name, "prompt": prompt} for name, prompt in value]
+        return [{"task_name": name, "prompt": structured.decode_task(prompt).prompt} for name, prompt in value]
 
 
 def check_provider(value: str) -> str:
@@ -218,6 +234,9 @@ class JobOptionsSerializer(serializers.Serializer):
         required=False, default=True,
         help_text="reuse the output of an identical task of yours (same transcript, provider, model, system prompt, "
                   "prompt and parameters) finished within RESULT_REUSE_TTL_SECONDS, at no cost; false: always call")
+    language = StrictCharField(
+        required=False, allow_blank=True, max_length=35,
+        help_text="BCP 47 tag (en, pt-BR) of the language every answer is written in; absent: the transcript's")
     callback_url = StrictCharField(
         required=False, allow_blank=True, max_length=2000,
         help_text="http(s) URL called with the job document (Standard Webhooks signature) when the job ends")
@@ -230,6 +249,14 @@ class JobOptionsSerializer(serializers.Serializer):
         try:
             return validate_callback_url(value)
         except CallbackUrlError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate_language(self, value: str) -> str:
+        if not value.strip():
+            return ""
+        try:
+            return structured.check_language(value)
+        except structured.TaskSpecError as exc:
             raise serializers.ValidationError(str(exc)) from None
 
     def validate_system_prompt(self, value: str) -> str:
@@ -251,6 +278,10 @@ class JobOptionsSerializer(serializers.Serializer):
         except serializers.ValidationError as exc:
             missing.update(exc.detail)  # reported together with whatever else is missing
         attrs.setdefault("system_prompt", "")
+        if attrs.get("language") and attrs.get("tasks"):
+            # Every task of the job, the reduce step included, answers in it (analysis/structured.py).
+            attrs["tasks"] = [(name, structured.with_language(prompt, attrs["language"]))
+                              for name, prompt in attrs["tasks"]]
         provider, model = (attrs.get("provider") or "").strip(), (attrs.get("model") or "").strip()
         if not any(attrs.get(name) is not None for name in ("transcript", "segments", "file")):
             missing["transcript"] = [TRANSCRIPT_REQUIRED]

@@ -36,6 +36,8 @@ class AnthropicProvider:
         }
         if prompt.system:
             kwargs["system"] = [{"type": "text", "text": prompt.system}]
+        if params.schema is not None:
+            kwargs["output_config"] = {"format": {"type": "json_schema", "schema": params.schema}}
         # No temperature: API version 2026-10-21 (what anthropic 2.x sends) rejects temperature, top_p and
         # top_k with a 400 on every model, even at default values, and the SDK no longer takes them. A job's
         # temperature therefore applies to OpenAI chat models and Gemini only.
