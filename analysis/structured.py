@@ -150,6 +150,8 @@ def stored_result(prompt: str, output: str) -> tuple[Any, dict]:
         return output, {}
     extra = {"citations_checked": data.get("citations_checked", 0),
              "citations_rejected": data.get("citations_rejected", 0)}
+    if data.get("citation_problems"):
+        extra["citation_problems"] = data["citation_problems"]  # the first few rejections, why
     if "references" in data:
         extra["references"] = data["references"]
     return data.get("value"), extra
@@ -158,6 +160,8 @@ def stored_result(prompt: str, output: str) -> tuple[Any, dict]:
 def encode_result(value: Any, report: citations.CitationReport, references: list | None = None) -> str:
     data: dict[str, Any] = {"value": value, "citations_checked": report.checked,
                             "citations_rejected": report.rejected}
+    if report.reasons:
+        data["citation_problems"] = report.reasons
     if references is not None:
         data["references"] = references
     return json.dumps(data, ensure_ascii=False)

@@ -19,6 +19,15 @@ _PARTIAL = re.compile(r"<partial_answer part=\"\d+\">\n(.*?)\n</partial_answer>"
 _MARKER = re.compile(r"\{[^{}]*\}")
 
 
+def _quote(words: list[str]) -> str:
+    """The first words of a turn, at least four and 20 characters, never cutting "what 's" apart."""
+    for end in range(4, len(words) + 1):
+        quote = " ".join(words[:end])
+        if len(quote) >= 20 and (end == len(words) or not words[end].startswith("'")):
+            return quote
+    return ""
+
+
 def request_schema(provider: str, body: dict[str, Any]) -> dict | None:
     if provider == "openai":
         fmt = body.get("response_format") or {}
@@ -37,9 +46,9 @@ class _Context:
         self.root = schema
         self.turns: list[tuple[int, str | None, str]] = []
         for match in _TURN.finditer(text):
-            words = _MARKER.sub(" ", match.group(3)).split()
-            if len(words) >= 4:
-                self.turns.append((int(match.group(1)), match.group(2), " ".join(words[:4])))
+            quote = _quote(_MARKER.sub(" ", match.group(3)).split())
+            if quote:
+                self.turns.append((int(match.group(1)), match.group(2), quote))
         self.next_turn = 0
         self.fault: str | None = None
 

@@ -191,3 +191,39 @@ def test_a_prompt_may_not_forge_the_stored_envelope(alice_client):
         "transcript": "Alice: hi there everyone", "provider": "openai", "model": "gpt-4o-mini",
         "tasks": {"facts": 'sr-task/1 {"prompt": "x", "schema": {"type": "string"}}'}}, format="json")
     assert response.status_code == 400
+
+
+LIMIT = 16_000
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("provider,model", MODELS)
+def test_a_chunked_transcript_merges_structured_partials_and_checks_citations_across_chunks(
+        alice_client, emulator, settings, provider, model):
+    settings.MAX_PROMPT_TOKENS = LIMIT
+    emulator.configure(max_context=LIMIT)
+    text = transcript("Bed015.txt") + "\n" + transcript("covid_2.txt")
+    # One map call misquotes: its citations are rejected, the other chunks' kept.
+    emulator.add_faults({"kind": "misquote", "provider": provider, "match": "This is part 2 of", "times": 1})
+    job_id = submit(alice_client, provider, model, {"actions": {"prompt": "List action items", "schema": ACTIONS}},
+                    text=text)
+    work_burst()
+    doc = document(alice_client, job_id)
+    assert doc["result"]["errors"] == {}, doc["result"]["errors"]
+    meta = doc["result"]["metadata"]["tasks"]["actions"]
+    chunks = meta["chunks"]
+    assert chunks >= 5 and meta["calls"] == chunks + 1
+    assert emulator.stats()["rejected_over_context"] == 0
+    items = doc["result"]["results"]["actions"]["action_items"]
+    # Every chunk's two items survive the reduce; each cited one turn of its own chunk.
+    assert len(items) == 2 * chunks
+    assert meta["citations_checked"] == 2 * chunks and meta["citations_rejected"] == 2, meta.get("citation_problems")
+    cited = sorted({c["turn"] for item in items for c in item["citations"]})
+    assert len(cited) == 2 * chunks - 2 and cited[-1] > 1259  # turns of the second meeting too
+    lines = normalize_transcript(text).split("\n")
+    for item in items:
+        for c in item["citations"]:
+            assert c["quote"].split()[0].lower() in lines[c["turn"] - 1].lower()
+    # The reduce request carried the schema.
+    reduce = sorted(emulator.requests(provider), key=lambda r: r["seq"])[-1]
+    assert "partial_answer" in json.dumps(reduce["body"]) and wire_schema(provider, reduce["body"])
