@@ -150,6 +150,8 @@ def stored_result(prompt: str, output: str) -> tuple[Any, dict]:
         return output, {}
     extra = {"citations_checked": data.get("citations_checked", 0),
              "citations_rejected": data.get("citations_rejected", 0)}
+    if data.get("times_rejected"):
+        extra["times_rejected"] = data["times_rejected"]
     if data.get("citation_problems"):
         extra["citation_problems"] = data["citation_problems"]  # the first few rejections, why
     if "references" in data:
@@ -157,9 +159,12 @@ def stored_result(prompt: str, output: str) -> tuple[Any, dict]:
     return data.get("value"), extra
 
 
-def encode_result(value: Any, report: citations.CitationReport, references: list | None = None) -> str:
+def encode_result(value: Any, report: citations.CitationReport, references: list | None = None,
+                  times_rejected: int = 0) -> str:
     data: dict[str, Any] = {"value": value, "citations_checked": report.checked,
                             "citations_rejected": report.rejected}
+    if times_rejected:
+        data["times_rejected"] = times_rejected
     if report.reasons:
         data["citation_problems"] = report.reasons
     if references is not None:
@@ -361,6 +366,54 @@ def finish(text: str, request: TaskRequest, *, transcript: str, repair: Callable
         if problem:
             raise AnswerError(f"{report.rejected} citation(s) failed the transcript check "
                               f"({'; '.join(report.reasons or [])}) and removing them breaks the schema: {problem}")
+    value, times_rejected = check_times(value, transcript)
+    if times_rejected:
+        problem = schema_problems(value, schema)
+        if problem:
+            raise AnswerError(f"{times_rejected} time(s) lie outside the transcript and removing them breaks the "
+                              f"schema: {problem}")
     if request.schema is None:  # cite on a text task: the text is the result, the references beside it
         return encode_result(value["text"], report, references=value.get("references") or [])
-    return encode_result(value, report)
+    return encode_result(value, report, times_rejected=times_rejected)
+
+
+# A chapter may end this long after the last turn starts (the last turn lasts; the transcript says not how
+# long: MERGE_SPAN_SECONDS in analysis/transcripts.py bounds a merged turn).
+LAST_TURN_GRACE_SECONDS = 120.0
+_TIME = re.compile(r"^\[?(?:(\d{1,3}):)?(\d{1,2}):(\d{2})(?:[.,]\d+)?\]?$")
+
+
+def _seconds(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    match = _TIME.match(value.strip())
+    if not match:
+        return None
+    return int(match.group(1) or 0) * 3600 + int(match.group(2)) * 60 + int(match.group(3))
+
+
+def check_times(value: Any, transcript: str) -> tuple[Any, int]:
+    """Objects with a `start` and an `end` (chapters): times that do not lie inside the transcript (or
+    any time at all when it has none) become null, and are counted."""
+    span = turns.time_range(transcript)
+    rejected = 0
+
+    def walk(node):
+        nonlocal rejected
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: walk(item) for key, item in node.items()}
+        if "start" in node and "end" in node:
+            start, end = _seconds(node["start"]), _seconds(node["end"])
+            for key, at in (("start", start), ("end", end)):
+                if node[key] is None:
+                    continue
+                low, high = (span[0], span[1] + (LAST_TURN_GRACE_SECONDS if key == "end" else 0)) if span else (1, 0)
+                if at is None or not low <= at <= high or (key == "end" and start is not None and at < start):
+                    node[key] = None
+                    rejected += 1
+        return node
+
+    return walk(value), rejected

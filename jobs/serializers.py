@@ -400,6 +400,9 @@ class AnalyzeSerializer(JobOptionsSerializer):
     tasks = TasksField(required=False)
     profile = StrictCharField(required=False, max_length=100,
                                     help_text="a profile's name or id, instead of tasks")
+    structured = serializers.BooleanField(
+        required=False, default=True,
+        help_text="with a profile: false asks its tasks in their free-text wording, without their schemas")
 
     def apply_profile(self, attrs: dict) -> dict:
         has_tasks, ref = "tasks" in attrs, (attrs.get("profile") or "").strip()
@@ -415,8 +418,10 @@ class AnalyzeSerializer(JobOptionsSerializer):
         if profile is None:
             raise serializers.ValidationError({"profile": [
                 f"No profile {ref!r}: give the name or id of one of yours or a built-in one (GET /api/v1/profiles)."]})
-        attrs["tasks"] = profile.task_pairs()
+        attrs["tasks"] = profile.task_pairs(structured=attrs.get("structured", True))
         attrs["profile_name"] = profile.name
+        if attrs.get("language") is None and profile.language:
+            attrs["language"] = profile.language
         # The request's provider, model and system prompt override the profile's defaults. The default model
         # goes with the default provider only: it means nothing to another provider.
         if not attrs.get("provider"):
