@@ -240,6 +240,26 @@ def check_schema(schema: Any) -> None:
     for ref in _refs(schema):
         if not ref.startswith("#"):
             raise TaskSpecError(f"may only use local references ($ref \"#/...\"), not {ref!r}")
+        if _pointer(schema, ref) is None:
+            raise TaskSpecError(f"has a $ref {ref!r} that points at nothing in the schema")
+    try:
+        # What the worker will do with every answer: a schema it cannot apply fails here, not there.
+        list(Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).iter_errors({}))
+    except Exception as exc:  # noqa: BLE001 - any failure of the validator is a schema we cannot use
+        raise TaskSpecError(f"cannot be applied to an answer: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _pointer(schema: dict, ref: str) -> Any:
+    node: Any = schema
+    for part in [p for p in ref[1:].split("/") if p]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
 
 
 def check_language(value: str) -> str:

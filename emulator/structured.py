@@ -79,6 +79,8 @@ def _resolve(schema: dict, ctx: _Context) -> dict:
 
 
 def generate(schema: dict, ctx: _Context, key: str = "", depth: int = 0) -> Any:
+    if depth > 24:  # a recursive schema: stop somewhere
+        return None
     schema = _resolve(schema, ctx)
     if "const" in schema:
         return schema["const"]
@@ -104,7 +106,7 @@ def generate(schema: dict, ctx: _Context, key: str = "", depth: int = 0) -> Any:
             if _resolve(items, ctx).get("type") == "integer":
                 return [citation["turn"]]
             return [citation]
-        count = max(int(schema.get("minItems") or 0), 2 if depth < 3 else 1)
+        count = max(int(schema.get("minItems") or 0), 2 if depth < 3 else 1 if depth < 7 else 0)
         if schema.get("maxItems") is not None:
             count = min(count, int(schema["maxItems"]))
         return [generate(schema.get("items") or {}, ctx, key, depth + 1) for _ in range(count)]

@@ -72,7 +72,8 @@ def test_a_schema_task_returns_a_validated_json_value(alice_client, emulator, pr
     if provider == "openai":
         assert sent == [{"type": "json_schema", "json_schema": {"name": "facts", "schema": SIMPLE, "strict": False}}]
     elif provider == "anthropic":
-        assert sent == [{"format": {"type": "json_schema", "schema": SIMPLE}}]
+        # Anthropic takes closed objects only: sent closed, validated against the task's own schema.
+        assert sent == [{"format": {"type": "json_schema", "schema": {**SIMPLE, "additionalProperties": False}}}]
     else:
         assert sent == [{"mime": "application/json", "schema": SIMPLE}]
     # The plain task went out as before: no schema.
@@ -157,6 +158,7 @@ def test_a_cited_text_task_returns_text_with_references(alice_client, emulator):
     ({"type": "string"}, "object at its root"),
     ({"type": "object", "properties": {"a": {"type": "nonsense"}}}, "not a valid JSON Schema"),
     ({"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}}, "local references"),
+    ({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}, "points at nothing"),
     ("not a schema", "JSON Schema object"),
 ])
 def test_a_bad_schema_is_a_400_on_the_tasks_schema(alice_client, schema, says):
@@ -227,3 +229,14 @@ def test_a_chunked_transcript_merges_structured_partials_and_checks_citations_ac
     # The reduce request carried the schema.
     reduce = sorted(emulator.requests(provider), key=lambda r: r["seq"])[-1]
     assert "partial_answer" in json.dumps(reduce["body"]) and wire_schema(provider, reduce["body"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_recursive_schema_with_local_refs_works(alice_client):
+    tree = {"type": "object", "$defs": {"node": {"type": "object", "properties": {
+        "label": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+        "required": ["label"]}}, "properties": {"root": {"$ref": "#/$defs/node"}}, "required": ["root"]}
+    job_id = submit(alice_client, "anthropic", "claude-haiku-4-5", {"outline": {"prompt": "Outline", "schema": tree}})
+    work_burst()
+    doc = document(alice_client, job_id)
+    assert doc["result"]["errors"] == {} and doc["result"]["results"]["outline"]["root"]["label"]
