@@ -96,7 +96,19 @@ class SegmentsField(serializers.Field):
         return value
 
 
-@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"},
+TASK_OBJECT_SCHEMA = {
+    "type": "object", "required": ["prompt"], "properties": {
+        "prompt": {"type": "string"},
+        "schema": {"type": "object", "description": (
+            "JSON Schema (Draft 2020-12; an object at the root, local $refs only, size and depth capped) the answer "
+            "follows: sent through the provider's native structured output, the answer validated (one repair try), "
+            "then stored as a JSON value. Objects with a `citations` list [{turn, quote}] have them checked.")},
+        "cite": {"type": "boolean", "description": (
+            "a text answer with machine-readable citations beside it (metadata.tasks[name].references)")},
+    }}
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {"oneOf": [{"type": "string"}, TASK_OBJECT_SCHEMA]},
                       "example": {"summary": "Provide a brief summary", "key_points": "Extract key points"}})
 class TasksField(serializers.Field):
     """`tasks` for analyze: an object {name: prompt}, order kept."""
@@ -164,7 +176,8 @@ def clean_prompt(prompt, *, name: str) -> str:
 
 
 @extend_schema_field({"type": "array", "items": {"type": "object", "required": ["task_name", "prompt"], "properties": {
-    "task_name": {"type": "string"}, "prompt": {"type": "string"}}}})
+    "task_name": {"type": "string"}, "prompt": {"type": "string"},
+    "schema": TASK_OBJECT_SCHEMA["properties"]["schema"], "cite": TASK_OBJECT_SCHEMA["properties"]["cite"]}}})
 class BatchTasksField(serializers.Field):
     """`tasks` for batch (the seed's analyze_batch_task): [{"task_name", "prompt"}, ...], order kept."""
 
