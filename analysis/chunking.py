@@ -23,6 +23,9 @@ from collections.abc import Callable
 # One token for each line break (or space) that joins two counted parts.
 _JOIN_TOKENS = 1
 
+# The turn number a cited task's transcript carries on every line ("[T12] "; analysis/turns.py).
+_TURN_PREFIX = re.compile(r"^\[T\d+\] ")
+
 # Sentence ends: ". ", "? ", "! ", also after a closing quote or bracket.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 
@@ -117,7 +120,13 @@ def split_transcript(
             units.append(line)
             costs.append(cost)
             continue
-        for piece in _split_line(line, budget - _JOIN_TOKENS, count):
+        # A turn cut in pieces keeps its turn number (analysis/turns.py) on every piece, so a citation
+        # of any piece points at the right turn.
+        turn = _TURN_PREFIX.match(line)
+        label = turn.group(0) if turn else ""
+        for piece in _split_line(line, budget - _JOIN_TOKENS - (count(label) if label else 0), count):
+            if label and not piece.startswith(label):
+                piece = label + piece
             units.append(piece)
             costs.append(count(piece) + _JOIN_TOKENS)
 

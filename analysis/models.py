@@ -19,6 +19,7 @@ class AnalysisProfile(models.Model):
     tasks = models.JSONField(default=list)
     default_provider = models.CharField(max_length=20, blank=True, default="")
     default_model = models.CharField(max_length=100, blank=True, default="")
+    language = models.CharField(max_length=35, blank=True, default="")  # BCP 47; empty: the transcript's
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
                               related_name="analysis_profiles")
     created_at = models.DateTimeField(default=timezone.now)
@@ -40,5 +41,13 @@ class AnalysisProfile(models.Model):
     def is_builtin(self) -> bool:
         return self.owner_id is None
 
-    def task_pairs(self) -> list[tuple[str, str]]:
-        return [(task["name"], task["prompt"]) for task in self.tasks]
+    def task_pairs(self, *, structured: bool = True) -> list[tuple[str, str]]:
+        """(name, stored prompt) of each task: a task with a schema or cite as the envelope
+        analysis/structured.py reads; structured=False: the free-text wording, without schema."""
+        from analysis.structured import TaskRequest, encode_task
+
+        if not structured:
+            return [(task["name"], task.get("text_prompt") or task["prompt"]) for task in self.tasks]
+        return [(task["name"], encode_task(TaskRequest(prompt=task["prompt"], schema=task.get("schema"),
+                                                       cite=bool(task.get("cite")))))
+                for task in self.tasks]

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from analysis import prompts
+from analysis import prompts, structured
 from analysis.catalogue import ModelInfo
 from analysis.chunking import split_transcript
 from analysis.execution import CallPool, Stopped, StopToken
@@ -131,6 +131,7 @@ class _TaskState:
         self.truncated = False
         self.finish_reasons: list[str] = []
         self.last_error = ""
+        self.params: GenerationParams | None = None  # this task's own (a schema), else the run's
 
     def note_error(self, message: str) -> None:
         with self.lock:
@@ -224,7 +225,7 @@ class Runner:
                 # slot): a worker killed while waiting has no call in flight to count as lost.
                 if self.hooks.on_call:
                     self.hooks.on_call(state.name)
-                future = self._send(prompt, lease)
+                future = self._send(prompt, lease, state.params or self.params)
             except BaseException:
                 if self.limiter is not None:
                     self.limiter.release(self.config.provider, lease)
@@ -258,10 +259,10 @@ class Runner:
                                 f"{self.provider.label} blocked the answer ({completion.finish_reason or 'no reason given'})")
         return completion
 
-    def _send(self, prompt: Prompt, lease: str | None) -> Future[Completion]:
+    def _send(self, prompt: Prompt, lease: str | None, params: GenerationParams) -> Future[Completion]:
         def send() -> Completion:
             try:
-                return self.provider.complete(model=self.config.model.name, prompt=prompt, params=self.params)
+                return self.provider.complete(model=self.config.model.name, prompt=prompt, params=params)
             finally:
                 if self.limiter is not None:
                     self.limiter.release(self.config.provider, lease)
@@ -288,6 +289,16 @@ class Runner:
         # One deadline for the whole task (all its calls, retries and waits): PROVIDER_RETRY_MAX_TOTAL.
         state = _TaskState(spec.name, deadline=started + self.config.policy.max_total)
         outcome = TaskOutcome(name=spec.name)
+        # A task with a schema, citations or a language (analysis/structured.py): its own instruction,
+        # transcript (turn numbers) and output format; a plain prompt runs exactly as before.
+        request = structured.decode_task(spec.prompt)
+        stored_transcript = transcript  # turn N is its line N, whatever the prompt shows
+        if not request.plain:
+            spec = TaskSpec(name=spec.name, prompt=structured.instruction(request))
+            state.params = structured.params_for(request, name=spec.name, params=self.params)
+            if request.cites:
+                transcript = structured.transcript_for(request, transcript)
+                transcript_tokens = self.count(prompts.transcript_document(transcript))
         try:
             budget = self.prompt_budget(spec)
             if budget <= 0:
@@ -300,6 +311,8 @@ class Runner:
                 outcome.text = self._call(state, prompt).text
             else:
                 outcome.text, outcome.chunks = self._map_reduce(state, spec, transcript, budget)
+            if request.structured:
+                outcome.text = self._checked(state, request, outcome.text, stored_transcript)
         except Stopped:
             raise
         except CallFailed as failed:
@@ -307,6 +320,8 @@ class Runner:
         except ProviderError as error:
             outcome.error, outcome.error_kind = error.message, error.kind
             outcome.blocked = error.kind == "blocked"
+        except structured.AnswerError as error:
+            outcome.error, outcome.error_kind = str(error), "invalid_answer"
         except Exception as exc:  # a bug or an SDK surprise: fail this task, keep the others
             logger.exception("task %s failed unexpectedly", spec.name)
             outcome.error, outcome.error_kind = f"Internal error: {type(exc).__name__}", "internal"
@@ -318,6 +333,16 @@ class Runner:
         outcome.finish_reason = state.finish_reasons[-1] if state.finish_reasons else ""
         outcome.latency_s = time.monotonic() - started
         return outcome
+
+    def _checked(self, state: _TaskState, request: structured.TaskRequest, text: str, transcript: str) -> str:
+        """A structured answer validated (one repair call if it fails) and its citations checked."""
+        system = self.config.system_prompt or prompts.DEFAULT_SYSTEM_PROMPT
+
+        def repair(answer: str, problem: str) -> str:
+            return self._call(state, structured.repair_prompt(system=system, request=request, answer=answer,
+                                                              problem=problem)).text
+
+        return structured.finish(text, request, transcript=transcript, repair=repair)
 
     def _map_reduce(self, state: _TaskState, spec: TaskSpec, transcript: str, budget: int) -> tuple[str, int]:
         """Map: every chunk answered at once. Reduce: the partial answers merged, level by level while

@@ -8,6 +8,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from analysis import structured
 from analysis.models import AnalysisProfile
 from analysis.providers import provider_names
 
@@ -22,8 +23,39 @@ def _no_nul(value: str, what: str) -> str:
     return value
 
 
-@extend_schema_field({"type": "array", "items": {"type": "object", "required": ["name", "prompt"], "properties": {
-    "name": {"type": "string"}, "prompt": {"type": "string"}}}})
+PROFILE_TASK_SCHEMA = {"type": "object", "required": ["name", "prompt"], "properties": {
+    "name": {"type": "string"}, "prompt": {"type": "string"},
+    "schema": {"type": "object", "description": "JSON Schema (Draft 2020-12, an object at the root) the answer follows"},
+    "cite": {"type": "boolean", "description": "a text answer with machine-readable citations beside it"},
+    "text_prompt": {"type": "string", "description": 'the free-text wording used with "structured": false'}}}
+
+
+STRUCTURED_KEYS = ("schema", "cite", "text_prompt")
+
+
+def _structured_keys(item: dict, *, index: int, name: str) -> dict:
+    """A profile task's schema, cite flag and free-text wording, checked as analyze checks them."""
+    extra = {key: item[key] for key in STRUCTURED_KEYS if key in item and item[key] is not None}
+    if not extra:
+        return {}
+    text_prompt = extra.pop("text_prompt", None)
+    if text_prompt is not None and (not isinstance(text_prompt, str) or not text_prompt.strip()):
+        raise serializers.ValidationError(f"tasks[{index}]: text_prompt must be a non-empty string")
+    try:
+        request = structured.task_object({"prompt": item["prompt"], **extra}, name=name)
+    except structured.TaskSpecError as exc:
+        raise serializers.ValidationError(f"tasks[{index}]: {exc.field + ' ' if exc.field else ''}{exc}") from None
+    checked: dict = {}
+    if request.schema is not None:
+        checked["schema"] = request.schema
+    if request.cite:
+        checked["cite"] = True
+    if text_prompt is not None:
+        checked["text_prompt"] = _no_nul(text_prompt, "prompts")
+    return checked
+
+
+@extend_schema_field({"type": "array", "items": PROFILE_TASK_SCHEMA})
 class ProfileTasksField(serializers.Field):
     """An ordered list of {"name", "prompt"}; an object {name: prompt} is accepted too (order kept)."""
 
@@ -43,7 +75,7 @@ class ProfileTasksField(serializers.Field):
         tasks: list[dict[str, str]] = []
         seen: set[str] = set()
         for index, item in enumerate(data):
-            if not isinstance(item, dict) or set(item) - {"name", "prompt"}:
+            if not isinstance(item, dict) or set(item) - {"name", "prompt", *STRUCTURED_KEYS}:
                 raise serializers.ValidationError(f'tasks[{index}] must be an object {{"name": ..., "prompt": ...}}')
             name, prompt = item.get("name"), item.get("prompt")
             if not isinstance(name, str) or not name.strip():
@@ -60,7 +92,9 @@ class ProfileTasksField(serializers.Field):
             if len(prompt) > settings.MAX_PROMPT_CHARS:
                 raise serializers.ValidationError(
                     f"tasks[{index}]: prompt is {len(prompt)} characters; the limit is {settings.MAX_PROMPT_CHARS}")
-            tasks.append({"name": _no_nul(name, "task names"), "prompt": _no_nul(prompt, "prompts")})
+            entry = {"name": _no_nul(name, "task names"), "prompt": _no_nul(prompt, "prompts")}
+            entry.update(_structured_keys(item, index=index, name=name))
+            tasks.append(entry)
         return tasks
 
     def to_representation(self, value):
@@ -74,6 +108,16 @@ class ProfileInputSerializer(serializers.Serializer):
     tasks = ProfileTasksField()
     default_provider = serializers.CharField(required=False, allow_blank=True)
     default_model = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    language = serializers.CharField(required=False, allow_blank=True, max_length=35,
+                                     help_text="BCP 47 tag every answer is written in; empty: the transcript's")
+
+    def validate_language(self, value: str) -> str:
+        if not value.strip():
+            return ""
+        try:
+            return structured.check_language(value)
+        except structured.TaskSpecError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate_name(self, value: str) -> str:
         if not _PROFILE_NAME.match(value) or value.isdigit():
@@ -101,12 +145,12 @@ class ProfileInputSerializer(serializers.Serializer):
 
 class ProfileOutputSerializer(serializers.ModelSerializer):
     builtin = serializers.BooleanField(source="is_builtin", read_only=True)
-    tasks = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    tasks = serializers.ListField(child=serializers.DictField())
 
     class Meta:
         model = AnalysisProfile
         fields = ["id", "name", "description", "system_prompt", "tasks", "default_provider", "default_model",
-                  "builtin", "created_at", "updated_at"]
+                  "language", "builtin", "created_at", "updated_at"]
         read_only_fields = fields
 
 

@@ -14,7 +14,7 @@ from analysis.models import AnalysisProfile
 from scriptripper.errors import ServiceError, validation_error
 
 # Fields a client may set; `owner` is decided by the service, never by input.
-PROFILE_FIELDS = ("name", "description", "system_prompt", "tasks", "default_provider", "default_model")
+PROFILE_FIELDS = ("name", "description", "system_prompt", "tasks", "default_provider", "default_model", "language")
 
 
 def _forbid_builtin_change(*, profile: AnalysisProfile, user) -> None:
@@ -48,11 +48,11 @@ def _save(profile: AnalysisProfile) -> AnalysisProfile:
 
 
 def profile_create(*, owner, name: str, tasks: list[dict[str, str]], description: str = "", system_prompt: str = "",
-                   default_provider: str = "", default_model: str = "") -> AnalysisProfile:
+                   default_provider: str = "", default_model: str = "", language: str = "") -> AnalysisProfile:
     """A profile owned by `owner` (None: built in; callers check that only staff get there)."""
     return _save(AnalysisProfile(owner=owner, name=name, tasks=tasks, description=description,
                                  system_prompt=system_prompt, default_provider=default_provider,
-                                 default_model=default_model))
+                                 default_model=default_model, language=language))
 
 
 def profile_update(*, profile: AnalysisProfile, user, data: dict[str, Any]) -> AnalysisProfile:

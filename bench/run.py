@@ -402,7 +402,7 @@ def case_module(name: str, small: bool) -> list[Row]:
     return [Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__}) for r in out["rows"]]
 
 
-CASES = ["queue", "inflight", "fanout", "long", "api", "scale", "priority", "memory", "prices"]
+CASES = ["queue", "inflight", "fanout", "long", "api", "scale", "priority", "memory", "prices", "structured"]
 
 
 def main() -> int:
@@ -438,6 +438,8 @@ def main() -> int:
                 rows += case_memory(args.small, fast, user)
             elif case == "prices":
                 rows += case_module("prices", args.small)
+            elif case == "structured":
+                rows += case_module("structured_output", args.small)
             for row in rows[-3:]:
                 print(f"   {row.measure}: {row.value:.3f} vs {row.baseline:.3f} → {row.ratio:.2f} ({row.bound})"
                       f" {'ok' if row.ok else 'MISSED'}", flush=True)

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
 
+from emulator import structured as emulator_structured
+
 __all__ = [
     "DEFAULT_CONFIG",
     "Emulator",
@@ -54,7 +56,7 @@ __all__ = [
 ]
 
 PROVIDERS = ("openai", "anthropic", "gemini")
-FAULT_KINDS = ("status", "malformed", "drop", "delay", "truncated", "blocked")
+FAULT_KINDS = ("status", "malformed", "drop", "delay", "truncated", "blocked") + emulator_structured.FAULT_KINDS
 
 # Realistic default: no latency, no context cap, no caching, no reasoning. Every key
 # here can be changed with configure() / POST /_emulator/config.
@@ -1176,6 +1178,11 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         text, finish, usage = self._generate(prompt, cfg, kind)
         if kind == "blocked" and fault.get("text") is not None:
             text = fault["text"]
+        # Structured output (emulator/structured.py): JSON generated from the request's schema.
+        schema = emulator_structured.request_schema(provider, body)
+        if isinstance(schema, dict) and kind not in ("blocked", "truncated"):
+            text = emulator_structured.answer(prompt.text, schema, kind)
+            usage.output = estimate_tokens(len(text))
         rec["status"] = 200
         rec["output_tokens"] = usage.output + usage.reasoning
         rec["finish_reason"] = finish

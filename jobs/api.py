@@ -46,9 +46,19 @@ JOB_SCHEMA = inline_serializer("Job", fields={
     "started_at": serializers.DateTimeField(allow_null=True),
     "finished_at": serializers.DateTimeField(allow_null=True),
     "result": inline_serializer("JobResult", allow_null=True, fields={
-        "results": serializers.DictField(child=serializers.CharField()),
+        "results": serializers.DictField(child=serializers.JSONField(), help_text=(
+            "name -> answer: a string, or the JSON value of a task with a schema (its citations checked: "
+            "metadata.tasks[name].citations_checked / citations_rejected)")),
         "errors": serializers.DictField(child=serializers.CharField()),
         "metadata": serializers.DictField(),
+        "speakers": inline_serializer("SpeakerStats", many=True, fields={
+            "speaker": serializers.CharField(allow_null=True),
+            "turns": serializers.IntegerField(),
+            "words": serializers.IntegerField(),
+            "longest_turn_words": serializers.IntegerField(),
+            "longest_turn": serializers.IntegerField(help_text="its turn number (line of the transcript)"),
+            "talk_time_s": serializers.FloatField(allow_null=True, help_text="null when the transcript has no times"),
+        }, help_text="computed from the transcript, no model call; in order of first appearance"),
     }),
 })
 
@@ -62,6 +72,19 @@ _EXAMPLE_TRANSCRIPT = "Alice: We ship the beta on Friday.\nBob: Agreed; I will t
 ANALYZE_EXAMPLE = OpenApiExample("tasks", request_only=True, value={
     "transcript": _EXAMPLE_TRANSCRIPT, "provider": "openai", "model": "gpt-4o-mini",
     "tasks": {"summary": "Provide a brief summary", "key_points": "Extract key points"}})
+STRUCTURED_EXAMPLE = OpenApiExample("structured", request_only=True, value={
+    "transcript": _EXAMPLE_TRANSCRIPT, "provider": "openai", "model": "gpt-4o-mini", "language": "en",
+    "tasks": {"summary": {"prompt": "Provide a brief summary", "cite": True},
+              "action_items": {"prompt": "List the action items", "schema": {
+                  "type": "object", "required": ["items"], "additionalProperties": False, "properties": {
+                      "items": {"type": "array", "items": {
+                          "type": "object", "required": ["task", "owner", "citations"], "additionalProperties": False,
+                          "properties": {"task": {"type": "string"}, "owner": {"type": ["string", "null"]},
+                                         "citations": {"type": "array", "items": {
+                                             "type": "object", "required": ["turn", "quote"],
+                                             "additionalProperties": False,
+                                             "properties": {"turn": {"type": "integer"},
+                                                            "quote": {"type": "string"}}}}}}}}}}}})
 BATCH_EXAMPLE = OpenApiExample("tasks", request_only=True, value={
     "transcript": _EXAMPLE_TRANSCRIPT, "provider": "openai", "model": "gpt-4o-mini",
     "tasks": [{"task_name": "summary", "prompt": "Provide a brief summary"}]})
@@ -82,6 +105,7 @@ def job_request(data: dict, *, kind: str = Job.Kind.ANALYZE) -> JobRequest:
         max_cost=data.get("max_cost"),
         reuse_results=data.get("reuse", True),
         callback_url=data.get("callback_url", ""),
+        language=data.get("language", ""),
     )
 
 
@@ -110,7 +134,7 @@ class JobAnalyzeApi(APIView):
     throttle_scope = "submit"  # counted against the plan's submission rate too (accounts.throttling)
 
     @extend_schema(request={"application/json": AnalyzeSerializer, "multipart/form-data": AnalyzeSerializer},
-                   parameters=[IDEMPOTENCY_KEY], examples=[ANALYZE_EXAMPLE],
+                   parameters=[IDEMPOTENCY_KEY], examples=[ANALYZE_EXAMPLE, STRUCTURED_EXAMPLE],
                    responses={202: JOB_ACCEPTED_SCHEMA,
                               200: OpenApiResponse(JOB_SCHEMA, description="Idempotency-Key seen before with the "
                                                    "same body: that job, as GET /api/v1/jobs/{id} shows it"),

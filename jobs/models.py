@@ -35,6 +35,10 @@ class Job(models.Model):
     system_prompt = models.TextField(blank=True, default="")
     transcript = models.TextField()  # normalized (speaker turns, [hh:mm:ss] where known)
     transcript_format = models.CharField(max_length=10, default="text")
+    # The parsed turns of `transcript` ({index, speaker, start, end}; turn N is line N), what citations
+    # point at (analysis/turns.py).
+    turns = models.JSONField(default=list, blank=True)
+    language = models.CharField(max_length=35, blank=True, default="")  # BCP 47; empty: the transcript's
     # Generation parameters given on the job (temperature, max_output_tokens).
     params = models.JSONField(default=dict, blank=True)
     reuse_results = models.BooleanField(default=True)

@@ -10,6 +10,8 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
 
 from accounts.models import User
+from analysis.structured import stored_result
+from analysis.turns import speaker_stats
 from analysis.usage import USAGE_KEYS
 from jobs.models import Job, Task
 
@@ -58,7 +60,7 @@ def reuse_sources(job: Job) -> dict[str, Job]:
 
 
 def task_metadata(task: Task) -> dict:
-    return {
+    metadata = {
         "cost": money(task.cost),
         "usage": task.usage_dict(),
         "tries": task.tries,
@@ -73,6 +75,9 @@ def task_metadata(task: Task) -> dict:
         "price_version": task.price_version or None,
         "price_date": task.price_date.isoformat() if task.price_date else None,
     }
+    if task.status == Task.Status.SUCCEEDED:
+        metadata.update(stored_result(task.prompt, task.output)[1])  # structured tasks: citation counts
+    return metadata
 
 
 def job_document(job: Job, tasks: list[Task] | None = None) -> dict:
@@ -102,9 +107,12 @@ def job_document(job: Job, tasks: list[Task] | None = None) -> dict:
                                 if job.provider in endpoints() else
                                 f"{job.model} is not in the model catalogue: its price is unknown and counted as 0.")
         result = {
-            "results": {t.name: t.output for t in tasks if t.status == Task.Status.SUCCEEDED},
+            "results": {t.name: stored_result(t.prompt, t.output)[0] for t in tasks
+                        if t.status == Task.Status.SUCCEEDED},
             "errors": {t.name: t.error for t in tasks if t.status == Task.Status.FAILED},
             "metadata": metadata,
+            # Computed from the transcript, no model call (analysis/turns.py).
+            "speakers": speaker_stats(job.transcript),
         }
     return {
         "job_id": str(job.id),

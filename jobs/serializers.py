@@ -16,6 +16,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from analysis import structured
 from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_model
 from analysis.providers import (
     PROVIDER_LABELS, endpoints, provider_configured, provider_key_setting, provider_names,
@@ -95,7 +96,19 @@ class SegmentsField(serializers.Field):
         return value
 
 
-@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"},
+TASK_OBJECT_SCHEMA = {
+    "type": "object", "required": ["prompt"], "properties": {
+        "prompt": {"type": "string"},
+        "schema": {"type": "object", "description": (
+            "JSON Schema (Draft 2020-12; an object at the root, local $refs only, size and depth capped) the answer "
+            "follows: sent through the provider's native structured output, the answer validated (one repair try), "
+            "then stored as a JSON value. Objects with a `citations` list [{turn, quote}] have them checked.")},
+        "cite": {"type": "boolean", "description": (
+            "a text answer with machine-readable citations beside it (metadata.tasks[name].references)")},
+    }}
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {"oneOf": [{"type": "string"}, TASK_OBJECT_SCHEMA]},
                       "example": {"summary": "Provide a brief summary", "key_points": "Extract key points"}})
 class TasksField(serializers.Field):
     """`tasks` for analyze: an object {name: prompt}, order kept."""
@@ -111,7 +124,7 @@ class TasksField(serializers.Field):
         check_task_count(len(data))
         tasks: list[tuple[str, str]] = []
         for name, prompt in data.items():
-            tasks.append((clean_task_name(name), clean_prompt(prompt, name=name)))
+            tasks.append((clean_task_name(name), clean_task(prompt, name=name)))
         return tasks
 
     def to_representation(self, value):
@@ -136,6 +149,19 @@ def clean_task_name(name) -> str:
     return name
 
 
+def clean_task(value, *, name: str) -> str:
+    """A task as sent: a prompt string (kept as it is) or {"prompt", "schema"?, "cite"?}, stored as the
+    envelope analysis/structured.py reads back. A bad schema is an error on `tasks.<name>.schema`."""
+    if isinstance(value, str) and not value.startswith(structured.ENVELOPE):
+        return clean_prompt(value, name=name)
+    try:
+        request = structured.task_object(value, name=name)
+    except structured.TaskSpecError as exc:
+        raise serializers.ValidationError({name: {exc.field: [str(exc)]}} if exc.field else str(exc)) from None
+    clean_prompt(request.prompt, name=name)
+    return structured.encode_task(request)
+
+
 def clean_prompt(prompt, *, name: str) -> str:
     if not isinstance(prompt, str):
         raise serializers.ValidationError(f"the prompt of task {name!r} must be a string")
@@ -150,7 +176,8 @@ def clean_prompt(prompt, *, name: str) -> str:
 
 
 @extend_schema_field({"type": "array", "items": {"type": "object", "required": ["task_name", "prompt"], "properties": {
-    "task_name": {"type": "string"}, "prompt": {"type": "string"}}}})
+    "task_name": {"type": "string"}, "prompt": {"type": "string"},
+    "schema": TASK_OBJECT_SCHEMA["properties"]["schema"], "cite": TASK_OBJECT_SCHEMA["properties"]["cite"]}}})
 class BatchTasksField(serializers.Field):
     """`tasks` for batch (the seed's analyze_batch_task): [{"task_name", "prompt"}, ...], order kept."""
 
@@ -173,11 +200,13 @@ class BatchTasksField(serializers.Field):
                 # Results are keyed by task name: a second task of the same name would overwrite the first.
                 raise serializers.ValidationError(f"Task names must be unique within a batch: {name!r} appears twice.")
             seen.add(name)
-            tasks.append((name, clean_prompt(item["prompt"], name=name)))
+            extra = {key: item[key] for key in ("schema", "cite") if key in item}
+            tasks.append((name, clean_task({"prompt": item["prompt"], **extra} if extra else item["prompt"],
+                                           name=name)))
         return tasks
 
     def to_representation(self, value):
-        return [{"task_name": name, "prompt": prompt} for name, prompt in value]
+        return [{"task_name": name, "prompt": structured.decode_task(prompt).prompt} for name, prompt in value]
 
 
 def check_provider(value: str) -> str:
@@ -218,6 +247,9 @@ class JobOptionsSerializer(serializers.Serializer):
         required=False, default=True,
         help_text="reuse the output of an identical task of yours (same transcript, provider, model, system prompt, "
                   "prompt and parameters) finished within RESULT_REUSE_TTL_SECONDS, at no cost; false: always call")
+    language = StrictCharField(
+        required=False, allow_blank=True, max_length=35,
+        help_text="BCP 47 tag (en, pt-BR) of the language every answer is written in; absent: the transcript's")
     callback_url = StrictCharField(
         required=False, allow_blank=True, max_length=2000,
         help_text="http(s) URL called with the job document (Standard Webhooks signature) when the job ends")
@@ -230,6 +262,14 @@ class JobOptionsSerializer(serializers.Serializer):
         try:
             return validate_callback_url(value)
         except CallbackUrlError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate_language(self, value: str) -> str:
+        if not value.strip():
+            return ""
+        try:
+            return structured.check_language(value)
+        except structured.TaskSpecError as exc:
             raise serializers.ValidationError(str(exc)) from None
 
     def validate_system_prompt(self, value: str) -> str:
@@ -251,6 +291,10 @@ class JobOptionsSerializer(serializers.Serializer):
         except serializers.ValidationError as exc:
             missing.update(exc.detail)  # reported together with whatever else is missing
         attrs.setdefault("system_prompt", "")
+        if attrs.get("language") and attrs.get("tasks"):
+            # Every task of the job, the reduce step included, answers in it (analysis/structured.py).
+            attrs["tasks"] = [(name, structured.with_language(prompt, attrs["language"]))
+                              for name, prompt in attrs["tasks"]]
         provider, model = (attrs.get("provider") or "").strip(), (attrs.get("model") or "").strip()
         if not any(attrs.get(name) is not None for name in ("transcript", "segments", "file")):
             missing["transcript"] = [TRANSCRIPT_REQUIRED]
@@ -369,6 +413,9 @@ class AnalyzeSerializer(JobOptionsSerializer):
     tasks = TasksField(required=False)
     profile = StrictCharField(required=False, max_length=100,
                                     help_text="a profile's name or id, instead of tasks")
+    structured = serializers.BooleanField(
+        required=False, default=True,
+        help_text="with a profile: false asks its tasks in their free-text wording, without their schemas")
 
     def apply_profile(self, attrs: dict) -> dict:
         has_tasks, ref = "tasks" in attrs, (attrs.get("profile") or "").strip()
@@ -384,8 +431,10 @@ class AnalyzeSerializer(JobOptionsSerializer):
         if profile is None:
             raise serializers.ValidationError({"profile": [
                 f"No profile {ref!r}: give the name or id of one of yours or a built-in one (GET /api/v1/profiles)."]})
-        attrs["tasks"] = profile.task_pairs()
+        attrs["tasks"] = profile.task_pairs(structured=attrs.get("structured", True))
         attrs["profile_name"] = profile.name
+        if attrs.get("language") is None and profile.language:
+            attrs["language"] = profile.language
         # The request's provider, model and system prompt override the profile's defaults. The default model
         # goes with the default provider only: it means nothing to another provider.
         if not attrs.get("provider"):

@@ -31,6 +31,7 @@ from accounts.services import monthly_budget_of, spend_check
 from analysis.catalogue import UnknownModelError, UnknownProviderError
 from analysis.estimate import estimate_job
 from analysis.runner import TaskSpec
+from analysis.turns import stored_turns
 from jobs.models import Job, Task
 from scriptripper.errors import Conflict, NotFoundError, validation_error
 from jobs.queues import rq_connection, rq_queue
@@ -56,6 +57,7 @@ class JobRequest:
     reuse_results: bool = True
     max_cost: Decimal | None = None
     callback_url: str = ""
+    language: str = ""  # BCP 47; already written into every task (analysis/structured.py)
     queue: str | None = None
 
 
@@ -84,6 +86,8 @@ def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", r
             system_prompt=request.system_prompt,
             transcript=request.transcript,
             transcript_format=request.transcript_format,
+            turns=stored_turns(request.transcript),
+            language=request.language,
             params=request.params,
             reuse_results=request.reuse_results,
             max_cost=request.max_cost,

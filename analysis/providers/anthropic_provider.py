@@ -36,6 +36,8 @@ class AnthropicProvider:
         }
         if prompt.system:
             kwargs["system"] = [{"type": "text", "text": prompt.system}]
+        if params.schema is not None:
+            kwargs["output_config"] = {"format": {"type": "json_schema", "schema": closed_objects(params.schema)}}
         # No temperature: API version 2026-10-21 (what anthropic 2.x sends) rejects temperature, top_p and
         # top_k with a 400 on every model, even at default values, and the SDK no longer takes them. A job's
         # temperature therefore applies to OpenAI chat models and Gemini only.
@@ -80,3 +82,24 @@ class AnthropicProvider:
             self.name, kind, _describe(self.label, kind, status, message), status=status,
             retry_after=parse_retry_after(exc.response.headers if exc.response is not None else None),
         )
+
+
+def closed_objects(schema):
+    """The schema with `additionalProperties: false` on every object that leaves it open: Anthropic's
+    structured output takes closed objects only. The answer is still validated against the task's own
+    schema, of which this is a stricter form."""
+    if isinstance(schema, list):
+        return [closed_objects(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in ("properties", "$defs", "definitions", "patternProperties") and isinstance(value, dict):
+            out[key] = {name: closed_objects(sub) for name, sub in value.items()}  # names, not keywords
+        elif key in ("enum", "const", "default", "examples"):
+            out[key] = value
+        else:
+            out[key] = closed_objects(value)
+    if (out.get("type") == "object" or "properties" in out) and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out

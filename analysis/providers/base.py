@@ -32,6 +32,11 @@ class GenerationParams:
     max_output_tokens: int
     temperature: float | None = None
     reasoning_model: bool = False
+    # Structured output (analysis/structured.py): the JSON Schema the answer must follow, sent through the
+    # provider's native structured output; None: free text, as before.
+    schema: dict | None = None
+    schema_name: str = "answer"
+    schema_strict: bool = False
 
 
 @dataclass(frozen=True)

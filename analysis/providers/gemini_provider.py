@@ -36,6 +36,9 @@ class GeminiProvider:
             max_output_tokens=params.max_output_tokens,
             temperature=params.temperature,
         )
+        if params.schema is not None:
+            config.response_mime_type = "application/json"
+            config.response_json_schema = params.schema
         contents = [types.Content(role="user", parts=[types.Part(text=prompt.document), types.Part(text=prompt.instruction)])]
         try:
             response = self.client.models.generate_content(model=model, contents=contents, config=config)

@@ -46,6 +46,9 @@ class OpenAIProvider:
                 kwargs["temperature"] = params.temperature
         if prompt.cache_key:
             kwargs["prompt_cache_key"] = prompt.cache_key
+        if params.schema is not None:
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": params.schema_name, "schema": params.schema, "strict": params.schema_strict}}
         try:
             response = self.client.chat.completions.create(**kwargs)
         except openai.APIStatusError as exc:

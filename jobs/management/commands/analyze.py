@@ -11,6 +11,7 @@ JSON document with --json.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -24,6 +25,7 @@ from django.db.models import Count, Q, Sum
 from rest_framework import serializers
 
 from accounts.models import User
+from analysis import render
 from jobs.api import job_request
 from jobs.models import Job, Task
 from jobs.selectors import job_document, reuse_sources
@@ -95,6 +97,29 @@ def reuse_lines(document: dict[str, Any], reused_from: dict[str, str]) -> list[s
             "(identical earlier task; --no-reuse asks the provider again)"]
 
 
+def structured_lines(task: dict[str, Any]) -> list[str]:
+    """Under a structured or cited task's answer: its references and the citation check's counts."""
+    lines: list[str] = []
+    for reference in task.get("references") or []:
+        lines.append(f"- {reference.get('claim', '')} ({render.citations_line(reference.get('citations') or [])})")
+    if lines:
+        lines = ["", "Sources:", *lines]
+    if "citations_checked" in task:
+        lines += ["", f"_Citations: {task['citations_checked']} checked against the transcript, "
+                      f"{task['citations_rejected']} rejected._"]
+    return lines
+
+
+def parse_schema(value: str) -> tuple[str, Any]:
+    name, sep, path = value.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise CommandError(f"--schema takes NAME=FILE.json, got {value!r}")
+    try:
+        return name.strip(), json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"--schema {name}: cannot read a JSON Schema from {path}: {exc}") from None
+
+
 def markdown(document: dict[str, Any], *, source: str, reused_from: dict[str, str] | None = None) -> str:
     result = document["result"] or {"results": {}, "errors": {}, "metadata": {}}
     metadata = result.get("metadata") or {}
@@ -114,8 +139,10 @@ def markdown(document: dict[str, Any], *, source: str, reused_from: dict[str, st
     lines += reuse_lines(document, reused_from or {})
     if document["error"]:
         lines.append(f"- Error: {document['error']}")
-    for name, text in result["results"].items():
-        lines += ["", f"## {name}", "", text.strip()]
+    tasks_meta = metadata.get("tasks") or {}
+    for name, value in result["results"].items():
+        lines += ["", f"## {name}", "", render.markdown(value)]
+        lines += structured_lines(tasks_meta.get(name) or {})
     if result["errors"]:
         lines += ["", "## Errors", ""]
         lines += [f"- **{name}**: {message}" for name, message in result["errors"].items()]
@@ -136,6 +163,13 @@ class Command(BaseCommand):
         parser.add_argument("--provider", help="gemini, openai or anthropic (default: the profile's)")
         parser.add_argument("--model", help="the model (default: the profile's)")
         parser.add_argument("--system-prompt", help="a system prompt for every task")
+        parser.add_argument("--schema", action="append", default=[], metavar="NAME=FILE.json",
+                            help="answer task NAME as JSON following this JSON Schema (repeatable)")
+        parser.add_argument("--cite", action="append", default=[], metavar="NAME",
+                            help="task NAME answers with citations of the transcript's turns (repeatable)")
+        parser.add_argument("--language", help="BCP 47 tag of the answers' language (default: the transcript's)")
+        parser.add_argument("--text", action="store_true",
+                            help="with --profile: its tasks in their free-text wording, without schemas")
         parser.add_argument("--max-cost", help="USD: stop starting tasks once the job has cost this much")
         parser.add_argument("--no-reuse", action="store_true",
                             help="always call the provider (by default an identical task of yours finished recently "
@@ -196,11 +230,19 @@ class Command(BaseCommand):
             if options["profile"]:
                 data["profile"] = options["profile"]
             else:
-                tasks: dict[str, str] = {}
+                tasks: dict[str, Any] = {}
                 for name, prompt in options["task"]:
                     if name in tasks:
                         raise CommandError(f"--task {name!r} is given twice")
                     tasks[name] = prompt
+                for name, schema in map(parse_schema, options["schema"]):
+                    if name not in tasks:
+                        raise CommandError(f"--schema {name}: there is no --task {name}")
+                    tasks[name] = {"prompt": tasks[name], "schema": schema}
+                for name in options["cite"]:
+                    if name not in tasks:
+                        raise CommandError(f"--cite {name}: there is no --task {name}")
+                    tasks[name] = {"prompt": tasks[name], "cite": True} if isinstance(tasks[name], str) else tasks[name]
                 data["tasks"] = tasks
             for option, field in (("provider", "provider"), ("model", "model"), ("system_prompt", "system_prompt"),
                                   ("max_cost", "max_cost")):
@@ -208,6 +250,10 @@ class Command(BaseCommand):
                     data[field] = options[option]
             if options["no_reuse"]:
                 data["reuse"] = False
+            if options["language"]:
+                data["language"] = options["language"]
+            if options["text"]:
+                data["structured"] = False
             serializer = AnalyzeSerializer(data=data, context={"user": user})
             try:
                 serializer.is_valid(raise_exception=True)
