@@ -45,13 +45,22 @@ def in_flight(job_id: str) -> bool:
     return Job.objects.filter(id=job_id, calls_in_flight__gt=0).exists()
 
 
-def assert_sent_once_except_lost(emulator, job: Job, prompts: dict[str, str]) -> None:
-    """Every task has a result; each went to the provider once, plus the calls counted as lost."""
+def assert_sent_once_except_lost(emulator, job: Job, prompts: dict[str, str], *, killed: bool = False) -> None:
+    """Every task has a result; each went to the provider once, plus the calls counted as lost.
+
+    `killed`: a process was SIGKILLed, possibly between counting a call in flight (which comes first,
+    so that no sent call goes uncounted) and sending it: a lost call may then never have reached the
+    provider, and the count is an upper bound.
+    """
     tasks = {t.name: t for t in job.tasks.all()}
     assert all(t.status == Task.Status.SUCCEEDED for t in tasks.values()), [(t.name, t.error) for t in tasks.values()]
     counts = {name: sent(emulator, prompt) for name, prompt in prompts.items()}
     assert all(c >= 1 for c in counts.values()), counts
-    assert sum(counts.values()) - len(counts) == job.lost_calls, (counts, job.lost_calls)
+    resent = sum(counts.values()) - len(counts)
+    if killed:
+        assert resent <= job.lost_calls, (counts, job.lost_calls)
+    else:
+        assert resent == job.lost_calls, (counts, job.lost_calls)
 
 
 def test_sigkill_of_the_work_horse_mid_job_reruns_only_the_unfinished_tasks(alice_client, emulator, tmp_path):

@@ -172,7 +172,7 @@ def test_sigkill_of_a_worker_holding_many_jobs_recovers_every_one(alice_client, 
             second.stop()
     assert {job.status for job in finished.values()} == {"finished"}  # 0 lost, 0 stuck
     for job_id, job in finished.items():
-        assert_sent_once_except_lost(emulator, job, jobs[job_id])  # no stored task sent again
+        assert_sent_once_except_lost(emulator, job, jobs[job_id], killed=True)  # no stored task sent again
     assert sum(job.lost_calls for job in finished.values()) >= 1
 
 
