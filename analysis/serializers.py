@@ -56,6 +56,16 @@ def _structured_keys(item: dict, *, index: int, name: str) -> dict:
 
 
 @extend_schema_field({"type": "array", "items": PROFILE_TASK_SCHEMA})
+
+def validate_language_tag(value: str) -> str:
+    """A BCP 47 tag as given (en, pt-BR), "" for none; a field error otherwise (profiles and jobs)."""
+    if not value.strip():
+        return ""
+    try:
+        return structured.check_language(value)
+    except structured.TaskSpecError as exc:
+        raise serializers.ValidationError(str(exc)) from None
+
 class ProfileTasksField(serializers.Field):
     """An ordered list of {"name", "prompt"}; an object {name: prompt} is accepted too (order kept)."""
 
@@ -112,12 +122,7 @@ class ProfileInputSerializer(serializers.Serializer):
                                      help_text="BCP 47 tag every answer is written in; empty: the transcript's")
 
     def validate_language(self, value: str) -> str:
-        if not value.strip():
-            return ""
-        try:
-            return structured.check_language(value)
-        except structured.TaskSpecError as exc:
-            raise serializers.ValidationError(str(exc)) from None
+        return validate_language_tag(value)
 
     def validate_name(self, value: str) -> str:
         if not _PROFILE_NAME.match(value) or value.isdigit():

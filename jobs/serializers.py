@@ -22,6 +22,7 @@ from analysis.providers import (
     PROVIDER_LABELS, endpoints, provider_configured, provider_key_setting, provider_names,
 )
 from analysis.selectors import profile_lookup
+from analysis.serializers import validate_language_tag
 from analysis.tasks import context_overrides
 from analysis.tokens import count_tokens, token_upper_bound
 from analysis.transcripts import FORMATS, TranscriptError, detect_format, normalize_transcript
@@ -265,12 +266,7 @@ class JobOptionsSerializer(serializers.Serializer):
             raise serializers.ValidationError(str(exc)) from None
 
     def validate_language(self, value: str) -> str:
-        if not value.strip():
-            return ""
-        try:
-            return structured.check_language(value)
-        except structured.TaskSpecError as exc:
-            raise serializers.ValidationError(str(exc)) from None
+        return validate_language_tag(value)
 
     def validate_system_prompt(self, value: str) -> str:
         if len(value) > settings.MAX_SYSTEM_PROMPT_CHARS:
