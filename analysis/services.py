@@ -20,7 +20,7 @@ PROFILE_FIELDS = ("name", "description", "system_prompt", "tasks", "default_prov
 def _forbid_builtin_change(*, profile: AnalysisProfile, user) -> None:
     if profile.is_builtin and not user.is_staff:
         raise ServiceError("Built-in profiles can be changed by staff only; create a profile of your own instead.",
-                           code="permission_denied", status_code=403)
+                           code="permission_denied")
 
 
 def _check_defaults(profile: AnalysisProfile) -> None:

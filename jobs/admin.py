@@ -283,7 +283,7 @@ class JobAdmin(admin.ModelAdmin):
             try:
                 operation(job)
             except ServiceError as exc:
-                refused.append(f"{str(job.id)[:8]}: {exc.detail}")
+                refused.append(f"{str(job.id)[:8]}: {exc.message}")
             else:
                 done += 1
         if done:

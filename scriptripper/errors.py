@@ -23,47 +23,55 @@ from rest_framework.response import Response
 logger = logging.getLogger(__name__)
 
 
-class ServiceError(exceptions.APIException):
-    """A business rule said no; raised by services, rendered by the handler."""
+class ServiceError(Exception):
+    """A business rule said no: raised by services, which know nothing of HTTP.
 
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_code = "validation_error"
-    default_detail = "The request could not be processed."
+    `code` is the error's code in the one shape; `api_exception_handler` maps it to the status
+    (STATUS_BY_CODE), so a service never carries an HTTP status.
+    """
 
-    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None,
+    code = "validation_error"
+
+    def __init__(self, message: str, *, code: str | None = None,
                  fields: dict[str, list[str]] | None = None) -> None:
-        super().__init__(detail=message, code=code or self.default_code)
-        if status_code is not None:
-            self.status_code = status_code
-        self.error_code = code or self.default_code
+        super().__init__(message)
+        self.message = message
+        self.code = code or type(self).code
         self.fields = fields
 
 
 class Conflict(ServiceError):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
+    code = "conflict"
 
 
 class NotFoundError(ServiceError):
     """The object is gone: e.g. deleted by a concurrent request between lookup and change."""
 
-    status_code = status.HTTP_404_NOT_FOUND
-    default_code = "not_found"
+    code = "not_found"
 
 
 class BudgetExceeded(ServiceError):
-    status_code = status.HTTP_402_PAYMENT_REQUIRED
-    default_code = "budget_exceeded"
+    code = "budget_exceeded"
 
 
 class PayloadTooLarge(ServiceError):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "payload_too_large"
+    code = "payload_too_large"
 
 
 class ServiceUnavailable(ServiceError):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_code = "service_unavailable"
+    code = "service_unavailable"
+
+
+# The one place where a service error's code becomes an HTTP status.
+STATUS_BY_CODE: dict[str, int] = {
+    "validation_error": status.HTTP_400_BAD_REQUEST,
+    "budget_exceeded": status.HTTP_402_PAYMENT_REQUIRED,
+    "permission_denied": status.HTTP_403_FORBIDDEN,
+    "not_found": status.HTTP_404_NOT_FOUND,
+    "conflict": status.HTTP_409_CONFLICT,
+    "payload_too_large": status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    "service_unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
+}
 
 
 # A backing service that does not answer: the request may well succeed in a moment, so 503 with
@@ -91,7 +99,7 @@ def _is_data_error(exc: BaseException) -> bool:
 
 
 def outage_response(error: ServiceUnavailable) -> JsonResponse:
-    response = JsonResponse(error_body(error.error_code, str(error.detail)), status=503)
+    response = JsonResponse(error_body(error.code, error.message), status=503)
     response["Retry-After"] = str(settings.OUTAGE_RETRY_AFTER_SECONDS)
     return response
 
@@ -164,29 +172,37 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     # Imported here: rest_framework.views loads the authentication classes from settings,
     # and services that raise ServiceError are imported by those classes (import cycle).
     from rest_framework.views import exception_handler as drf_exception_handler
-
-    response = drf_exception_handler(exc, context)
-    if response is None:
-        # Unexpected: let Django's 500 handler (which also answers in our shape) take it,
-        # after logging with the traceback.
-        return None
+    from rest_framework.views import set_rollback
 
     if isinstance(exc, ServiceError):
-        body = error_body(exc.error_code, str(exc.detail), exc.fields)
-    elif isinstance(exc, exceptions.ValidationError):
-        fields = _flatten_fields(exc.detail)
-        body = error_body("validation_error", _validation_message(fields), fields)
+        set_rollback()
+        response = Response(error_body(exc.code, exc.message, exc.fields), status=STATUS_BY_CODE[exc.code])
     else:
-        code = next((c for cls, c in _CODES_BY_CLASS if isinstance(exc, cls)), None)
-        if code is None:
-            code = getattr(exc, "default_code", "error")
-        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-        message = str(detail) if not isinstance(detail, (dict, list)) else "The request could not be processed."
-        body = error_body(code, message)
-    response.data = body
+        response = drf_exception_handler(exc, context)
+        if response is None:
+            # Unexpected: let Django's 500 handler (which also answers in our shape) take it,
+            # after logging with the traceback.
+            return None
+        response.data = drf_error_body(exc)
     if response.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
         response["Retry-After"] = str(settings.OUTAGE_RETRY_AFTER_SECONDS)
     return response
+
+
+def drf_error_body(exc: exceptions.APIException) -> dict[str, Any]:
+    """The one shape for an error DRF raised (validation, authentication, throttling, ...)."""
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten_fields(exc.detail)
+        return error_body("validation_error", _validation_message(fields), fields)
+    code = next((c for cls, c in _CODES_BY_CLASS if isinstance(exc, cls)), None) or exc.default_code
+    detail = exc.detail
+    message = str(detail) if not isinstance(detail, (dict, list)) else "The request could not be processed."
+    return error_body(code, message)
+
+
+def validation_message(exc: exceptions.ValidationError) -> str:
+    """A DRF validation error as one sentence (the first field's first message), for the CLI."""
+    return _validation_message(_flatten_fields(exc.detail))
 
 
 @csrf_exempt  # no cookie session here: a POST to an unknown path is a 404, not a CSRF failure page

@@ -31,7 +31,7 @@ from jobs.models import Job, Task
 from jobs.selectors import job_document, reuse_sources
 from jobs.serializers import AnalyzeSerializer
 from jobs.services import job_submit
-from scriptripper.errors import ServiceError, _flatten_fields, _validation_message
+from scriptripper.errors import ServiceError, validation_message
 from scriptripper.renderers import JSONRenderer, plain_number
 
 BAR_WIDTH = 24
@@ -259,9 +259,9 @@ class Command(BaseCommand):
                 serializer.is_valid(raise_exception=True)
                 job, _ = job_submit(owner=user, request=job_request(serializer.validated_data))
             except serializers.ValidationError as exc:
-                raise CommandError(_validation_message(_flatten_fields(exc.detail))) from None
+                raise CommandError(validation_message(exc)) from None
             except ServiceError as exc:
-                raise CommandError(str(exc.detail)) from None
+                raise CommandError(exc.message) from None
         return job
 
     # --- waiting ------------------------------------------------------------------------------
