@@ -144,6 +144,21 @@ def operators_group(db):
     return Group.objects.get(name=OPERATORS_GROUP)
 
 
+def assert_error(response, status: int, code: str | None = None, field: str | None = None) -> dict:
+    """The response is the one error shape with this status (and code, and field when given); its error."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error["message"], str) and error["message"], error
+    if code is not None:
+        assert error["code"] == code, error
+    if field is not None:
+        assert field in error["fields"], error
+    return error
+
+
 def make_user(username: str, **kwargs):
     user, _ = user_upsert(username=username, **kwargs)
     return user

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analysis.models import AnalysisProfile
-from tests.conftest import client_for, make_user
+from tests.conftest import assert_error, client_for, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -19,15 +19,6 @@ PROFILE = {
     "default_provider": "openai",
     "default_model": "gpt-4o-mini",
 }
-
-
-def assert_error(response, status: int, code: str, field: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code and error["message"]
-    if field is not None:
-        assert field in error["fields"], error
-    return error
 
 
 def test_builtins_exist_with_the_promised_tasks(alice_client):

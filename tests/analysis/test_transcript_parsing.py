@@ -1,12 +1,10 @@
-"""Transcript parsing: plain text, SRT, WebVTT and segments, on the real meetings in
-/work/shared/transcripts (QMSum), whose .srt and .vtt carry the same turns as the .txt.
+"""Transcript parsing: plain text, SRT, WebVTT and segments, on the real meetings of the shared
+transcripts (QMSum; tests.conftest.TRANSCRIPTS), whose .srt and .vtt carry the same turns as the .txt.
 
 Pure Python: no database.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -20,12 +18,9 @@ from analysis.transcripts import (
     render_turns,
 )
 
-TRANSCRIPTS = Path("/work/shared/transcripts")
+from tests.conftest import transcript as read
+
 CAPTIONED = ["TS3010a", "ES2009b", "Bed015"]
-
-
-def read(name: str) -> str:
-    return (TRANSCRIPTS / name).read_text(encoding="utf-8")
 
 
 def speakers_and_texts(turns: list[Turn]) -> list[tuple[str | None, str]]:

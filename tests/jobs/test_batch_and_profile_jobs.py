@@ -6,7 +6,7 @@ import pytest
 
 from analysis.models import AnalysisProfile
 from jobs.models import Job
-from tests.conftest import transcript, work_burst
+from tests.conftest import assert_error, transcript, work_burst
 
 pytestmark = pytest.mark.django_db
 
@@ -15,15 +15,6 @@ BATCH_TASKS = [
     {"task_name": "Action items", "prompt": "List the action items"},
     {"task_name": "Decisions", "prompt": "List the decisions"},
 ]
-
-
-def assert_error(response, status: int, code: str, field: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code and error["message"]
-    if field is not None:
-        assert field in error["fields"], error
-    return error
 
 
 def batch(client, **overrides):

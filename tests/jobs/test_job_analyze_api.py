@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 
 from jobs.models import Job
-from tests.conftest import transcript
+from tests.conftest import assert_error, transcript
 
 pytestmark = pytest.mark.django_db
 
@@ -20,16 +20,6 @@ def body(**overrides):
             "tasks": dict(SEED_TASKS)}
     data.update(overrides)
     return data
-
-
-def assert_error(response, status: int, code: str, field: str | None = None):
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert isinstance(error["message"], str) and error["message"]
-    if field is not None:
-        assert field in error["fields"], error
-    return error
 
 
 @pytest.mark.parametrize("path", ["/api/v1/jobs/analyze", "/api/v1/jobs/analyze/"])

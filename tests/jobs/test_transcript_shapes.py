@@ -8,7 +8,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from jobs.models import Job
-from tests.conftest import transcript
+from tests.conftest import assert_error, transcript
 
 pytestmark = pytest.mark.django_db
 
@@ -23,15 +23,6 @@ def submit(client, path: str = "/api/v1/jobs/analyze", **fields):
 def job_of(response) -> Job:
     assert response.status_code == 202, response.content
     return Job.objects.get(id=response.json()["job_id"])
-
-
-def assert_error(response, status: int, code: str, field: str | None = None) -> dict:
-    assert response.status_code == status, response.content
-    error = response.json()["error"]
-    assert error["code"] == code and error["message"]
-    if field is not None:
-        assert field in error["fields"], error
-    return error
 
 
 @pytest.mark.parametrize("name,fmt", [("TS3010a.srt", "srt"), ("TS3010a.vtt", "vtt")])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from rest_framework.test import APIClient
+from tests.conftest import assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -19,19 +20,10 @@ def debug(request, settings):
     return request.param
 
 
-def assert_error_shape(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content[:500]
-    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
-    body = response.json()
-    assert set(body) == {"error"} and body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    return body["error"]
-
-
 @pytest.mark.parametrize("path", UNKNOWN)
 @pytest.mark.parametrize("method", ["get", "post", "delete"])
 def test_an_unknown_api_path_is_a_json_404(debug, alice_client, path, method):
-    assert_error_shape(getattr(alice_client, method)(path), 404, "not_found")
+    assert_error(getattr(alice_client, method)(path), 404, "not_found")
 
 
 @pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/jobs/not-a-uuid", "/api/v1/jobs/%C2%84/cancel"])
@@ -40,13 +32,13 @@ def test_an_unknown_api_path_is_a_json_404_without_a_token(debug, path, method):
     # enforce_csrf_checks: like a real client (the test client skips CSRF by default), which met
     # Django's HTML "CSRF verification failed" 403 on a POST to an unknown path.
     client = APIClient(enforce_csrf_checks=True)
-    assert_error_shape(getattr(client, method)(path), 404, "not_found")
+    assert_error(getattr(client, method)(path), 404, "not_found")
 
 
 @pytest.mark.parametrize("method, path", [("delete", "/api/v1/jobs/analyze"), ("put", "/api/v1/jobs"),
                                           ("post", "/api/v1/models"), ("patch", "/api/v1/account")])
 def test_a_wrong_method_is_a_json_405(debug, alice_client, method, path):
-    assert_error_shape(getattr(alice_client, method)(path), 405, "method_not_allowed")
+    assert_error(getattr(alice_client, method)(path), 405, "method_not_allowed")
 
 
 def test_an_error_escaping_a_view_is_a_json_500_with_debug_on(debug, alice_client, monkeypatch):
@@ -57,7 +49,7 @@ def test_an_error_escaping_a_view_is_a_json_500_with_debug_on(debug, alice_clien
 
     monkeypatch.setattr(api, "jobs_summaries", boom)
     alice_client.raise_request_exception = False
-    assert_error_shape(alice_client.get("/api/v1/jobs"), 500, "server_error")
+    assert_error(alice_client.get("/api/v1/jobs"), 500, "server_error")
 
 
 @pytest.mark.parametrize("path", ["/api/v1/", "/api/v1"])

@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 
 from jobs.models import Job, Task
-from tests.conftest import transcript
+from tests.conftest import assert_error, transcript
 
 pytestmark = pytest.mark.django_db
 
@@ -26,16 +26,6 @@ def analyze_body(**extra) -> dict:
 
 def raw_post(client, path: str, data: bytes | str, content_type: str = "application/json"):
     return client.generic("POST", path, data, content_type=content_type)
-
-
-def assert_error(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, (response.status_code, response.content[:500])
-    assert response["Content-Type"].startswith("application/json")
-    error = response.json()["error"]
-    assert isinstance(error["message"], str) and error["message"]
-    if code:
-        assert error["code"] == code, error
-    return error
 
 
 @pytest.mark.parametrize("path", [ANALYZE, "/api/v1/jobs/batch", "/api/v1/jobs/estimate", "/api/v1/tokens",

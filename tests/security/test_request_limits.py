@@ -7,6 +7,7 @@ import json
 import pytest
 
 from jobs.models import Job
+from tests.conftest import assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -16,13 +17,6 @@ ANALYZE = "/api/v1/jobs/analyze"
 def body(**extra) -> dict:
     return {"transcript": "Alice: we ship on Friday.\nBob: agreed.", "provider": "openai", "model": "gpt-4o-mini",
             "tasks": {"summary": "Provide a brief summary"}, **extra}
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, (response.status_code, response.content[:300])
-    error = response.json()["error"]
-    assert error["code"] == code
-    return error
 
 
 @pytest.fixture
