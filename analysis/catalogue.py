@@ -650,12 +650,6 @@ def load_catalogue() -> dict[str, dict[str, ModelInfo]]:
     return {provider: dict(models) for provider, models in _catalogue().items()}
 
 
-def reload_catalogue() -> None:
-    """Forget the built catalogue (tests, or a long-lived process after an overlay edit)."""
-    _built.cache_clear()
-    _name_index.cache_clear()
-
-
 # ─────────────────────────────────────────── look-ups ───────────────────────────────────────────
 
 

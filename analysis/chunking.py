@@ -1,11 +1,11 @@
-"""Splitting a transcript that does not fit one request, and packing partial answers.
+"""Splitting a transcript that does not fit one request.
 
 A transcript too long for the model is cut into chunks of whole turns (the
 rendered transcript has one turn a line), each chunk repeating the last turns
 of the previous one so that an exchange cut in two is still readable. The
-partial answers are then grouped with pack_texts() for the reduce step.
+runner groups the partial answers for the reduce step (runner.group_partials).
 
-The count function is the provider's (tokens.token_counter()), passed in so
+The count function is the provider's (tokens.count_tokens bound to a model), passed in so
 that this module stays free of any provider knowledge.
 
 Lines are counted one by one and the counts summed, plus one token for each
@@ -164,42 +164,3 @@ def split_transcript(
         fresh = [units[i] for i in indexes[overlap:]]
         result.extend(_joined_within(fresh, "\n", max_tokens, count))
     return result
-
-
-def pack_texts(
-    texts: list[str],
-    *,
-    max_tokens: int,
-    count: Callable[[str], int],
-    separator: str = "\n\n",
-) -> list[str]:
-    """Consecutive texts joined with separator into as few groups as fit max_tokens.
-
-    For the reduce step of a chunked analysis: partial answers are combined as
-    few at a time as the limit requires, in order. A text over the limit on
-    its own is split between lines (without overlap) rather than sent over
-    the limit.
-    """
-    if max_tokens <= 0:
-        raise ValueError("max_tokens must be positive")
-    budget = _budget(max_tokens)
-    separator_cost = count(separator) + _JOIN_TOKENS if separator else 0
-
-    groups: list[list[str]] = []
-    total = 0
-    for text in texts:
-        cost = count(text)
-        pieces = [(text, cost)]
-        if cost > budget:
-            pieces = [
-                (piece, count(piece))
-                for piece in split_transcript(text, max_tokens=budget, count=count, overlap_tokens=0)
-            ]
-        for piece, cost in pieces:
-            if groups and total + separator_cost + cost <= budget:
-                groups[-1].append(piece)
-                total += separator_cost + cost
-            else:
-                groups.append([piece])
-                total = cost
-    return [packed for group in groups for packed in _joined_within(group, separator, max_tokens, count)]

@@ -26,12 +26,8 @@ request. Every approximation here therefore errs upwards.
 - OpenAI-compatible servers running other models (Llama, Mistral, Qwen, ...):
   max(o200k, ceil(chars / 4)).
 
-Speed (measured on the development machine, best of 5): four QMSum meetings
-joined, 67,000 words and 359,000 characters, count in about 12 ms with
-o200k_base or cl100k_base, and the same for the approximations, which are
-one o200k pass plus arithmetic. Loading an encoding takes 30-60 ms once
-per process (functools.cache); a process that forks per job (an RQ work
-horse) calls preload_encodings() before forking.
+Encodings load once per process (functools.cache); a process that forks per job
+(an RQ work horse) calls preload_encodings() before forking. Timings: bench/README.md.
 """
 
 from __future__ import annotations
@@ -39,9 +35,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable
-
-from bpe_openai import _bindings as bpe_rust, registry as bpe_registry
+from typing import Any
 
 O200K = "o200k_base"
 CL100K = "cl100k_base"
@@ -85,34 +79,34 @@ def _openai_encoding_name(model: str) -> str | None:
     return None
 
 
-def _release_python_vocabularies() -> None:
-    """Drop the Python copies of the vocabularies that bpe-openai decodes on import.
+@functools.cache
+def _tokenizer(name: str) -> Any:
+    """bpe-openai's Rust tokenizer for an encoding, loaded on first use.
 
-    Importing bpe_openai decodes every vocabulary it ships (cl100k, o200k, voyage3) into
-    Python dicts of bytes and keeps them in lru caches for its pure-Python Encoding API:
-    about 40 MB per process, and its Encoding objects copy them again (about 40 MB more
-    per encoding). Counting needs neither: the Rust tokenizer carries its own compact
-    copy. In a forking worker every MiB of the parent is page-table work on each fork
-    and exit, so they are released here; get_encoding() still works and reloads them.
+    bpe-openai has no public call that only counts: its Encoding builds the token list and keeps
+    its own copy of the vocabulary. Its Rust tokenizer (what Encoding.encode_ordinary calls) has
+    count(), the same number without either; it is reached here, once, not at import.
     """
-    for loader in (getattr(bpe_registry, "_load_mergeable_ranks", None),
-                   *getattr(bpe_registry, "ENCODING_CONSTRUCTORS", {}).values()):
+    from bpe_openai import _bindings, registry
+
+    _release_python_vocabularies(registry)
+    return _bindings.tokenizer_for_encoding(name)
+
+
+def _release_python_vocabularies(registry: Any) -> None:
+    """Drop the Python copies of the vocabularies that importing bpe_openai decodes.
+
+    Counting does not need them (the Rust tokenizer has its own compact copy), and in a forking
+    worker every MiB of the parent costs page-table work on each fork; get_encoding() reloads them.
+    """
+    for loader in (getattr(registry, "_load_mergeable_ranks", None),
+                   *getattr(registry, "ENCODING_CONSTRUCTORS", {}).values()):
         clear = getattr(loader, "cache_clear", None)
         if clear is not None:
             clear()
 
 
-_release_python_vocabularies()
-
-
-@functools.cache
-def _tokenizer(name: str) -> bpe_rust.PyTokenizer:
-    # bpe-openai's Rust tokenizer (the one its Encoding.encode_ordinary calls), used directly:
-    # count() gives the same number as len(encode_ordinary()) without building the token list.
-    return bpe_rust.tokenizer_for_encoding(name)
-
-
-def _count_piece(tokenizer: bpe_rust.PyTokenizer, text: str) -> int:
+def _count_piece(tokenizer: Any, text: str) -> int:
     try:
         return tokenizer.count(text)
     except UnicodeEncodeError:
@@ -122,12 +116,11 @@ def _count_piece(tokenizer: bpe_rust.PyTokenizer, text: str) -> int:
 
 
 def preload_encodings() -> None:
-    """Load o200k now rather than on the first count (about 60 ms, 60 MB).
+    """Load o200k now rather than on the first count.
 
     Every model in the catalogue uses o200k, and the Gemini and Anthropic estimates
-    are o200k counts. cl100k (28 MB) only serves gpt-4 and gpt-3.5 models sent by
-    name: it loads on their first count (about 30 ms) instead of living in every
-    worker.
+    are o200k counts. cl100k only serves gpt-4 and gpt-3.5 models sent by name: it
+    loads on their first count instead of living in every worker.
     """
     _tokenizer(O200K)
 
@@ -204,13 +197,3 @@ def context_tokens(text: str, *, provider: str, model: str) -> int:
     if not text:
         return 0
     return max(count_tokens(text, provider=provider, model=model), math.ceil(len(text) / 4))
-
-
-def count_message_overhead(messages: int = 3) -> int:
-    """Framing tokens of one request with this many messages."""
-    return REPLY_PRIMING_TOKENS + TOKENS_PER_MESSAGE * messages
-
-
-def token_counter(*, provider: str, model: str) -> Callable[[str], int]:
-    """count_tokens bound to a provider and model, as chunking.split_transcript wants it."""
-    return functools.partial(count_tokens, provider=provider, model=model)

@@ -26,8 +26,8 @@ def with_known_driver_version(client: Redis) -> Redis:
     """Tell the client's pool the redis-py version it reports on connect (CLIENT SETINFO).
 
     Left to itself, redis-py 8 looks its own version up in the package metadata for every
-    new connection (importlib.metadata parses the whole METADATA file: about 3 ms). A work
-    horse starts with an empty pool after each fork, so that was paid on every job.
+    new connection (importlib.metadata parses the whole METADATA file). A work horse starts
+    with an empty pool after each fork, so that was paid on every job.
     """
     client.connection_pool.connection_kwargs["driver_info"] = DriverInfo(lib_version=redis.__version__)
     return client

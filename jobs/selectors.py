@@ -132,7 +132,7 @@ def jobs_summaries(*, user: User, filters: dict) -> QuerySet[Job]:
     """The caller's jobs for the list endpoint, without the transcript.
 
     No task counts here: aggregating before the LIMIT would count the tasks of every
-    job of the user (400 ms at 20,000 jobs); `with_task_counts` counts one page's.
+    job of the user; `with_task_counts` counts one page's.
     """
     queryset = jobs_visible_to(user).only(
         "id", "status", "queue", "provider", "model", "profile_name", "error", "total_cost",

@@ -5,23 +5,16 @@ Pure Python: no database.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from analysis.chunking import pack_texts, split_transcript
-from analysis.tokens import token_counter
+from analysis.chunking import split_transcript
+from analysis.tokens import count_tokens
 from analysis.transcripts import normalize_transcript
 
-ROOT = Path(__file__).resolve().parents[2]
-TRANSCRIPTS = ROOT.parent / "shared" / "transcripts"
-if not TRANSCRIPTS.is_dir():  # a checkout without ../shared: the copies under tests/data
-    TRANSCRIPTS = ROOT / "tests" / "data" / "transcripts"
-
-
-def read(name: str) -> str:
-    return (TRANSCRIPTS / name).read_text(encoding="utf-8")
+from tests.conftest import transcript as read
 
 
 def words(text: str) -> int:
@@ -62,7 +55,7 @@ def check_chunks(
 )
 def test_bed015_in_chunks_of_4000_tokens(provider: str, model: str) -> None:
     text = normalize_transcript(read("Bed015.vtt"))  # 22,000 words, 1,255 turns
-    count = token_counter(provider=provider, model=model)
+    count = functools.partial(count_tokens, provider=provider, model=model)
 
     chunks = split_transcript(text, max_tokens=4000, count=count, overlap_tokens=200)
 
@@ -74,7 +67,7 @@ def test_bed015_in_chunks_of_4000_tokens(provider: str, model: str) -> None:
 
 def test_overlap_is_bounded() -> None:
     text = normalize_transcript(read("ES2009b.txt"))
-    count = token_counter(provider="openai", model="gpt-4o")
+    count = functools.partial(count_tokens, provider="openai", model="gpt-4o")
 
     chunks = split_transcript(text, max_tokens=1000, count=count, overlap_tokens=150)
 
@@ -125,7 +118,7 @@ def test_a_sentence_over_the_limit_is_split_on_words() -> None:
 
 def test_a_word_over_the_limit_is_cut() -> None:
     blob = "QmFzZTY0" * 2000  # 16,000 characters, no space
-    count = token_counter(provider="openai", model="gpt-4o")
+    count = functools.partial(count_tokens, provider="openai", model="gpt-4o")
 
     chunks = split_transcript(blob, max_tokens=500, count=count, overlap_tokens=0)
 
@@ -136,7 +129,7 @@ def test_a_word_over_the_limit_is_cut() -> None:
 def test_lines_are_counted_once_not_the_growing_chunk() -> None:
     text = normalize_transcript(read("Bed015.txt"))
     calls: list[int] = []
-    base = token_counter(provider="openai", model="gpt-4o")
+    base = functools.partial(count_tokens, provider="openai", model="gpt-4o")
 
     def count(chunk: str) -> int:
         calls.append(len(chunk))
@@ -154,35 +147,3 @@ def test_lines_are_counted_once_not_the_growing_chunk() -> None:
 def test_invalid_limit() -> None:
     with pytest.raises(ValueError):
         split_transcript("text", max_tokens=0, count=words)
-    with pytest.raises(ValueError):
-        pack_texts(["text"], max_tokens=0, count=words)
-
-
-# --- Packing partial answers ------------------------------------------------
-
-
-def test_pack_texts_groups_in_order_within_the_limit() -> None:
-    texts = [f"Answer {n}: " + "point " * (5 + n % 7) for n in range(20)]
-    separator = "\n\n---\n\n"
-
-    groups = pack_texts(texts, max_tokens=40, count=words, separator=separator)
-
-    assert 1 < len(groups) < len(texts)
-    assert all(words(group) <= 40 for group in groups)
-    assert [text for group in groups for text in group.split(separator)] == texts
-
-
-def test_pack_texts_joins_everything_that_fits() -> None:
-    assert pack_texts(["a b", "c d"], max_tokens=100, count=words, separator="\n\n") == ["a b\n\nc d"]
-    assert pack_texts([], max_tokens=100, count=words) == []
-
-
-def test_pack_texts_splits_a_text_over_the_limit() -> None:
-    long = "\n".join(f"Line {n} of a long partial answer ." for n in range(40))  # 320 words
-
-    groups = pack_texts(["short one", long, "short two"], max_tokens=100, count=words)
-
-    assert all(words(group) <= 100 for group in groups)
-    assert groups[0].startswith("short one")
-    assert groups[-1].endswith("short two")
-    assert " ".join(" ".join(groups).split()) == " ".join(f"short one {long} short two".split())

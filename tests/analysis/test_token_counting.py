@@ -7,24 +7,19 @@ from __future__ import annotations
 
 import functools
 import math
-import time
-from pathlib import Path
 
 import bpe_openai
 import pytest
 
 from analysis.tokens import (
     MESSAGE_OVERHEAD_TOKENS,
-    count_message_overhead,
+    REPLY_PRIMING_TOKENS,
+    TOKENS_PER_MESSAGE,
     count_tokens,
     preload_encodings,
-    token_counter,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-TRANSCRIPTS = ROOT.parent / "shared" / "transcripts"
-if not TRANSCRIPTS.is_dir():  # a checkout without ../shared: the copies under tests/data
-    TRANSCRIPTS = ROOT / "tests" / "data" / "transcripts"
+from tests.conftest import TRANSCRIPTS
 
 MEETINGS = ["TS3010a", "ES2009b", "IS1006b", "Bro011", "education_0", "Bed015", "covid_2"]
 
@@ -124,24 +119,20 @@ def test_empty_text() -> None:
         assert count_tokens("", provider=provider, model="gpt-4o") == 0
 
 
-def test_a_long_transcript_counts_well_under_a_second() -> None:
+def test_a_long_transcript_counts_between_its_words_and_its_characters() -> None:
+    # How fast it is belongs to the benchmarks (README, "Benchmarks"), not to the suite.
     preload_encodings()  # loading an encoding is a one-time cost per process
     text = "\n".join(read(f"{meeting}.txt") for meeting in ["Bed015", "covid_2", "education_0", "Bro011"])
     assert len(text.split()) > 60_000
 
     for provider, model in [("openai", "gpt-4o"), ("gemini", "gemini-2.5-pro"), ("anthropic", "claude-opus-4")]:
-        started = time.perf_counter()
-        count_tokens(text, provider=provider, model=model)
-        assert time.perf_counter() - started < 0.5
+        tokens = count_tokens(text, provider=provider, model=model)
+        assert len(text.split()) < tokens < len(text)
+        assert count_tokens(text, provider=provider, model=model) == tokens
 
 
 def test_message_overhead() -> None:
-    assert 0 < count_message_overhead(1) < count_message_overhead(3) == MESSAGE_OVERHEAD_TOKENS < 100
-
-
-def test_token_counter_is_bound_to_a_model() -> None:
-    count = token_counter(provider="anthropic", model="claude-haiku-4-5")
-    assert count("Hello there") == count_tokens("Hello there", provider="anthropic", model="claude-haiku-4-5")
+    assert 0 < MESSAGE_OVERHEAD_TOKENS == REPLY_PRIMING_TOKENS + 3 * TOKENS_PER_MESSAGE < 100
 
 
 @pytest.mark.parametrize("text", ["Alice: We ship on Friday.", "会议纪要：我们周五发布。" * 50, "🙂" * 100, "x" * 5000])
