@@ -7,11 +7,11 @@ Whatever the client sends, the LLM sees one normalized form, one turn a line:
 The timestamp appears only where the source had one, the speaker only where
 it was known. Everything here is pure Python: no Django, no database, so the
 API can validate a transcript and the worker can render it with the same code.
+SRT and WebVTT cues are read by analysis/captions.py.
 """
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from dataclasses import dataclass, replace
@@ -69,13 +69,13 @@ _TIMESTAMP = re.compile(r"(?:(\d{1,3}):)?(\d{1,2}):(\d{2})(?:[.,](\d{1,3}|1000))
 
 # The cue timing line: "start --> end", then optional WebVTT cue settings
 # ("align:start position:10%") or SRT coordinates ("X1:100 X2:200 ...").
-_TIMING_LINE = re.compile(r"^\s*(\S+)\s*-->\s*(\S+)(?:\s+.*)?$")
+TIMING_LINE = re.compile(r"^\s*(\S+)\s*-->\s*(\S+)(?:\s+.*)?$")
 
 # A timestamp at the start of a plain-text line: [00:01:02] or (1:02.5).
 _TEXT_TIMESTAMP = re.compile(r"^[\[(](\d{1,3}(?::\d{1,2}){1,2}(?:[.,]\d{1,3})?)[\])]\s*")
 
 
-def _parse_timestamp(value: str) -> float | None:
+def parse_timestamp(value: str) -> float | None:
     """Seconds for "hh:mm:ss.mmm" / "mm:ss.mmm", or None when it is not one."""
     match = _TIMESTAMP.fullmatch(value.strip())
     if match is None:
@@ -131,15 +131,15 @@ def _looks_like_name(prefix: str) -> bool:
     return True
 
 
-def _split_speaker(line: str) -> tuple[str | None, str]:
+def split_speaker(line: str) -> tuple[str | None, str]:
     """("Name", "text") for "Name: text"; (None, line) when there is no name."""
     match = _SPEAKER_PREFIX.match(line)
     if match is None or not _looks_like_name(match.group(1)):
         return None, line
-    return _clean_spaces(match.group(1)), line[match.end() :]
+    return clean_spaces(match.group(1)), line[match.end() :]
 
 
-def _clean_spaces(value: str) -> str:
+def clean_spaces(value: str) -> str:
     # Turns are rendered one a line, so no newline may survive in a turn.
     return " ".join(value.split())
 
@@ -147,7 +147,7 @@ def _clean_spaces(value: str) -> str:
 # --- Turns ------------------------------------------------------------------
 
 
-def _merge(turns: list[Turn]) -> list[Turn]:
+def merge_turns(turns: list[Turn]) -> list[Turn]:
     """Merge consecutive turns of the same speaker, keeping the first start.
 
     Speakerless pieces are merged only when both are timed (caption cues
@@ -174,27 +174,27 @@ def _merge(turns: list[Turn]) -> list[Turn]:
 # --- Format detection -------------------------------------------------------
 
 
-def _lines(text: str) -> list[str]:
+def text_lines(text: str) -> list[str]:
     # Not str.splitlines(): it also splits on form feeds and \u2028, which would
     # make our line numbers disagree with the client's editor.
     text = text.removeprefix("\ufeff")
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
-def _is_vtt_header(line: str) -> bool:
+def is_vtt_header(line: str) -> bool:
     line = line.removeprefix("\ufeff")
     return line == "WEBVTT" or line.startswith(("WEBVTT ", "WEBVTT\t"))
 
 
 def _is_timing_line(line: str) -> bool:
-    match = _TIMING_LINE.match(line)
+    match = TIMING_LINE.match(line)
     return match is not None and _TIMESTAMP.fullmatch(match.group(1)) is not None
 
 
 def detect_format(text: str) -> str:
     """The transcript's format, "vtt", "srt" or "text", from its first lines."""
-    lines = _lines(text.lstrip("\ufeff \t\r\n"))
-    if _is_vtt_header(lines[0]):
+    lines = text_lines(text.lstrip("\ufeff \t\r\n"))
+    if is_vtt_header(lines[0]):
         return "vtt"
     first = lines[0].strip()
     second = lines[1].strip() if len(lines) > 1 else ""
@@ -221,7 +221,7 @@ class _Draft:
 def _parse_text(text: str) -> list[Turn]:
     drafts: list[_Draft] = []
     pending_start: float | None = None  # a timestamp alone on its line dates the next turn
-    for raw in _lines(text):
+    for raw in text_lines(text):
         line = raw.strip()
         if not line:
             continue
@@ -229,14 +229,14 @@ def _parse_text(text: str) -> list[Turn]:
         start = None
         match = _TEXT_TIMESTAMP.match(line)
         if match is not None:
-            start = _parse_timestamp(match.group(1))
+            start = parse_timestamp(match.group(1))
             if start is not None:
                 line = line[match.end() :]
         if start is not None and not line:
             pending_start = start
             continue
 
-        speaker, line = _split_speaker(line)
+        speaker, line = split_speaker(line)
         if start is None:
             start, pending_start = pending_start, None
 
@@ -248,131 +248,7 @@ def _parse_text(text: str) -> list[Turn]:
             continue
         drafts.append(_Draft(speaker, start, [line]))
 
-    return _merge([Turn(d.speaker, d.start, _clean_spaces(" ".join(d.parts))) for d in drafts])
-
-
-# --- Captions (SRT and WebVTT) ----------------------------------------------
-
-# Markup inside cue text: <i>, </b>, <font color="red">, <c.yellow>, <lang en>,
-# </v>, and WebVTT's karaoke timestamps <00:00:01.000>. A "<" followed by a
-# space or a digit run that is not a timestamp ("3 < 5") is text.
-_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9.\-]*(?:\s[^<>]*)?>|<\d{1,3}(?::\d{2}){1,2}\.\d{3}>")
-# SSA/ASS override blocks that SRT files inherit, such as {\an8}; the corpus
-# markers like {vocalsound} have no backslash and stay.
-_ASS_OVERRIDE = re.compile(r"\{\\[^}]*\}")
-# Only entities closed by ";": html.unescape alone would also turn "&notice"
-# into "¬ice" (HTML5 legacy entities need no semicolon).
-_ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
-# <v Name>, <v.loud Name>, <v.first.loud Name>; the name may be missing.
-_VOICE = re.compile(r"<v(?:\.[^\s>]*)?(?:[ \t]+([^>]*))?>")
-
-
-def _clean_cue_text(text: str) -> str:
-    text = _TAG.sub("", text)
-    text = _ASS_OVERRIDE.sub("", text)
-    text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
-    return _clean_spaces(text)  # also turns &nbsp; into a plain space
-
-
-def _cue_turns(text: str, start: float, *, voices: bool) -> list[Turn]:
-    """Turns of one cue: several when WebVTT voice spans change speaker mid-cue."""
-    pieces: list[tuple[str | None, str]] = [(None, text)]
-    if voices and _VOICE.search(text):
-        # re.split with one group: [before, name, after, name, after, ...]
-        parts = _VOICE.split(text)
-        pieces = [(None, parts[0])]
-        for name, after in zip(parts[1::2], parts[2::2]):
-            pieces.append((_clean_spaces(name or "") or None, after))
-    turns = []
-    for speaker, piece in pieces:
-        piece = _clean_cue_text(piece)
-        if speaker is None:
-            # Captions without voice tags often write "Name: text" instead.
-            speaker, piece = _split_speaker(piece)
-        if piece:
-            turns.append(Turn(speaker, start, piece))
-    return turns
-
-
-def _parse_timing(line: str, lineno: int, label: str, example: str) -> float:
-    match = _TIMING_LINE.match(line)
-    start = end = None
-    if match is not None:
-        start = _parse_timestamp(match.group(1))
-        end = _parse_timestamp(match.group(2))
-    if start is None or end is None:
-        raise TranscriptError(
-            f"Malformed {label} at line {lineno}: expected a timestamp line like {example}, got {_quote(line)}",
-            line=lineno,
-        )
-    return start
-
-
-def _quote(line: str) -> str:
-    line = line.strip()
-    return repr(line if len(line) <= 60 else line[:57] + "...")
-
-
-def _parse_captions(text: str, *, vtt: bool) -> list[Turn]:
-    label = "WebVTT" if vtt else "SRT"
-    example = "00:00:01.000 --> 00:00:02.000" if vtt else "00:00:01,000 --> 00:00:02,000"
-    lines = _lines(text)
-    n = len(lines)
-    i = 0
-
-    if vtt:
-        if not _is_vtt_header(lines[0]):
-            raise TranscriptError(f"Malformed {label} at line 1: expected the WEBVTT header", line=1)
-        # Header metadata ("Kind: captions") runs to the first blank line.
-        i = 1
-        while i < n and lines[i].strip() and "-->" not in lines[i]:
-            i += 1
-
-    turns: list[Turn] = []
-    while True:
-        while i < n and not lines[i].strip():
-            i += 1
-        if i >= n:
-            break
-        line = lines[i].strip()
-
-        if vtt and line.split(maxsplit=1)[0] in ("NOTE", "STYLE", "REGION"):
-            # Comments and styling: nothing for the transcript.
-            while i < n and lines[i].strip():
-                i += 1
-            continue
-
-        if "-->" not in line:
-            # A cue number (SRT) or cue identifier (WebVTT) before the timing line.
-            if not vtt and not line.isdigit():
-                raise TranscriptError(
-                    f"Malformed {label} at line {i + 1}: expected a cue number or a timestamp line "
-                    f"like {example}, got {_quote(line)}",
-                    line=i + 1,
-                )
-            i += 1
-            if i >= n or not lines[i].strip():
-                # Name the cue number's line: the line after it is blank or missing.
-                raise TranscriptError(
-                    f"Malformed {label} at line {i}: expected a timestamp line like {example} "
-                    f"after {_quote(line)}",
-                    line=i,
-                )
-        start = _parse_timing(lines[i], i + 1, label, example)
-        i += 1
-
-        cue: list[str] = []
-        while i < n and lines[i].strip():
-            # A missing blank line between cues: the next timing line (and,
-            # in SRT, the cue number right before it) starts a new cue.
-            if "-->" in lines[i]:
-                break
-            if not vtt and lines[i].strip().isdigit() and i + 1 < n and "-->" in lines[i + 1]:
-                break
-            cue.append(lines[i].strip())
-            i += 1
-        turns.extend(_cue_turns(" ".join(cue), start, voices=vtt))
-    return _merge(turns)
+    return merge_turns([Turn(d.speaker, d.start, clean_spaces(" ".join(d.parts))) for d in drafts])
 
 
 # --- Public API -------------------------------------------------------------
@@ -380,11 +256,13 @@ def _parse_captions(text: str, *, vtt: bool) -> list[Turn]:
 
 def parse_transcript(text: str, fmt: str | None = None) -> list[Turn]:
     """Turns of a transcript in plain text, SRT or WebVTT (detected when fmt is None)."""
+    from analysis.captions import parse_captions  # here: captions builds on this module's turns
+
     fmt = fmt or detect_format(text)
     if fmt == "srt":
-        return _parse_captions(text, vtt=False)
+        return parse_captions(text, vtt=False)
     if fmt == "vtt":
-        return _parse_captions(text, vtt=True)
+        return parse_captions(text, vtt=True)
     if fmt == "text":
         return _parse_text(text)
     raise TranscriptError(f"Unknown transcript format {fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -398,7 +276,7 @@ def _segment_time(value: Any) -> float | None:
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
-        seconds = _parse_timestamp(value)
+        seconds = parse_timestamp(value)
         if seconds is None:
             seconds = float(value.strip())  # "12.5": raises ValueError when not a number
     else:
@@ -439,15 +317,15 @@ def parse_segments(segments: list[dict[str, Any]]) -> list[Turn]:
         if start is not None and end is not None and end < start:
             raise TranscriptError(f"{where}: end is before start", index=index)
 
-        turns.append(Turn(_clean_spaces(speaker or "") or None, start, _clean_spaces(text)))
-    return _merge(turns)
+        turns.append(Turn(clean_spaces(speaker or "") or None, start, clean_spaces(text)))
+    return merge_turns(turns)
 
 
 def render_turns(turns: list[Turn]) -> str:
     """One turn a line: "[hh:mm:ss] Speaker: text", the form the LLM reads."""
     lines = []
     for turn in turns:
-        line = _clean_spaces(turn.text)
+        line = clean_spaces(turn.text)
         if turn.speaker:
             line = f"{turn.speaker}: {line}"
         if turn.start is not None:
@@ -458,7 +336,7 @@ def render_turns(turns: list[Turn]) -> str:
 
 def _tidy_text(text: str) -> str:
     """Plain text kept as written: paragraphs intact, line endings and blank runs tidied."""
-    lines = [line.rstrip() for line in _lines(text)]
+    lines = [line.rstrip() for line in text_lines(text)]
     tidy = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
     return tidy.strip("\n")
 
