@@ -16,6 +16,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import django_rq
@@ -142,6 +144,17 @@ def operators_group(db):
     if not Group.objects.filter(name=OPERATORS_GROUP).exists():
         importlib.import_module("accounts.migrations.0004_operators_group").create_operators(apps, None)
     return Group.objects.get(name=OPERATORS_GROUP)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+    """predicate()'s first true value, polled until `timeout` seconds: a wait on a condition, not a sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def assert_error(response, status: int, code: str | None = None, field: str | None = None) -> dict:

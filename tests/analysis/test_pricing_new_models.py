@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
-import time
 from decimal import Decimal
 
 import pytest
@@ -189,17 +188,19 @@ def test_every_model_agrees_with_genai_prices_at_every_date() -> None:
             assert cost_of(info, usage, at=at) == quantize_cost(theirs), (info.name, usage, at)
 
 
-def test_pricing_a_call_stays_cheap() -> None:
+def test_pricing_a_call_reads_the_precomputed_rates(monkeypatch) -> None:
+    # How fast that is: the `price lookup` row of bench/ (timing belongs to the benchmarks, not the suite).
+    import genai_prices
+
     info = model("openai", "gpt-5.6-sol")
     usage = Usage(input_tokens=8_000, cached_input_tokens=12_000, output_tokens=500, reasoning_tokens=1_000)
-    for _ in range(100):
-        cost_of(info, usage)
-    n = 5_000
-    started = time.perf_counter()
-    for _ in range(n):
-        cost_of(info, usage)
-    per_call = (time.perf_counter() - started) / n
-    assert per_call < 200e-6, f"{per_call * 1e6:.1f} us per call"  # measured about 7 us; calc_price about 75
+    expected = cost_of(info, usage)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("cost_of went through genai-prices' calc_price")
+
+    monkeypatch.setattr(genai_prices, "calc_price", refuse)
+    assert cost_of(info, usage) == expected > 0
 
 
 def test_building_the_catalogue_makes_no_network_request(monkeypatch) -> None:

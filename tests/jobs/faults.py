@@ -8,12 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from django.db import connection
 
-from tests.conftest import ROOT, worker_env
+from tests.conftest import ROOT, wait_for, worker_env
 
 # Short leases and intervals so that recovery happens within seconds, not minutes.
 FAST = {
@@ -100,16 +99,6 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             found.append(int(entry))
     return found
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def sent(emulator, prompt: str) -> int:

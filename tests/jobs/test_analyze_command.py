@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 
 from analysis.services import profile_create
 from jobs.models import Job
-from tests.conftest import ROOT, run_manage, work_burst, worker_env
+from tests.conftest import ROOT, run_manage, wait_for, work_burst, worker_env
 
 # A meeting the project has never seen, in WebVTT, written by the test.
 VTT = """WEBVTT
@@ -120,13 +120,11 @@ def wait_for_job() -> Job:
     """The job the command created, once it is on its queue (the enqueue follows the commit)."""
     import django_rq
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def enqueued() -> Job | None:
         job = Job.objects.first()
-        if job is not None and str(job.id) in django_rq.get_queue(job.queue).job_ids:
-            return job
-        time.sleep(0.05)
-    raise AssertionError("the command created and enqueued no job")
+        return job if job is not None and str(job.id) in django_rq.get_queue(job.queue).job_ids else None
+
+    return wait_for(enqueued, 30, "the command to create and enqueue a job", interval=0.05)
 
 
 @pytest.mark.subprocess
@@ -218,10 +216,7 @@ def test_wait_says_which_answers_were_reused(alice, vtt_file, emulator):
     assert first.returncode == 0 and "Reused" not in out, err
     first_id = str(Job.objects.get().id)
     second = start_cli(vtt_file, emulator)
-    deadline = time.monotonic() + 30
-    while Job.objects.count() < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: Job.objects.count() >= 2, 30, "the second command's job", interval=0.05)
     work_burst()
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err

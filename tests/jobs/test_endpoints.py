@@ -14,8 +14,8 @@ import pytest
 
 from analysis.endpoints import EndpointConfigError, parse_endpoints, probe_context_window
 from jobs.models import Job
-from tests.conftest import run_manage, transcript, work_burst, worker_env
-from tests.jobs.faults import TEXT, WorkerProcess, task_prompts, wait_for
+from tests.conftest import run_manage, transcript, wait_for, work_burst, worker_env
+from tests.jobs.faults import TEXT, WorkerProcess, task_prompts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

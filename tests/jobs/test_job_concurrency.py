@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -19,14 +18,11 @@ def test_eight_tasks_at_one_second_each_take_about_one_second(alice_client, emul
         "transcript": transcript("TS3010a.txt"), "provider": "openai", "model": "gpt-4o-mini", "tasks": tasks,
     }, format="json").json()["job_id"]
 
-    started = time.monotonic()
     work_burst()
-    wall = time.monotonic() - started
 
     data = alice_client.get(f"/api/v1/jobs/{job_id}").json()
     assert data["status"] == "finished" and list(data["result"]["results"]) == list(tasks)
-    job = Job.objects.get(id=job_id)
-    ran = (job.finished_at - job.started_at).total_seconds()
-    assert ran < 3.0, ran  # one after another: 8 s
-    assert wall < 4.0, wall
+    # Concurrent, not one after another: every task started before any of them finished.
+    rows = list(Job.objects.get(id=job_id).tasks.all())
+    assert max(t.started_at for t in rows) < min(t.finished_at for t in rows)
     assert emulator.stats()["in_flight_max"] == 8

@@ -17,7 +17,8 @@ import time
 import pytest
 
 from jobs.models import Job, Task
-from tests.jobs.faults import FORKING, TEXT, WorkerProcess, sent, task_prompts, terminate_other_backends, wait_for
+from tests.conftest import wait_for
+from tests.jobs.faults import FORKING, TEXT, WorkerProcess, sent, task_prompts, terminate_other_backends
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
 

@@ -16,7 +16,8 @@ import pytest
 
 from emulator.server import Emulator
 from jobs.models import Job, Task
-from tests.jobs.faults import TEXT, WorkerProcess, task_prompts, wait_for
+from tests.conftest import wait_for
+from tests.jobs.faults import TEXT, WorkerProcess, task_prompts
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
 

@@ -18,8 +18,8 @@ from django.db import connection
 from rq import Queue, Worker
 
 from jobs.models import Job, Task
-from tests.conftest import client_for, make_user
-from tests.jobs.faults import RedisServer, TcpProxy, WorkerProcess, sent, task_prompts, wait_for
+from tests.conftest import client_for, make_user, wait_for
+from tests.jobs.faults import RedisServer, TcpProxy, WorkerProcess, sent, task_prompts
 from tests.jobs.test_job_durability_faults import assert_sent_once_except_lost, submit, wait_final
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
