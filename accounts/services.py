@@ -70,19 +70,10 @@ def user_upsert(*, username: str, plan: str | None = None, is_staff: bool | None
                 monthly_budget: Decimal | None = None, unlimited: bool | None = None) -> tuple[User, bool]:
     with transaction.atomic():
         user, created = User.objects.select_for_update().get_or_create(username=username)
-        changed: list[str] = []
-        if plan is not None and user.plan != plan:
-            user.plan = plan
-            changed.append("plan")
-        if is_staff is not None and user.is_staff != is_staff:
-            user.is_staff = is_staff
-            changed.append("is_staff")
-        if monthly_budget is not None and user.monthly_budget != monthly_budget:
-            user.monthly_budget = monthly_budget
-            changed.append("monthly_budget")
-        if unlimited is not None and user.unlimited != unlimited:
-            user.unlimited = unlimited
-            changed.append("unlimited")
+        wanted = {"plan": plan, "is_staff": is_staff, "monthly_budget": monthly_budget, "unlimited": unlimited}
+        changed = [name for name, value in wanted.items() if value is not None and getattr(user, name) != value]
+        for name in changed:
+            setattr(user, name, wanted[name])
         if created:
             user.set_unusable_password()
             user.save()
