@@ -6,24 +6,7 @@ wire protocols, for tests and benchmarks that must go through the real SDKs.
 
 from __future__ import annotations
 
-from emulator.server import (
-    DEFAULT_CONFIG,
-    FAULT_KINDS,
-    PROVIDERS,
-    Emulator,
-    EmulatorClient,
-    EmulatorServer,
-    estimate_tokens,
-    faults,
-)
+from emulator import server
+from emulator.server import *  # noqa: F403  (the package's names are the server's)
 
-__all__ = [
-    "DEFAULT_CONFIG",
-    "Emulator",
-    "EmulatorClient",
-    "EmulatorServer",
-    "FAULT_KINDS",
-    "PROVIDERS",
-    "estimate_tokens",
-    "faults",
-]
+__all__ = server.__all__
