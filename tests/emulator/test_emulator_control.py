@@ -28,18 +28,6 @@ from google.genai import types as genai_types  # noqa: E402
 from emulator import DEFAULT_CONFIG, EmulatorClient, faults  # noqa: E402
 
 
-# tests/conftest.py has autouse fixtures for the app's tests (Django settings, Redis).
-# The emulator needs neither, so these same-named fixtures switch them off here.
-@pytest.fixture
-def provider_endpoints() -> None:
-    return None
-
-
-@pytest.fixture
-def clean_redis() -> None:
-    return None
-
-
 @pytest.fixture(scope="module")
 def proc() -> Iterator[tuple[subprocess.Popen[str], str]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

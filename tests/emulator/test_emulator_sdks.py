@@ -42,18 +42,6 @@ PROMPT_TOKENS = tokens(SYSTEM, TRANSCRIPT, QUESTION)
 PROMPT_WORDS = len(f"{SYSTEM} {TRANSCRIPT} {QUESTION}".split())  # 21
 
 
-# tests/conftest.py has autouse fixtures for the app's tests (Django settings, Redis).
-# The emulator needs neither, so these same-named fixtures switch them off here.
-@pytest.fixture
-def provider_endpoints() -> None:
-    return None
-
-
-@pytest.fixture
-def clean_redis() -> None:
-    return None
-
-
 @pytest.fixture(scope="module")
 def emu() -> Any:
     server = Emulator(host="127.0.0.1", port=0).start()
