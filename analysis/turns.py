@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from analysis.transcripts import _split_speaker
+from analysis.transcripts import split_speaker
 
 # "[T12] " before every turn the model reads, also on every piece of a turn that chunking cuts.
 TURN_PREFIX = re.compile(r"^\[T(\d+)\] ")
@@ -50,7 +50,7 @@ def parse_turns(transcript: str) -> list[ParsedTurn]:
         if match:
             start = float(int(match.group(1)) * 3600 + int(match.group(2)) * 60 + int(match.group(3)))
             line = line[match.end():]
-        speaker, text = _split_speaker(line)
+        speaker, text = split_speaker(line)
         turns.append(ParsedTurn(index=number, speaker=speaker, start=start, end=None, text=text.strip()))
     return turns
 
