@@ -45,7 +45,7 @@ def test_the_job_document_keys_order_and_types(alice, alice_client):
     assert body["error"] is None
     assert all(isinstance(body[k], str) and body[k].endswith("Z") for k in ("created_at", "started_at", "finished_at"))
     result = body["result"]
-    assert list(result) == ["results", "errors", "metadata"]
+    assert list(result) == ["results", "errors", "metadata", "speakers"]
     assert result["results"] == {"summary": "A greeting."}
     assert result["errors"] == {"actions": "OpenAI error 500: boom"}
     metadata = result["metadata"]
