@@ -55,8 +55,6 @@ def _structured_keys(item: dict, *, index: int, name: str) -> dict:
     return checked
 
 
-@extend_schema_field({"type": "array", "items": PROFILE_TASK_SCHEMA})
-
 def validate_language_tag(value: str) -> str:
     """A BCP 47 tag as given (en, pt-BR), "" for none; a field error otherwise (profiles and jobs)."""
     if not value.strip():
@@ -66,6 +64,7 @@ def validate_language_tag(value: str) -> str:
     except structured.TaskSpecError as exc:
         raise serializers.ValidationError(str(exc)) from None
 
+@extend_schema_field({"type": "array", "items": PROFILE_TASK_SCHEMA})
 class ProfileTasksField(serializers.Field):
     """An ordered list of {"name", "prompt"}; an object {name: prompt} is accepted too (order kept)."""
 
