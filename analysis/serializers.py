@@ -64,6 +64,7 @@ def validate_language_tag(value: str) -> str:
     except structured.TaskSpecError as exc:
         raise serializers.ValidationError(str(exc)) from None
 
+
 @extend_schema_field({"type": "array", "items": PROFILE_TASK_SCHEMA})
 class ProfileTasksField(serializers.Field):
     """An ordered list of {"name", "prompt"}; an object {name: prompt} is accepted too (order kept)."""
