@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, connection, connections
 
 from analysis.execution import StopToken, WorkPool
 
@@ -26,16 +26,23 @@ T = TypeVar("T")
 DB_ERRORS = (OperationalError, InterfaceError)
 
 
-def forget_connection() -> None:
-    """Close this thread's connection; one PostgreSQL already dropped is forgotten instead.
+def forget_connection(conn=connection) -> None:
+    """Close this thread's connection (or `conn`); one PostgreSQL already dropped is forgotten instead.
 
     psycopg cannot close a socket the server reset: the wrapper is emptied all the same, so
     the next statement opens a fresh connection.
     """
     try:
-        connection.close()
+        conn.close()
     except Exception:  # the connection is already gone
-        connection.connection = None
+        conn.connection = None
+
+
+def forget_connections() -> None:
+    """forget_connection for every connection this thread opened (before a fork: a connection shared by
+    two processes is the cause of "SSL error" and "connection already closed" reports)."""
+    for conn in connections.all(initialized_only=True):
+        forget_connection(conn)
 
 
 def db_retry(fn: Callable[[], T], *, tries: int = 8, deadline: float | None = None,

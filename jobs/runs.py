@@ -84,11 +84,6 @@ class JobSlot:
     def deadline(self) -> float:
         return self.taken_at + self.timeout
 
-    @property
-    def open_calls(self) -> int:
-        with self._lock:
-            return sum(self._calls.values())
-
     def call_started(self, task: str) -> None:
         """Count a call about to go out; a stopped run sends none (Stopped). Under the lock that
         shut_down holds, so a call either counts as in flight or is never sent."""

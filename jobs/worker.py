@@ -39,7 +39,7 @@ from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from analysis.execution import CallPool
 from analysis.providers import client_connection_limit, preload_provider_modules, warm_provider_clients
-from jobs.dbpool import DatabasePool, forget_connection
+from jobs.dbpool import DatabasePool, forget_connection, forget_connections
 from jobs.lifecycle import job_settle_after_run
 from jobs.queues import use_as_rq_connection
 from jobs.runs import STOP_CANCELED, JobSlot, RunEnd, SlotMonitor, job_run
@@ -348,16 +348,6 @@ class ScriptRipperWorker(SimpleWorker):
 
 # --- the one-job-per-process worker ------------------------------------------------------------
 
-def close_db_connections() -> None:
-    """Close this process's database connections (before a fork: a connection shared by two
-    processes is the cause of "SSL error" and "connection already closed" reports)."""
-    for conn in connections.all(initialized_only=True):
-        try:
-            conn.close()
-        except Exception:  # a connection PostgreSQL already dropped: nothing left to close
-            conn.connection = None
-
-
 class ForkingWorker(Worker):
     """One work horse per job (RQ's `Worker`), with the durable-jobs settling on top: the parent
     settles a job whatever way its horse ended, forwards a warm shutdown to the horse (which hands
@@ -382,7 +372,7 @@ class ForkingWorker(Worker):
             reconciler.stop()
 
     def fork_work_horse(self, job, queue):
-        close_db_connections()
+        forget_connections()
         super().fork_work_horse(job, queue)
 
     def main_work_horse(self, job, queue):
