@@ -22,6 +22,8 @@ BENCH_DB = os.environ.get("BENCH_DATABASE", "scriptripper_bench")
 BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 PG = os.environ.get("BENCH_PG", "postgresql://127.0.0.1:5432")
 TRANSCRIPTS = ROOT.parent / "shared" / "transcripts"
+if not TRANSCRIPTS.is_dir():  # a checkout without ../shared: the copies the tests use
+    TRANSCRIPTS = ROOT / "tests" / "data" / "transcripts"
 
 
 def free_port() -> int:
