@@ -22,6 +22,7 @@ accepted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -35,7 +36,6 @@ from analysis.runner import (PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output
 from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens, count_tokens
 
 
-
 @dataclass
 class TaskEstimate:
     name: str
@@ -47,24 +47,12 @@ class TaskEstimate:
     cost_high: Decimal = Decimal("0")
     error: str = ""  # the task cannot run as asked (e.g. no room for the transcript)
 
-    def as_dict(self) -> dict:
-        data = {
-            "calls": self.calls,
-            "chunks": self.chunks,
-            "input_tokens": self.input_tokens,
-            "cost_low": self.cost_low,
-            "cost_high": self.cost_high,
-        }
-        if self.error:
-            data["error"] = self.error
-        return data
-
 
 @dataclass
 class Estimate:
     provider: str
     model: str
-    price_unknown: bool  # an unlisted model: the costs are 0 because the price is unknown
+    price_unknown: bool  # no price known (an unlisted model, an endpoint without prices): the costs are 0
     token_count: str  # "exact" (OpenAI encodings) or "approximate" (an upper estimate)
     context_tokens: int  # the most prompt tokens one request may carry for this model here
     transcript_tokens: int
@@ -95,28 +83,6 @@ class Estimate:
     def cost_high(self) -> Decimal:
         return sum((t.cost_high for t in self.tasks), Decimal("0"))
 
-    def as_dict(self) -> dict:
-        """JSON-ready; money stays Decimal (DRF renders it as a JSON number)."""
-        data = {
-            "provider": self.provider,
-            "model": self.model,
-            "token_count": self.token_count,
-            "context_tokens": self.context_tokens,
-            "transcript_tokens": self.transcript_tokens,
-            "calls": self.calls,
-            "input_tokens": self.input_tokens,
-            "max_output_tokens": self.max_output_tokens,
-            "max_output_tokens_total": self.max_output_tokens_total,
-            "cost_low": self.cost_low,
-            "cost_high": self.cost_high,
-            "currency": "USD",
-            "tasks": {t.name: t.as_dict() for t in self.tasks},
-        }
-        if self.price_unknown:
-            data["price_unknown"] = True
-            data["note"] = f"{self.model} is not in the model catalogue: its price is unknown and counted as 0."
-        return data
-
 
 def estimate_job(
     *,
@@ -126,8 +92,10 @@ def estimate_job(
     system_prompt: str,
     tasks: list[TaskSpec],
     max_output_tokens: int | None,
+    transcript_tokens: int | None = None,
 ) -> Estimate:
-    """Plan and price a job's calls. `model` by name (resolved with the settings) or a resolved ModelInfo.
+    """Plan and price a job's calls. `model` by name (resolved with the settings) or a resolved ModelInfo;
+    `transcript_tokens`: the transcript document's tokens if the caller counted them already.
 
     Raises UnknownModelError / UnknownProviderError for a model or provider that cannot run.
     """
@@ -135,10 +103,11 @@ def estimate_job(
 
     config = run_config(provider=provider, model=model, system_prompt=system_prompt or "",
                         max_output_tokens=max_output_tokens)
-    return estimate_run(config=config, transcript=transcript, tasks=tasks)
+    return estimate_run(config=config, transcript=transcript, tasks=tasks, transcript_tokens=transcript_tokens)
 
 
-def estimate_run(*, config: RunConfig, transcript: str, tasks: list[TaskSpec]) -> Estimate:
+def estimate_run(*, config: RunConfig, transcript: str, tasks: list[TaskSpec],
+                 transcript_tokens: int | None = None) -> Estimate:
     """estimate_job for an already built RunConfig (no settings read here)."""
     info = config.model
 
@@ -150,8 +119,11 @@ def estimate_run(*, config: RunConfig, transcript: str, tasks: list[TaskSpec]) -
         return context_tokens(text, provider=config.provider, model=info.name)
 
     max_output = output_limit(config)
-    transcript_tokens = count(prompts.transcript_document(transcript))
-    plan_tokens = plan_count(prompts.transcript_document(transcript))
+    document = prompts.transcript_document(transcript)
+    if transcript_tokens is None:
+        transcript_tokens = count(document)
+    # plan_count of the document, from the one count.
+    plan_tokens = max(transcript_tokens, math.ceil(len(document) / 4))
     chunk_cache: dict[int, list[str]] = {}
     planned = [_plan_task(config, spec, transcript, transcript_tokens, count, max_output, chunk_cache,
                           plan_count=plan_count, plan_tokens=plan_tokens)

@@ -1,4 +1,4 @@
-"""Writes on jobs: create, enqueue, and the worker-side lifecycle.
+"""Writes on jobs: create and enqueue, final states, cancel, retry, delete (submissions: jobs/submission.py).
 
 The database row is the truth and the queue only delivers: a job row is
 created first, and it is enqueued only after the transaction commits, with the
@@ -7,7 +7,6 @@ row's UUID as the RQ job id. Only the id travels to the worker.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -17,7 +16,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -27,14 +26,12 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 
 from accounts.models import User
-from accounts.services import monthly_budget_of, spend_check
-from analysis.catalogue import UnknownModelError, UnknownProviderError
-from analysis.estimate import estimate_job
+from analysis.catalogue import ModelInfo
 from analysis.runner import TaskSpec
 from analysis.turns import stored_turns
 from jobs.models import Job, Task
-from scriptripper.errors import Conflict, NotFoundError, validation_error
 from jobs.queues import rq_connection, rq_queue
+from scriptripper.errors import Conflict, NotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ RUN_JOB_FUNC = "jobs.tasks.run_job"
 
 @dataclass(frozen=True)
 class JobRequest:
-    """Everything a job needs, validated (by the API serializers, the CLI or a test)."""
+    """Everything a job needs, checked (by jobs.submission for the API and the CLI, or by a test)."""
 
     provider: str
     model: str
@@ -59,6 +56,10 @@ class JobRequest:
     callback_url: str = ""
     language: str = ""  # BCP 47; already written into every task (analysis/structured.py)
     queue: str | None = None
+    # Derived by the submission, not part of what was asked (compare=False keeps them out of the
+    # Idempotency-Key fingerprint): the model as resolved, the transcript's tokens when counted.
+    model_info: ModelInfo | None = field(default=None, compare=False)
+    transcript_tokens: int | None = field(default=None, compare=False)
 
 
 def route_queue(*, user: User, transcript_chars: int, kind: str) -> str:
@@ -174,40 +175,9 @@ def job_enqueue(*, job_id: uuid.UUID | str, at_front: bool = False, first_delive
     return True
 
 
-def job_check_spending(*, owner: User, requests: list[JobRequest]) -> None:
-    """Refuse a submission before anything is created when it could cost more than allowed.
-
-    - a job's own `max_cost` below the LOWEST the job can cost: it could never finish,
-      so it is refused as invalid input (400, field `max_cost`);
-    - the HIGHEST the submission can cost (all its jobs together), added to the real
-      spend this month, over the owner's monthly budget: 402 `budget_exceeded`.
-    The worker enforces both again while running (jobs.lifecycle.task_may_start: no task is started once
-    the job's cost reaches max_cost or the owner's spend reaches the budget).
-    """
-    budget = monthly_budget_of(owner)
-    if budget is None and all(r.max_cost is None for r in requests):
-        return  # nothing to check against: skip the token counting
-    total_high = Decimal("0")
-    for request in requests:
-        try:
-            estimate = estimate_job(transcript=request.transcript, provider=request.provider, model=request.model,
-                                    system_prompt=request.system_prompt, tasks=request.tasks,
-                                    max_output_tokens=request.params.get("max_output_tokens"))
-        except (UnknownModelError, UnknownProviderError):
-            continue  # cannot run, so cannot spend: the worker fails it with the reason
-        if request.max_cost is not None and estimate.cost_low > request.max_cost:
-            raise validation_error("max_cost", (
-                f"max_cost is ${request.max_cost} but this job costs at least ${estimate.cost_low.quantize(Decimal('0.000001'))} "
-                f"(estimate: ${estimate.cost_low.quantize(Decimal('0.000001'))} to "
-                f"${estimate.cost_high.quantize(Decimal('0.000001'))})."))
-        total_high += estimate.cost_high
-    if budget is not None:
-        spend_check(user=owner, cost_high=total_high)
-
-
 # --- fingerprints -------------------------------------------------------------------
 
-def _digest(value) -> str:
+def digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -216,52 +186,7 @@ def task_reuse_key(*, job: Job, prompt: str) -> str:
 
     The owner is not in the key: reuse is looked up within the same owner's tasks only.
     """
-    return _digest(["v1", job.transcript, job.provider, job.model, job.system_prompt, prompt, job.params])
-
-
-def request_fingerprint(request: JobRequest) -> str:
-    """Hash of the validated request (the canonical body), for Idempotency-Key comparisons."""
-    body = dataclasses.asdict(request)
-    body["tasks"] = [[t["name"], t["prompt"]] for t in body["tasks"]]
-    return _digest(body)
-
-
-def job_create_idempotent(*, owner: User, request: JobRequest, idempotency_key: str) -> tuple[Job, bool]:
-    """job_create under the client's Idempotency-Key: (job, created).
-
-    The same key with the same body within IDEMPOTENCY_TTL_SECONDS returns the first job
-    (created False); the same key with another body is a Conflict. An expired key is freed.
-    """
-    fingerprint = request_fingerprint(request)
-    for _ in range(3):
-        existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            if existing.created_at >= timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS):
-                if existing.request_fingerprint != fingerprint:
-                    raise Conflict("This Idempotency-Key was already used with a different request body.")
-                return existing, False
-            Job.objects.filter(id=existing.id, idempotency_key=idempotency_key).update(idempotency_key="")
-        try:
-            with transaction.atomic():
-                return job_create(owner=owner, request=request, idempotency_key=idempotency_key,
-                                  request_fingerprint=fingerprint), True
-        except IntegrityError:
-            continue  # a concurrent request with the same key won the insert: answer with its job
-    raise Conflict("A request with this Idempotency-Key is being processed; try again.")
-
-
-def job_submit(*, owner: User, request: JobRequest, idempotency_key: str = "") -> tuple[Job, bool]:
-    """A submission, for the API and the CLI alike: the spending checks (400 on `max_cost`,
-    402 budget_exceeded), then the job, once per Idempotency-Key. Returns (job, created):
-    created is False when the key was used before with the same body; a replay is not a new
-    spend, so it is not checked against the budget again."""
-    if idempotency_key:
-        since = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
-        if not Job.objects.filter(owner=owner, idempotency_key=idempotency_key, created_at__gte=since).exists():
-            job_check_spending(owner=owner, requests=[request])
-        return job_create_idempotent(owner=owner, request=request, idempotency_key=idempotency_key)
-    job_check_spending(owner=owner, requests=[request])
-    return job_create(owner=owner, request=request), True
+    return digest(["v1", job.transcript, job.provider, job.model, job.system_prompt, prompt, job.params])
 
 
 # --- final states --------------------------------------------------------------------
