@@ -186,6 +186,11 @@ class ProfileOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ProfileListSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = ProfileOutputSerializer(many=True)
+
+
 # --- GET /api/v1/models ------------------------------------------------------------------------------
 
 
