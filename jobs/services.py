@@ -160,15 +160,19 @@ def job_enqueue(*, job_id: uuid.UUID | str, at_front: bool = False, first_delive
         queue = rq_queue(name)
         if not first_delivery:
             remove_rq_job(job_id=job_id, connection=queue.connection)
-        queue.enqueue_call(
-            RUN_JOB_FUNC,
-            args=(job_id,),
-            job_id=job_id,
-            timeout=settings.JOB_TIMEOUT,
-            result_ttl=600,
-            failure_ttl=7 * 24 * 3600,
-            at_front=at_front,
-        )
+        # Given a pipeline, RQ queues its writes (the queue set, the job hash, the push) on it: one round trip.
+        with queue.connection.pipeline() as pipe:
+            queue.enqueue_call(
+                RUN_JOB_FUNC,
+                args=(job_id,),
+                job_id=job_id,
+                timeout=settings.JOB_TIMEOUT,
+                result_ttl=600,
+                failure_ttl=7 * 24 * 3600,
+                at_front=at_front,
+                pipeline=pipe,
+            )
+            pipe.execute()
     except RedisError as exc:
         logger.warning("could not enqueue job %s (%s); the reconciler will retry", job_id, type(exc).__name__)
         return False
