@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from analysis.catalogue import ModelInfo
 from analysis.structured import stored_result
 from analysis.turns import speaker_stats
 
@@ -99,6 +100,18 @@ class Job(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+    def model_info(self) -> ModelInfo:
+        """The model to run and bill with: the exact id the submission resolved and stored, looked up as it
+        stands. Trusted, not checked again: a model the API accepted as unlisted (ALLOW_UNLISTED_MODELS)
+        runs whatever this process's setting says. Fails (UnknownModelError) only for a model retired since,
+        or an endpoint no longer configured."""
+        from analysis.catalogue import resolve_model
+        from analysis.providers import endpoints
+        from analysis.tasks import context_overrides
+
+        return resolve_model(self.provider, self.model, allow_unlisted=True, context_overrides=context_overrides(),
+                             endpoints=endpoints())
 
     @property
     def cost(self) -> Decimal:
