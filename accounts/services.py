@@ -188,7 +188,7 @@ def spend_check(*, user: User, cost_high: Decimal) -> None:
     """Refuse (402) work whose highest possible cost would take the user past the monthly budget.
 
     Only real spend is counted, not the estimates of jobs still queued: the worker checks
-    the budget again before every task (jobs.tasks), so concurrent submissions can overrun
+    the budget again before every task (jobs.lifecycle.task_may_start), so concurrent submissions can overrun
     the limit by at most the tasks already on the wire when it is reached.
     """
     budget = monthly_budget_of(user)

@@ -35,7 +35,7 @@ def reuse_sources(job: Job) -> dict[str, Job]:
     """For each reused task of `job` (by name), the job whose provider call paid for its answer.
 
     The worker copies a donor's output (the latest identical succeeded task of the same owner,
-    jobs/tasks.py) without recording which; the donor is the latest such task finished before
+    jobs.lifecycle.tasks_reuse_finished) without recording which; the donor is the latest such task finished before
     the copy. A donor that was itself reused leads on to the job that paid.
     """
     sources: dict[str, Job] = {}
