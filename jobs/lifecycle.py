@@ -192,6 +192,11 @@ def job_finish(*, job: Job, outcomes: list[tuple[str, str]]) -> str:
 
 def job_fail(*, job: Job, message: str) -> None:
     if _finalize_this_attempt(job=job, status=Job.Status.FAILED, error=message):
+        _deliver_webhook(job)
+
+
+def _deliver_webhook(job: Job) -> None:
+    if job.callback_url:  # as claimed: a job without one has no delivery to look up
         webhooks_deliver_now(job_id=job.id)
 
 
