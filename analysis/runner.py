@@ -34,7 +34,7 @@ from analysis.pricing import cost_of
 from analysis.providers.base import Completion, GenerationParams, Prompt, Provider, ProviderError
 from analysis.retry import CallFailed, RetryPolicy, call_with_retries
 from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens
-from analysis.usage import Usage
+from analysis.providers.usage import Usage
 
 logger = logging.getLogger(__name__)
 

@@ -14,12 +14,26 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from analysis.catalogue import ModelInfo, effective_context, get_model, parse_context_overrides, resolve_model
+from analysis.catalogue import (
+    ModelInfo, effective_context, get_model, load_catalogue, parse_context_overrides, resolve_model,
+)
 from analysis.execution import CallPool, StopToken
 from analysis.limits import ProviderLimiter
-from analysis.providers import endpoints, get_provider
+from analysis.providers import endpoints, get_provider, preload_sdks
 from analysis.retry import RetryPolicy
 from analysis.runner import RunConfig, Runner, RunHooks, TaskOutcome, TaskSpec, run_metadata
+from analysis.tokens import preload_encodings
+
+
+def preload_provider_modules() -> None:
+    """Import the three SDKs and load the token encodings and the catalogue now, once, at a worker's start.
+
+    They take seconds to load; a worker that did not would pay that on its first job, and a forking worker
+    on every job (its horses inherit what the parent loaded).
+    """
+    preload_encodings()
+    load_catalogue()
+    preload_sdks()
 
 
 def retry_policy_from_settings() -> RetryPolicy:

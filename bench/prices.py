@@ -37,7 +37,7 @@ def run(small: bool = False) -> dict:
 
     from analysis.catalogue import LIBRARY_PROVIDER, get_model
     from analysis.pricing import cost_of, library_usage
-    from analysis.usage import Usage
+    from analysis.providers.usage import Usage
 
     provider, name = MODEL
     info = get_model(provider, name)

@@ -14,8 +14,8 @@ from decimal import Decimal
 import pytest
 
 from analysis.catalogue import get_model, prices_version
-from analysis.pricing import cost_of, library_usage, price_call, usage_from_anthropic, usage_from_gemini, usage_from_openai
-from analysis.usage import Usage
+from analysis.pricing import cost_of, library_usage, price_call
+from analysis.providers.usage import Usage, usage_from_anthropic, usage_from_gemini, usage_from_openai
 
 D = Decimal
 TODAY = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
