@@ -8,7 +8,7 @@ aliases, flex prices), each entry with its source. Both are read once per proces
 `ModelInfo`s whose rates are precomputed, so pricing a call is a dictionary look-up and five multiplications,
 not a pass through the library's unit registry (pricing.cost_of).
 
-Pure Python: no Django, so the worker, the API and the tests all read the same figures. Prices are `Decimal`
+No settings are read here, so the worker, the API and the tests all read the same figures. Prices are `Decimal`
 USD per million tokens, exactly as the library ships them.
 
 Model names resolve to an exact id or a listed alias only (case-insensitively): genai-prices' own matching
@@ -30,7 +30,8 @@ from importlib.metadata import version as _package_version
 from pathlib import Path
 from typing import Any
 
-PROVIDERS: tuple[str, ...] = ("gemini", "openai", "anthropic")
+from analysis.providers import PROVIDER_NAMES
+
 # Our provider name -> genai-prices' provider id.
 LIBRARY_PROVIDER: dict[str, str] = {"gemini": "google", "openai": "openai", "anthropic": "anthropic"}
 
@@ -64,7 +65,7 @@ class CatalogueError(ValueError):
 
 
 class UnknownProviderError(ValueError):
-    def __init__(self, provider: str, valid: tuple[str, ...] | list[str] = PROVIDERS) -> None:
+    def __init__(self, provider: str, valid: tuple[str, ...] | list[str] = PROVIDER_NAMES) -> None:
         self.provider = provider
         super().__init__(f"Unknown provider {provider!r}. Valid providers: {', '.join(valid)}.")
 
@@ -352,10 +353,10 @@ def parse_overlay(text: str) -> dict[str, _Overlay]:
         data = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
         raise CatalogueError(f"catalogue overlay is not valid TOML: {exc}") from exc
-    if unknown := set(data) - set(PROVIDERS):
+    if unknown := set(data) - set(PROVIDER_NAMES):
         raise CatalogueError(f"catalogue overlay: unknown provider table(s) {', '.join(sorted(unknown))}")
     overlays: dict[str, _Overlay] = {}
-    for provider in PROVIDERS:
+    for provider in PROVIDER_NAMES:
         table = data.get(provider, {})
         if unknown := set(table) - {"defaults", "rules", "models", "exclude"}:
             raise CatalogueError(f"catalogue overlay {provider}: unknown section(s) {', '.join(sorted(unknown))}")
@@ -516,7 +517,7 @@ def build_catalogue(overlays: Mapping[str, _Overlay], *, today: dt.date | None =
     version = _prices_version()
     catalogue: dict[str, dict[str, ModelInfo]] = {}
     skipped: list[Skipped] = []
-    for provider in PROVIDERS:
+    for provider in PROVIDER_NAMES:
         overlay = overlays.get(provider) or _Overlay()
         models: dict[str, ModelInfo] = {}
         seen: dict[str, str] = {}
@@ -654,7 +655,7 @@ def load_catalogue() -> dict[str, dict[str, ModelInfo]]:
 
 
 def _check_provider(provider: str) -> None:
-    if provider not in PROVIDERS:
+    if provider not in PROVIDER_NAMES:
         raise UnknownProviderError(provider)
 
 
@@ -662,7 +663,7 @@ def get_model(provider: str, model: str) -> ModelInfo | None:
     """The catalogue entry for an exact model id or one of its listed aliases (any case); None if absent.
 
     An alias returns the catalogue entry (same prices); resolve_model keeps the alias as the name sent.
-    Raises UnknownProviderError for a provider outside PROVIDERS.
+    Raises UnknownProviderError for a provider outside PROVIDER_NAMES.
     """
     _check_provider(provider)
     index = _name_index()[provider]
@@ -671,7 +672,7 @@ def get_model(provider: str, model: str) -> ModelInfo | None:
 
 def list_models(provider: str | None = None) -> list[ModelInfo]:
     if provider is None:
-        return [info for p in PROVIDERS for info in _catalogue()[p].values()]
+        return [info for p in PROVIDER_NAMES for info in _catalogue()[p].values()]
     _check_provider(provider)
     return list(_catalogue()[provider].values())
 
@@ -730,8 +731,8 @@ def resolve_model(
     """
     if endpoints and provider in endpoints:
         return endpoints[provider].model_info(model, context_overrides=context_overrides)
-    if provider not in PROVIDERS:
-        raise UnknownProviderError(provider, (*PROVIDERS, *(endpoints or ())))
+    if provider not in PROVIDER_NAMES:
+        raise UnknownProviderError(provider, (*PROVIDER_NAMES, *(endpoints or ())))
     info = get_model(provider, model)
     if info is not None:
         today = today or utc_today()

@@ -26,13 +26,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from analysis.catalogue import (
-    PROVIDERS,
     UNLISTED_CONTEXT_WINDOW,
     UNLISTED_MAX_OUTPUT_TOKENS,
     ModelInfo,
     UnknownModelError,
     simple_model,
 )
+from analysis.providers import PROVIDER_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def parse_endpoints(text: str, *, env: Mapping[str, str] | None = None) -> dict[
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise EndpointConfigError(f"{where}: name must match [a-z0-9-]{{1,32}}, got {name!r}")
         where = f"endpoint {name!r}"
-        if name in PROVIDERS:
+        if name in PROVIDER_NAMES:
             raise EndpointConfigError(f"{where}: the name of a built-in provider cannot be reused")
         if name in endpoints:
             raise EndpointConfigError(f"{where}: configured twice")

@@ -29,7 +29,7 @@ from decimal import Decimal
 from analysis import prompts
 from analysis.catalogue import ModelInfo
 from analysis.chunking import split_transcript
-from analysis.pricing import estimate_cost_range
+from analysis.pricing import estimate_cost_range, price_unknown_note
 from analysis.runner import (PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens,
                              reduce_budget)
 from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens, count_tokens
@@ -114,7 +114,7 @@ class Estimate:
         }
         if self.price_unknown:
             data["price_unknown"] = True
-            data["note"] = f"{self.model} is not in the model catalogue: its price is unknown and counted as 0."
+            data["note"] = price_unknown_note(self.provider, self.model)
         return data
 
 

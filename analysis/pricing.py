@@ -17,6 +17,7 @@ from operator import attrgetter
 from typing import Any
 
 from analysis.catalogue import ModelInfo, PricePeriod
+from analysis.providers import PROVIDER_NAMES
 from analysis.providers.usage import USAGE_KEYS, Usage
 
 COST_QUANTUM = Decimal("0.00000001")  # 8 decimal places of a US dollar
@@ -31,6 +32,13 @@ _counts = attrgetter(*USAGE_KEYS)
 
 def quantize_cost(amount: Decimal) -> Decimal:
     return amount.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP, context=_CONTEXT)
+
+
+def price_unknown_note(provider: str, model: str) -> str:
+    """Why a cost of 0 is not "free": the `note` beside `price_unknown` in a job's or an estimate's metadata."""
+    if provider not in PROVIDER_NAMES:
+        return f"{model} has no price configured on endpoint {provider}: counted as 0."
+    return f"{model} is not in the model catalogue: its price is unknown and counted as 0."
 
 
 def is_above_tier(info: ModelInfo, prompt_tokens: int, *, at: dt.datetime | dt.date | None = None) -> bool:

@@ -30,7 +30,7 @@ from analysis.catalogue import ModelInfo
 from analysis.chunking import split_transcript
 from analysis.execution import CallPool, Stopped, StopToken
 from analysis.limits import ProviderLimiter
-from analysis.pricing import cost_of
+from analysis.pricing import cost_of, price_unknown_note
 from analysis.providers.base import Completion, GenerationParams, Prompt, Provider, ProviderError
 from analysis.retry import CallFailed, RetryPolicy, call_with_retries
 from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens
@@ -455,5 +455,5 @@ def run_metadata(*, provider: str, model: ModelInfo, outcomes: list[TaskOutcome]
     }
     if not model.listed:
         metadata["price_unknown"] = True
-        metadata["note"] = f"{model.name} is not in the model catalogue: its price is unknown and counted as 0."
+        metadata["note"] = price_unknown_note(provider, model.name)
     return metadata

@@ -19,6 +19,7 @@ from analysis.catalogue import (
 )
 from analysis.execution import CallPool, StopToken
 from analysis.limits import ProviderLimiter
+from analysis.pricing import COST_QUANTUM
 from analysis.providers import endpoints, get_provider, preload_sdks
 from analysis.retry import RetryPolicy
 from analysis.runner import RunConfig, Runner, RunHooks, TaskOutcome, TaskSpec, run_metadata
@@ -104,7 +105,7 @@ def result_document(*, config: RunConfig, outcomes: list[TaskOutcome]) -> dict:
 def _json_numbers(value):
     # Money is Decimal inside; callers of the pure functions get plain JSON numbers.
     if isinstance(value, Decimal):
-        return float(value.quantize(Decimal("0.00000001")))
+        return float(value.quantize(COST_QUANTUM))
     if isinstance(value, dict):
         return {k: _json_numbers(v) for k, v in value.items()}
     if isinstance(value, list):
