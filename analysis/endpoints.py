@@ -25,13 +25,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from analysis.catalogue import (
-    UNLISTED_CONTEXT_WINDOW,
-    UNLISTED_MAX_OUTPUT_TOKENS,
-    ModelInfo,
-    UnknownModelError,
-    simple_model,
-)
+from analysis.catalogue import UnknownModelError
+from analysis.model_info import UNLISTED_CONTEXT_WINDOW, UNLISTED_MAX_OUTPUT_TOKENS, ModelInfo, simple_model
 from analysis.providers import PROVIDER_NAMES
 
 logger = logging.getLogger(__name__)

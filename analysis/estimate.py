@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from analysis import prompts
-from analysis.catalogue import ModelInfo
 from analysis.chunking import split_transcript
+from analysis.model_info import ModelInfo
 from analysis.pricing import estimate_cost_range, price_unknown_note
 from analysis.runner import (PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens,
                              reduce_budget)

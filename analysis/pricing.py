@@ -16,7 +16,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from operator import attrgetter
 from typing import Any
 
-from analysis.catalogue import ModelInfo, PricePeriod
+from analysis.model_info import ModelInfo, PricePeriod
 from analysis.providers import PROVIDER_NAMES
 from analysis.providers.usage import USAGE_KEYS, Usage
 

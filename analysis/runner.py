@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from analysis import prompts, structured
-from analysis.catalogue import ModelInfo
 from analysis.chunking import split_transcript
 from analysis.execution import CallPool, Stopped, StopToken
 from analysis.limits import ProviderLimiter
+from analysis.model_info import ModelInfo
 from analysis.pricing import cost_of, price_unknown_note
 from analysis.providers.base import Completion, GenerationParams, Prompt, Provider, ProviderError
 from analysis.retry import CallFailed, RetryPolicy, call_with_retries

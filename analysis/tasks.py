@@ -14,11 +14,10 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from analysis.catalogue import (
-    ModelInfo, effective_context, get_model, load_catalogue, parse_context_overrides, resolve_model,
-)
+from analysis.catalogue import effective_context, get_model, load_catalogue, parse_context_overrides, resolve_model
 from analysis.execution import CallPool, StopToken
 from analysis.limits import ProviderLimiter
+from analysis.model_info import ModelInfo
 from analysis.pricing import COST_QUANTUM
 from analysis.providers import endpoints, get_provider, preload_sdks
 from analysis.retry import RetryPolicy

@@ -16,7 +16,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Usage:
-    # The field order is the order of a price's rates (Rates in analysis/catalogue.py).
+    # The field order is the order of a price's rates (RATE_KINDS in analysis/model_info.py).
     input_tokens: int = 0  # input billed at the full rate (no cache reads, no cache writes)
     cached_input_tokens: int = 0  # cache reads
     cache_write_tokens: int = 0  # cache creation (Anthropic)

@@ -8,10 +8,6 @@ from decimal import Decimal
 import pytest
 
 from analysis.catalogue import (
-    UNLISTED_CONTEXT_WINDOW,
-    UNLISTED_MAX_OUTPUT_TOKENS,
-    CatalogueError,
-    ModelInfo,
     UnknownModelError,
     UnknownProviderError,
     effective_context,
@@ -26,6 +22,8 @@ from analysis.catalogue import (
     skipped_models,
     utc_today,
 )
+from analysis.catalogue_sources import CatalogueError
+from analysis.model_info import UNLISTED_CONTEXT_WINDOW, UNLISTED_MAX_OUTPUT_TOKENS, ModelInfo
 from analysis.providers import PROVIDER_NAMES
 
 D = Decimal
