@@ -21,7 +21,8 @@ from analysis.model_info import ModelInfo
 from analysis.pricing import COST_QUANTUM
 from analysis.providers import endpoints, get_provider, preload_sdks
 from analysis.retry import RetryPolicy
-from analysis.runner import RunConfig, Runner, RunHooks, TaskOutcome, TaskSpec, run_metadata
+from analysis.planning import RunConfig, TaskSpec
+from analysis.runner import Runner, RunHooks, TaskOutcome, run_metadata
 from analysis.tokens import preload_encodings
 
 
