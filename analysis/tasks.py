@@ -1,11 +1,13 @@
-"""The seed's two analysis functions, pure: no database, no queue.
+"""The analysis as the rest of the service calls it: a run's configuration from settings, the run itself,
+and the worker's preload. No database, no queue.
+
+The seed's function, pure:
 
     analyze_transcript_task(transcript, provider, model, system_prompt, tasks)
-    analyze_batch_task(transcript, provider, model, tasks=[{"task_name", "prompt"}])
 
-Each returns {"results": {name: text}, "errors": {name: message}, "metadata": {...}},
-with results in submitted order. The job worker (jobs/tasks.py) uses the same
-Runner with callbacks that save each task's outcome as it completes.
+returns {"results": {name: text}, "errors": {name: message}, "metadata": {...}}, with results in submitted
+order. The job worker (jobs/runs.py) runs the same Runner through run_analysis, with callbacks that save
+each task's outcome as it completes.
 """
 
 from __future__ import annotations
@@ -119,12 +121,3 @@ def analyze_transcript_task(transcript: str, provider: str, model: str, system_p
     specs = [TaskSpec(name=name, prompt=prompt) for name, prompt in tasks.items()]
     return result_document(config=config, outcomes=run_analysis(transcript=transcript, config=config, tasks=specs,
                                                                 limiter=limiter))
-
-
-def analyze_batch_task(transcript: str, provider: str, model: str, tasks: list[dict],
-                       *, system_prompt: str = "", limiter: ProviderLimiter | None = None) -> dict:
-    names = [t["task_name"] for t in tasks]
-    if len(set(names)) != len(names):
-        raise ValueError("Task names must be unique within a batch")
-    return analyze_transcript_task(transcript, provider, model, system_prompt,
-                                   {t["task_name"]: t["prompt"] for t in tasks}, limiter=limiter)
