@@ -29,9 +29,9 @@ from decimal import Decimal
 from analysis import prompts
 from analysis.chunking import split_transcript
 from analysis.model_info import ModelInfo
-from analysis.pricing import estimate_cost_range, price_unknown_note
 from analysis.planning import (PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens,
                                reduce_budget)
+from analysis.pricing import estimate_cost_range, price_unknown_note
 from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens, count_tokens
 
 

@@ -20,10 +20,10 @@ from analysis.catalogue import effective_context, get_model, load_catalogue, par
 from analysis.execution import CallPool, StopToken
 from analysis.limits import ProviderLimiter
 from analysis.model_info import ModelInfo
+from analysis.planning import RunConfig, TaskSpec
 from analysis.pricing import COST_QUANTUM
 from analysis.providers import endpoints, get_provider, preload_sdks
 from analysis.retry import RetryPolicy
-from analysis.planning import RunConfig, TaskSpec
 from analysis.runner import Runner, RunHooks, TaskOutcome, run_metadata
 from analysis.tokens import preload_encodings
 
