@@ -8,8 +8,8 @@ OPENAI_COMPATIBLE_ENDPOINTS_FILE names (README: "Local models and other OpenAI-c
 
 A job names the endpoint as its provider ("provider": "local"). Each endpoint has its own parallel limit,
 shared by every worker through Redis (analysis.limits), and its errors carry its name. Its key is never
-logged, rendered or listed (`repr` hides it). Pure Python, no Django: settings.py parses with
-parse_endpoints and raises ImproperlyConfigured with the message.
+logged, rendered or listed (`repr` hides it). Reads no settings: settings.py parses with parse_endpoints
+and raises ImproperlyConfigured with the message.
 """
 
 from __future__ import annotations
