@@ -26,7 +26,8 @@ from analysis.endpoints import in_flight_limits
 from analysis.limits import ProviderLimiter
 from analysis.providers import endpoints
 from analysis.providers.base import ProviderError
-from analysis.runner import RunHooks, TaskOutcome, TaskSpec
+from analysis.planning import TaskSpec
+from analysis.runner import RunHooks, TaskOutcome
 from analysis.tasks import run_analysis, run_config
 from jobs.dbpool import DatabasePool
 from jobs.lifecycle import (

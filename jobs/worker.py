@@ -39,7 +39,8 @@ from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from analysis.execution import CallPool
-from analysis.providers import client_connection_limit, preload_provider_modules, warm_provider_clients
+from analysis.providers import client_connection_limit, warm_provider_clients
+from analysis.tasks import preload_provider_modules
 from jobs.dbpool import DatabasePool, forget_connection, forget_connections
 from jobs.lifecycle import job_settle_after_run
 from jobs.queues import use_as_rq_connection
