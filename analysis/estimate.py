@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from analysis import prompts
-from analysis.catalogue import ModelInfo
 from analysis.chunking import split_transcript
+from analysis.model_info import ModelInfo
+from analysis.planning import (PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens,
+                               reduce_budget)
 from analysis.pricing import estimate_cost_range
-from analysis.runner import (PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens,
-                             reduce_budget)
 from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens, count_tokens
 
 
@@ -202,7 +202,7 @@ def _reduce_calls(config: RunConfig, spec: TaskSpec, count: Callable[[str], int]
     size = partial_tokens + PARTIAL_WRAPPER_TOKENS
     calls: list[int] = []
     while True:
-        # Greedy packing, as Runner.group_partials: how many partials fit one request.
+        # Greedy packing, as planning.group_partials: how many partials fit one request.
         per_group = max(1, room // size) if room > 0 else 1
         groups = -(-partials // per_group)
         if groups >= partials and partials > 1:

@@ -12,7 +12,8 @@ from rest_framework.fields import SkipField
 from analysis import structured
 from analysis.estimate import Estimate
 from analysis.models import AnalysisProfile
-from analysis.providers import endpoints, provider_names
+from analysis.pricing import price_unknown_note
+from analysis.providers import provider_names
 from scriptripper.fields import MoneyField, OptionalBooleanField, OptionalCharField
 
 # Names are what clients type in `"profile": "meeting-notes"`: letters, digits, - _ . and spaces,
@@ -80,9 +81,7 @@ class PriceNoteField(serializers.CharField):
     def get_attribute(self, instance) -> str:
         if not instance.price_unknown:
             raise SkipField()
-        if instance.provider in endpoints():
-            return f"{instance.model} has no price configured on endpoint {instance.provider}: counted as 0."
-        return f"{instance.model} is not in the model catalogue: its price is unknown and counted as 0."
+        return price_unknown_note(instance.provider, instance.model)
 
 
 def validate_language_tag(value: str) -> str:

@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from analysis.usage import USAGE_KEYS
+from analysis.providers.usage import USAGE_KEYS
 from jobs.models import Job, Task, WebhookDelivery
 from jobs import charts
 from jobs.selectors import (CHART_RANGES, chart_buckets, jobs_per_hour_by_status, queue_wait_percentiles,

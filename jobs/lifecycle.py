@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.services import budget_reached, spend_record
 from analysis.catalogue import get_model, prices_version
 from analysis.providers import endpoints
+from analysis.providers.usage import USAGE_KEYS
 from analysis.runner import TaskOutcome
 from jobs.models import Job, Task
 from jobs.services import CANCELED_MESSAGE, job_enqueue, job_finalize_row
@@ -80,12 +81,8 @@ def task_outcome_save(*, job: Job, outcome: TaskOutcome, calls_started: int, tas
     """
     usage = outcome.usage
     now = timezone.now()
-    fields = {
-        "input_tokens": F("input_tokens") + usage.input_tokens,
-        "cached_input_tokens": F("cached_input_tokens") + usage.cached_input_tokens,
-        "cache_write_tokens": F("cache_write_tokens") + usage.cache_write_tokens,
-        "output_tokens": F("output_tokens") + usage.output_tokens,
-        "reasoning_tokens": F("reasoning_tokens") + usage.reasoning_tokens,
+    fields = {key: F(key) + getattr(usage, key) for key in USAGE_KEYS}
+    fields.update({
         "cost": F("cost") + outcome.cost,
         "tries": F("tries") + outcome.tries,
         "calls": F("calls") + outcome.calls,
@@ -96,7 +93,7 @@ def task_outcome_save(*, job: Job, outcome: TaskOutcome, calls_started: int, tas
         "latency_s": outcome.latency_s,
         "started_at": now - timedelta(seconds=outcome.latency_s),
         "finished_at": now,
-    }
+    })
     if outcome.last_error:
         fields["last_error"] = outcome.last_error
     fields.update(price_provenance(job=job, outcome=outcome))
@@ -183,7 +180,7 @@ def job_finish(*, job: Job, outcomes: list[tuple[str, str]]) -> str:
         status, error = Job.Status.FAILED, ("No task was run: the job's max_cost or the monthly spending "
                                             "limit was reached.")
     if _finalize_this_attempt(job=job, status=status, error=error):
-        webhooks_deliver_now(job_id=job.id)
+        _deliver_webhook(job)
     else:
         status = Job.objects.filter(id=job.id).values_list("status", flat=True).first() or "deleted"
     logger.info("job done", extra={"job_id": str(job.id), "status": status})
@@ -192,6 +189,11 @@ def job_finish(*, job: Job, outcomes: list[tuple[str, str]]) -> str:
 
 def job_fail(*, job: Job, message: str) -> None:
     if _finalize_this_attempt(job=job, status=Job.Status.FAILED, error=message):
+        _deliver_webhook(job)
+
+
+def _deliver_webhook(job: Job) -> None:
+    if job.callback_url:  # as claimed: a job without one has no delivery to look up
         webhooks_deliver_now(job_id=job.id)
 
 
@@ -246,7 +248,11 @@ def job_recover(*, job_id: uuid.UUID | str, reason: str, stale_before=None, work
     Calls in flight are moved to `lost_calls`. Returns the new status, or None if nothing changed.
     """
     with transaction.atomic():
-        job = Job.objects.select_for_update(skip_locked=True).filter(id=job_id, status=Job.Status.STARTED).first()
+        # The reconciler's scan skips a row someone else holds (it is alive, or the next scan sees
+        # it); a run settling its own job waits for the lock: a heartbeat or a task's outcome being
+        # stored at that moment must not leave the row `started` with no run behind it.
+        rows = Job.objects.select_for_update(skip_locked=stale_before is not None)
+        job = rows.filter(id=job_id, status=Job.Status.STARTED).first()
         if job is None:
             return None
         if stale_before is not None and job.heartbeat_at is not None and job.heartbeat_at >= stale_before:

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from analysis.catalogue import ModelInfo
+from analysis.model_info import ModelInfo
 from analysis.structured import stored_result
 from analysis.turns import speaker_stats
 

@@ -30,7 +30,7 @@ from redis import Redis
 from rq import Queue, Worker
 from rq.job import Job as RQJob
 
-from analysis.usage import USAGE_KEYS
+from analysis.providers.usage import USAGE_KEYS
 from jobs.models import Job, Task
 
 # Upper bounds (seconds) of the duration histograms: an LLM call takes seconds,

@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from analysis.serializers import PriceNoteField, validate_language_tag, validate_provider_name
 from analysis.transcripts import FORMATS
-from analysis.usage import USAGE_KEYS
+from analysis.providers.usage import USAGE_KEYS
 from jobs.fields import BatchTasksField, SegmentsField, StrictCharField, TasksField, no_nul
 from jobs.models import Job, Task
 from scriptripper.fields import BlankAsNullCharField, MoneyField, OptionalBooleanField, RoundedFloatField

@@ -26,8 +26,8 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 
 from accounts.models import User
-from analysis.catalogue import ModelInfo
-from analysis.runner import TaskSpec
+from analysis.model_info import ModelInfo
+from analysis.planning import TaskSpec
 from analysis.turns import stored_turns
 from jobs.models import Job, Task
 from jobs.queues import rq_connection, rq_queue

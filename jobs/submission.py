@@ -29,7 +29,7 @@ from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_
 from analysis.estimate import Estimate, estimate_job
 from analysis.prompts import transcript_document
 from analysis.providers import endpoints, provider_configured, provider_key_setting, provider_label, provider_names
-from analysis.runner import TaskSpec
+from analysis.planning import TaskSpec
 from analysis.selectors import profile_lookup
 from analysis.serializers import unknown_provider
 from analysis.tasks import context_overrides
