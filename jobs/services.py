@@ -17,8 +17,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.command import send_stop_job_command
@@ -148,35 +148,34 @@ def job_enqueue(*, job_id: uuid.UUID | str, at_front: bool = False, first_delive
     backlog rather than waiting behind every job submitted since it first started.
     `first_delivery`: a new row's UUID has never been in RQ, so there is no earlier run
     to remove (the removal scans the queues and registries: O(queue length) per submit)."""
-    if first_delivery and queue_name:
-        # Just committed by job_create: no need to read the row back.
-        job_id, name = str(job_id), queue_name
-    else:
-        job = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).only("id", "queue").first()
-        if job is None:
-            return False
-        job_id, name = str(job.id), job.queue
+    job_id = str(job_id)
     try:
-        queue = rq_queue(name)
-        if not first_delivery:
+        if first_delivery and queue_name:
+            # Just committed by job_create: no need to read the row back.
+            _rq_push(rq_queue(queue_name), job_id, at_front=at_front)
+            return True
+        # Two parties may deliver one job again at once (a worker handing it back, the reconciler
+        # finding it missing from Redis): one at a time, each reading the row and removing any earlier
+        # delivery first, so the job is listed once and never after a worker has claimed it.
+        with rq_connection().lock(f"scriptripper:enqueue:{job_id}", timeout=30, blocking_timeout=30):
+            job = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).only("id", "queue").first()
+            if job is None:
+                return False
+            queue = rq_queue(job.queue)
             remove_rq_job(job_id=job_id, connection=queue.connection)
-        # Given a pipeline, RQ queues its writes (the queue set, the job hash, the push) on it: one round trip.
-        with queue.connection.pipeline() as pipe:
-            queue.enqueue_call(
-                RUN_JOB_FUNC,
-                args=(job_id,),
-                job_id=job_id,
-                timeout=settings.JOB_TIMEOUT,
-                result_ttl=600,
-                failure_ttl=7 * 24 * 3600,
-                at_front=at_front,
-                pipeline=pipe,
-            )
-            pipe.execute()
+            _rq_push(queue, job_id, at_front=at_front)
     except RedisError as exc:
         logger.warning("could not enqueue job %s (%s); the reconciler will retry", job_id, type(exc).__name__)
         return False
     return True
+
+
+def _rq_push(queue, job_id: str, *, at_front: bool) -> None:
+    # Given a pipeline, RQ queues its writes (the queue set, the job hash, the push) on it: one round trip.
+    with queue.connection.pipeline() as pipe:
+        queue.enqueue_call(RUN_JOB_FUNC, args=(job_id,), job_id=job_id, timeout=settings.JOB_TIMEOUT, result_ttl=600,
+                           failure_ttl=7 * 24 * 3600, at_front=at_front, pipeline=pipe)
+        pipe.execute()
 
 
 # --- fingerprints -------------------------------------------------------------------
@@ -198,6 +197,13 @@ def task_reuse_key(*, job: Job, prompt: str) -> str:
 CANCELED_MESSAGE = "Canceled by request."
 
 
+# The sum of a job's task costs, as a correlated subquery of the UPDATE that ends the job. Written out
+# because every job ends through it: built with the ORM (Subquery of an annotated Sum), compiling the
+# subquery took more of the worker's CPU than the rest of the statement took to compile, send and run.
+TASKS_COST_SQL = (f'SELECT COALESCE(SUM(t."cost"), 0) FROM "{Task._meta.db_table}" t '
+                  f'WHERE t."job_id" = "{Job._meta.db_table}"."id"')
+
+
 def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_statuses: tuple[str, ...],
                      attempt: int | None = None, callback_url: str | None = None) -> bool:
     """Move a job to a final state if it is in one of `from_statuses` (and, given `attempt`, still in
@@ -207,11 +213,7 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
     reconciler or API gets there first decides the final state and the others change nothing.
     """
     now = timezone.now()
-    total_cost = Coalesce(
-        Subquery(Task.objects.filter(job_id=OuterRef("pk")).order_by().values("job_id")
-                 .annotate(total=Sum("cost")).values("total")),
-        Value(Decimal("0")), output_field=Job._meta.get_field("total_cost"),
-    )
+    total_cost = RawSQL(TASKS_COST_SQL, (), output_field=Job._meta.get_field("total_cost"))
     rows = Job.objects.filter(id=job_id, status__in=from_statuses)
     if attempt is not None:
         rows = rows.filter(attempts=attempt)
