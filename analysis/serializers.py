@@ -13,7 +13,7 @@ from analysis import structured
 from analysis.estimate import Estimate
 from analysis.models import AnalysisProfile
 from analysis.pricing import price_unknown_note
-from analysis.providers import provider_names
+from analysis.providers import provider_configured, provider_key_setting, provider_label, provider_names
 from scriptripper.fields import MoneyField, OptionalBooleanField, OptionalCharField
 
 # Names are what clients type in `"profile": "meeting-notes"`: letters, digits, - _ . and spaces,
@@ -61,6 +61,15 @@ def _structured_keys(item: dict, *, index: int, name: str) -> dict:
 
 def unknown_provider(value: str) -> str:
     return f"Unknown provider {value!r}; choose one of: {', '.join(provider_names())}."
+
+
+def provider_error(value: str) -> str | None:
+    """Why `value` (lower-cased) cannot run a job here: an unknown name, or no key configured; None if it can."""
+    if value not in provider_names():
+        return unknown_provider(value)
+    if not provider_configured(value):
+        return f"{provider_label(value)} is not configured on this server ({provider_key_setting(value)} is not set)."
+    return None
 
 
 def validate_provider_name(value: str) -> str:

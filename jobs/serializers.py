@@ -1,4 +1,4 @@
-"""The job endpoints' shapes: input serializers (each field's shape; jobs/submission.py does the rest) and
+"""The job endpoints' shapes: input serializers (each field on its own; jobs/submission.py does the rest) and
 output serializers, the one source of every job response, of the webhook body and of the OpenAPI schema.
 
 Unknown input fields are ignored (documented in README). The transcript may arrive as text (plain, SRT or
@@ -11,7 +11,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from analysis.serializers import PriceNoteField, validate_language_tag, validate_provider_name
+from analysis.serializers import PriceNoteField, provider_error, validate_language_tag, validate_provider_name
 from analysis.transcripts import FORMATS
 from analysis.providers.usage import USAGE_KEYS
 from jobs.fields import BatchTasksField, SegmentsField, StrictCharField, TasksField, no_nul
@@ -55,6 +55,22 @@ class JobOptionsSerializer(serializers.Serializer):
     callback_url = StrictCharField(
         required=False, allow_blank=True, max_length=2000,
         help_text="http(s) URL called with the job document (Standard Webhooks signature) when the job ends")
+
+    def validate_provider(self, value: str) -> str:
+        value = value.strip().lower()
+        if (problem := provider_error(value)) is not None:
+            raise serializers.ValidationError(problem)
+        return value
+
+    def validate_callback_url(self, value: str) -> str:
+        from jobs.webhooks import CallbackUrlError, validate_callback_url  # jobs.webhooks renders with this module
+
+        if not value.strip():
+            return ""
+        try:
+            return validate_callback_url(value)
+        except CallbackUrlError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate_language(self, value: str) -> str:
         return validate_language_tag(value)

@@ -1,10 +1,10 @@
 """A submission, from checked input to a queued job: the one path of analyze, batch, estimate and the CLI.
 
-The input serializers (jobs/serializers.py) check each field's shape. Everything else happens here,
-once each: the saved profile, the provider and its key, the model (resolved once; the ModelInfo goes
-on to the estimate and the resolved id into the job row), the transcript (read from whichever shape it
-came in, normalised, held to the size limits; its tokens counted at most once, and only when a check
-needs them), the spending checks, and the job, once per Idempotency-Key.
+The input serializers (jobs/serializers.py) check each field on its own (its shape, a provider's name and
+key, a callback URL). Everything else happens here, once each: the saved profile, the model (resolved
+once; the ModelInfo goes on to the estimate and the resolved id into the job row), the transcript (read
+from whichever shape it came in, normalised, held to the size limits; its tokens counted at most once,
+and only when a check needs them), the spending checks, and the job, once per Idempotency-Key.
 
 Errors are ServiceErrors; a bad field's names the field, in the same words DRF would use.
 """
@@ -28,16 +28,15 @@ from analysis import structured as structured_tasks
 from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_model
 from analysis.estimate import Estimate, estimate_job
 from analysis.prompts import transcript_document
-from analysis.providers import endpoints, provider_configured, provider_key_setting, provider_label, provider_names
+from analysis.providers import endpoints, provider_names
 from analysis.planning import TaskSpec
 from analysis.selectors import profile_lookup
-from analysis.serializers import unknown_provider
+from analysis.serializers import provider_error
 from analysis.tasks import context_overrides
 from analysis.tokens import count_tokens, token_upper_bound
 from analysis.transcripts import TranscriptError, detect_format, normalize_transcript
 from jobs.models import Job
 from jobs.services import JobRequest, digest, job_create
-from jobs.webhooks import CallbackUrlError, validate_callback_url
 from scriptripper.errors import Conflict, PayloadTooLarge, field_errors, validation_error
 
 # Uploaded files by extension: the caption format they hold (None: detect; .txt files are often captions).
@@ -74,22 +73,8 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
                       temperature: float | None = None, max_cost: Decimal | None = None, reuse: bool = True,
                       language: str | None = None, callback_url: str = "") -> JobRequest:
     """The JobRequest of a submission, everything checked. None: the field was not sent (a profile may fill it)."""
-    # The fields checked one by one first, as DRF checks a field before the serializer as a whole.
-    errors: dict[str, list[str]] = {}
-    if provider is not None:
-        provider = _checked_provider(provider, errors)
-    if callback_url.strip():
-        try:
-            callback_url = validate_callback_url(callback_url)
-        except CallbackUrlError as exc:
-            errors["callback_url"] = [str(exc)]
-    else:
-        callback_url = ""
-    if errors:
-        raise field_errors(errors)
-
-    # Then what is missing, reported together.
-    profile_name = ""
+    errors: dict[str, list[str]] = {}  # what is missing, reported together
+    profile_name, provider_from_profile = "", False
     if kind == Job.Kind.ANALYZE:
         ref = (profile or "").strip()
         if (tasks is not None) == bool(ref):
@@ -106,7 +91,7 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
                 # The request's provider, model and system prompt override the profile's defaults. The default
                 # model goes with the default provider only: it means nothing to another provider.
                 if not provider:
-                    provider = found.default_provider
+                    provider, provider_from_profile = found.default_provider, True
                     model = model or found.default_model
                 elif not model and provider == found.default_provider:
                     model = found.default_model
@@ -125,10 +110,9 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
     if errors:
         raise field_errors(errors)
 
-    # Again here: a profile's default provider has not been checked yet.
-    provider = _checked_provider(provider, errors)
-    if errors:
-        raise field_errors(errors)
+    if provider_from_profile and (problem := provider_error(provider.lower())) is not None:
+        raise field_errors({"provider": [problem]})  # the serializer checked the request's, not the profile's
+    provider = provider.lower()
     try:
         info = resolve_model(provider, model, allow_unlisted=settings.ALLOW_UNLISTED_MODELS,
                              context_overrides=context_overrides(), endpoints=endpoints())
@@ -155,16 +139,6 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
         model_info=info,
         transcript_tokens=_transcript_tokens(text, provider=provider, model=info.name),
     )
-
-
-def _checked_provider(value: str, errors: dict[str, list[str]]) -> str:
-    value = value.strip().lower()
-    if value not in provider_names():
-        errors["provider"] = [unknown_provider(value)]
-    elif not provider_configured(value):
-        errors["provider"] = [f"{provider_label(value)} is not configured on this server "
-                              f"({provider_key_setting(value)} is not set)."]
-    return value
 
 
 # --- the transcript, in whichever shape it came ---------------------------------------------------

@@ -10,7 +10,7 @@ import analysis.tasks
 import jobs.submission
 from analysis.prompts import transcript_document
 from jobs.models import Job
-from tests.conftest import transcript, work_burst
+from tests.conftest import assert_error, transcript, work_burst
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -75,3 +75,11 @@ def test_the_row_holds_the_resolved_id_and_the_worker_runs_it(alice_client, emul
     assert data["status"] == "finished", data
     assert data["result"]["metadata"]["model"] == "llama3.1:8b" and data["result"]["metadata"]["price_unknown"]
     assert [r["body"]["model"] for r in emulator.requests("openai")] == ["llama3.1:8b"]
+
+
+def test_field_errors_come_together_before_what_the_service_checks(alice_client):
+    # A bad provider is a field error like a bad `tasks`: both reported, before any missing transcript.
+    response = alice_client.post("/api/v1/jobs/analyze", {"provider": "nope", "model": "m", "tasks": "x"},
+                                 format="json")
+    error = assert_error(response, 400, "validation_error")
+    assert set(error["fields"]) == {"provider", "tasks"} and error["message"].startswith("provider: Unknown provider")
