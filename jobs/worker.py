@@ -24,13 +24,9 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
 
-import redis.exceptions
 from django.conf import settings
 from django.db import connections
-from rq.command import parse_payload
-from rq.executions import Execution
 from rq.exceptions import DequeueTimeout
 from rq.job import Job as RQJob
 from rq.job import JobStatus
@@ -44,11 +40,10 @@ from analysis.tasks import preload_provider_modules
 from jobs.dbpool import DatabasePool, forget_connection, forget_connections
 from jobs.lifecycle import job_settle_after_run
 from jobs.queues import use_as_rq_connection
-from jobs.runs import STOP_CANCELED, JobSlot, RunEnd, SlotMonitor, job_run
+from jobs.rq_records import REDIS_ERRORS, RQRecordsMixin, RunningJob
+from jobs.runs import JobSlot, RunEnd, SlotMonitor, job_run
 
 logger = logging.getLogger(__name__)
-
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def process_rss_mb() -> float:
@@ -56,18 +51,7 @@ def process_rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
-@dataclass(eq=False)
-class RunningJob:
-    """A slot and the RQ records of its delivery."""
-
-    slot: JobSlot
-    rq_job: RQJob
-    queue: Queue
-    execution: Execution
-    thread: threading.Thread | None = None
-
-
-class ScriptRipperWorker(SimpleWorker):
+class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
     """Many jobs in flight in one process; see the module docstring."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -209,23 +193,6 @@ class ScriptRipperWorker(SimpleWorker):
             slot.shut_down(0)
         running.thread.start()
 
-    def _prepare_rq_execution(self, rq_job: RQJob, queue: Queue, *, from_intermediate: bool) -> Execution:
-        """RQ's records of a job starting, in one round trip: what its forking Worker writes in two
-        (prepare_execution in the parent, prepare_job_execution in the horse)."""
-        with self.connection.pipeline() as pipeline:
-            ttl = self.get_heartbeat_ttl(rq_job)
-            execution = Execution.create(rq_job, ttl, pipeline=pipeline, worker_name=self.name)
-            self.executions[execution.id] = execution  # as RQ keeps it (its cleanup_execution pops it)
-            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
-            self.heartbeat(ttl, pipeline=pipeline)
-            rq_job.heartbeat(now(), ttl, pipeline=pipeline)
-            rq_job.prepare_for_execution(self.name, pipeline=pipeline)
-            pipeline.persist(rq_job.key)
-            if from_intermediate:
-                pipeline.lrem(queue.intermediate_queue_key, 1, rq_job.id)
-            pipeline.execute()
-        return execution
-
     def _run_slot(self, running: RunningJob) -> None:
         slot = running.slot
         end: RunEnd | None = None
@@ -255,80 +222,18 @@ class ScriptRipperWorker(SimpleWorker):
             if idle and not self._stop_requested:
                 self._set_state_safely(WorkerStatus.IDLE)
 
-    def _close_rq_execution(self, running: RunningJob, end: RunEnd) -> None:
-        rq_job = running.rq_job
-        try:
-            if rq_job.get_status(refresh=True) != JobStatus.STARTED:
-                # Already re-enqueued under the same id (the reconciler, a retry): only close ours.
-                with self.connection.pipeline() as pipeline:
-                    self.cleanup_execution(rq_job, pipeline=pipeline, execution=running.execution)
-                    pipeline.execute()
-                return
-            # RQ's _finalize_success without its extra heartbeat round trip (the run is over) and its
-            # callbacks and RQ webhooks, which these jobs never have.
-            rq_job.ended_at = now()
-            rq_job._result = end.value
-            rq_job._status = JobStatus.FINISHED
-            queue = running.queue
-            self.handle_job_success(job=rq_job, queue=queue, started_job_registry=queue.started_job_registry,
-                                    execution=running.execution)
-        except REDIS_ERRORS as exc:
-            logger.warning("job %s: RQ records not updated (Redis unreachable: %s)", rq_job.id, exc)
-
-    def _set_state_safely(self, state: str) -> None:
-        try:
-            self.set_state(state)
-        except REDIS_ERRORS:
-            pass
-
-    # --- RQ's records, refreshed from the monitor loop -------------------------------------
-    def _publish_slots(self, pipeline=None) -> None:
-        with self._running_lock:
-            busy = len(self.running)
-        (pipeline or self.connection).hset(self.key, mapping={
-            "state": WorkerStatus.BUSY if busy else WorkerStatus.IDLE, "slots": self.concurrency, "slots_busy": busy})
-
     def _maintain_rq(self) -> None:
         if time.monotonic() < self._next_rq_beat:
             return
         self._next_rq_beat = time.monotonic() + min(settings.JOB_HEARTBEAT_SECONDS, 5.0)
-        with self._running_lock:
-            running = list(self.running.values())
-        ttl = int(max(settings.JOB_HEARTBEAT_SECONDS * 4, 60))
-        try:
-            with self.connection.pipeline() as pipeline:
-                self.heartbeat(self.worker_ttl + 60, pipeline=pipeline)
-                self._publish_slots(pipeline)
-                for item in running:
-                    item.execution.heartbeat(item.rq_job.started_job_registry, ttl, pipeline=pipeline)
-                pipeline.execute()
-            if self.should_run_maintenance_tasks:
-                self.run_maintenance_tasks()  # RQ's registry cleaning, every maintenance_interval
-        except REDIS_ERRORS as exc:
-            logger.warning("worker %s: RQ heartbeat failed (%s)", self.name, type(exc).__name__)
+        self._heartbeat_rq()
         limit = settings.WORKER_MAX_MEMORY_MB
         if limit and self._shutdown_at is None and process_rss_mb() > limit:
             logger.warning("worker %s: RSS above WORKER_MAX_MEMORY_MB=%d, recycling", self.name,
                            settings.WORKER_MAX_MEMORY_MB)
             self._request_warm_shutdown()
 
-    def get_current_job_id(self) -> str | None:
-        with self._running_lock:
-            return next(iter(self.running), None)
-
     # --- commands and signals -------------------------------------------------------------
-    def handle_payload(self, message) -> None:
-        """RQ's stop commands name a job (stop-job) or an execution (stop-execution): stop that run,
-        not "the worker's current job"; the other commands go to RQ."""
-        payload = parse_payload(message)
-        if payload.get("command") in ("stop-job", "stop-execution"):
-            with self._running_lock:
-                running = self.running.get(payload.get("job_id") or "")
-            if running is not None:
-                running.slot.stop.stop(STOP_CANCELED)
-            return
-        super().handle_payload(message)
-
     def request_stop(self, signum, frame) -> None:
         """Warm shutdown (SIGTERM, SIGINT): take nothing new, hand back what is held; a second signal
         is a cold shutdown."""
