@@ -146,6 +146,12 @@ def operators_group(db):
     return Group.objects.get(name=OPERATORS_GROUP)
 
 
+# The upper bound of a wait on another process: a worker starting and running its jobs, a command, a server
+# coming up. It only guards against a hang (a passing test goes on as soon as its condition holds), so it
+# measures nothing and is generous: at load 8 on a 2-core machine a worker's start-up alone took 28 s.
+PROCESS_WAIT = 300.0
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
     """predicate()'s first true value, polled until `timeout` seconds: a wait on a condition, not a sleep."""
     deadline = time.monotonic() + timeout
@@ -234,6 +240,7 @@ def worker_env(emulator, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_manage(*args: str, env: dict[str, str] | None = None,
+               timeout: float = PROCESS_WAIT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
