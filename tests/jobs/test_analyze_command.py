@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
-import time
 from io import StringIO
 
 import pytest
@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 
 from analysis.services import profile_create
 from jobs.models import Job
-from tests.conftest import ROOT, run_manage, wait_for, work_burst, worker_env
+from tests.conftest import PROCESS_WAIT, ROOT, run_manage, wait_for, work_burst, worker_env
 
 # A meeting the project has never seen, in WebVTT, written by the test.
 VTT = """WEBVTT
@@ -116,15 +116,27 @@ def start_cli(vtt_file, emulator, *extra: str) -> subprocess.Popen:
         cwd=ROOT, env=worker_env(emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_job() -> Job:
-    """The job the command created, once it is on its queue (the enqueue follows the commit)."""
+def wait_for_job(count: int = 1) -> Job:
+    """The latest job a command created, once there are `count` and it is on its queue (the enqueue
+    follows the commit, so a worker started before it would find nothing to run)."""
     import django_rq
 
     def enqueued() -> Job | None:
-        job = Job.objects.first()
-        return job if job is not None and str(job.id) in django_rq.get_queue(job.queue).job_ids else None
+        if Job.objects.count() < count:
+            return None
+        job = Job.objects.first()  # the latest
+        return job if str(job.id) in django_rq.get_queue(job.queue).job_ids else None
 
-    return wait_for(enqueued, 30, "the command to create and enqueue a job", interval=0.05)
+    return wait_for(enqueued, PROCESS_WAIT, "the command to create and enqueue a job", interval=0.05)
+
+
+def first_line(stream) -> str:
+    """The first line a command writes to `stream` (a pipe), once it has written it.
+
+    Called while the command has nothing more to write (its job not yet run): communicate() reads the
+    pipe itself afterwards, and would miss anything left in this reader's buffer."""
+    wait_for(lambda: select.select([stream], [], [], 0)[0], PROCESS_WAIT, "the command's first line", interval=0.05)
+    return stream.readline()
 
 
 @pytest.mark.subprocess
@@ -132,12 +144,12 @@ def wait_for_job() -> Job:
 def test_wait_shows_progress_then_markdown_results(alice, vtt_file, emulator):
     cli = start_cli(vtt_file, emulator)
     job = wait_for_job()
-    time.sleep(0.3)  # let it draw the queued state first
+    drawn = first_line(cli.stderr)  # it has drawn the queued state
     work_burst()  # a real RQ worker runs the job while the command polls PostgreSQL
-    out, err = cli.communicate(timeout=60)
+    out, err = cli.communicate(timeout=PROCESS_WAIT)
     assert cli.returncode == 0, err
     # Progress on stderr (not a terminal here: one line per change), results on stdout.
-    progress = err.strip().splitlines()
+    progress = (drawn + err).strip().splitlines()
     assert progress[0].startswith("[") and "0/2 tasks" in progress[0] and "queued" in progress[0]
     assert "2/2 tasks" in progress[-1] and "finished" in progress[-1]
     job.refresh_from_db()
@@ -158,7 +170,7 @@ def test_wait_json_prints_the_api_document(alice, vtt_file, emulator, alice_clie
     cli = start_cli(vtt_file, emulator, "--json")
     job = wait_for_job()
     work_burst()
-    out, err = cli.communicate(timeout=60)
+    out, err = cli.communicate(timeout=PROCESS_WAIT)
     assert cli.returncode == 0, err
     document = json.loads(out)
     assert document == alice_client.get(f"/api/v1/jobs/{job.id}").json()
@@ -175,7 +187,7 @@ def test_wait_on_a_failed_job_prints_the_errors_and_exits_non_zero(alice, vtt_fi
     cli = start_cli(vtt_file, emulator)
     wait_for_job()
     work_burst()
-    out, err = cli.communicate(timeout=60)
+    out, err = cli.communicate(timeout=PROCESS_WAIT)
     assert cli.returncode == 1
     assert "## Errors" in out and "**summary**: OpenAI rejected the API key" in out
     last = err.strip().splitlines()[-1]
@@ -212,12 +224,12 @@ def test_wait_says_which_answers_were_reused(alice, vtt_file, emulator):
     first = start_cli(vtt_file, emulator)
     wait_for_job()
     work_burst()
-    out, err = first.communicate(timeout=60)
+    out, err = first.communicate(timeout=PROCESS_WAIT)
     assert first.returncode == 0 and "Reused" not in out, err
     first_id = str(Job.objects.get().id)
     second = start_cli(vtt_file, emulator)
-    wait_for(lambda: Job.objects.count() >= 2, 30, "the second command's job", interval=0.05)
+    wait_for_job(count=2)
     work_burst()
-    out, err = second.communicate(timeout=60)
+    out, err = second.communicate(timeout=PROCESS_WAIT)
     assert second.returncode == 0, err
     assert f"summary, owners from job `{first_id}`" in out and "at $0" in out
