@@ -163,6 +163,31 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def http_status(url: str) -> int:
+    """The HTTP status a GET of `url` answers (an error status too); OSError while nothing listens there."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def wait_answering(proc: subprocess.Popen, request: Callable[[], object], what: str, log: Path | None = None):
+    """request()'s first true value once the server process `proc` answers it (an OSError, such as
+    a refused connection, means it is not listening yet); fails at once when `proc` exits first."""
+    def attempt():
+        assert proc.poll() is None, f"{what} exited" + (f":\n{log.read_text()[-3000:]}" if log else "")
+        try:
+            return request()
+        except OSError:
+            return None
+
+    return wait_for(attempt, PROCESS_WAIT, f"{what} to answer", interval=0.2)
+
+
 def assert_error(response, status: int, code: str | None = None, field: str | None = None) -> dict:
     """The response is the one error shape with this status (and code, and field when given); its error."""
     assert response.status_code == status, (response.status_code, response.content[:500])
@@ -220,6 +245,21 @@ def work_burst() -> None:
 
     queues = [django_rq.get_queue(name) for name in settings.RQ_QUEUE_NAMES]
     ScriptRipperWorker(queues, connection=queues[0].connection).work(burst=True, with_scheduler=False)
+
+
+def wait_enqueued_job(count: int = 1):
+    """The latest job, once there are `count` jobs and it is on its queue: what another process (a
+    command, a script) submitted. The enqueue follows the commit, so a worker run as soon as the row
+    shows could find nothing to run."""
+    from jobs.models import Job
+
+    def enqueued():
+        if Job.objects.count() < count:
+            return None
+        job = Job.objects.first()  # the latest
+        return job if str(job.id) in django_rq.get_queue(job.queue).job_ids else None
+
+    return wait_for(enqueued, PROCESS_WAIT, "a job submitted and enqueued by the other process", interval=0.05)
 
 
 def worker_env(emulator, **extra: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 
 from analysis.services import profile_create
 from jobs.models import Job
-from tests.conftest import PROCESS_WAIT, ROOT, run_manage, wait_for, work_burst, worker_env
+from tests.conftest import PROCESS_WAIT, ROOT, run_manage, wait_enqueued_job, wait_for, work_burst, worker_env
 
 # A meeting the project has never seen, in WebVTT, written by the test.
 VTT = """WEBVTT
@@ -116,20 +116,6 @@ def start_cli(vtt_file, emulator, *extra: str) -> subprocess.Popen:
         cwd=ROOT, env=worker_env(emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_job(count: int = 1) -> Job:
-    """The latest job a command created, once there are `count` and it is on its queue (the enqueue
-    follows the commit, so a worker started before it would find nothing to run)."""
-    import django_rq
-
-    def enqueued() -> Job | None:
-        if Job.objects.count() < count:
-            return None
-        job = Job.objects.first()  # the latest
-        return job if str(job.id) in django_rq.get_queue(job.queue).job_ids else None
-
-    return wait_for(enqueued, PROCESS_WAIT, "the command to create and enqueue a job", interval=0.05)
-
-
 def first_line(stream) -> str:
     """The first line a command writes to `stream` (a pipe), once it has written it.
 
@@ -143,7 +129,7 @@ def first_line(stream) -> str:
 @pytest.mark.django_db(transaction=True)
 def test_wait_shows_progress_then_markdown_results(alice, vtt_file, emulator):
     cli = start_cli(vtt_file, emulator)
-    job = wait_for_job()
+    job = wait_enqueued_job()
     drawn = first_line(cli.stderr)  # it has drawn the queued state
     work_burst()  # a real RQ worker runs the job while the command polls PostgreSQL
     out, err = cli.communicate(timeout=PROCESS_WAIT)
@@ -168,7 +154,7 @@ def test_wait_shows_progress_then_markdown_results(alice, vtt_file, emulator):
 @pytest.mark.django_db(transaction=True)
 def test_wait_json_prints_the_api_document(alice, vtt_file, emulator, alice_client):
     cli = start_cli(vtt_file, emulator, "--json")
-    job = wait_for_job()
+    job = wait_enqueued_job()
     work_burst()
     out, err = cli.communicate(timeout=PROCESS_WAIT)
     assert cli.returncode == 0, err
@@ -185,7 +171,7 @@ def test_wait_on_a_failed_job_prints_the_errors_and_exits_non_zero(alice, vtt_fi
 
     emulator.add_faults([faults.status(401, "openai", times=-1)])
     cli = start_cli(vtt_file, emulator)
-    wait_for_job()
+    wait_enqueued_job()
     work_burst()
     out, err = cli.communicate(timeout=PROCESS_WAIT)
     assert cli.returncode == 1
@@ -222,13 +208,13 @@ def test_reused_answers_are_named_with_their_source_job_at_zero_cost(alice, vtt_
 @pytest.mark.django_db(transaction=True)
 def test_wait_says_which_answers_were_reused(alice, vtt_file, emulator):
     first = start_cli(vtt_file, emulator)
-    wait_for_job()
+    wait_enqueued_job()
     work_burst()
     out, err = first.communicate(timeout=PROCESS_WAIT)
     assert first.returncode == 0 and "Reused" not in out, err
     first_id = str(Job.objects.get().id)
     second = start_cli(vtt_file, emulator)
-    wait_for_job(count=2)
+    wait_enqueued_job(count=2)
     work_burst()
     out, err = second.communicate(timeout=PROCESS_WAIT)
     assert second.returncode == 0, err
