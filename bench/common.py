@@ -264,8 +264,18 @@ def sample_text(words: int = 300) -> str:
     return " ".join(text.split(" ")[:words])
 
 
+def provider_rows(figures: dict, case: str, bound: float, row) -> dict:
+    """figures["ok"] (every provider met the bound) and figures["rows"], the rows of bench/run.py's table:
+    one a provider of figures["providers"], whose measure, value, baseline, ratio and notes `row(name,
+    its figures)` gives. Returns the figures."""
+    figures["ok"] = all(p["ok"] for p in figures["providers"].values())
+    figures["rows"] = [{"case": case, "bound": f"≤ {bound}", "ok": p["ok"], "unit": "s", **row(name, p)}
+                       for name, p in figures["providers"].items()]
+    return figures
+
+
 def module_main(run, doc: str, small_help: str) -> int:
-    """The command line of a benchmark module (bench/fanout.py, bench/long_transcript.py):
+    """The command line of a benchmark module (bench/fanout.py, bench/long_transcript.py, ...):
     run it, print its figures as JSON, exit non-zero when a bound was missed."""
     import argparse
     import json

@@ -122,19 +122,13 @@ def run(small: bool = False) -> dict:
                 }
         finally:
             common.stop(worker)
-    figures["ok"] = all(p["ok"] for p in figures["providers"].values())
     # The same figures as bench/run.py's table rows (case, measure, value, baseline, ratio, bound, ok).
-    figures["rows"] = [{
-        "case": "fanout", "measure": f"{name}: 8-task job wall / 1-task job wall", "value": p["eight_tasks_wall_s"],
-        "baseline": p["one_task_wall_s"], "ratio": p["ratio"], "bound": f"≤ {BOUND}", "ok": p["ok"], "unit": "s",
+    return common.provider_rows(figures, "fanout", BOUND, lambda name, p: {
+        "measure": f"{name}: 8-task job wall / 1-task job wall", "value": p["eight_tasks_wall_s"],
+        "baseline": p["one_task_wall_s"], "ratio": p["ratio"],
         "notes": f"emulator {latency} s a call; one after another the 8 tasks would take {p['sequential_estimate_s']} s",
-    } for name, p in figures["providers"].items()]
-    return figures
-
-
-def main() -> int:
-    return common.module_main(run, __doc__, "0.2 s latency, one provider")
+    })
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.module_main(run, __doc__, "0.2 s latency, one provider"))

@@ -113,19 +113,12 @@ def run(small: bool = False) -> dict:
                 "total_cost_usd": result["metadata"]["total_cost"],
                 "errors": result["errors"],
             }
-    figures["ok"] = all(p["ok"] for p in figures["providers"].values())
-    figures["rows"] = [{
-        "case": "long transcript", "measure": f"{name}: wall time, {figures['words']:,} words at a {CAP_TOKENS:,}-token cap",
-        "value": p["wall_s"], "baseline": p["one_call_s"], "ratio": p["wall_over_one_call"], "bound": f"≤ {BOUND}",
-        "ok": p["ok"], "unit": "s",
+    return common.provider_rows(figures, "long transcript", BOUND, lambda name, p: {
+        "measure": f"{name}: wall time, {figures['words']:,} words at a {CAP_TOKENS:,}-token cap",
+        "value": p["wall_s"], "baseline": p["one_call_s"], "ratio": p["wall_over_one_call"],
         "notes": f"{p['calls']} calls, {p['requests_over_context']} over the context; one by one they take {p['sequential_s']} s",
-    } for name, p in figures["providers"].items()]
-    return figures
-
-
-def main() -> int:
-    return common.module_main(run, __doc__, "~20,000 words and 0.2 s a call")
+    })
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.module_main(run, __doc__, "~20,000 words and 0.2 s a call"))

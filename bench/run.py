@@ -405,6 +405,21 @@ def case_module(name: str, small: bool) -> list[Row]:
 CASES = ["queue", "inflight", "fanout", "long", "api", "scale", "priority", "memory", "prices", "structured"]
 
 
+# How a case runs, given (small, the shared fast emulator, the bench user): the cases that start emulators
+# of their own get the factory, those owned by a module go through case_module. main() names the others.
+RUNNERS = {
+    "queue": case_queue,
+    "inflight": lambda small, fast, user: case_inflight(small, common.emulator_process, user),
+    "fanout": lambda small, fast, user: case_module("fanout", small),
+    "long": lambda small, fast, user: case_module("long_transcript", small),
+    "api": case_api,
+    "scale": lambda small, fast, user: case_scale(small, common.emulator_process, user),
+    "priority": lambda small, fast, user: case_priority(small, common.emulator_process, user),
+    "memory": case_memory,
+    "prices": lambda small, fast, user: case_module("prices", small),
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", action="store_true", help="a smoke run of seconds (CI)")
@@ -420,24 +435,8 @@ def main() -> int:
         os.environ.update(common.base_env(fast.url))
         for case in selected:
             print(f"-- {case}", flush=True)
-            if case == "queue":
-                rows += case_queue(args.small, fast, user)
-            elif case == "fanout":
-                rows += case_module("fanout", args.small)
-            elif case == "long":
-                rows += case_module("long_transcript", args.small)
-            elif case == "api":
-                rows += case_api(args.small, fast, user)
-            elif case == "scale":
-                rows += case_scale(args.small, common.emulator_process, user)
-            elif case == "inflight":
-                rows += case_inflight(args.small, common.emulator_process, user)
-            elif case == "priority":
-                rows += case_priority(args.small, common.emulator_process, user)
-            elif case == "memory":
-                rows += case_memory(args.small, fast, user)
-            elif case == "prices":
-                rows += case_module("prices", args.small)
+            if case in RUNNERS:
+                rows += RUNNERS[case](args.small, fast, user)
             elif case == "structured":
                 rows += case_module("structured_output", args.small)
             for row in rows[-3:]:

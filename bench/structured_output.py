@@ -118,9 +118,5 @@ def run(small: bool = False) -> dict:
     return figures
 
 
-def main() -> int:
-    return common.module_main(run, __doc__, "TS3010a and 0.1 s a call")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.module_main(run, __doc__, "TS3010a and 0.1 s a call"))

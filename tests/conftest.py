@@ -146,6 +146,12 @@ def operators_group(db):
     return Group.objects.get(name=OPERATORS_GROUP)
 
 
+# The upper bound of a wait on another process: a worker starting and running its jobs, a command, a server
+# coming up. It only guards against a hang (a passing test goes on as soon as its condition holds), so it
+# measures nothing and is generous: at load 8 on a 2-core machine a worker's start-up alone took 28 s.
+PROCESS_WAIT = 300.0
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
     """predicate()'s first true value, polled until `timeout` seconds: a wait on a condition, not a sleep."""
     deadline = time.monotonic() + timeout
@@ -155,6 +161,31 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def http_status(url: str) -> int:
+    """The HTTP status a GET of `url` answers (an error status too); OSError while nothing listens there."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def wait_answering(proc: subprocess.Popen, request: Callable[[], object], what: str, log: Path | None = None):
+    """request()'s first true value once the server process `proc` answers it (an OSError, such as
+    a refused connection, means it is not listening yet); fails at once when `proc` exits first."""
+    def attempt():
+        assert proc.poll() is None, f"{what} exited" + (f":\n{log.read_text()[-3000:]}" if log else "")
+        try:
+            return request()
+        except OSError:
+            return None
+
+    return wait_for(attempt, PROCESS_WAIT, f"{what} to answer", interval=0.2)
 
 
 def assert_error(response, status: int, code: str | None = None, field: str | None = None) -> dict:
@@ -216,6 +247,21 @@ def work_burst() -> None:
     ScriptRipperWorker(queues, connection=queues[0].connection).work(burst=True, with_scheduler=False)
 
 
+def wait_enqueued_job(count: int = 1):
+    """The latest job, once there are `count` jobs and it is on its queue: what another process (a
+    command, a script) submitted. The enqueue follows the commit, so a worker run as soon as the row
+    shows could find nothing to run."""
+    from jobs.models import Job
+
+    def enqueued():
+        if Job.objects.count() < count:
+            return None
+        job = Job.objects.first()  # the latest
+        return job if str(job.id) in django_rq.get_queue(job.queue).job_ids else None
+
+    return wait_for(enqueued, PROCESS_WAIT, "a job submitted and enqueued by the other process", interval=0.05)
+
+
 def worker_env(emulator, **extra: str) -> dict[str, str]:
     """Environment for a worker subprocess: the test database, test Redis, the emulator."""
     db = settings.DATABASES["default"]
@@ -234,6 +280,7 @@ def worker_env(emulator, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_manage(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_manage(*args: str, env: dict[str, str] | None = None,
+               timeout: float = PROCESS_WAIT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)

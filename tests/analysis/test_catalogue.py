@@ -28,23 +28,27 @@ from analysis.providers import PROVIDER_NAMES
 
 D = Decimal
 
-# (provider, model, input, cached read, output, context window, max output): the figures in
-# shared/reference/providers.md, which the catalogue must reproduce exactly (prices from genai-prices; the
-# windows genai-prices rounds or lacks, and every output limit, from the overlay).
-REFERENCE_PRICES = [
-    ("gemini", "gemini-2.5-flash", "0.30", "0.03", "2.50", 1_048_576, 65_535),
-    ("gemini", "gemini-2.5-pro", "1.25", "0.125", "10", 1_048_576, 65_535),
-    ("gemini", "gemini-2.5-flash-lite", "0.10", "0.01", "0.40", 1_048_576, 65_535),
-    ("openai", "gpt-4o", "2.50", "1.25", "10", 128_000, 16_384),
-    ("openai", "gpt-4o-mini", "0.15", "0.075", "0.60", 128_000, 16_384),
-    ("openai", "gpt-4.1", "2.00", "0.50", "8.00", 1_047_576, 32_768),
-    ("openai", "gpt-4.1-mini", "0.40", "0.10", "1.60", 1_047_576, 32_768),
-    ("openai", "gpt-5", "1.25", "0.125", "10", 272_000, 128_000),
-    ("openai", "gpt-5-mini", "0.25", "0.025", "2.00", 272_000, 128_000),
-    ("anthropic", "claude-sonnet-4-5", "3", "0.30", "15", 200_000, 64_000),
-    ("anthropic", "claude-haiku-4-5", "1", "0.10", "5", 200_000, 64_000),
-    ("anthropic", "claude-opus-4-5", "5", "0.50", "25", 200_000, 64_000),
-]
+# The figures of shared/reference/providers.md, which the catalogue must reproduce exactly (prices from
+# genai-prices; the windows genai-prices rounds or lacks, and every output limit, from the overlay): input,
+# cached read and output in USD per million tokens, the context window and the output limit in tokens.
+REFERENCE_TABLE = """
+provider   model                  input  cached  output  context    max_out
+gemini     gemini-2.5-flash       0.30   0.03    2.50    1_048_576  65_535
+gemini     gemini-2.5-pro         1.25   0.125   10      1_048_576  65_535
+gemini     gemini-2.5-flash-lite  0.10   0.01    0.40    1_048_576  65_535
+openai     gpt-4o                 2.50   1.25    10      128_000    16_384
+openai     gpt-4o-mini            0.15   0.075   0.60    128_000    16_384
+openai     gpt-4.1                2.00   0.50    8.00    1_047_576  32_768
+openai     gpt-4.1-mini           0.40   0.10    1.60    1_047_576  32_768
+openai     gpt-5                  1.25   0.125   10      272_000    128_000
+openai     gpt-5-mini             0.25   0.025   2.00    272_000    128_000
+anthropic  claude-sonnet-4-5      3      0.30    15      200_000    64_000
+anthropic  claude-haiku-4-5       1      0.10    5       200_000    64_000
+anthropic  claude-opus-4-5        5      0.50    25      200_000    64_000
+"""
+REFERENCE_PRICES = [(provider, model, inp, cached, out, int(context), int(max_out))
+                    for provider, model, inp, cached, out, context, max_out
+                    in (line.split() for line in REFERENCE_TABLE.strip().splitlines()[1:])]
 
 
 @pytest.mark.parametrize(("provider", "model", "inp", "cached", "out", "context", "max_out"), REFERENCE_PRICES)

@@ -24,7 +24,7 @@ def model(provider: str, name: str) -> ModelInfo:
     return info
 
 
-# ─────────────────────────────────────────── OpenAI ───────────────────────────────────────────
+# ──────────────────────────────── each provider's usage block ────────────────────────────────
 
 OPENAI_RAW = {
     "prompt_tokens": 10_000,
@@ -34,19 +34,60 @@ OPENAI_RAW = {
     "completion_tokens_details": {"reasoning_tokens": 100},
 }
 
+GEMINI_RAW = {
+    "prompt_token_count": 12_000,
+    "cached_content_token_count": 8_000,
+    "candidates_token_count": 700,
+    "thoughts_token_count": 1_300,
+    "total_token_count": 14_000,
+}
 
-def test_openai_usage_subtracts_cached_and_reasoning() -> None:
-    assert usage_from_openai(OPENAI_RAW) == Usage(
-        input_tokens=5_904, cached_input_tokens=4_096, output_tokens=400, reasoning_tokens=100
-    )
+ANTHROPIC_RAW = {
+    "input_tokens": 150,
+    "cache_read_input_tokens": 5_000,
+    "cache_creation_input_tokens": 4_200,
+    "output_tokens": 800,
+}
 
 
-def test_openai_cost_gpt_4o_mini() -> None:
+@pytest.mark.parametrize(("parse", "raw", "usage"), [
+    # OpenAI's prompt count includes the cached tokens, its completion count the reasoning ones.
+    pytest.param(usage_from_openai, OPENAI_RAW,
+                 Usage(input_tokens=5_904, cached_input_tokens=4_096, output_tokens=400, reasoning_tokens=100),
+                 id="openai-subtracts-cached-and-reasoning"),
+    # Gemini's prompt count includes the cached tokens; its candidates exclude the thoughts.
+    pytest.param(usage_from_gemini, GEMINI_RAW,
+                 Usage(input_tokens=4_000, cached_input_tokens=8_000, output_tokens=700, reasoning_tokens=1_300),
+                 id="gemini-prompt-includes-cached-candidates-exclude-thoughts"),
+    pytest.param(usage_from_anthropic, ANTHROPIC_RAW,
+                 Usage(input_tokens=150, cached_input_tokens=5_000, cache_write_tokens=4_200, output_tokens=800),
+                 id="anthropic-fields-are-disjoint"),
+])
+def test_usage_becomes_disjoint_counts(parse, raw: dict, usage: Usage) -> None:
+    assert parse(raw) == usage
+
+
+@pytest.mark.parametrize(("provider", "name", "parse", "raw", "cost"), [
     # (5904 x 0.15 + 4096 x 0.075 + 400 x 0.60 + 100 x 0.60) / 1e6
     # = (885.6 + 307.2 + 240 + 60) / 1e6 = 1492.8 / 1e6
-    cost = cost_of(model("openai", "gpt-4o-mini"), usage_from_openai(OPENAI_RAW))
-    assert cost == D("0.00149280")
-    assert cost.as_tuple().exponent == -8
+    pytest.param("openai", "gpt-4o-mini", usage_from_openai, OPENAI_RAW, "0.00149280", id="openai-gpt-4o-mini"),
+    # (4000 x 0.30 + 8000 x 0.03 + 700 x 2.50 + 1300 x 2.50) / 1e6
+    # = (1200 + 240 + 1750 + 3250) / 1e6 = 6440 / 1e6
+    pytest.param("gemini", "gemini-2.5-flash", usage_from_gemini, GEMINI_RAW, "0.00644000", id="gemini-flash"),
+    # (150 x 1 + 5000 x 0.10 + 4200 x 1.25 + 800 x 5) / 1e6 = (150 + 500 + 5250 + 4000) / 1e6 = 9900 / 1e6
+    pytest.param("anthropic", "claude-haiku-4-5", usage_from_anthropic, ANTHROPIC_RAW, "0.00990000",
+                 id="anthropic-haiku-with-cache-read-and-write"),
+    # (150 x 3 + 5000 x 0.30 + 4200 x 3.75 + 800 x 15) / 1e6 = (450 + 1500 + 15750 + 12000) / 1e6 = 29700 / 1e6
+    pytest.param("anthropic", "claude-sonnet-4-5", usage_from_anthropic, ANTHROPIC_RAW, "0.02970000",
+                 id="anthropic-sonnet"),
+])
+def test_cost_of_a_call(provider: str, name: str, parse, raw: dict, cost: str) -> None:
+    result = cost_of(model(provider, name), parse(raw))
+    assert result == D(cost)
+    assert result.as_tuple().exponent == -8  # always eight decimals
+
+
+# ─────────────────────────────────────────── OpenAI ───────────────────────────────────────────
 
 
 def test_openai_sdk_object() -> None:
@@ -90,26 +131,6 @@ def test_openai_rejects_garbage_counts() -> None:
 
 
 # ─────────────────────────────────────────── Gemini ───────────────────────────────────────────
-
-GEMINI_RAW = {
-    "prompt_token_count": 12_000,
-    "cached_content_token_count": 8_000,
-    "candidates_token_count": 700,
-    "thoughts_token_count": 1_300,
-    "total_token_count": 14_000,
-}
-
-
-def test_gemini_usage_prompt_includes_cached_candidates_exclude_thoughts() -> None:
-    assert usage_from_gemini(GEMINI_RAW) == Usage(
-        input_tokens=4_000, cached_input_tokens=8_000, output_tokens=700, reasoning_tokens=1_300
-    )
-
-
-def test_gemini_flash_cost() -> None:
-    # (4000 x 0.30 + 8000 x 0.03 + 700 x 2.50 + 1300 x 2.50) / 1e6
-    # = (1200 + 240 + 1750 + 3250) / 1e6 = 6440 / 1e6
-    assert cost_of(model("gemini", "gemini-2.5-flash"), usage_from_gemini(GEMINI_RAW)) == D("0.00644000")
 
 
 def test_gemini_tool_use_prompt_tokens_are_input() -> None:
@@ -180,29 +201,6 @@ def test_flash_has_no_tier() -> None:
 
 
 # ────────────────────────────────────────── Anthropic ──────────────────────────────────────────
-
-ANTHROPIC_RAW = {
-    "input_tokens": 150,
-    "cache_read_input_tokens": 5_000,
-    "cache_creation_input_tokens": 4_200,
-    "output_tokens": 800,
-}
-
-
-def test_anthropic_usage_fields_are_disjoint() -> None:
-    assert usage_from_anthropic(ANTHROPIC_RAW) == Usage(
-        input_tokens=150, cached_input_tokens=5_000, cache_write_tokens=4_200, output_tokens=800
-    )
-
-
-def test_anthropic_haiku_cost_with_cache_read_and_write() -> None:
-    # (150 x 1 + 5000 x 0.10 + 4200 x 1.25 + 800 x 5) / 1e6 = (150 + 500 + 5250 + 4000) / 1e6 = 9900 / 1e6
-    assert cost_of(model("anthropic", "claude-haiku-4-5"), usage_from_anthropic(ANTHROPIC_RAW)) == D("0.00990000")
-
-
-def test_anthropic_sonnet_cost() -> None:
-    # (150 x 3 + 5000 x 0.30 + 4200 x 3.75 + 800 x 15) / 1e6 = (450 + 1500 + 15750 + 12000) / 1e6 = 29700 / 1e6
-    assert cost_of(model("anthropic", "claude-sonnet-4-5"), usage_from_anthropic(ANTHROPIC_RAW)) == D("0.02970000")
 
 
 def test_anthropic_thinking_split_out_of_output() -> None:

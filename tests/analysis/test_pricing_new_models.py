@@ -2,7 +2,8 @@
 
 Every expected figure is computed in the comment above it from the provider's published prices (USD per
 million tokens, typed in here, not read from the catalogue) and the raw usage block as the provider sends it.
-Then: the mapping of our exclusive counts to genai-prices' totals, price history, and the speed of a lookup.
+Then: the mapping of our exclusive counts to genai-prices' totals, price history, and that a call is priced from
+the precomputed rates.
 """
 
 from __future__ import annotations
@@ -27,25 +28,59 @@ def model(provider: str, name: str):
     return info
 
 
-# ─────────────────────────────────────────── OpenAI ───────────────────────────────────────────
-# gpt-5.6-sol since 2026-08-21: input 4, cached 0.40, cache write 5, output 20; above 272k prompt tokens
-# 8 / 0.80 / 10 / 30. gpt-5.4: 2.50 / 0.25 / - / 15; above 272k 5 / 0.50 / 22.50.
+# The providers' published prices, USD per million tokens:
+# - OpenAI: gpt-5.6-sol since 2026-08-21: input 4, cached 0.40, cache write 5, output 20; above 272k prompt
+#   tokens 8 / 0.80 / 10 / 30. gpt-5.4: 2.50 / 0.25 / - / 15; above 272k 5 / 0.50 / 22.50.
+# - Anthropic: claude-opus-4-8: input 5, cache read 0.50, cache write (5 min) 6.25, output 25.
+#   claude-sonnet-4-6 before 2026-03-13: 3 / 0.30 / 3.75 / 15, above 200k 6 / 0.60 / 7.50 / 22.50; from then on
+#   one flat price (3 / 0.30 / 3.75 / 15) whatever the prompt size.
+# - Gemini: gemini-3.5-flash: input 1.50, cached 0.15, output 9 (thoughts are output).
+#   gemini-3.1-pro-preview: 2 / 0.20 / 12, above 200k prompt tokens 4 / 0.40 / 18.
 
 
-def test_openai_new_model_cached_and_reasoning_call() -> None:
-    raw = {"prompt_tokens": 20_000, "completion_tokens": 1_500,
-           "prompt_tokens_details": {"cached_tokens": 12_000}, "completion_tokens_details": {"reasoning_tokens": 1_000}}
-    usage = usage_from_openai(raw)
+# ─────────────────────────────── a call, from the provider's usage block ───────────────────────────────
+
+
+@pytest.mark.parametrize(("provider", "name", "parse", "raw", "cost"), [
     # uncached 8,000 x 4 = 32,000; cached 12,000 x 0.40 = 4,800; visible 500 x 20 = 10,000;
     # reasoning 1,000 x 20 = 20,000 -> 66,800 / 1e6
-    assert cost_of(model("openai", "gpt-5.6-sol"), usage, at=TODAY) == D("0.06680000")
+    pytest.param("openai", "gpt-5.6-sol", usage_from_openai,
+                 {"prompt_tokens": 20_000, "completion_tokens": 1_500,
+                  "prompt_tokens_details": {"cached_tokens": 12_000},
+                  "completion_tokens_details": {"reasoning_tokens": 1_000}},
+                 "0.06680000", id="openai-cached-and-reasoning"),
+    # uncached 10,000 x 1.5 = 15,000; cached 40,000 x 0.15 = 6,000; 800 x 9 = 7,200; thoughts 1,200 x 9 = 10,800
+    # -> 39,000 / 1e6
+    pytest.param("gemini", "gemini-3.5-flash", usage_from_gemini,
+                 {"promptTokenCount": 50_000, "cachedContentTokenCount": 40_000, "candidatesTokenCount": 800,
+                  "thoughtsTokenCount": 1_200},
+                 "0.03900000", id="gemini-cached-and-thinking"),
+    # 250,000 > 200,000: 200,000 x 4 + 50,000 x 0.4 + 1,000 x 18 + 500 x 18 = 800,000 + 20,000 + 18,000 + 9,000
+    # = 847,000 / 1e6
+    pytest.param("gemini", "gemini-3.1-pro-preview", usage_from_gemini,
+                 {"promptTokenCount": 250_000, "cachedContentTokenCount": 50_000, "candidatesTokenCount": 1_000,
+                  "thoughtsTokenCount": 500},
+                 "0.84700000", id="gemini-pro-long-prompt-tier"),
+])
+def test_a_new_model_call_priced_from_its_usage_block(provider: str, name: str, parse, raw: dict, cost: str) -> None:
+    assert cost_of(model(provider, name), parse(raw), at=TODAY) == D(cost)
 
 
-def test_openai_cache_write_where_openai_bills_one() -> None:
+@pytest.mark.parametrize(("provider", "name", "usage", "cost"), [
     # An OpenAI-compatible usage block does not report writes; a Usage that has them is billed at 5 (1.25x).
-    usage = Usage(input_tokens=1_000, cache_write_tokens=4_000, output_tokens=100)
     # 1,000 x 4 + 4,000 x 5 + 100 x 20 = 4,000 + 20,000 + 2,000 = 26,000 / 1e6
-    assert cost_of(model("openai", "gpt-5.6-sol"), usage, at=TODAY) == D("0.02600000")
+    pytest.param("openai", "gpt-5.6-sol", Usage(input_tokens=1_000, cache_write_tokens=4_000, output_tokens=100),
+                 "0.02600000", id="openai-bills-a-write"),
+    # Gemini's implicit cache bills no separate write: a written token costs what input does (1.50).
+    # 4,000 x 1.5 + 10 x 9 = 6,000 + 90 = 6,090 / 1e6
+    pytest.param("gemini", "gemini-3.5-flash", Usage(input_tokens=1_000, cache_write_tokens=3_000, output_tokens=10),
+                 "0.00609000", id="gemini-bills-a-write-as-input"),
+])
+def test_a_cache_write(provider: str, name: str, usage: Usage, cost: str) -> None:
+    assert cost_of(model(provider, name), usage, at=TODAY) == D(cost)
+
+
+# ─────────────────────────────────────────── OpenAI ───────────────────────────────────────────
 
 
 def test_openai_long_prompt_tier_per_request() -> None:
@@ -61,9 +96,6 @@ def test_openai_long_prompt_tier_per_request() -> None:
 
 
 # ─────────────────────────────────────────── Anthropic ───────────────────────────────────────────
-# claude-opus-4-8: input 5, cache read 0.50, cache write (5 min) 6.25, output 25.
-# claude-sonnet-4-6 before 2026-03-13: 3 / 0.30 / 3.75 / 15, above 200k 6 / 0.60 / 7.50 / 22.50; from then on one
-# flat price (3 / 0.30 / 3.75 / 15) whatever the prompt size.
 
 
 def test_anthropic_new_model_cache_read_write_and_thinking() -> None:
@@ -90,36 +122,6 @@ def test_anthropic_long_prompt_tier_then_the_flat_price_from_its_date() -> None:
     after = dt.datetime(2026, 3, 13, 0, 0, tzinfo=dt.UTC)
     cost, period = price_call(info, usage, at=after)
     assert cost == D("0.48300000") and period.start == dt.date(2026, 3, 13)
-
-
-# ─────────────────────────────────────────── Gemini ───────────────────────────────────────────
-# gemini-3.5-flash: input 1.50, cached 0.15, output 9 (thoughts are output).
-# gemini-3.1-pro-preview: 2 / 0.20 / 12, above 200k prompt tokens 4 / 0.40 / 18.
-
-
-def test_gemini_new_model_cached_and_thinking_call() -> None:
-    raw = {"promptTokenCount": 50_000, "cachedContentTokenCount": 40_000, "candidatesTokenCount": 800,
-           "thoughtsTokenCount": 1_200}
-    usage = usage_from_gemini(raw)
-    # uncached 10,000 x 1.5 = 15,000; cached 40,000 x 0.15 = 6,000; 800 x 9 = 7,200; thoughts 1,200 x 9 = 10,800
-    # -> 39,000 / 1e6
-    assert cost_of(model("gemini", "gemini-3.5-flash"), usage, at=TODAY) == D("0.03900000")
-
-
-def test_gemini_cache_write_is_billed_as_input() -> None:
-    # Gemini's implicit cache bills no separate write: a written token costs what input does (1.50).
-    usage = Usage(input_tokens=1_000, cache_write_tokens=3_000, output_tokens=10)
-    # 4,000 x 1.5 + 10 x 9 = 6,000 + 90 = 6,090 / 1e6
-    assert cost_of(model("gemini", "gemini-3.5-flash"), usage, at=TODAY) == D("0.00609000")
-
-
-def test_gemini_new_pro_long_prompt_tier() -> None:
-    raw = {"promptTokenCount": 250_000, "cachedContentTokenCount": 50_000, "candidatesTokenCount": 1_000,
-           "thoughtsTokenCount": 500}
-    usage = usage_from_gemini(raw)
-    # 250,000 > 200,000: 200,000 x 4 + 50,000 x 0.4 + 1,000 x 18 + 500 x 18 = 800,000 + 20,000 + 18,000 + 9,000
-    # = 847,000 / 1e6
-    assert cost_of(model("gemini", "gemini-3.1-pro-preview"), usage, at=TODAY) == D("0.84700000")
 
 
 # ─────────────────────────────── the mapping, price history, speed ───────────────────────────────

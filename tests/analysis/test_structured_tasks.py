@@ -11,6 +11,10 @@ from analysis.transcripts import normalize_transcript
 from jobs.models import Job
 from tests.conftest import transcript, work_burst
 
+# Jobs run by a worker need their rows committed (the API enqueues on commit); the tests of the
+# submission's validation alone say @pytest.mark.django_db, which overrides this.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 MODELS = [("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5"), ("gemini", "gemini-2.5-flash")]
 
 ACTIONS = {
@@ -34,16 +38,14 @@ SIMPLE = {"type": "object", "properties": {"title": {"type": "string"}, "count":
           "required": ["title", "count"]}
 
 
-def submit(client, provider, model, tasks, text=None, **extra):
+def run_job(client, provider, model, tasks, text=None, **extra) -> dict:
+    """Submit a job (on TS3010a unless `text` is given), run it with a worker, and return its document."""
     body = {"transcript": text or transcript("TS3010a.txt"), "provider": provider, "model": model,
             "tasks": tasks, **extra}
     response = client.post("/api/v1/jobs/analyze", body, format="json")
     assert response.status_code == 202, response.content
-    return response.json()["job_id"]
-
-
-def document(client, job_id):
-    response = client.get(f"/api/v1/jobs/{job_id}")
+    work_burst()
+    response = client.get(f"/api/v1/jobs/{response.json()['job_id']}")
     assert response.status_code == 200
     return response.json()
 
@@ -57,13 +59,10 @@ def wire_schema(provider: str, body: dict):
             "schema": body["generationConfig"]["responseJsonSchema"]}
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("provider,model", MODELS)
 def test_a_schema_task_returns_a_validated_json_value(alice_client, emulator, provider, model):
-    job_id = submit(alice_client, provider, model, {"facts": {"prompt": "Extract facts", "schema": SIMPLE},
-                                                    "summary": "Provide a brief summary"})
-    work_burst()
-    doc = document(alice_client, job_id)
+    doc = run_job(alice_client, provider, model, {"facts": {"prompt": "Extract facts", "schema": SIMPLE},
+                                                  "summary": "Provide a brief summary"})
     assert doc["status"] == "finished", doc
     assert doc["result"]["results"]["facts"] == {"title": "emulated title", "count": 1}
     assert isinstance(doc["result"]["results"]["summary"], str)
@@ -84,40 +83,31 @@ def test_a_schema_task_returns_a_validated_json_value(alice_client, emulator, pr
     assert "citations_checked" not in meta["summary"]
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("provider,model", MODELS)
 @pytest.mark.parametrize("fault", ["invalid_json", "schema_break"])
 def test_an_invalid_answer_is_repaired_once(alice_client, emulator, provider, model, fault):
     emulator.add_faults({"kind": fault, "provider": provider, "times": 1})
-    job_id = submit(alice_client, provider, model, {"facts": {"prompt": "Extract facts", "schema": SIMPLE}})
-    work_burst()
-    doc = document(alice_client, job_id)
+    doc = run_job(alice_client, provider, model, {"facts": {"prompt": "Extract facts", "schema": SIMPLE}})
     assert doc["result"]["results"]["facts"] == {"title": "emulated title", "count": 1}
     assert doc["result"]["metadata"]["tasks"]["facts"]["calls"] == 2
     repair = sorted(emulator.requests(provider), key=lambda r: r["seq"])[-1]
     assert "previous answer above is not acceptable" in json.dumps(repair["body"])
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("provider,model", MODELS)
 def test_an_answer_still_invalid_after_the_repair_is_a_task_error(alice_client, emulator, provider, model):
     emulator.add_faults({"kind": "schema_break", "provider": provider, "times": 2, "match": "Extract facts"})
-    job_id = submit(alice_client, provider, model, {"facts": {"prompt": "Extract facts", "schema": SIMPLE},
-                                                    "summary": "Provide a brief summary"})
-    work_burst()
-    doc = document(alice_client, job_id)
+    doc = run_job(alice_client, provider, model, {"facts": {"prompt": "Extract facts", "schema": SIMPLE},
+                                                  "summary": "Provide a brief summary"})
     error = doc["result"]["errors"]["facts"]
     assert "still invalid after one repair try" in error and "title" in error, error
     assert "summary" in doc["result"]["results"]
     assert doc["result"]["metadata"]["tasks"]["facts"]["calls"] == 2
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("provider,model", MODELS)
 def test_citations_are_checked_against_the_transcript(alice_client, emulator, provider, model):
-    job_id = submit(alice_client, provider, model, {"actions": {"prompt": "List action items", "schema": ACTIONS}})
-    work_burst()
-    doc = document(alice_client, job_id)
+    doc = run_job(alice_client, provider, model, {"actions": {"prompt": "List action items", "schema": ACTIONS}})
     value = doc["result"]["results"]["actions"]
     meta = doc["result"]["metadata"]["tasks"]["actions"]
     assert meta["citations_checked"] == 2 and meta["citations_rejected"] == 0
@@ -129,24 +119,18 @@ def test_citations_are_checked_against_the_transcript(alice_client, emulator, pr
     assert "[T1] " in sent and "[T2] " in sent
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("provider,model", MODELS)
 @pytest.mark.parametrize("fault", ["bad_citation", "misquote"])
 def test_wrong_citations_are_removed_and_counted(alice_client, emulator, provider, model, fault):
     emulator.add_faults({"kind": fault, "provider": provider, "times": 1})
-    job_id = submit(alice_client, provider, model, {"actions": {"prompt": "List action items", "schema": ACTIONS}})
-    work_burst()
-    doc = document(alice_client, job_id)
+    doc = run_job(alice_client, provider, model, {"actions": {"prompt": "List action items", "schema": ACTIONS}})
     meta = doc["result"]["metadata"]["tasks"]["actions"]
     assert meta["citations_checked"] == 2 and meta["citations_rejected"] == 2
     assert all(item["citations"] == [] for item in doc["result"]["results"]["actions"]["action_items"])
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_cited_text_task_returns_text_with_references(alice_client, emulator):
-    job_id = submit(alice_client, "openai", "gpt-4o-mini", {"summary": {"prompt": "Summarize", "cite": True}})
-    work_burst()
-    doc = document(alice_client, job_id)
+    doc = run_job(alice_client, "openai", "gpt-4o-mini", {"summary": {"prompt": "Summarize", "cite": True}})
     assert doc["result"]["results"]["summary"] == "emulated text"
     meta = doc["result"]["metadata"]["tasks"]["summary"]
     assert meta["citations_checked"] == 2 and meta["citations_rejected"] == 0
@@ -198,7 +182,6 @@ def test_a_prompt_may_not_forge_the_stored_envelope(alice_client):
 LIMIT = 16_000
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("provider,model", MODELS)
 def test_a_chunked_transcript_merges_structured_partials_and_checks_citations_across_chunks(
         alice_client, emulator, settings, provider, model):
@@ -207,10 +190,8 @@ def test_a_chunked_transcript_merges_structured_partials_and_checks_citations_ac
     text = transcript("Bed015.txt") + "\n" + transcript("covid_2.txt")
     # One map call misquotes: its citations are rejected, the other chunks' kept.
     emulator.add_faults({"kind": "misquote", "provider": provider, "match": "This is part 2 of", "times": 1})
-    job_id = submit(alice_client, provider, model, {"actions": {"prompt": "List action items", "schema": ACTIONS}},
-                    text=text)
-    work_burst()
-    doc = document(alice_client, job_id)
+    doc = run_job(alice_client, provider, model, {"actions": {"prompt": "List action items", "schema": ACTIONS}},
+                  text=text)
     assert doc["result"]["errors"] == {}, doc["result"]["errors"]
     meta = doc["result"]["metadata"]["tasks"]["actions"]
     chunks = meta["chunks"]
@@ -231,12 +212,9 @@ def test_a_chunked_transcript_merges_structured_partials_and_checks_citations_ac
     assert "partial_answer" in json.dumps(reduce["body"]) and wire_schema(provider, reduce["body"])
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_recursive_schema_with_local_refs_works(alice_client):
     tree = {"type": "object", "$defs": {"node": {"type": "object", "properties": {
         "label": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
         "required": ["label"]}}, "properties": {"root": {"$ref": "#/$defs/node"}}, "required": ["root"]}
-    job_id = submit(alice_client, "anthropic", "claude-haiku-4-5", {"outline": {"prompt": "Outline", "schema": tree}})
-    work_burst()
-    doc = document(alice_client, job_id)
+    doc = run_job(alice_client, "anthropic", "claude-haiku-4-5", {"outline": {"prompt": "Outline", "schema": tree}})
     assert doc["result"]["errors"] == {} and doc["result"]["results"]["outline"]["root"]["label"]

@@ -182,40 +182,12 @@ def test_empty_text() -> None:
 # --- SRT --------------------------------------------------------------------
 
 
-def test_srt_details() -> None:
-    srt = (
-        "\ufeff1\r\n00:00:01,000 --> 00:00:02,500\r\n<i>Alice:</i> first line\r\nsecond line\r\n\r\n"
-        "2\r\n00:00:03,000 --> 00:00:04,000 X1:100 X2:200\r\nAlice: more &amp; more {\\an8}\r\n\r\n"
-        "00:00:05,000 --> 00:00:06,000\r\n<font color=\"red\">Bob</font>: 3 < 5 {laugh}\r\n"
-        "3\r\n00:00:07.5 --> 00:00:08,000\r\nno name\r\n"
-    )
-
-    assert detect_format(srt) == "srt"
-    assert parse_transcript(srt) == [
-        Turn("Alice", 1.0, "first line second line more & more"),
-        Turn("Bob", 5.0, "3 < 5 {laugh}"),
-        Turn(None, 7.5, "no name"),
-    ]
-
-
-@pytest.mark.parametrize(
-    "srt, line",
-    [
-        ("1\n00:00:01,000 --> 00:00:02,000\nHi\n\n2\n00:00:03,000 -> 00:00:04,000\nThere\n", 6),
-        ("1\n00:00:01,000 --> 00:00:02,000\nHi\n\n2\n00:00:03,000 --> 00:00:4,000\nThere\n", 6),
-        ("1\n00:00:01,000 --> 00:00:02,000\nHi\n\n2\n00:61:03,000 --> 00:61:04,000\nThere\n", 6),
-        ("1\n00:00:01,000 --> 00:00:02,000\nHi\n\nsome garbage\nmore\n", 5),
-        ("1\n00:00:01,000 --> 00:00:02,000\nHi\n\n\n2\n", 6),
-        ("1\nHi there\n", 2),
-    ],
+SRT_DETAILS = (
+    "\ufeff1\r\n00:00:01,000 --> 00:00:02,500\r\n<i>Alice:</i> first line\r\nsecond line\r\n\r\n"
+    "2\r\n00:00:03,000 --> 00:00:04,000 X1:100 X2:200\r\nAlice: more &amp; more {\\an8}\r\n\r\n"
+    "00:00:05,000 --> 00:00:06,000\r\n<font color=\"red\">Bob</font>: 3 < 5 {laugh}\r\n"
+    "3\r\n00:00:07.5 --> 00:00:08,000\r\nno name\r\n"
 )
-def test_malformed_srt_names_the_line(srt: str, line: int) -> None:
-    with pytest.raises(TranscriptError) as raised:
-        parse_transcript(srt, "srt")
-
-    assert raised.value.line == line
-    assert str(raised.value).startswith(f"Malformed SRT at line {line}: expected ")
-    assert "00:00:01,000 --> 00:00:02,000" in str(raised.value)
 
 
 def test_a_broken_timestamp_in_a_real_file_is_found() -> None:
@@ -230,52 +202,75 @@ def test_a_broken_timestamp_in_a_real_file_is_found() -> None:
 # --- WebVTT -----------------------------------------------------------------
 
 
-def test_vtt_details() -> None:
-    vtt = (
-        "WEBVTT - a meeting\nKind: captions\nLanguage: en\n\n"
-        "STYLE\n::cue { color: yellow }\n\n"
-        "REGION\nid:left width:40%\n\n"
-        "NOTE this cue was\nchecked by hand\n\n"
-        "intro\n00:01.000 --> 00:02.500 align:start position:10%\n<v.loud Alice>Hi <b>there</b>,\n"
-        "<c.yellow>all</c> &lt;3 <00:00:02.000>ok</v>\n\n"
-        "2\n00:02.600 --> 00:04.000\n<v Alice>again &amp; again\n\n"
-        "00:00:05.000 --> 00:00:06.000\n<v Bob>Yes.</v> <v Carol Ann>No.</v>\n\n"
-        "00:00:07.000 --> 00:00:08.000\nDave: a name without a voice tag\n\n"
-        "00:00:09.000 --> 00:00:10.000\n<v.first.loud Erin>Shout&nbsp;out</v>\n"
-    )
-
-    assert detect_format(vtt) == "vtt"
-    assert parse_transcript(vtt) == [
-        Turn("Alice", 1.0, "Hi there, all <3 ok again & again"),
-        Turn("Bob", 5.0, "Yes."),
-        Turn("Carol Ann", 5.0, "No."),
-        Turn("Dave", 7.0, "a name without a voice tag"),
-        Turn("Erin", 9.0, "Shout out"),
-    ]
-
-
-def test_bom_and_crlf() -> None:
-    vtt = "\ufeffWEBVTT\r\n\r\n00:00:01.000 --> 00:00:02.000\r\n<v Alice>Hi\r\n"
-
-    assert detect_format(vtt) == "vtt"
-    assert parse_transcript(vtt) == [Turn("Alice", 1.0, "Hi")]
+VTT_DETAILS = (
+    "WEBVTT - a meeting\nKind: captions\nLanguage: en\n\n"
+    "STYLE\n::cue { color: yellow }\n\n"
+    "REGION\nid:left width:40%\n\n"
+    "NOTE this cue was\nchecked by hand\n\n"
+    "intro\n00:01.000 --> 00:02.500 align:start position:10%\n<v.loud Alice>Hi <b>there</b>,\n"
+    "<c.yellow>all</c> &lt;3 <00:00:02.000>ok</v>\n\n"
+    "2\n00:02.600 --> 00:04.000\n<v Alice>again &amp; again\n\n"
+    "00:00:05.000 --> 00:00:06.000\n<v Bob>Yes.</v> <v Carol Ann>No.</v>\n\n"
+    "00:00:07.000 --> 00:00:08.000\nDave: a name without a voice tag\n\n"
+    "00:00:09.000 --> 00:00:10.000\n<v.first.loud Erin>Shout&nbsp;out</v>\n"
+)
 
 
 @pytest.mark.parametrize(
-    "vtt, line",
+    "text, fmt, turns",
     [
-        ("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHi\n\n00:00:03.000 --> 00:00:0x.000\nThere\n", 6),
-        ("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHi\n\ncue-2\nnot a timing line\nThere\n", 7),
-        ("WEBVTT\n\nid\n00:01.000 --> 00:99.000\nHi\n", 4),
-        ("Hello\n\n00:00:01.000 --> 00:00:02.000\nHi\n", 1),
+        (SRT_DETAILS, "srt", [
+            Turn("Alice", 1.0, "first line second line more & more"),
+            Turn("Bob", 5.0, "3 < 5 {laugh}"),
+            Turn(None, 7.5, "no name"),
+        ]),
+        (VTT_DETAILS, "vtt", [
+            Turn("Alice", 1.0, "Hi there, all <3 ok again & again"),
+            Turn("Bob", 5.0, "Yes."),
+            Turn("Carol Ann", 5.0, "No."),
+            Turn("Dave", 7.0, "a name without a voice tag"),
+            Turn("Erin", 9.0, "Shout out"),
+        ]),
+        ("\ufeffWEBVTT\r\n\r\n00:00:01.000 --> 00:00:02.000\r\n<v Alice>Hi\r\n", "vtt", [Turn("Alice", 1.0, "Hi")]),
+    ],
+    ids=["srt", "vtt", "vtt-with-bom-and-crlf"],
+)
+def test_caption_details(text: str, fmt: str, turns: list[Turn]) -> None:
+    assert detect_format(text) == fmt
+    assert parse_transcript(text) == turns
+
+
+# --- Malformed captions -----------------------------------------------------
+
+
+# Each caption format's message starts with its name; SRT's also shows what a timestamp line looks like.
+MALFORMED_CAPTIONS = {"srt": ("SRT", "00:00:01,000 --> 00:00:02,000"), "vtt": ("WebVTT", None)}
+
+
+@pytest.mark.parametrize(
+    "fmt, text, line",
+    [
+        ("srt", "1\n00:00:01,000 --> 00:00:02,000\nHi\n\n2\n00:00:03,000 -> 00:00:04,000\nThere\n", 6),
+        ("srt", "1\n00:00:01,000 --> 00:00:02,000\nHi\n\n2\n00:00:03,000 --> 00:00:4,000\nThere\n", 6),
+        ("srt", "1\n00:00:01,000 --> 00:00:02,000\nHi\n\n2\n00:61:03,000 --> 00:61:04,000\nThere\n", 6),
+        ("srt", "1\n00:00:01,000 --> 00:00:02,000\nHi\n\nsome garbage\nmore\n", 5),
+        ("srt", "1\n00:00:01,000 --> 00:00:02,000\nHi\n\n\n2\n", 6),
+        ("srt", "1\nHi there\n", 2),
+        ("vtt", "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHi\n\n00:00:03.000 --> 00:00:0x.000\nThere\n", 6),
+        ("vtt", "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHi\n\ncue-2\nnot a timing line\nThere\n", 7),
+        ("vtt", "WEBVTT\n\nid\n00:01.000 --> 00:99.000\nHi\n", 4),
+        ("vtt", "Hello\n\n00:00:01.000 --> 00:00:02.000\nHi\n", 1),
     ],
 )
-def test_malformed_vtt_names_the_line(vtt: str, line: int) -> None:
+def test_malformed_captions_name_the_line(fmt: str, text: str, line: int) -> None:
+    name, example = MALFORMED_CAPTIONS[fmt]
     with pytest.raises(TranscriptError) as raised:
-        parse_transcript(vtt, "vtt")
+        parse_transcript(text, fmt)
 
     assert raised.value.line == line
-    assert str(raised.value).startswith(f"Malformed WebVTT at line {line}: expected ")
+    assert str(raised.value).startswith(f"Malformed {name} at line {line}: expected ")
+    if example is not None:
+        assert example in str(raised.value)
 
 
 def test_unknown_format() -> None:

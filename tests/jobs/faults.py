@@ -1,4 +1,8 @@
-"""Helpers for the fault tests: real `rqworker` subprocesses, their horses, and what the provider saw."""
+"""Helpers for the fault tests: real `rqworker` subprocesses, their horses, the jobs they run, and what the
+provider saw.
+
+Every wait on a worker is bounded by PROCESS_WAIT, which only guards against a hang: a passing test goes on
+as soon as the condition holds."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from pathlib import Path
 
 from django.db import connection
 
-from tests.conftest import ROOT, wait_for, worker_env
+from jobs.models import Job, Task
+from tests.conftest import PROCESS_WAIT, ROOT, wait_for, worker_env
 
 # Short leases and intervals so that recovery happens within seconds, not minutes.
 FAST = {
@@ -35,12 +40,81 @@ def task_prompts(tag: str, n: int) -> dict[str, str]:
     return {f"t{i}": f"[{tag}-{i}] Answer question number {i} about this meeting" for i in range(n)}
 
 
+def submit(client, prompts: dict[str, str], **extra) -> str:
+    """A job of these tasks on TEXT (OpenAI, no reuse of earlier answers); its id."""
+    response = client.post("/api/v1/jobs/analyze", {
+        "transcript": TEXT, "provider": "openai", "model": "gpt-4o-mini", "tasks": prompts, "reuse": False, **extra,
+    }, format="json")
+    assert response.status_code == 202, response.content
+    return response.json()["job_id"]
+
+
+def submit_many(client, tag: str, n: int, tasks: int = 1) -> dict[str, dict[str, str]]:
+    """n jobs of `tasks` tasks each: job id -> its prompts."""
+    jobs = {}
+    for i in range(n):
+        prompts = task_prompts(f"{tag}{i}", tasks)
+        jobs[submit(client, prompts)] = prompts
+    return jobs
+
+
+def wait_final(job_id: str) -> Job:
+    def final():
+        job = Job.objects.get(id=job_id)
+        return job if job.is_final else None
+    return wait_for(final, PROCESS_WAIT, f"job {job_id} to end")
+
+
+def wait_all_final(job_ids) -> dict[str, Job]:
+    """Every one of these jobs once it has ended, by id."""
+    return {job_id: wait_final(job_id) for job_id in job_ids}
+
+
+def assert_all_finished(jobs: dict[str, Job]) -> None:
+    assert {job.status for job in jobs.values()} == {"finished"}, [(job.status, job.error) for job in jobs.values()]
+
+
+def done(job_id: str) -> int:
+    return Task.objects.filter(job_id=job_id, status=Task.Status.SUCCEEDED).count()
+
+
+def in_flight(job_id: str) -> bool:
+    return Job.objects.filter(id=job_id, calls_in_flight__gt=0).exists()
+
+
+def statuses(job_ids) -> dict[str, int]:
+    """How many of these jobs are in each status."""
+    counts: dict[str, int] = {}
+    for status in Job.objects.filter(id__in=list(job_ids)).values_list("status", flat=True):
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def assert_sent_once_except_lost(emulator, job: Job, prompts: dict[str, str], *, killed: bool = False) -> None:
+    """Every task has a result; each went to the provider once, plus the calls counted as lost.
+
+    `killed`: a process was SIGKILLed, possibly between counting a call in flight (which comes first,
+    so that no sent call goes uncounted) and sending it: a lost call may then never have reached the
+    provider, and the count is an upper bound.
+    """
+    tasks = {t.name: t for t in job.tasks.all()}
+    assert all(t.status == Task.Status.SUCCEEDED for t in tasks.values()), [(t.name, t.error) for t in tasks.values()]
+    counts = {name: sent(emulator, prompt) for name, prompt in prompts.items()}
+    assert all(c >= 1 for c in counts.values()), counts
+    resent = sum(counts.values()) - len(counts)
+    if killed:
+        assert resent <= job.lost_calls, (counts, job.lost_calls)
+    else:
+        assert resent == job.lost_calls, (counts, job.lost_calls)
+
+
 FORKING = "jobs.worker.ForkingWorker"
 
 
 class WorkerProcess:
     """`python manage.py rqworker high default low` as a subprocess with its own log file
-    (the default worker class, or `worker_class`, e.g. FORKING)."""
+    (the default worker class, or `worker_class`, e.g. FORKING). As a context manager, it is
+    stopped (killed, with its horse) on the way out."""
 
     def __init__(self, emulator, log_dir: Path, name: str = "w", *, worker_class: str | None = None,
                  **env: str) -> None:
@@ -64,14 +138,24 @@ class WorkerProcess:
             return pid
         return None
 
-    def wait_horse(self, timeout: float = 20) -> int:
-        return wait_for(self.horse_pid, timeout, "a work horse")
+    def wait_horse(self) -> int:
+        return wait_for(self.horse_pid, PROCESS_WAIT, "a work horse")
+
+    def wait_exit(self) -> int:
+        """Its exit status, once it has exited by itself (after a SIGTERM, or recycling)."""
+        return self.proc.wait(PROCESS_WAIT)
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
 
     def stop(self) -> None:
         horse = self.horse_pid()
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(10)
+            self.proc.wait(PROCESS_WAIT)
         if horse:
             try:
                 os.kill(horse, signal.SIGKILL)
@@ -107,10 +191,11 @@ def sent(emulator, prompt: str) -> int:
 
 
 def terminate_other_backends() -> int:
-    """pg_terminate_backend on every other connection to the test database (the workers')."""
+    """pg_terminate_backend on every other client connection to the test database (the workers')."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                       "AND backend_type = 'client backend'")
         return cursor.fetchone()[0]
 
 
@@ -214,12 +299,12 @@ class RedisServer:
                                       "--appendonly", "no", "--dir", str(self.dir)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_timeout=1)
-        wait_for(lambda: _pings(client), 10, "the private Redis to answer")
+        wait_for(lambda: _pings(client), PROCESS_WAIT, "the private Redis to answer")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait(10)
+            self.proc.wait(PROCESS_WAIT)
 
 
 def _pings(client) -> bool:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
-import time
 from io import StringIO
 
 import pytest
@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 
 from analysis.services import profile_create
 from jobs.models import Job
-from tests.conftest import ROOT, run_manage, wait_for, work_burst, worker_env
+from tests.conftest import PROCESS_WAIT, ROOT, run_manage, wait_enqueued_job, wait_for, work_burst, worker_env
 
 # A meeting the project has never seen, in WebVTT, written by the test.
 VTT = """WEBVTT
@@ -116,28 +116,26 @@ def start_cli(vtt_file, emulator, *extra: str) -> subprocess.Popen:
         cwd=ROOT, env=worker_env(emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_job() -> Job:
-    """The job the command created, once it is on its queue (the enqueue follows the commit)."""
-    import django_rq
+def first_line(stream) -> str:
+    """The first line a command writes to `stream` (a pipe), once it has written it.
 
-    def enqueued() -> Job | None:
-        job = Job.objects.first()
-        return job if job is not None and str(job.id) in django_rq.get_queue(job.queue).job_ids else None
-
-    return wait_for(enqueued, 30, "the command to create and enqueue a job", interval=0.05)
+    Called while the command has nothing more to write (its job not yet run): communicate() reads the
+    pipe itself afterwards, and would miss anything left in this reader's buffer."""
+    wait_for(lambda: select.select([stream], [], [], 0)[0], PROCESS_WAIT, "the command's first line", interval=0.05)
+    return stream.readline()
 
 
 @pytest.mark.subprocess
 @pytest.mark.django_db(transaction=True)
 def test_wait_shows_progress_then_markdown_results(alice, vtt_file, emulator):
     cli = start_cli(vtt_file, emulator)
-    job = wait_for_job()
-    time.sleep(0.3)  # let it draw the queued state first
+    job = wait_enqueued_job()
+    drawn = first_line(cli.stderr)  # it has drawn the queued state
     work_burst()  # a real RQ worker runs the job while the command polls PostgreSQL
-    out, err = cli.communicate(timeout=60)
+    out, err = cli.communicate(timeout=PROCESS_WAIT)
     assert cli.returncode == 0, err
     # Progress on stderr (not a terminal here: one line per change), results on stdout.
-    progress = err.strip().splitlines()
+    progress = (drawn + err).strip().splitlines()
     assert progress[0].startswith("[") and "0/2 tasks" in progress[0] and "queued" in progress[0]
     assert "2/2 tasks" in progress[-1] and "finished" in progress[-1]
     job.refresh_from_db()
@@ -156,9 +154,9 @@ def test_wait_shows_progress_then_markdown_results(alice, vtt_file, emulator):
 @pytest.mark.django_db(transaction=True)
 def test_wait_json_prints_the_api_document(alice, vtt_file, emulator, alice_client):
     cli = start_cli(vtt_file, emulator, "--json")
-    job = wait_for_job()
+    job = wait_enqueued_job()
     work_burst()
-    out, err = cli.communicate(timeout=60)
+    out, err = cli.communicate(timeout=PROCESS_WAIT)
     assert cli.returncode == 0, err
     document = json.loads(out)
     assert document == alice_client.get(f"/api/v1/jobs/{job.id}").json()
@@ -173,9 +171,9 @@ def test_wait_on_a_failed_job_prints_the_errors_and_exits_non_zero(alice, vtt_fi
 
     emulator.add_faults([faults.status(401, "openai", times=-1)])
     cli = start_cli(vtt_file, emulator)
-    wait_for_job()
+    wait_enqueued_job()
     work_burst()
-    out, err = cli.communicate(timeout=60)
+    out, err = cli.communicate(timeout=PROCESS_WAIT)
     assert cli.returncode == 1
     assert "## Errors" in out and "**summary**: OpenAI rejected the API key" in out
     last = err.strip().splitlines()[-1]
@@ -210,14 +208,14 @@ def test_reused_answers_are_named_with_their_source_job_at_zero_cost(alice, vtt_
 @pytest.mark.django_db(transaction=True)
 def test_wait_says_which_answers_were_reused(alice, vtt_file, emulator):
     first = start_cli(vtt_file, emulator)
-    wait_for_job()
+    wait_enqueued_job()
     work_burst()
-    out, err = first.communicate(timeout=60)
+    out, err = first.communicate(timeout=PROCESS_WAIT)
     assert first.returncode == 0 and "Reused" not in out, err
     first_id = str(Job.objects.get().id)
     second = start_cli(vtt_file, emulator)
-    wait_for(lambda: Job.objects.count() >= 2, 30, "the second command's job", interval=0.05)
+    wait_enqueued_job(count=2)
     work_burst()
-    out, err = second.communicate(timeout=60)
+    out, err = second.communicate(timeout=PROCESS_WAIT)
     assert second.returncode == 0, err
     assert f"summary, owners from job `{first_id}`" in out and "at $0" in out

@@ -13,9 +13,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from analysis.endpoints import EndpointConfigError, parse_endpoints, probe_context_window
-from jobs.models import Job
-from tests.conftest import run_manage, transcript, wait_for, work_burst, worker_env
-from tests.jobs.faults import TEXT, WorkerProcess, task_prompts
+from tests.conftest import run_manage, transcript, work_burst, worker_env
+from tests.jobs.faults import TEXT, WorkerProcess, task_prompts, wait_all_final
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -138,16 +137,10 @@ def test_an_endpoint_with_two_slots_never_gets_a_third_call_across_two_workers(a
     settings.OPENAI_COMPATIBLE_ENDPOINTS = parse_endpoints(config)
     job_ids = [submit(alice_client, "local-a", "qwen3-8b", task_prompts(f"slots{n}", 4)) for n in range(3)]
     env = {"OPENAI_COMPATIBLE_ENDPOINTS": config, "TASK_CONCURRENCY": "4", "PROVIDER_MAX_IN_FLIGHT": "32"}
-    workers = [WorkerProcess(emulator, tmp_path, name, **env) for name in ("a", "b")]
-    try:
-        def all_final():
-            return Job.objects.filter(id__in=job_ids, status__in=Job.FINAL_STATUSES).count() == len(job_ids)
-        wait_for(all_final, 90, "the three jobs to end")
-    finally:
-        for worker in workers:
-            worker.stop()
-    assert set(Job.objects.filter(id__in=job_ids).values_list("status", flat=True)) == {"finished"}, \
-        [w.output() for w in workers]
+    with (WorkerProcess(emulator, tmp_path, "a", **env) as first,
+          WorkerProcess(emulator, tmp_path, "b", **env) as second):
+        finished = wait_all_final(job_ids)
+    assert {job.status for job in finished.values()} == {"finished"}, [first.output(), second.output()]
     stats = emulator.stats()
     assert len(emulator.requests("openai")) == 12
     assert stats["in_flight_max"] == 2, stats  # the limit was reached, and never passed

@@ -15,25 +15,26 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TASKS = {"summary": "Provide a brief summary", "actions": "List the action items", "risks": "Name the risks"}
 
 
-def run(client, provider: str, model: str, text: str) -> None:
+def run(client, emulator, provider: str, model: str, text: str) -> list[dict]:
+    """Run a job of the three TASKS on `text`; the bodies of the requests it sent, one a task."""
     response = client.post("/api/v1/jobs/analyze", {"transcript": text, "provider": provider, "model": model,
                                                     "tasks": TASKS, "system_prompt": "You are terse."},
                            format="json")
     assert response.status_code == 202, response.content
     work_burst()
+    bodies = [r["body"] for r in emulator.requests(provider)]
+    assert len(bodies) == len(TASKS)
+    return bodies
 
 
-def canonical(value) -> bytes:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
+def shared_prefixes(bodies: list[dict], prefix) -> set[bytes]:
+    """The distinct prefixes (`prefix(body)`, canonical JSON) of the bodies: one when the cache can serve them all."""
+    return {json.dumps(prefix(body), sort_keys=True, ensure_ascii=False).encode() for body in bodies}
 
 
 def test_openai_shares_system_and_transcript_and_a_cache_key_per_transcript(alice_client, emulator):
-    text = transcript("TS3010a.txt")
-    run(alice_client, "openai", "gpt-4o-mini", text)
-    bodies = [r["body"] for r in emulator.requests("openai")]
-    assert len(bodies) == 3
-    prefixes = {canonical(b["messages"][:2]) for b in bodies}
-    assert len(prefixes) == 1  # byte-identical system + transcript
+    bodies = run(alice_client, emulator, "openai", "gpt-4o-mini", transcript("TS3010a.txt"))
+    assert len(shared_prefixes(bodies, lambda b: b["messages"][:2])) == 1  # byte-identical system + transcript
     system, document = bodies[0]["messages"][:2]
     assert system == {"role": "system", "content": "You are terse."}
     assert "Project Manager" in document["content"] and not any(p in document["content"] for p in TASKS.values())
@@ -43,17 +44,14 @@ def test_openai_shares_system_and_transcript_and_a_cache_key_per_transcript(alic
 
     # Another transcript gets another key (the key is derived from the transcript).
     emulator.reset()
-    run(alice_client, "openai", "gpt-4o-mini", transcript("ES2009b.txt"))
-    other = {r["body"]["prompt_cache_key"] for r in emulator.requests("openai")}
+    again = run(alice_client, emulator, "openai", "gpt-4o-mini", transcript("ES2009b.txt"))
+    other = {b["prompt_cache_key"] for b in again}
     assert len(other) == 1 and other.isdisjoint({bodies[0]["prompt_cache_key"]})
 
 
 def test_anthropic_puts_the_cache_breakpoint_on_the_transcript_block(alice_client, emulator):
-    run(alice_client, "anthropic", "claude-haiku-4-5", transcript("TS3010a.txt"))
-    bodies = [r["body"] for r in emulator.requests("anthropic")]
-    assert len(bodies) == 3
-    prefixes = {canonical([b["system"], b["messages"][0]["content"][0]]) for b in bodies}
-    assert len(prefixes) == 1
+    bodies = run(alice_client, emulator, "anthropic", "claude-haiku-4-5", transcript("TS3010a.txt"))
+    assert len(shared_prefixes(bodies, lambda b: [b["system"], b["messages"][0]["content"][0]])) == 1
     document, instruction = bodies[0]["messages"][0]["content"]
     assert document["cache_control"] == {"type": "ephemeral"} and "Project Manager" in document["text"]
     assert "cache_control" not in instruction
@@ -61,11 +59,8 @@ def test_anthropic_puts_the_cache_breakpoint_on_the_transcript_block(alice_clien
 
 
 def test_gemini_shares_the_system_instruction_and_the_transcript_part(alice_client, emulator):
-    run(alice_client, "gemini", "gemini-2.5-flash", transcript("TS3010a.txt"))
-    bodies = [r["body"] for r in emulator.requests("gemini")]
-    assert len(bodies) == 3
-    prefixes = {canonical([b["systemInstruction"], b["contents"][0]["parts"][0]]) for b in bodies}
-    assert len(prefixes) == 1
+    bodies = run(alice_client, emulator, "gemini", "gemini-2.5-flash", transcript("TS3010a.txt"))
+    assert len(shared_prefixes(bodies, lambda b: [b["systemInstruction"], b["contents"][0]["parts"][0]])) == 1
     assert {b["contents"][0]["parts"][-1]["text"] for b in bodies} == {f"Task: {p}" for p in TASKS.values()}
 
 

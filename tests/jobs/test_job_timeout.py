@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from rq.job import Job as RQJob
 
-from tests.conftest import ROOT
+from tests.conftest import PROCESS_WAIT, ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,7 +38,7 @@ def check_settings(**env: str | None) -> subprocess.CompletedProcess:
 
     code = "import django; django.setup(); from django.conf import settings; print(settings.JOB_TIMEOUT)"
     full = {**os.environ, "DJANGO_SETTINGS_MODULE": "scriptripper.settings", **env}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=PROCESS_WAIT,
                           env={k: v for k, v in full.items() if v is not None})
 
 

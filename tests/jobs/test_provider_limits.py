@@ -11,7 +11,7 @@ import django_rq
 import pytest
 
 from analysis.limits import ProviderLimiter
-from tests.conftest import ROOT, work_burst, worker_env
+from tests.conftest import PROCESS_WAIT, ROOT, work_burst, worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,7 +50,7 @@ def test_in_flight_requests_are_bounded_across_worker_processes(alice_client, bo
     workers = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                for _ in range(2)]
     for worker in workers:
-        _, stderr = worker.communicate(timeout=90)
+        _, stderr = worker.communicate(timeout=PROCESS_WAIT)
         assert worker.returncode == 0, stderr[-2000:]
     stats = emulator.stats()
     assert stats["requests"] == 8 and stats["in_flight_max"] == 2
@@ -59,46 +59,60 @@ def test_in_flight_requests_are_bounded_across_worker_processes(alice_client, bo
         assert data["status"] == "finished" and data["result"]["errors"] == {}
 
 
+class Pauses(list):
+    """A limiter's `sleep`: records each wait for a slot, then sleeps it."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+        time.sleep(seconds)
+
+
+def limiter_of(clean_redis, **limits) -> ProviderLimiter:
+    return ProviderLimiter(clean_redis, prefix="scriptripper:test-limits", **limits)
+
+
 def test_a_slot_left_by_a_dead_holder_expires_with_its_lease(clean_redis):
-    limiter = ProviderLimiter(clean_redis, max_in_flight=1, per_minute=0, lease_seconds=0.6,
-                              prefix="scriptripper:test-limits")
-    dead = limiter.slot("openai")
-    dead.__enter__()  # a worker SIGKILLed while holding the slot: it never releases it
-    with limiter.slot("openai") as waited:
+    limiter = limiter_of(clean_redis, max_in_flight=1, per_minute=0, lease_seconds=0.6)
+    limiter.acquire("openai")  # a worker SIGKILLed while holding the slot: it never releases it
+    pauses = Pauses()
+    # (The deadline only turns a lease that never expires into a failure instead of a hang.)
+    with limiter.slot("openai", sleep=pauses, deadline=time.monotonic() + 60):
         pass
-    assert waited >= 0.4  # it waited for the dead holder's lease to run out, then got the slot
+    assert pauses  # it waited for the dead holder's lease to run out, then got the slot
 
 
 def test_a_released_slot_is_free_at_once(clean_redis):
-    limiter = ProviderLimiter(clean_redis, max_in_flight=1, per_minute=0, lease_seconds=60,
-                              prefix="scriptripper:test-limits")
+    limiter = limiter_of(clean_redis, max_in_flight=1, per_minute=0, lease_seconds=60)
     with limiter.slot("gemini"):
         pass
-    with limiter.slot("gemini") as waited:
-        assert waited < 0.1
+    pauses = Pauses()
+    with limiter.slot("gemini", sleep=pauses):
+        assert pauses == []
 
 
 def test_requests_per_minute_are_bounded(clean_redis):
-    limiter = ProviderLimiter(clean_redis, max_in_flight=0, per_minute=3, lease_seconds=60,
-                              prefix="scriptripper:test-limits")
+    limiter = limiter_of(clean_redis, max_in_flight=0, per_minute=3, lease_seconds=60)
+    pauses = Pauses()
     for _ in range(3):
-        with limiter.slot("openai") as waited:
-            assert waited < 0.1
+        with limiter.slot("openai", sleep=pauses):
+            assert pauses == []
     from analysis.providers.base import ProviderError
 
-    # The fourth would wait about a minute: past a short deadline it gives up as a rate limit, not a hang.
+    # The fourth would wait about a minute: past a short deadline it gives up as a rate limit, not a hang,
+    # and at once (a wait it could not finish before the deadline is not started).
     with pytest.raises(ProviderError) as raised:
-        with limiter.slot("openai", deadline=time.monotonic() + 0.3):
+        with limiter.slot("openai", deadline=time.monotonic() + 0.3, sleep=pauses):
             pass
     assert raised.value.kind == "rate_limit" and raised.value.retryable
+    assert pauses == []
 
 
 def test_limits_are_per_provider(clean_redis):
-    limiter = ProviderLimiter(clean_redis, max_in_flight=1, per_minute=0, lease_seconds=60,
-                              prefix="scriptripper:test-limits")
+    limiter = limiter_of(clean_redis, max_in_flight=1, per_minute=0, lease_seconds=60)
+    pauses = Pauses()
     with limiter.slot("openai"):
-        with limiter.slot("anthropic") as waited:
-            assert waited < 0.1
+        with limiter.slot("anthropic", sleep=pauses):
+            assert pauses == []
 
 
 def test_the_job_limiter_uses_the_queue_redis(settings):

@@ -16,8 +16,8 @@ import pytest
 
 from emulator.server import Emulator
 from jobs.models import Job, Task
-from tests.conftest import wait_for
-from tests.jobs.faults import TEXT, WorkerProcess, task_prompts
+from tests.conftest import PROCESS_WAIT, wait_for
+from tests.jobs.faults import TEXT, WorkerProcess, task_prompts, wait_all_final
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
 
@@ -41,22 +41,17 @@ def test_a_provider_unreachable_for_a_while_then_back_every_job_finishes(alice_c
         job_ids.append(response.json()["job_id"])
     env = {"ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}", "PROVIDER_RETRY_BASE_DELAY": "0.2",
            "PROVIDER_RETRY_MAX_DELAY": "1", "PROVIDER_RETRY_MAX_TOTAL": "120", "TASK_CONCURRENCY": "2"}
-    workers = [WorkerProcess(emulator, tmp_path, name, **env) for name in ("a", "b")]
     back = None
     try:
-        # Calls are failing (and being retried) while nothing listens.
-        wait_for(lambda: Job.objects.filter(id__in=job_ids, status="started").exists(), 30, "a job to start")
-        time.sleep(OUTAGE_S)
-        assert not Task.objects.filter(job_id__in=job_ids).exclude(status="pending").exists()
-        back = Emulator(host="127.0.0.1", port=port).start()
-
-        def all_final():
-            return Job.objects.filter(id__in=job_ids, status__in=Job.FINAL_STATUSES).count() == len(job_ids)
-
-        wait_for(all_final, 120, "every job to end")
+        with (WorkerProcess(emulator, tmp_path, "a", **env), WorkerProcess(emulator, tmp_path, "b", **env)):
+            # Calls are failing (and being retried) while nothing listens.
+            wait_for(lambda: Job.objects.filter(id__in=job_ids, status="started").exists(), PROCESS_WAIT,
+                     "a job to start")
+            time.sleep(OUTAGE_S)  # the outage itself, not a synchronisation
+            assert not Task.objects.filter(job_id__in=job_ids).exclude(status="pending").exists()
+            back = Emulator(host="127.0.0.1", port=port).start()
+            wait_all_final(job_ids)
     finally:
-        for worker in workers:
-            worker.stop()
         if back is not None:
             back.stop()
     jobs = list(Job.objects.filter(id__in=job_ids))

@@ -18,9 +18,21 @@ from django.db import connection
 from rq import Queue, Worker
 
 from jobs.models import Job, Task
-from tests.conftest import client_for, make_user, wait_for
-from tests.jobs.faults import RedisServer, TcpProxy, WorkerProcess, sent, task_prompts
-from tests.jobs.test_job_durability_faults import assert_sent_once_except_lost, submit, wait_final
+from tests.conftest import PROCESS_WAIT, client_for, make_user, wait_for
+from tests.jobs.faults import (
+    RedisServer,
+    TcpProxy,
+    WorkerProcess,
+    assert_all_finished,
+    assert_sent_once_except_lost,
+    sent,
+    statuses,
+    submit,
+    submit_many,
+    task_prompts,
+    wait_all_final,
+    wait_final,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
 
@@ -30,27 +42,11 @@ def staff_client(db):
     return client_for(make_user("operator", is_staff=True))
 
 
-def submit_many(client, tag: str, n: int, tasks: int = 1) -> dict[str, dict[str, str]]:
-    jobs = {}
-    for i in range(n):
-        prompts = task_prompts(f"{tag}{i}", tasks)
-        jobs[submit(client, prompts)] = prompts
-    return jobs
-
-
-def statuses(job_ids) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for status in Job.objects.filter(id__in=list(job_ids)).values_list("status", flat=True):
-        counts[status] = counts.get(status, 0) + 1
-    return counts
-
-
 def test_one_process_runs_many_jobs_at_once(alice_client, emulator, tmp_path, staff_client):
     emulator.configure(latency=2.0)
     jobs = submit_many(alice_client, "many", 12)
-    worker = WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="16")
-    try:
-        wait_for(lambda: emulator.stats()["in_flight"] == 12, 30, "twelve calls in flight at once")
+    with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="16") as worker:
+        wait_for(lambda: emulator.stats()["in_flight"] == 12, PROCESS_WAIT, "twelve calls in flight at once")
         # RQ's own records list every running job: one execution each, the worker busy.
         rq_worker = next(w for w in Worker.all(connection=django_rq.get_connection()) if w.pid == worker.pid)
         assert rq_worker.get_state() == "busy"
@@ -58,13 +54,11 @@ def test_one_process_runs_many_jobs_at_once(alice_client, emulator, tmp_path, st
         assert Queue("default", connection=django_rq.get_connection()).started_job_registry.count == 12
         # The slot counts are published with the worker's heartbeat.
         listed = wait_for(lambda: [w for w in staff_client.get("/api/v1/queues").json()["workers"]
-                                   if w["slots_busy"] == 12], 10, "the worker listed with 12 busy slots")
+                                   if w["slots_busy"] == 12], PROCESS_WAIT, "the worker listed with 12 busy slots")
         assert [sorted(w["current_job_ids"]) for w in listed] == [sorted(jobs)]
         assert listed[0]["slots"] == 16 and len(listed[0]["current_jobs"]) == 12
-        finished = {job_id: wait_final(job_id, 30) for job_id in jobs}
-    finally:
-        worker.stop()
-    assert {job.status for job in finished.values()} == {"finished"}
+        finished = wait_all_final(jobs)
+    assert_all_finished(finished)
     assert len({job.worker for job in finished.values()}) == 1  # all in the one process
     # Every job started before the first one finished: they ran side by side, not one after another.
     assert max(job.started_at for job in finished.values()) < min(job.finished_at for job in finished.values())
@@ -73,15 +67,11 @@ def test_one_process_runs_many_jobs_at_once(alice_client, emulator, tmp_path, st
 def test_it_never_takes_more_jobs_than_it_has_slots(alice_client, emulator, tmp_path):
     emulator.configure(latency=1.0)
     jobs = submit_many(alice_client, "slots", 7)
-    worker = WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="3", WORKER_HIGH_RESERVED_SLOTS="0")
-    try:
-        wait_for(lambda: emulator.stats()["in_flight"] == 3, 30, "three calls in flight")
+    with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="3", WORKER_HIGH_RESERVED_SLOTS="0"):
+        wait_for(lambda: emulator.stats()["in_flight"] == 3, PROCESS_WAIT, "three calls in flight")
         # The rest stay in Redis, for other workers to take.
         assert Queue("default", connection=django_rq.get_connection()).count == 4
-        finished = {job_id: wait_final(job_id, 40) for job_id in jobs}
-    finally:
-        worker.stop()
-    assert {job.status for job in finished.values()} == {"finished"}
+        assert_all_finished(wait_all_final(jobs))
     assert emulator.stats()["in_flight_max"] == 3
 
 
@@ -89,19 +79,16 @@ def test_reserved_slots_start_a_high_job_while_low_jobs_fill_the_rest(alice_clie
     emulator.configure(latency=3.0)
     carol = client_for(make_user("carol", plan="pro"))  # pro and short: routed to `high`
     backlog = submit_many(alice_client, "backlog", 6)
-    worker = WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="4", WORKER_HIGH_RESERVED_SLOTS="1")
-    try:
-        wait_for(lambda: emulator.stats()["in_flight"] == 3, 30, "three backlog jobs in flight")
+    with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="4", WORKER_HIGH_RESERVED_SLOTS="1"):
+        wait_for(lambda: emulator.stats()["in_flight"] == 3, PROCESS_WAIT, "three backlog jobs in flight")
         # Every slot a default job may take is busy; the reserved one stays free.
         assert statuses(backlog) == {"started": 3, "queued": 3}
         urgent = submit(carol, task_prompts("urgent", 1))
         assert Job.objects.get(id=urgent).queue == "high"
-        wait_for(lambda: Job.objects.filter(id=urgent, status="started").exists(), 10, "the high job to start")
+        wait_for(lambda: Job.objects.filter(id=urgent, status="started").exists(), PROCESS_WAIT,
+                 "the high job to start")
         assert statuses(backlog) == {"started": 3, "queued": 3}  # it did not wait behind the backlog
-        finished = {job_id: wait_final(job_id, 60) for job_id in [urgent, *backlog]}
-    finally:
-        worker.stop()
-    assert {job.status for job in finished.values()} == {"finished"}
+        assert_all_finished(wait_all_final([urgent, *backlog]))
     assert emulator.stats()["in_flight_max"] == 4
 
 
@@ -113,19 +100,16 @@ def test_cancel_stops_one_running_job_and_leaves_the_others(alice_client, emulat
     emulator.add_faults([faults.delay(20, "openai", match="[stopme-0]")])
     target = submit(alice_client, target_prompts)
     others = submit_many(alice_client, "keep", 4, tasks=2)
-    worker = WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="8")
-    try:
-        wait_for(lambda: Job.objects.filter(id=target, calls_in_flight=1).exists(), 30, "the target's call")
+    with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="8"):
+        wait_for(lambda: Job.objects.filter(id=target, calls_in_flight=1).exists(), PROCESS_WAIT, "the target's call")
         response = alice_client.post(f"/api/v1/jobs/{target}/cancel")
         assert response.status_code == 200 and response.json()["status"] == "canceled"
         # Settled while its provider call is still open: counted lost, nothing stored for it.
-        wait_for(lambda: Job.objects.filter(id=target, lost_calls=1, calls_in_flight=0).exists(), 10,
+        wait_for(lambda: Job.objects.filter(id=target, lost_calls=1, calls_in_flight=0).exists(), PROCESS_WAIT,
                  "the canceled run's call counted as lost")
         assert sent(emulator, target_prompts["t0"]) == 0  # its request has not even returned yet
-        finished = {job_id: wait_final(job_id, 40) for job_id in others}
-    finally:
-        worker.stop()
-    assert {job.status for job in finished.values()} == {"finished"}
+        finished = wait_all_final(others)
+    assert_all_finished(finished)
     for job_id, job in finished.items():
         assert_sent_once_except_lost(emulator, job, others[job_id])
     # No further call was started for the canceled job.
@@ -141,36 +125,27 @@ def test_timeout_stops_one_job_among_many(alice_client, emulator, tmp_path, sett
     emulator.add_faults([faults.delay(30, "openai", match="[slow-0]")])
     slow = submit(alice_client, task_prompts("slow", 1))
     others = submit_many(alice_client, "quick", 4)
-    worker = WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="8", JOB_MAX_ATTEMPTS="1")
-    try:
-        job = wait_final(slow, 30)
+    with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="8", JOB_MAX_ATTEMPTS="1") as worker:
+        job = wait_final(slow)
         assert emulator.stats()["in_flight"] >= 1  # stopped, not waited out: its call is still open
-        finished = {job_id: wait_final(job_id, 30) for job_id in others}
+        finished = wait_all_final(others)
         assert worker.alive()
-    finally:
-        worker.stop()
     assert job.status == "failed" and "timeout" in job.error and job.lost_calls == 1, job.error
-    assert {j.status for j in finished.values()} == {"finished"}
+    assert_all_finished(finished)
 
 
 def test_sigkill_of_a_worker_holding_many_jobs_recovers_every_one(alice_client, emulator, tmp_path):
     emulator.configure(latency=1.0)
     jobs = submit_many(alice_client, "kill", 6, tasks=3)
-    first = WorkerProcess(emulator, tmp_path, "a", WORKER_CONCURRENCY="8")
-    second = None
-    try:
+    with WorkerProcess(emulator, tmp_path, "a", WORKER_CONCURRENCY="8") as first:
         wait_for(lambda: Task.objects.filter(job_id__in=list(jobs), status="succeeded").count() >= 6
-                 and emulator.stats()["in_flight"] >= 4, 40, "tasks done and calls in flight")
+                 and emulator.stats()["in_flight"] >= 4, PROCESS_WAIT, "tasks done and calls in flight")
         os.kill(first.pid, signal.SIGKILL)
-        first.proc.wait(10)
+        first.wait_exit()
         assert statuses(jobs).get("started", 0) >= 4
-        second = WorkerProcess(emulator, tmp_path, "b", WORKER_CONCURRENCY="8")
-        finished = {job_id: wait_final(job_id, 60) for job_id in jobs}
-    finally:
-        first.stop()
-        if second:
-            second.stop()
-    assert {job.status for job in finished.values()} == {"finished"}  # 0 lost, 0 stuck
+        with WorkerProcess(emulator, tmp_path, "b", WORKER_CONCURRENCY="8"):
+            finished = wait_all_final(jobs)
+    assert_all_finished(finished)  # 0 lost, 0 stuck
     for job_id, job in finished.items():
         assert_sent_once_except_lost(emulator, job, jobs[job_id], killed=True)  # no stored task sent again
     assert sum(job.lost_calls for job in finished.values()) >= 1
@@ -183,25 +158,19 @@ def test_sigterm_hands_back_idle_jobs_at_once_and_busy_ones_after_the_grace(alic
     emulator.add_faults([faults.delay(30, "openai", match="[stuck-0]", times=1)])
     stuck = submit(alice_client, task_prompts("stuck", 2))
     jobs = submit_many(alice_client, "term", 3, tasks=3)
-    first = WorkerProcess(emulator, tmp_path, "a", WORKER_CONCURRENCY="8", WORKER_SHUTDOWN_GRACE_SECONDS="3")
-    second = None
-    try:
+    with WorkerProcess(emulator, tmp_path, "a", WORKER_CONCURRENCY="8", WORKER_SHUTDOWN_GRACE_SECONDS="3") as first:
         wait_for(lambda: Job.objects.filter(id=stuck, calls_in_flight=1).exists()
-                 and Task.objects.filter(job_id__in=list(jobs), status="succeeded").count() >= 3, 40,
+                 and Task.objects.filter(job_id__in=list(jobs), status="succeeded").count() >= 3, PROCESS_WAIT,
                  "the stuck call in flight and tasks done")
         first.proc.send_signal(signal.SIGTERM)
-        assert first.proc.wait(20) == 0, first.output()
+        assert first.wait_exit() == 0, first.output()
         # Nothing left started: every job handed back to the queue, the stuck call counted lost.
         assert statuses([stuck, *jobs]) == {"queued": 4}
         assert Job.objects.get(id=stuck).lost_calls == 1
         assert Queue("default", connection=django_rq.get_connection()).count == 4
-        second = WorkerProcess(emulator, tmp_path, "b", WORKER_CONCURRENCY="8")
-        finished = {job_id: wait_final(job_id, 40) for job_id in [stuck, *jobs]}
-    finally:
-        first.stop()
-        if second:
-            second.stop()
-    assert {job.status for job in finished.values()} == {"finished"}
+        with WorkerProcess(emulator, tmp_path, "b", WORKER_CONCURRENCY="8"):
+            finished = wait_all_final([stuck, *jobs])
+    assert_all_finished(finished)
     for job_id in jobs:
         assert finished[job_id].lost_calls == 0
         assert_sent_once_except_lost(emulator, finished[job_id], jobs[job_id])
@@ -214,25 +183,22 @@ def test_a_redis_outage_with_many_jobs_held_keeps_the_worker_and_every_job(alice
     private = RedisServer(tmp_path)
     settings.REDIS_URL = private.url
     settings.RQ_QUEUES = {name: {**conf, "URL": private.url} for name, conf in settings.RQ_QUEUES.items()}
-    worker = None
     try:
         emulator.configure(latency=1.5)
         jobs = submit_many(alice_client, "redis", 6, tasks=2)
-        worker = WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="8", REDIS_URL=private.url)
-        wait_for(lambda: emulator.stats()["in_flight"] >= 6, 40, "six calls in flight")
-        private.stop()
-        # Redis is gone; the calls in flight answer and are stored in PostgreSQL all the same.
-        wait_for(lambda: Task.objects.filter(job_id__in=list(jobs), status="succeeded").count() >= 6, 30,
-                 "answers stored while Redis is down")
-        assert worker.alive(), worker.output()
-        private.start()  # back, and empty: the queued rows it forgot are enqueued again
-        finished = {job_id: wait_final(job_id, 60) for job_id in jobs}
-        assert worker.alive(), worker.output()
+        with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="8", REDIS_URL=private.url) as worker:
+            wait_for(lambda: emulator.stats()["in_flight"] >= 6, PROCESS_WAIT, "six calls in flight")
+            private.stop()
+            # Redis is gone; the calls in flight answer and are stored in PostgreSQL all the same.
+            wait_for(lambda: Task.objects.filter(job_id__in=list(jobs), status="succeeded").count() >= 6,
+                     PROCESS_WAIT, "answers stored while Redis is down")
+            assert worker.alive(), worker.output()
+            private.start()  # back, and empty: the queued rows it forgot are enqueued again
+            finished = wait_all_final(jobs)
+            assert worker.alive(), worker.output()
     finally:
-        if worker:
-            worker.stop()
         private.stop()
-    assert {job.status for job in finished.values()} == {"finished"}
+    assert_all_finished(finished)
     for job_id, job in finished.items():
         assert_sent_once_except_lost(emulator, job, jobs[job_id])
 
@@ -241,24 +207,22 @@ def test_a_30_s_postgresql_outage_asks_no_paid_answer_again(alice_client, emulat
     db = connection.settings_dict
     proxy = TcpProxy(db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432))
     url = f"postgresql://{db.get('USER') or 'root'}@127.0.0.1:{proxy.port}/{db['NAME']}"
-    worker = None
     try:
         emulator.configure(latency=2.0)
         jobs = submit_many(alice_client, "pgdown", 4, tasks=2)
-        worker = WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="8", DATABASE_URL=url, TASK_CONCURRENCY="2")
-        wait_for(lambda: emulator.stats()["in_flight"] >= 8, 40, "every call in flight")
-        proxy.down()  # PostgreSQL unreachable for the worker, answers on their way
-        wait_for(lambda: len(emulator.requests()) >= 8, 30, "the answers sent back")
-        # 30 s without a database, as a failover can take; the worker keeps the answers meanwhile.
-        time.sleep(30)  # the outage itself, not a synchronisation
-        assert worker.alive(), worker.output()
-        proxy.up()
-        finished = {job_id: wait_final(job_id, 60) for job_id in jobs}
+        with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="8", DATABASE_URL=url,
+                           TASK_CONCURRENCY="2") as worker:
+            wait_for(lambda: emulator.stats()["in_flight"] >= 8, PROCESS_WAIT, "every call in flight")
+            proxy.down()  # PostgreSQL unreachable for the worker, answers on their way
+            wait_for(lambda: len(emulator.requests()) >= 8, PROCESS_WAIT, "the answers sent back")
+            # 30 s without a database, as a failover can take; the worker keeps the answers meanwhile.
+            time.sleep(30)  # the outage itself, not a synchronisation
+            assert worker.alive(), worker.output()
+            proxy.up()
+            finished = wait_all_final(jobs)
     finally:
-        if worker:
-            worker.stop()
         proxy.close()
-    assert {job.status for job in finished.values()} == {"finished"}
+    assert_all_finished(finished)
     for job_id, job in finished.items():
         assert job.lost_calls == 0
         assert all(sent(emulator, prompt) == 1 for prompt in jobs[job_id].values())
@@ -267,20 +231,14 @@ def test_a_30_s_postgresql_outage_asks_no_paid_answer_again(alice_client, emulat
 def test_worker_recycles_itself_after_max_jobs(alice_client, emulator, tmp_path):
     emulator.configure(latency=0.5)
     jobs = submit_many(alice_client, "recycle", 5)
-    worker = WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="2", WORKER_MAX_JOBS="3")
-    try:
-        assert worker.proc.wait(40) == 0, worker.output()  # exits by itself, for its manager to restart
+    with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="2", WORKER_MAX_JOBS="3") as worker:
+        assert worker.wait_exit() == 0, worker.output()  # exits by itself, for its manager to restart
         # It took three jobs and finished or handed back each; nothing is left started.
         assert set(statuses(jobs)) <= {"finished", "queued"} and statuses(jobs)["finished"] >= 2
         assert sum(Job.objects.filter(id__in=list(jobs)).values_list("attempts", flat=True)) == 3
-        again = WorkerProcess(emulator, tmp_path, "b", WORKER_CONCURRENCY="2")
-        try:
-            finished = {job_id: wait_final(job_id, 40) for job_id in jobs}
-        finally:
-            again.stop()
-    finally:
-        worker.stop()
-    assert {job.status for job in finished.values()} == {"finished"}
+        with WorkerProcess(emulator, tmp_path, "b", WORKER_CONCURRENCY="2"):
+            finished = wait_all_final(jobs)
+    assert_all_finished(finished)
 
 
 def test_database_connections_stay_within_worker_db_connections(alice_client, emulator, tmp_path):
@@ -289,8 +247,6 @@ def test_database_connections_stay_within_worker_db_connections(alice_client, em
            f"/{db['NAME']}?application_name=sr-bound-test")
     emulator.configure(latency=0.4)
     jobs = submit_many(alice_client, "bound", 16, tasks=3)
-    worker = WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="16", WORKER_DB_CONNECTIONS="3",
-                           TASK_CONCURRENCY="3", DATABASE_URL=url)
     seen = []
 
     def sample() -> bool:
@@ -299,11 +255,9 @@ def test_database_connections_stay_within_worker_db_connections(alice_client, em
             seen.append(cursor.fetchone()[0])
         return statuses(jobs).get("finished", 0) == len(jobs)
 
-    try:
-        wait_for(sample, 60, "every job to finish", interval=0.05)
-    finally:
-        worker.stop()
+    with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="16", WORKER_DB_CONNECTIONS="3",
+                       TASK_CONCURRENCY="3", DATABASE_URL=url):
+        wait_for(sample, PROCESS_WAIT, "every job to finish", interval=0.05)
     assert max(seen) >= 1  # the sampling saw the worker's connections
     assert max(seen) <= 3, max(seen)
     assert emulator.stats()["in_flight_max"] > 3  # while more calls than connections were in flight
-

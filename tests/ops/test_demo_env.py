@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import time
 
 import pytest
 from django.conf import settings
 
 from jobs.models import Job
-from tests.conftest import ROOT, client_for, make_user, work_burst, worker_env
+from tests.conftest import PROCESS_WAIT, ROOT, client_for, make_user, wait_enqueued_job, work_burst, worker_env
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 
@@ -39,10 +38,7 @@ def second_shell(demo_env, command: str) -> subprocess.Popen:
 
 
 def run_queued_job() -> Job:
-    deadline = time.monotonic() + 60
-    while not Job.objects.exists():
-        assert time.monotonic() < deadline, "no job was submitted"
-        time.sleep(0.05)  # polling for the other process's commit; no ordering is assumed
+    wait_enqueued_job()  # the other shell's job
     work_burst()
     return Job.objects.get()
 
@@ -58,7 +54,7 @@ def test_the_cli_works_from_a_second_shell(tmp_path, emulator):
                                  "--task 'summary=Provide a brief summary' --provider openai --model gpt-4o-mini "
                                  "--wait --interval 0.1")
     job = run_queued_job()
-    out, err = cli.communicate(timeout=60)
+    out, err = cli.communicate(timeout=PROCESS_WAIT)
     assert cli.returncode == 0, err
     assert job.status == Job.Status.FINISHED
     assert "## summary" in out and "[emulated" in out
@@ -74,7 +70,7 @@ def test_demo_script_works_from_a_second_shell(tmp_path, emulator, live_server):
     demo_env.write_text(text)
     script = second_shell(demo_env, "python3 scripts/demo.py --provider anthropic --model claude-haiku-4-5")
     job = run_queued_job()
-    out, err = script.communicate(timeout=60)
+    out, err = script.communicate(timeout=PROCESS_WAIT)
     assert script.returncode == 0, out + err
     assert job.status == Job.Status.FINISHED
     assert f"submitted job {job.id}" in out and "finished" in out

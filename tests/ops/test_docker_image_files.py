@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 import urllib.request
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +26,7 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from tests.conftest import ROOT
+from tests.conftest import PROCESS_WAIT, ROOT, wait_answering, wait_for
 
 DOCKERIGNORE = ROOT / ".dockerignore"
 BASE_REQUIREMENTS = ROOT / "requirements" / "base.txt"
@@ -201,7 +200,7 @@ def test_the_image_files_migrate_serve_and_run_a_job(tmp_path, emulator, image_d
 
     def manage(*args: str) -> subprocess.CompletedProcess:
         result = subprocess.run([str(python), "manage.py", *args], cwd=app, env=env, capture_output=True, text=True,
-                                timeout=300)
+                                timeout=PROCESS_WAIT)
         assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stdout[-2000:]}{result.stderr[-4000:]}"
         return result
 
@@ -225,26 +224,18 @@ def test_the_image_files_migrate_serve_and_run_a_job(tmp_path, emulator, image_d
                               stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:  # the API answers once gunicorn has loaded the app
-            assert api.poll() is None, (logs / "api.log").read_text()[-3000:]
-            try:
-                if http("GET", f"{url}/api/v1/", token)["docs"]:
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the image's API did not answer"
-                time.sleep(0.2)
+        # The API answers once gunicorn has loaded the app.
+        wait_answering(api, lambda: http("GET", f"{url}/api/v1/", token)["docs"], "the image's API", logs / "api.log")
         job = http("POST", f"{url}/api/v1/jobs/analyze", token, {
             "transcript": "Ana: The ferry leaves at nine. Ben: I will book it.", "provider": "openai",
             "model": "gpt-4o-mini", "tasks": {"summary": "Provide a brief summary"}})
-        deadline = time.monotonic() + 120
-        while True:
+
+        def final() -> dict | None:
             assert worker.poll() is None, "the image's worker exited:\n" + (logs / "worker.log").read_text()[-3000:]
             document = http("GET", f"{url}/api/v1/jobs/{job['job_id']}", token)
-            if document["status"] in ("finished", "failed", "canceled"):
-                break
-            assert time.monotonic() < deadline, f"the job stayed {document['status']}"
-            time.sleep(0.2)
+            return document if document["status"] in ("finished", "failed", "canceled") else None
+
+        document = wait_for(final, PROCESS_WAIT, "the image's job to end", interval=0.2)
         assert document["status"] == "finished", document
         assert document["result"]["results"]["summary"]
         assert document["result"]["metadata"]["total_cost"] > 0

@@ -1,10 +1,10 @@
-"""/healthz: database, Redis and a recent worker; 200 or 503 saying what failed, fast even when Redis is down."""
+"""/healthz: database, Redis and a recent worker; 200 or 503 saying what failed, fast even when Redis is down
+(one connection attempt, bounded by HEALTHZ_TIMEOUT_SECONDS: no retry loop multiplies the wait)."""
 
 from __future__ import annotations
 
 import socket
 import threading
-import time
 from datetime import timedelta
 
 import django_rq
@@ -33,6 +33,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def connects(monkeypatch) -> list:
+    """The addresses this process's sockets connect to from now on (socket.socket.connect, passed through)."""
+    seen: list = []
+    connect = socket.socket.connect
+
+    def counted(sock, address):
+        seen.append(address)
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", counted)
+    return seen
 
 
 def test_healthy_with_database_redis_and_a_live_worker(client):
@@ -65,26 +79,26 @@ def test_a_worker_silent_for_too_long_does_not_count(client, settings):
     assert data["status"] == "unhealthy" and data["checks"]["workers"]["alive"] == 0
 
 
-def test_redis_stopped_answers_503_at_once(client, settings):
+def test_redis_stopped_answers_503_at_once(client, settings, connects):
     # Nothing listens on this port: what a stopped Redis looks like to the app.
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
-    started = time.monotonic()
+    port = free_port()
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
     response = client.get("/healthz")
-    elapsed = time.monotonic() - started
     assert response.status_code == 503
     data = response.json()
     assert data["status"] == "unhealthy"
     assert data["checks"]["database"]["status"] == "ok"
     assert data["checks"]["redis"]["status"] == "error" and "Connection" in data["checks"]["redis"]["error"]
     assert data["checks"]["workers"]["status"] == "error"
-    assert elapsed < 2.0
+    assert connects.count(("127.0.0.1", port)) == 1  # refused once, and not tried again
 
 
-def test_redis_hanging_answers_within_the_socket_timeout(client, settings):
+def test_redis_hanging_answers_within_the_socket_timeout(client, settings, connects):
     # A Redis that accepts connections but never answers (overloaded, or a half-dead host).
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
+    address = server.getsockname()
     accepted: list[socket.socket] = []
     stop = threading.Event()
 
@@ -99,11 +113,9 @@ def test_redis_hanging_answers_within_the_socket_timeout(client, settings):
     thread = threading.Thread(target=accept_forever, daemon=True)
     thread.start()
     try:
-        settings.REDIS_URL = f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+        settings.REDIS_URL = f"redis://127.0.0.1:{address[1]}/0"
         settings.HEALTHZ_TIMEOUT_SECONDS = 0.5
-        started = time.monotonic()
         response = client.get("/healthz")
-        elapsed = time.monotonic() - started
     finally:
         stop.set()
         thread.join()
@@ -113,7 +125,8 @@ def test_redis_hanging_answers_within_the_socket_timeout(client, settings):
     assert response.status_code == 503
     assert response.json()["checks"]["redis"]["status"] == "error"
     assert "Timeout" in response.json()["checks"]["redis"]["error"]
-    assert elapsed < 2.0
+    # One connection and one timeout: no retry that would wait HEALTHZ_TIMEOUT_SECONDS again.
+    assert connects.count(address) == 1
 
 
 def test_the_error_never_shows_the_redis_password(client, settings):
@@ -131,44 +144,32 @@ def test_no_token_needed_and_no_api_error_shape(client):
 
 
 @pytest.mark.subprocess
-def test_a_real_redis_stopped_under_a_healthy_app(client, settings, tmp_path):
-    """Healthy, then the Redis process is killed: the next /healthz says so within the timeout."""
+def test_a_real_redis_stopped_under_a_healthy_app(client, settings, tmp_path, connects):
+    """Healthy, then the Redis process is killed: the next /healthz says so, trying it once."""
     import shutil
-    import subprocess
 
     from redis import Redis
 
+    from tests.jobs.faults import RedisServer
+
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    port = free_port()
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    private = RedisServer(tmp_path)
     try:
-        url = f"redis://127.0.0.1:{port}/0"
-        connection = Redis.from_url(url)
-        for _ in range(50):
-            try:
-                connection.ping()
-                break
-            except Exception:
-                time.sleep(0.1)
-        worker = Worker([django_rq.get_queue("default").name], connection=connection)
+        worker = Worker([django_rq.get_queue("default").name], connection=Redis.from_url(private.url))
         worker.register_birth()
         worker.heartbeat()
-        settings.REDIS_URL = url
+        settings.REDIS_URL = private.url
         assert client.get("/healthz").status_code == 200
 
-        process.terminate()
-        process.wait(timeout=10)
-        started = time.monotonic()
+        private.stop()
+        connects.clear()
         response = client.get("/healthz")
-        assert time.monotonic() - started < 2.0
         assert response.status_code == 503
         assert response.json()["checks"]["redis"]["status"] == "error"
+        assert connects.count(("127.0.0.1", private.port)) == 1
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        private.stop()
 
 
 @pytest.mark.subprocess
@@ -182,8 +183,7 @@ def test_database_down_answers_503_naming_the_database(emulator):
                "print(r.status_code); print(r.content.decode())")
     env = worker_env(emulator, DATABASE_URL=f"postgresql://nobody@127.0.0.1:{free_port()}/scriptripper",
                      DB_CONNECT_TIMEOUT="1")
-    started = time.monotonic()
-    result = run_manage("shell", "-c", snippet, env=env, timeout=60)
+    result = run_manage("shell", "-c", snippet, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     status, body = result.stdout.strip().splitlines()[-2:]
     data = json.loads(body)
@@ -192,4 +192,3 @@ def test_database_down_answers_503_naming_the_database(emulator):
     assert "OperationalError" in data["checks"]["database"]["error"]
     assert "nobody" not in data["checks"]["database"]["error"]  # no connection details on an open endpoint
     assert data["checks"]["redis"]["status"] == "ok"
-    assert time.monotonic() - started < 30

@@ -59,7 +59,7 @@ def test_formatter_keeps_tracebacks_in_the_object():
 ])
 def test_log_format_follows_the_environment(emulator, env, is_json):
     # DJANGO_SETTINGS_MODULE=tests.settings still reads these variables through scriptripper.settings.
-    result = run_manage("shell", "-c", SNIPPET, env=worker_env(emulator, **env), timeout=60)
+    result = run_manage("shell", "-c", SNIPPET, env=worker_env(emulator, **env))
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if "task done" in line]
     assert lines, result.stderr[-2000:]
@@ -101,11 +101,8 @@ def test_gunicorn_writes_json_access_lines_with_the_request_fields(emulator, tmp
     import socket
     import subprocess
     import sys
-    import time
-    import urllib.error
-    import urllib.request
 
-    from tests.conftest import ROOT
+    from tests.conftest import PROCESS_WAIT, ROOT, http_status, wait_answering, wait_for
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -116,20 +113,15 @@ def test_gunicorn_writes_json_access_lines_with_the_request_fields(emulator, tmp
                             cwd=ROOT, env=worker_env(emulator, LOG_FORMAT="json", DEBUG="false"), stdout=out,
                             stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/models?x=1", timeout=2)
-            except urllib.error.HTTPError as exc:
-                assert exc.code == 401  # no token: answered, in the API's error shape
-                break
-            except (urllib.error.URLError, OSError):
-                assert proc.poll() is None and time.monotonic() < deadline, "gunicorn did not answer"
-                time.sleep(0.3)
-        time.sleep(0.5)
+        # No token: answered, in the API's error shape.
+        status = wait_answering(proc, lambda: http_status(f"http://127.0.0.1:{port}/api/v1/models?x=1"), "gunicorn")
+        assert status == 401
+        # The access line is written once the response has gone out.
+        wait_for(lambda: "gunicorn.access" in (tmp_path / "gunicorn.out").read_text(), PROCESS_WAIT,
+                 "gunicorn's access line")
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=PROCESS_WAIT)
     out.seek(0)
     lines = [line for line in out.read().splitlines() if line.strip()]
     entries = [json.loads(line) for line in lines]  # every line, access and error, is one JSON object

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, client_for, make_user
+from tests.conftest import PROCESS_WAIT, ROOT, client_for, make_user
 
 CLOSED_PORT_DB = "postgresql://root@127.0.0.1:1/scriptripper"
 TOKEN = "sr_0123abcd_thisTokenIsNeverLookedUpBecauseTheDatabaseIsDown"
@@ -41,7 +41,7 @@ def test_database_down_is_503_with_retry_after(debug):
            "DB_CONNECT_TIMEOUT": "1", "DEBUG": debug, "REDIS_URL": "redis://127.0.0.1:1/0",
            "OPENAI_API_KEY": "test"}
     result = subprocess.run([sys.executable, "-c", REQUESTS], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
+                            timeout=PROCESS_WAIT)
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("RESULT ")), None)
     assert line, result.stdout[-2000:] + result.stderr[-3000:]
     for answer in json.loads(line.removeprefix("RESULT ")):

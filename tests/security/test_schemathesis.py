@@ -22,11 +22,8 @@ import os
 import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
-
-import urllib.error
 import urllib.request
+from pathlib import Path
 
 import django_rq
 import pytest
@@ -34,7 +31,7 @@ from django.conf import settings
 from rq.job import Job as RQJob
 
 from accounts.services import api_token_create
-from tests.conftest import ROOT, make_user, worker_env
+from tests.conftest import ROOT, http_status, make_user, wait_answering, worker_env
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.django_db(transaction=True)]
 
@@ -67,17 +64,7 @@ def gunicorn_server(emulator):
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/schema/", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            assert proc.poll() is None, "gunicorn exited"
-            assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
-            time.sleep(0.3)
+        wait_answering(proc, lambda: http_status(f"{url}/api/schema/") == 200, "gunicorn")
         yield url
         # The server's jobs go to the run's own Redis database: one submitted now (the fuzzer may
         # have canceled or deleted its own) must be there.
