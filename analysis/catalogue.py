@@ -150,6 +150,11 @@ class ModelInfo:
     overlay_sources: tuple[str, ...] = ()  # where each overlay figure for this model came from
     flex: tuple[tuple[str, Decimal], ...] = ()  # flex prices (display): (kind, USD per million)
     batch: tuple[tuple[str, Decimal], ...] = ()  # batch prices (display)
+    # What bills batch and flex calls: price periods as `periods`, each the standard prices with the
+    # variant's kinds put in their place (a kind the variant lacks keeps its standard rate, as genai-prices
+    # resolves variants). Empty: the model has no such price, and that mode is refused at submit.
+    batch_periods: tuple[PricePeriod, ...] = ()
+    flex_periods: tuple[PricePeriod, ...] = ()
 
     def retired(self, today: dt.date) -> bool:
         return self.retires_on is not None and today > self.retires_on
@@ -162,23 +167,29 @@ class ModelInfo:
     def has_tier(self) -> bool:
         return self.tier_threshold is not None
 
-    def period_at(self, when: dt.datetime | dt.date | None = None) -> PricePeriod:
-        """The price period in force at `when` (a UTC time or day; None: now)."""
+    def period_at(self, when: dt.datetime | dt.date | None = None, processing: str = "standard") -> PricePeriod:
+        """The price period in force at `when` (a UTC time or day; None: now), for `processing`
+        (standard, batch, flex). A batch or flex price not in force at `when` is a ValueError: such a call
+        must never be billed at a price the provider did not ask."""
+        if processing != "standard":
+            periods = self.batch_periods if processing == "batch" else self.flex_periods
+            period = _in_force(periods, _day_of(when))
+            if period is None:
+                raise ValueError(f"{self.name} has no {processing} price on {_day_of(when).isoformat()}")
+            return period
         periods = self.periods
         if len(periods) == 1:
             return periods[0]
         if not periods:
             return _period_from_fields(self)
-        if when is None:
-            day = dt.datetime.now(dt.UTC).date()
-        elif isinstance(when, dt.datetime):
-            day = (when.astimezone(dt.UTC) if when.tzinfo is not None else when).date()
-        else:
-            day = when
-        for period in reversed(periods):
-            if period.start is None or period.start <= day:
-                return period
-        return periods[0]
+        return _in_force(periods, _day_of(when)) or periods[0]
+
+    def offers(self, processing: str, when: dt.datetime | dt.date | None = None) -> bool:
+        """Whether a call in this processing mode has a price at `when` (None: now)."""
+        if processing == "standard":
+            return True
+        periods = self.batch_periods if processing == "batch" else self.flex_periods
+        return _in_force(periods, _day_of(when)) is not None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready description for GET /api/v1/models.
@@ -228,6 +239,21 @@ class ModelInfo:
             "retires_on": self.retires_on.isoformat() if self.retires_on else None,
             "sources": list(self.overlay_sources),
         }
+
+
+def _day_of(when: dt.datetime | dt.date | None) -> dt.date:
+    if when is None:
+        return dt.datetime.now(dt.UTC).date()
+    if isinstance(when, dt.datetime):
+        return (when.astimezone(dt.UTC) if when.tzinfo is not None else when).date()
+    return when
+
+
+def _in_force(periods: tuple[PricePeriod, ...], day: dt.date) -> PricePeriod | None:
+    for period in reversed(periods):
+        if period.start is None or period.start <= day:
+            return period
+    return None
 
 
 def _period_from_fields(info: ModelInfo) -> PricePeriod:
@@ -497,6 +523,58 @@ def _variant(model: Any, context: dict[str, str], today: dt.date) -> tuple[tuple
     return tuple(out)
 
 
+def _variant_periods(model: Any, context: dict[str, str]) -> tuple[PricePeriod, ...]:
+    """The billing periods of a batch or flex variant: at every day a standard price or a variant starts,
+    the prices genai-prices itself resolves for that context (model.get_prices: the variant's kinds replace
+    the standard ones, kind by kind). Days with no matching variant in force have no period."""
+    variants = [v for v in (model.price_variants or ()) if v.when == context]
+    if not variants:
+        return ()
+    starts: set[dt.date | None] = {None}
+    for variant in variants:
+        if isinstance(variant.constraint, _start_constraint()):
+            starts.add(variant.constraint.start_date)
+        elif variant.constraint is not None:
+            return ()  # time-of-day variants: not something we bill
+    if not isinstance(model.prices, _model_price()):
+        starts.update(c.constraint.start_date for c in model.prices if c.constraint is not None
+                      and hasattr(c.constraint, "start_date"))
+    periods = []
+    for start in sorted(starts, key=lambda d: d or dt.date.min):
+        moment = dt.datetime.combine(start or dt.date(2000, 1, 1), dt.time(), dt.UTC)
+        if not any(v.constraint is None or v.constraint.active(moment) for v in variants):
+            continue
+        period = _period(start, model.get_prices(moment, context))
+        if period is not None:
+            periods.append(period)
+    return tuple(periods)
+
+
+def _overlay_flex_periods(periods: tuple[PricePeriod, ...], flex: Mapping[str, Decimal]) -> tuple[PricePeriod, ...]:
+    """Flex prices the overlay gives (kinds input, cached_input, output), put in place of the standard ones of
+    every period; reasoning is output, as everywhere."""
+    out = []
+    for period in periods:
+        inp, read, write, output, _ = period.base
+        inp = flex.get("input", inp)
+        output = flex.get("output", output)
+        base = (inp, flex.get("cached_input", read), write, output, output)
+        out.append(PricePeriod(start=period.start, base=base, cache_write_1h=period.cache_write_1h))
+    return tuple(out)
+
+
+def _start_constraint():
+    from genai_prices import types
+
+    return types.StartDateConstraint
+
+
+def _model_price():
+    from genai_prices import types
+
+    return types.ModelPrice
+
+
 def _library_models(provider: str) -> list[Any]:
     # The bundled data only (genai_prices.data), never a snapshot the updater may have set.
     from genai_prices.data import providers
@@ -597,6 +675,9 @@ def build_catalogue(overlays: Mapping[str, _Overlay], *, today: dt.date | None =
                 overlay_sources=tuple(dict.fromkeys(sources)),
                 flex=flex,
                 batch=_variant(model, {"processing": "batch"}, today),
+                batch_periods=_variant_periods(model, {"processing": "batch"}),
+                flex_periods=(_overlay_flex_periods(periods, values["flex"]) if "flex" in values
+                              else _variant_periods(model, {"service_tier": "flex"})),
             )
         catalogue[provider] = models
     return catalogue, skipped

@@ -30,6 +30,7 @@ from analysis import prompts
 from analysis.catalogue import ModelInfo
 from analysis.chunking import split_transcript
 from analysis.pricing import estimate_cost_range
+from analysis.processing import PROCESSING_MODES, modes_offered
 from analysis.runner import (PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens,
                              reduce_budget)
 from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens, count_tokens
@@ -46,6 +47,8 @@ class TaskEstimate:
     cost_low: Decimal = Decimal("0")
     cost_high: Decimal = Decimal("0")
     error: str = ""  # the task cannot run as asked (e.g. no room for the transcript)
+    # (cost_low, cost_high) in every processing mode the model offers; cost_low/high are the job's mode's.
+    by_processing: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         data = {
@@ -70,6 +73,7 @@ class Estimate:
     transcript_tokens: int
     max_output_tokens: int  # the output limit sent with every call
     tasks: list[TaskEstimate]
+    processing: str = "standard"
 
     @property
     def calls(self) -> int:
@@ -82,6 +86,12 @@ class Estimate:
     @property
     def input_tokens_per_call(self) -> list[int]:
         return [n for t in self.tasks for n in t.input_tokens_per_call]
+
+    @property
+    def modes(self) -> list[str]:
+        """The processing modes every task was priced in (the model's)."""
+        found = [set(t.by_processing) for t in self.tasks if not t.error]
+        return [m for m in PROCESSING_MODES if found and all(m in f for f in found)]
 
     @property
     def max_output_tokens_total(self) -> int:
@@ -110,6 +120,12 @@ class Estimate:
             "cost_low": self.cost_low,
             "cost_high": self.cost_high,
             "currency": "USD",
+            "processing": self.processing,
+            # The same calls priced in each processing mode the model offers (batch and flex bill each token
+            # kind at its own rate; a kind without one stays at the standard rate).
+            "by_processing": {mode: {"cost_low": sum((t.by_processing[mode][0] for t in self.tasks), Decimal("0")),
+                                     "cost_high": sum((t.by_processing[mode][1] for t in self.tasks), Decimal("0"))}
+                              for mode in self.modes},
             "tasks": {t.name: t.as_dict() for t in self.tasks},
         }
         if self.price_unknown:
@@ -126,6 +142,7 @@ def estimate_job(
     system_prompt: str,
     tasks: list[TaskSpec],
     max_output_tokens: int | None,
+    processing: str = "standard",
 ) -> Estimate:
     """Plan and price a job's calls. `model` by name (resolved with the settings) or a resolved ModelInfo.
 
@@ -134,7 +151,7 @@ def estimate_job(
     from analysis.tasks import run_config  # reads Django settings; keep this module importable without them
 
     config = run_config(provider=provider, model=model, system_prompt=system_prompt or "",
-                        max_output_tokens=max_output_tokens)
+                        max_output_tokens=max_output_tokens, processing=processing)
     return estimate_run(config=config, transcript=transcript, tasks=tasks)
 
 
@@ -168,6 +185,7 @@ def estimate_run(*, config: RunConfig, transcript: str, tasks: list[TaskSpec]) -
         transcript_tokens=transcript_tokens,
         max_output_tokens=max_output,
         tasks=planned,
+        processing=config.processing,
     )
 
 
@@ -214,10 +232,14 @@ def _priced(config: RunConfig, estimate: TaskEstimate, low_prompts: list[int], h
     estimate.calls = len(high_prompts)
     estimate.input_tokens_per_call = high_prompts
     estimate.input_tokens = sum(high_prompts)
-    estimate.cost_low, _ = estimate_cost_range(config.model, prompt_tokens_per_call=low_prompts,
-                                               max_output_per_call=[max_output] * len(low_prompts))
-    _, estimate.cost_high = estimate_cost_range(config.model, prompt_tokens_per_call=high_prompts,
-                                                max_output_per_call=[max_output] * len(high_prompts))
+    for mode in modes_offered(provider=config.provider, info=config.model):
+        low, _ = estimate_cost_range(config.model, prompt_tokens_per_call=low_prompts,
+                                     max_output_per_call=[max_output] * len(low_prompts), processing=mode)
+        _, high = estimate_cost_range(config.model, prompt_tokens_per_call=high_prompts,
+                                      max_output_per_call=[max_output] * len(high_prompts), processing=mode)
+        estimate.by_processing[mode] = (low, high)
+    estimate.cost_low, estimate.cost_high = estimate.by_processing.get(
+        config.processing, estimate.by_processing["standard"])
     return estimate
 
 

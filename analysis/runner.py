@@ -100,6 +100,8 @@ class RunConfig:
     overlap_tokens: int = 200
     default_max_output_tokens: int = 8192
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    processing: str = "standard"  # analysis/processing.py: standard, flex or batch
+    fallback: str = "standard"  # what a call its mode cannot finish does: standard or fail
 
 
 @dataclass

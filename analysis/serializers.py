@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from analysis import structured
 from analysis.models import AnalysisProfile
+from analysis.processing import FALLBACKS, PROCESSING_MODES
 from analysis.providers import provider_names
 
 # Names are what clients type in `"profile": "meeting-notes"`: letters, digits, - _ . and spaces,
@@ -120,6 +121,10 @@ class ProfileInputSerializer(serializers.Serializer):
     default_model = serializers.CharField(required=False, allow_blank=True, max_length=100)
     language = serializers.CharField(required=False, allow_blank=True, max_length=35,
                                      help_text="BCP 47 tag every answer is written in; empty: the transcript's")
+    processing = serializers.ChoiceField(choices=("", *PROCESSING_MODES), required=False, allow_blank=True,
+                                         help_text="the processing mode of its jobs when the request names none")
+    fallback = serializers.ChoiceField(choices=("", *FALLBACKS), required=False, allow_blank=True,
+                                       help_text="the fallback of its jobs when the request names none")
 
     def validate_language(self, value: str) -> str:
         return validate_language_tag(value)
@@ -155,7 +160,7 @@ class ProfileOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = AnalysisProfile
         fields = ["id", "name", "description", "system_prompt", "tasks", "default_provider", "default_model",
-                  "language", "builtin", "created_at", "updated_at"]
+                  "language", "processing", "fallback", "builtin", "created_at", "updated_at"]
         read_only_fields = fields
 
 

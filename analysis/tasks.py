@@ -36,7 +36,7 @@ def context_overrides() -> dict[str, int]:
 
 
 def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = "", max_output_tokens: int | None = None,
-               temperature: float | None = None) -> RunConfig:
+               temperature: float | None = None, processing: str = "standard", fallback: str = "standard") -> RunConfig:
     """The RunConfig for one job from settings; `model` by name, or already resolved (the API's serializer)."""
     overrides = context_overrides()
     if isinstance(model, ModelInfo):
@@ -56,6 +56,8 @@ def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = ""
         overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
         default_max_output_tokens=settings.DEFAULT_MAX_OUTPUT_TOKENS,
         policy=retry_policy_from_settings(),
+        processing=processing,
+        fallback=fallback,
     )
 
 

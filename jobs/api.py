@@ -38,6 +38,7 @@ JOB_SCHEMA = inline_serializer("Job", fields={
     "job_id": serializers.UUIDField(),
     "status": serializers.ChoiceField(choices=["queued", "started", "finished", "failed", "canceled"]),
     "queue": serializers.CharField(),
+    "processing": serializers.ChoiceField(choices=["standard", "flex", "batch"]),
     "attempts": serializers.IntegerField(),
     "progress": inline_serializer("JobProgress", fields={
         "tasks_done": serializers.IntegerField(), "tasks_total": serializers.IntegerField()}),
@@ -106,6 +107,8 @@ def job_request(data: dict, *, kind: str = Job.Kind.ANALYZE) -> JobRequest:
         reuse_results=data.get("reuse", True),
         callback_url=data.get("callback_url", ""),
         language=data.get("language", ""),
+        processing=data.get("processing"),
+        fallback=data.get("fallback") or "standard",
     )
 
 
@@ -224,6 +227,12 @@ ESTIMATE_SCHEMA = inline_serializer("JobEstimate", fields={
     "cost_low": serializers.FloatField(help_text="USD: every input cached where the provider can, 1 output token a call"),
     "cost_high": serializers.FloatField(help_text="USD: nothing cached, every call using its whole output limit"),
     "currency": serializers.CharField(),
+    "processing": serializers.ChoiceField(choices=["standard", "flex", "batch"],
+                                          help_text="the mode cost_low and cost_high are priced in"),
+    "by_processing": serializers.DictField(
+        child=inline_serializer("JobEstimateModeCost", fields={"cost_low": serializers.FloatField(),
+                                                               "cost_high": serializers.FloatField()}),
+        help_text="the same calls priced in every processing mode the model offers (standard, flex, batch)"),
     "tasks": serializers.DictField(child=ESTIMATE_TASK_SCHEMA),
     "price_unknown": serializers.BooleanField(required=False),
     "note": serializers.CharField(required=False),
@@ -249,6 +258,7 @@ class JobEstimateApi(APIView):
             system_prompt=data.get("system_prompt", ""),
             tasks=[TaskSpec(name=name, prompt=prompt) for name, prompt in data["tasks"]],
             max_output_tokens=data.get("max_output_tokens"),
+            processing=data.get("processing") or "standard",
         )
         return Response(estimate.as_dict())
 

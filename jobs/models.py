@@ -39,6 +39,10 @@ class Job(models.Model):
     # point at (analysis/turns.py).
     turns = models.JSONField(default=list, blank=True)
     language = models.CharField(max_length=35, blank=True, default="")  # BCP 47; empty: the transcript's
+    # How its provider calls are sent (analysis/processing.py): standard, flex or batch; and what a call its
+    # mode cannot finish falls back to: standard (at the standard price) or fail.
+    processing = models.CharField(max_length=10, default="standard")
+    fallback = models.CharField(max_length=10, default="standard")
     # Generation parameters given on the job (temperature, max_output_tokens).
     params = models.JSONField(default=dict, blank=True)
     reuse_results = models.BooleanField(default=True)

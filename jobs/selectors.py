@@ -118,6 +118,7 @@ def job_document(job: Job, tasks: list[Task] | None = None) -> dict:
         "job_id": str(job.id),
         "status": job.status,
         "queue": job.queue,
+        "processing": job.processing,
         "attempts": job.attempts,
         "progress": {"tasks_done": len(done), "tasks_total": len(tasks)},
         "error": job.error or None,

@@ -18,6 +18,7 @@ from rest_framework import serializers
 
 from analysis import structured
 from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_model
+from analysis.processing import FALLBACKS, PROCESSING_MODES, mode_refusal
 from analysis.providers import (
     PROVIDER_LABELS, endpoints, provider_configured, provider_key_setting, provider_names,
 )
@@ -254,6 +255,15 @@ class JobOptionsSerializer(serializers.Serializer):
     callback_url = StrictCharField(
         required=False, allow_blank=True, max_length=2000,
         help_text="http(s) URL called with the job document (Standard Webhooks signature) when the job ends")
+    processing = serializers.ChoiceField(
+        choices=PROCESSING_MODES, required=False,
+        help_text="standard (default; `low` jobs: LOW_QUEUE_PROCESSING), flex (OpenAI and Gemini's best-effort tier, "
+                  "synchronous, at the flex price) or batch (the provider's batch API: results within hours at the "
+                  "batch price); a mode the provider or model does not offer is a 400")
+    fallback = serializers.ChoiceField(
+        choices=FALLBACKS, required=False,
+        help_text="what a call its processing mode cannot finish does (flex refused, batch expired or failed, "
+                  "BATCH_MAX_WAIT passed): standard (sent again at the standard price; the default) or fail")
 
     def validate_callback_url(self, value: str) -> str:
         from jobs.webhooks import CallbackUrlError, validate_callback_url
@@ -313,6 +323,8 @@ class JobOptionsSerializer(serializers.Serializer):
         # The exact id the name resolved to (an id or a listed alias, in the provider's spelling) is what
         # the job stores, sends and is billed for.
         attrs["model"] = info.name
+        if refusal := mode_refusal(provider=provider, info=info, processing=attrs.get("processing") or "standard"):
+            raise serializers.ValidationError({"processing": [refusal]})
         self.read_transcript(attrs)
         return attrs
 
@@ -431,6 +443,10 @@ class AnalyzeSerializer(JobOptionsSerializer):
         attrs["profile_name"] = profile.name
         if attrs.get("language") is None and profile.language:
             attrs["language"] = profile.language
+        if attrs.get("processing") is None and profile.processing:
+            attrs["processing"] = profile.processing
+        if attrs.get("fallback") is None and profile.fallback:
+            attrs["fallback"] = profile.fallback
         # The request's provider, model and system prompt override the profile's defaults. The default model
         # goes with the default provider only: it means nothing to another provider.
         if not attrs.get("provider"):

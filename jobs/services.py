@@ -59,6 +59,28 @@ class JobRequest:
     callback_url: str = ""
     language: str = ""  # BCP 47; already written into every task (analysis/structured.py)
     queue: str | None = None
+    # None: the queue's default (LOW_QUEUE_PROCESSING for `low`, else standard); checked at submit.
+    processing: str | None = None
+    fallback: str = "standard"
+
+
+def job_processing(*, request: JobRequest, queue: str) -> str:
+    """The processing mode a job runs in: the one it asked for (checked at submit), else the queue's
+    default where the model has that price (LOW_QUEUE_PROCESSING), else standard."""
+    if request.processing:
+        return request.processing
+    if queue != "low" or settings.LOW_QUEUE_PROCESSING == "standard":
+        return "standard"
+    from analysis.catalogue import get_model
+    from analysis.processing import mode_refusal
+
+    try:
+        info = get_model(request.provider, request.model)
+    except ValueError:
+        info = None
+    if info is None or mode_refusal(provider=request.provider, info=info, processing=settings.LOW_QUEUE_PROCESSING):
+        return "standard"
+    return settings.LOW_QUEUE_PROCESSING
 
 
 def route_queue(*, user: User, transcript_chars: int, kind: str) -> str:
@@ -88,6 +110,8 @@ def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", r
             transcript_format=request.transcript_format,
             turns=stored_turns(request.transcript),
             language=request.language,
+            processing=job_processing(request=request, queue=queue),
+            fallback=request.fallback,
             params=request.params,
             reuse_results=request.reuse_results,
             max_cost=request.max_cost,
@@ -192,7 +216,8 @@ def job_check_spending(*, owner: User, requests: list[JobRequest]) -> None:
         try:
             estimate = estimate_job(transcript=request.transcript, provider=request.provider, model=request.model,
                                     system_prompt=request.system_prompt, tasks=request.tasks,
-                                    max_output_tokens=request.params.get("max_output_tokens"))
+                                    max_output_tokens=request.params.get("max_output_tokens"),
+                                    processing=request.processing or "standard")
         except (UnknownModelError, UnknownProviderError):
             continue  # cannot run, so cannot spend: the worker fails it with the reason
         if request.max_cost is not None and estimate.cost_low > request.max_cost:
