@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from analysis.batching import BatchCalls
 from analysis.catalogue import ModelInfo, effective_context, get_model, parse_context_overrides, resolve_model
 from analysis.execution import CallPool, StopToken
 from analysis.limits import ProviderLimiter
@@ -58,6 +59,7 @@ def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = ""
         policy=retry_policy_from_settings(),
         processing=processing,
         fallback=fallback,
+        flex_timeout=settings.FLEX_REQUEST_TIMEOUT,
     )
 
 
@@ -74,9 +76,9 @@ def price_known(provider: str, model: str) -> bool:
 
 def run_analysis(*, transcript: str, config: RunConfig, tasks: list[TaskSpec], limiter: ProviderLimiter | None = None,
                  hooks: RunHooks | None = None, call_pool: CallPool | None = None,
-                 stop: StopToken | None = None) -> list[TaskOutcome]:
+                 stop: StopToken | None = None, batch: BatchCalls | None = None) -> list[TaskOutcome]:
     runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks, call_pool=call_pool,
-                    stop=stop)
+                    stop=stop, batch=batch)
     return runner.run(transcript, tasks)
 
 

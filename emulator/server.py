@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
 
+from emulator import batches as emulator_batches
 from emulator import structured as emulator_structured
 
 __all__ = [
@@ -965,6 +966,8 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         query = urllib.parse.parse_qs(parts.query)
         try:
             raw = self._read_body() if method in ("POST", "DELETE") else b""
+            if emulator_batches.route(self, method, path, query, raw):  # batch protocols, flex (emulator/batches.py)
+                return
             if path.startswith("/_emulator/"):
                 self._control(method, path, query, raw)
                 return

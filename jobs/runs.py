@@ -123,7 +123,8 @@ def provider_limiter() -> ProviderLimiter:
         rq_connection(),
         max_in_flight=settings.PROVIDER_MAX_IN_FLIGHT,
         per_minute=settings.PROVIDER_MAX_PER_MINUTE,
-        lease_seconds=settings.PROVIDER_REQUEST_TIMEOUT + 30,
+        # A flex request may take FLEX_REQUEST_TIMEOUT: its lease must outlive it.
+        lease_seconds=max(settings.PROVIDER_REQUEST_TIMEOUT, settings.FLEX_REQUEST_TIMEOUT) + 30,
         limits=in_flight_limits(endpoints()),
     )
 
@@ -187,7 +188,8 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
     try:
         config = run_config(provider=job.provider, model=job.model, system_prompt=job.system_prompt,
                             max_output_tokens=job.params.get("max_output_tokens"),
-                            temperature=job.params.get("temperature"))
+                            temperature=job.params.get("temperature"), processing=job.processing,
+                            fallback=job.fallback)
     except (UnknownModelError, ValueError) as exc:
         message = str(exc)
         db(lambda: job_fail(job=job, message=message))

@@ -21,6 +21,21 @@ class AnthropicProvider:
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
 
     def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
+        kwargs = self.request_body(model=model, prompt=prompt, params=params)
+        try:
+            response = self.client.messages.create(**kwargs)
+        except anthropic.APIStatusError as exc:
+            raise self._status_error(exc) from exc
+        except anthropic.APITimeoutError as exc:
+            raise ProviderError(self.name, TIMEOUT, f"{self.label} did not answer in time") from exc
+        except anthropic.APIConnectionError as exc:
+            raise ProviderError(self.name, CONNECTION, f"{self.label} connection failed: {exc}") from exc
+        except (anthropic.APIResponseValidationError, ValueError) as exc:
+            raise ProviderError(self.name, MALFORMED, f"{self.label} sent a malformed response") from exc
+        return self.completion_of(response)
+
+    def request_body(self, *, model: str, prompt: Prompt, params: GenerationParams) -> dict:
+        """The Messages request (also the `params` of a Message Batches request)."""
         kwargs: dict = {
             "model": model,
             "max_tokens": params.max_output_tokens,
@@ -41,16 +56,10 @@ class AnthropicProvider:
         # No temperature: API version 2026-10-21 (what anthropic 2.x sends) rejects temperature, top_p and
         # top_k with a 400 on every model, even at default values, and the SDK no longer takes them. A job's
         # temperature therefore applies to OpenAI chat models and Gemini only.
-        try:
-            response = self.client.messages.create(**kwargs)
-        except anthropic.APIStatusError as exc:
-            raise self._status_error(exc) from exc
-        except anthropic.APITimeoutError as exc:
-            raise ProviderError(self.name, TIMEOUT, f"{self.label} did not answer in time") from exc
-        except anthropic.APIConnectionError as exc:
-            raise ProviderError(self.name, CONNECTION, f"{self.label} connection failed: {exc}") from exc
-        except (anthropic.APIResponseValidationError, ValueError) as exc:
-            raise ProviderError(self.name, MALFORMED, f"{self.label} sent a malformed response") from exc
+        return kwargs
+
+    def completion_of(self, response) -> Completion:
+        """A Message (from the SDK, or a Message Batches result) as a Completion."""
         text = "".join(block.text for block in (response.content or []) if getattr(block, "type", "") == "text")
         stop = response.stop_reason or ""
         return Completion(

@@ -31,15 +31,9 @@ class GeminiProvider:
         self.client = genai.Client(api_key=api_key, http_options=http_options)
 
     def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
-        config = types.GenerateContentConfig(
-            system_instruction=prompt.system or None,
-            max_output_tokens=params.max_output_tokens,
-            temperature=params.temperature,
-        )
-        if params.schema is not None:
-            config.response_mime_type = "application/json"
-            config.response_json_schema = params.schema
-        contents = [types.Content(role="user", parts=[types.Part(text=prompt.document), types.Part(text=prompt.instruction)])]
+        contents, config = self.request_parts(prompt=prompt, params=params)
+        if params.timeout:
+            config.http_options = types.HttpOptions(timeout=int(params.timeout * 1000))
         try:
             response = self.client.models.generate_content(model=model, contents=contents, config=config)
         except genai_errors.APIError as exc:
@@ -50,7 +44,26 @@ class GeminiProvider:
             raise ProviderError(self.name, CONNECTION, f"{self.label} connection failed: {exc}") from exc
         except (ValueError, genai_errors.UnknownApiResponseError) as exc:
             raise ProviderError(self.name, MALFORMED, f"{self.label} sent a malformed response") from exc
+        return self.completion_of(response)
 
+    def request_parts(self, *, prompt: Prompt, params: GenerationParams
+                      ) -> tuple[list[types.Content], types.GenerateContentConfig]:
+        """The contents and config of a generateContent request (also of a batch's inline request)."""
+        config = types.GenerateContentConfig(
+            system_instruction=prompt.system or None,
+            max_output_tokens=params.max_output_tokens,
+            temperature=params.temperature,
+        )
+        if params.schema is not None:
+            config.response_mime_type = "application/json"
+            config.response_json_schema = params.schema
+        if params.service_tier:
+            config.service_tier = types.ServiceTier(params.service_tier)
+        contents = [types.Content(role="user", parts=[types.Part(text=prompt.document), types.Part(text=prompt.instruction)])]
+        return contents, config
+
+    def completion_of(self, response: types.GenerateContentResponse) -> Completion:
+        """A GenerateContentResponse (from the SDK, or a batch's inline response) as a Completion."""
         candidate = response.candidates[0] if response.candidates else None
         finish = ""
         if candidate is not None and candidate.finish_reason is not None:

@@ -1,0 +1,281 @@
+"""The providers' batch protocols and the flex tier, for the emulator (the protocols: batch_openai.py,
+batch_anthropic.py, batch_gemini.py; this module: what they share, the flex tier and the control endpoint).
+
+A batch holds the request bodies it was created with; it completes `completion_delay` seconds after its
+creation, when it is first read after that: every request is answered exactly as the synchronous endpoint
+would answer it (the same handler code, so faults that match a prompt fail that request alone: partial
+failure), and recorded in the request log with `"batch": <id>`. What a batch does is fixed at its creation
+from the configuration then in force:
+
+- `completion_delay`: seconds until it ends (0: at the first read);
+- `outcome`: `completed`, `expired` (the first `expire_answered` requests answered, the rest expired) or
+  `failed` (the whole batch fails, no results);
+- `create_refusals`: that many create calls refused with 429 first (capacity), -1 for all;
+- `create_delay`: seconds the create call waits after creating the batch and before answering (a client
+  killed meanwhile has a batch it never heard of);
+- `flex_refusals`: that many flex-tier requests (OpenAI `service_tier: flex`, Gemini `serviceTier: flex`)
+  refused with 429 capacity errors before they are served, -1 for all.
+
+Control: `GET /_emulator/batches` lists the batches (id, provider, state, counts, key fields, whether it was
+canceled); `POST /_emulator/batches` with a JSON object changes the configuration. The emulator's reset
+(`POST /_emulator/reset`) forgets every batch and the configuration.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+BATCH_DEFAULTS: dict[str, Any] = {
+    "completion_delay": 0.0,
+    "outcome": "completed",
+    "expire_answered": 0,
+    "create_refusals": 0,
+    "create_delay": 0.0,
+    "flex_refusals": 0,
+}
+OUTCOMES = ("completed", "expired", "failed")
+
+
+@dataclass
+class EmulatedBatch:
+    id: str
+    provider: str
+    model: str | None
+    requests: list[tuple[str, dict[str, Any]]]  # (custom id, request body)
+    created_at: float
+    complete_at: float
+    outcome: str
+    expire_answered: int
+    key: dict[str, Any] = field(default_factory=dict)  # metadata (OpenAI), displayName (Gemini)
+    state: str = "in_progress"  # in_progress, ended
+    canceled: bool = False
+    ended_at: float | None = None
+    # custom id -> ("succeeded", response body) | ("errored", (status, error body)) | ("expired"|"canceled", None)
+    results: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # per-protocol fields (OpenAI's file ids)
+
+    def counts(self) -> dict[str, int]:
+        kinds = [kind for kind, _ in self.results.values()]
+        return {"total": len(self.requests), "succeeded": kinds.count("succeeded"), "errored": kinds.count("errored"),
+                "expired": kinds.count("expired"), "canceled": kinds.count("canceled"),
+                "processing": len(self.requests) - len(kinds)}
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "provider": self.provider, "model": self.model, "state": self.state,
+                "outcome": self.outcome, "canceled": self.canceled, "key": self.key, "counts": self.counts(),
+                "custom_ids": [custom_id for custom_id, _ in self.requests]}
+
+
+class BatchStore:
+    """The batches and files of one emulator server, reset with it."""
+
+    def __init__(self, state: Any) -> None:
+        self.lock = threading.RLock()
+        self._state_config = state.config  # EmulatorState.reset() replaces this dict: then we reset too
+        self.config = dict(BATCH_DEFAULTS)
+        self.batches: dict[str, EmulatedBatch] = {}
+        self.files: dict[str, dict[str, Any]] = {}
+        self._seq = itertools.count(1)
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._seq):04d}{uuid.uuid4().hex[:12]}"
+
+    def configure(self, updates: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(updates) - set(BATCH_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown batch config keys {sorted(unknown)}; known: {sorted(BATCH_DEFAULTS)}")
+        if "outcome" in updates and updates["outcome"] not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        with self.lock:
+            self.config.update(updates)
+            return dict(self.config)
+
+    def take(self, key: str) -> bool:
+        """Count down a refusal counter (`create_refusals`, `flex_refusals`): True while refusals are left."""
+        with self.lock:
+            left = int(self.config.get(key) or 0)
+            if left == 0:
+                return False
+            if left > 0:
+                self.config[key] = left - 1
+            return True
+
+    def create(self, provider: str, model: str | None, requests: list[tuple[str, dict[str, Any]]], *,
+               prefix: str, key: dict[str, Any] | None = None) -> EmulatedBatch:
+        now = time.time()
+        with self.lock:
+            batch = EmulatedBatch(id=self.new_id(prefix), provider=provider, model=model, requests=requests,
+                                  created_at=now, complete_at=now + float(self.config["completion_delay"] or 0),
+                                  outcome=self.config["outcome"], expire_answered=int(self.config["expire_answered"]),
+                                  key=key or {})
+            self.batches[batch.id] = batch
+        return batch
+
+    def get(self, batch_id: str, handler: Any) -> EmulatedBatch | None:
+        with self.lock:
+            batch = self.batches.get(batch_id)
+        if batch is not None:
+            self.refresh(batch, handler)
+        return batch
+
+    def listed(self, provider: str, handler: Any) -> list[EmulatedBatch]:
+        with self.lock:
+            batches = [b for b in self.batches.values() if b.provider == provider]
+        for batch in batches:
+            self.refresh(batch, handler)
+        return sorted(batches, key=lambda b: b.created_at, reverse=True)  # newest first, as the providers list
+
+    def cancel(self, batch: EmulatedBatch, handler: Any) -> None:
+        with self.lock:
+            if batch.state == "ended":
+                return
+            batch.canceled = True
+            batch.state = "ended"
+            batch.ended_at = time.time()
+            for custom_id, _ in batch.requests:
+                batch.results.setdefault(custom_id, ("canceled", None))
+
+    def refresh(self, batch: EmulatedBatch, handler: Any) -> None:
+        """End the batch when its time has come: answer its requests as its outcome says."""
+        with self.lock:
+            if batch.state != "in_progress" or time.time() < batch.complete_at:
+                return
+            batch.state = "ending"
+        results: dict[str, tuple[str, Any]] = {}
+        if batch.outcome != "failed":
+            for index, (custom_id, body) in enumerate(batch.requests):
+                if batch.outcome == "expired" and index >= batch.expire_answered:
+                    results[custom_id] = ("expired", None)
+                    continue
+                status, answer = answer_one(handler, batch.provider, body, batch.model, batch_id=batch.id)
+                results[custom_id] = ("succeeded", answer) if status == 200 else ("errored", (status, answer))
+        with self.lock:
+            batch.results = results
+            batch.state = "ended"
+            batch.ended_at = time.time()
+
+
+_stores_lock = threading.Lock()
+
+
+def store_of(server: Any) -> BatchStore:
+    with _stores_lock:
+        store = getattr(server, "batch_store", None)
+        if store is None or store._state_config is not server.state.config:
+            store = BatchStore(server.state)
+            server.batch_store = store
+        return store
+
+
+def answer_one(handler: Any, provider: str, body: dict[str, Any], model: str | None, *,
+               batch_id: str) -> tuple[int, Any]:
+    """One request of a batch answered by the emulator's own synchronous code (faults, usage, caching),
+    recorded in the request log with its batch id."""
+    from emulator.server import EmulatorHandler
+
+    shim = EmulatorHandler.__new__(EmulatorHandler)
+    shim.server = handler.server
+    state = handler.server.state
+    rec: dict[str, Any] = {"provider": provider, "model": model, "path": f"batch:{batch_id}", "headers": {},
+                           "api_key_present": True, "body": None, "prompt_tokens": None, "status": None,
+                           "time": time.time(), "batch": batch_id}
+    state.enter()
+    try:
+        reply = shim._answer(provider, json.dumps(body).encode(), model, rec)
+    finally:
+        state.leave()
+        state.record(rec)
+    if reply is None:  # a dropped connection has no place in a batch: a server error
+        return 500, {"error": {"message": "connection dropped", "type": "server_error"}}
+    status, payload, _content_type, _headers = reply
+    try:
+        return status, json.loads(payload)
+    except ValueError:
+        return 500, {"error": {"message": "malformed response", "type": "server_error"}}
+
+
+def read_json(raw: bytes) -> Any:
+    return json.loads(raw or b"{}")
+
+
+# --- routing (one call from EmulatorHandler._dispatch) ------------------------------------------------
+
+def route(handler: Any, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> bool:
+    """Answer the request if it is one of the batch protocols, the flex tier's refusals or the batch control
+    endpoint; False: not ours, the emulator's own routes answer it."""
+    from emulator import batch_anthropic, batch_gemini, batch_openai
+
+    if path == "/_emulator/batches":
+        return _control(handler, method, raw)
+    if method == "POST" and _flex_refused(handler, path, raw):
+        return True
+    for protocol in (batch_openai, batch_anthropic, batch_gemini):
+        if protocol.route(handler, store_of(handler.server), method, path, query, raw):
+            return True
+    return False
+
+
+def _control(handler: Any, method: str, raw: bytes) -> bool:
+    store = store_of(handler.server)
+    if method == "POST":
+        try:
+            config = store.configure(read_json(raw))
+        except (ValueError, TypeError) as exc:
+            handler._send_json(400, {"error": str(exc)})
+            return True
+        handler._send_json(200, {"config": config})
+        return True
+    with store.lock:
+        batches = list(store.batches.values())
+    handler._send_json(200, {"config": dict(store.config), "batches": [b.summary() for b in batches]})
+    return True
+
+
+def _flex_refused(handler: Any, path: str, raw: bytes) -> bool:
+    """A flex-tier request refused for capacity (429), while `flex_refusals` lasts."""
+    if path == "/v1/chat/completions":
+        provider = "openai"
+    elif ":generateContent" in path:
+        provider = "gemini"
+    else:
+        return False
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return False
+    tier = body.get("service_tier") if provider == "openai" else body.get("serviceTier")
+    if str(tier or "").lower() != "flex" or not store_of(handler.server).take("flex_refusals"):
+        return False
+    from emulator.server import error_body
+
+    handler.server.state.record({"provider": provider, "model": body.get("model"), "path": path, "headers": {},
+                                 "api_key_present": True, "body": body, "prompt_tokens": None, "status": 429,
+                                 "time": time.time(), "flex_refused": True})
+    if provider == "openai":
+        handler._send_json(429, {"error": {"message": "Flex capacity is unavailable right now; retry later or "
+                                                      "use the default service tier.",
+                                           "type": "resource_unavailable", "param": None, "code": "resource_unavailable"}})
+    else:
+        handler._send_json(429, error_body("gemini", 429, message="Flex capacity exhausted; retry later."))
+    return True
+
+
+# --- for tests and benchmarks: the control endpoint over HTTP ------------------------------------------
+
+def configure_batches(url: str, **config: Any) -> dict[str, Any]:
+    request = urllib.request.Request(f"{url.rstrip('/')}/_emulator/batches", data=json.dumps(config).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["config"]
+
+
+def list_batches(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url.rstrip('/')}/_emulator/batches", timeout=10) as response:
+        return json.loads(response.read())["batches"]
