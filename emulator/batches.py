@@ -17,7 +17,8 @@ from the configuration then in force:
   refused with 429 capacity errors before they are served, -1 for all.
 
 Control: `GET /_emulator/batches` lists the batches (id, provider, state, counts, key fields, whether it was
-canceled); `POST /_emulator/batches` with a JSON object changes the configuration. The emulator's reset
+canceled); `POST /_emulator/batches` with a JSON object changes the configuration (`"complete_now": [ids]`
+or `"all"` ends those batches at their next read, whatever their delay). The emulator's reset
 (`POST /_emulator/reset`) forgets every batch and the configuration.
 """
 
@@ -225,8 +226,14 @@ def route(handler: Any, method: str, path: str, query: dict[str, list[str]], raw
 def _control(handler: Any, method: str, raw: bytes) -> bool:
     store = store_of(handler.server)
     if method == "POST":
+        body = read_json(raw)
+        ending = body.pop("complete_now", None)  # batch ids (or "all") to end at their next read
+        with store.lock:
+            for batch in store.batches.values():
+                if ending == "all" or (isinstance(ending, list) and batch.id in ending):
+                    batch.complete_at = 0.0
         try:
-            config = store.configure(read_json(raw))
+            config = store.configure(body)
         except (ValueError, TypeError) as exc:
             handler._send_json(400, {"error": str(exc)})
             return True
@@ -274,6 +281,11 @@ def configure_batches(url: str, **config: Any) -> dict[str, Any]:
                                      headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())["config"]
+
+
+def complete_batches(url: str, ids: list[str] | str = "all") -> None:
+    """End these batches (default: all) at their next read, whatever delay they were created with."""
+    configure_batches(url, complete_now=ids)
 
 
 def list_batches(url: str) -> list[dict[str, Any]]:

@@ -39,6 +39,13 @@ JOB_SCHEMA = inline_serializer("Job", fields={
     "status": serializers.ChoiceField(choices=["queued", "started", "finished", "failed", "canceled"]),
     "queue": serializers.CharField(),
     "processing": serializers.ChoiceField(choices=["standard", "flex", "batch"]),
+    "batch": inline_serializer("JobBatch", allow_null=True, fields={
+        "waiting": serializers.BooleanField(help_text="waiting for its provider batches, in no worker slot"),
+        "waiting_since": serializers.DateTimeField(allow_null=True, help_text="BATCH_MAX_WAIT counts from here"),
+        "batch_ids": serializers.ListField(child=serializers.CharField(), help_text="the provider batches"),
+        "calls": serializers.DictField(child=serializers.IntegerField(), help_text=(
+            "its calls by state: pending, submitted, succeeded, failed, expired, discarded")),
+    }, help_text="null unless processing is batch"),
     "attempts": serializers.IntegerField(),
     "progress": inline_serializer("JobProgress", fields={
         "tasks_done": serializers.IntegerField(), "tasks_total": serializers.IntegerField()}),

@@ -27,6 +27,7 @@ from analysis.providers import endpoints
 from analysis.providers.base import ProviderError
 from analysis.runner import RunHooks, TaskOutcome, TaskSpec
 from analysis.tasks import run_analysis, run_config
+from jobs.batches import job_batch_calls, job_batch_wait
 from jobs.dbpool import DatabasePool
 from jobs.lifecycle import (
     job_call_started, job_claim, job_fail, job_finish, job_settle_after_run, jobs_heartbeat, jobs_run_state,
@@ -48,6 +49,7 @@ class RunEnd(enum.StrEnum):
     CANCELED = "canceled"
     REQUEUED = "requeued"  # handed back or recovered: to be enqueued again once this delivery is closed
     SKIPPED = "skipped"  # not claimed: another delivery had it, or it was canceled or deleted meanwhile
+    WAITING = "waiting"  # a batch job's round ended: it waits for its provider batches, in no slot
     GONE = "gone"  # deleted while it ran, or taken over by another worker
 
 
@@ -224,14 +226,19 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
 
     hooks = RunHooks(should_start=should_start, on_done=on_done, on_call=on_call)
     specs = [TaskSpec(name=task.name, prompt=task.prompt) for task in pending]
+    # Batch mode (jobs/batches.py): this round answers what the job's batches answered and registers the rest.
+    batch = db(lambda: job_batch_calls(job=job)) if job.processing == "batch" and pending else None
     try:
         run_analysis(transcript=job.transcript, config=config, tasks=specs, limiter=provider_limiter(),
-                     hooks=hooks, call_pool=slot.calls, stop=stop)
+                     hooks=hooks, call_pool=slot.calls, stop=stop, batch=batch)
     except ProviderError as exc:  # e.g. the provider's key was removed since submission
         message = exc.message
         db(lambda: job_fail(job=job, message=message))
         return RunEnd.FAILED
     stop.check()  # stopped while it ran: the abandoned tasks stored nothing
+    if batch is not None and batch.waiting:
+        # The slot is given back now; the batch poller delivers the job again when its batches answer.
+        return RunEnd.WAITING if db(lambda: job_batch_wait(job=job, calls=batch)) else RunEnd.GONE
     if slot.draining.is_set() and db(lambda: job.tasks.filter(status=Task.Status.PENDING).exists()):
         status = db(lambda: job_settle_after_run(job_id=job.id, worker=slot.worker, counts=False,
                                                  enqueue=False, reason="its worker was shut down."))

@@ -81,6 +81,8 @@ def task_metadata(task: Task) -> dict:
 
 
 def job_document(job: Job, tasks: list[Task] | None = None) -> dict:
+    from jobs.batches import batch_summary
+
     if tasks is None:
         tasks = list(job.tasks.all())
     done = [t for t in tasks if t.status != Task.Status.PENDING]
@@ -119,6 +121,7 @@ def job_document(job: Job, tasks: list[Task] | None = None) -> dict:
         "status": job.status,
         "queue": job.queue,
         "processing": job.processing,
+        "batch": batch_summary(job),  # null unless batch mode: provider batch ids, where its calls are
         "attempts": job.attempts,
         "progress": {"tasks_done": len(done), "tasks_total": len(tasks)},
         "error": job.error or None,
