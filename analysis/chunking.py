@@ -3,7 +3,8 @@
 A transcript too long for the model is cut into chunks of whole turns (the
 rendered transcript has one turn a line), each chunk repeating the last turns
 of the previous one so that an exchange cut in two is still readable. The
-runner groups the partial answers for the reduce step (runner.group_partials).
+partial answers are grouped for the reduce step with the same packing
+(planning.group_partials).
 
 The count function is the provider's (tokens.count_tokens bound to a model), passed in so
 that this module stays free of any provider knowledge.
@@ -19,6 +20,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # One token for each line break (or space) that joins two counted parts.
 _JOIN_TOKENS = 1
@@ -72,22 +76,31 @@ def _split_line(line: str, budget: int, count: Callable[[str], int]) -> list[str
         return _halves(line, budget, count)
 
     # Splitting dropped the whitespace between parts; one space rejoins them.
-    groups: list[list[str]] = []
-    total = 0
+    items: list[tuple[str, int]] = []
     for part in parts:
         cost = count(part) + _JOIN_TOKENS
-        if cost > budget:
-            # A sentence over the budget on its own: split it on words.
-            groups.extend([piece] for piece in _split_line(part, budget - _JOIN_TOKENS, count))
-            total = budget  # the next part starts a new group
-            continue
-        if groups and total + cost <= budget:
-            groups[-1].append(part)
+        if cost <= budget:
+            items.append((part, cost))
+        else:
+            # A sentence over the budget on its own: split on words, each piece a group of its own (costed
+            # as the whole budget, nothing joins it).
+            items += [(piece, budget) for piece in _split_line(part, budget - _JOIN_TOKENS, count)]
+    return [piece for group in pack(items, budget) for piece in _joined_within(group, " ", budget, count)]
+
+
+def pack(items: list[tuple[T, int]], limit: int) -> list[list[T]]:
+    """Consecutive (item, cost) pairs in order, in as few groups as keep each group's cost within `limit`;
+    an item that costs more than `limit` is a group of its own."""
+    groups: list[list[T]] = []
+    total = 0
+    for item, cost in items:
+        if groups and total + cost <= limit:
+            groups[-1].append(item)
             total += cost
         else:
-            groups.append([part])
+            groups.append([item])
             total = cost
-    return [piece for group in groups for piece in _joined_within(group, " ", budget, count)]
+    return groups
 
 
 def split_transcript(

@@ -8,8 +8,8 @@ OPENAI_COMPATIBLE_ENDPOINTS_FILE names (README: "Local models and other OpenAI-c
 
 A job names the endpoint as its provider ("provider": "local"). Each endpoint has its own parallel limit,
 shared by every worker through Redis (analysis.limits), and its errors carry its name. Its key is never
-logged, rendered or listed (`repr` hides it). Pure Python, no Django: settings.py parses with
-parse_endpoints and raises ImproperlyConfigured with the message.
+logged, rendered or listed (`repr` hides it). Reads no settings: settings.py parses with parse_endpoints
+and raises ImproperlyConfigured with the message.
 """
 
 from __future__ import annotations
@@ -25,14 +25,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from analysis.catalogue import (
-    PROVIDERS,
-    UNLISTED_CONTEXT_WINDOW,
-    UNLISTED_MAX_OUTPUT_TOKENS,
-    ModelInfo,
-    UnknownModelError,
-    simple_model,
-)
+from analysis.catalogue import UnknownModelError
+from analysis.model_info import UNLISTED_CONTEXT_WINDOW, UNLISTED_MAX_OUTPUT_TOKENS, ModelInfo, simple_model
+from analysis.providers import PROVIDER_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +209,7 @@ def parse_endpoints(text: str, *, env: Mapping[str, str] | None = None) -> dict[
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise EndpointConfigError(f"{where}: name must match [a-z0-9-]{{1,32}}, got {name!r}")
         where = f"endpoint {name!r}"
-        if name in PROVIDERS:
+        if name in PROVIDER_NAMES:
             raise EndpointConfigError(f"{where}: the name of a built-in provider cannot be reused")
         if name in endpoints:
             raise EndpointConfigError(f"{where}: configured twice")

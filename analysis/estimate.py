@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from analysis import prompts
-from analysis.catalogue import ModelInfo
 from analysis.chunking import split_transcript
-from analysis.pricing import estimate_cost_range
+from analysis.model_info import ModelInfo
+from analysis.planning import (PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens,
+                               reduce_budget)
+from analysis.pricing import estimate_cost_range, price_unknown_note
 from analysis.processing import PROCESSING_MODES, modes_offered
-from analysis.runner import (PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens,
-                             reduce_budget)
 from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens, count_tokens
 
 
@@ -130,7 +130,7 @@ class Estimate:
         }
         if self.price_unknown:
             data["price_unknown"] = True
-            data["note"] = f"{self.model} is not in the model catalogue: its price is unknown and counted as 0."
+            data["note"] = price_unknown_note(self.provider, self.model)
         return data
 
 
@@ -252,7 +252,7 @@ def _reduce_calls(config: RunConfig, spec: TaskSpec, count: Callable[[str], int]
     size = partial_tokens + PARTIAL_WRAPPER_TOKENS
     calls: list[int] = []
     while True:
-        # Greedy packing, as Runner.group_partials: how many partials fit one request.
+        # Greedy packing, as planning.group_partials: how many partials fit one request.
         per_group = max(1, room // size) if room > 0 else 1
         groups = -(-partials // per_group)
         if groups >= partials and partials > 1:

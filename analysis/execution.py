@@ -133,9 +133,6 @@ class WorkPool:
         self._queue.put((fn, future))
         return future
 
-    def run(self, fn: Callable[[], T]) -> T:
-        return self.submit(fn).result()
-
     def _work(self) -> None:
         try:
             while True:

@@ -1,11 +1,7 @@
-"""What a provider call costs, and the raw-usage normalization that cost depends on.
+"""What a provider call costs: cost_of prices one call, estimate_cost_range bounds a job before it runs.
 
-Two halves:
-- usage_from_openai / usage_from_anthropic / usage_from_gemini turn each provider's usage block into a
-  `Usage` whose fields never overlap. Every provider counts differently (which totals include cached or
-  reasoning tokens, which fields may be None), and a mistake here bills tokens twice or not at all, so the
-  rules live in one place and are tested against hand-computed numbers.
-- cost_of prices one call; estimate_cost_range bounds a job before it runs.
+The usage priced here is the providers' own, already normalized (analysis/providers/usage.py): its five
+counts never overlap, so each meets its own rate once.
 
 Money is Decimal throughout. A call's cost is rounded once, at the end, to 8 decimal places (the precision the
 API renders); a job's cost is the sum of its calls' rounded costs, so the figures shown per task always add
@@ -16,12 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
+from operator import attrgetter
 from typing import Any
 
-from analysis.catalogue import ModelInfo, PricePeriod
-from analysis.usage import Usage
+from analysis.model_info import ModelInfo, PricePeriod
+from analysis.providers import PROVIDER_NAMES
+from analysis.providers.usage import USAGE_KEYS, Usage
 
 COST_QUANTUM = Decimal("0.00000001")  # 8 decimal places of a US dollar
 _PER_MILLION = Decimal(1_000_000)
@@ -29,10 +26,19 @@ _ZERO = Decimal(0)
 # Enough digits for any realistic token count times any price, independent of whatever global decimal
 # context the caller may have set.
 _CONTEXT = decimal.Context(prec=40, rounding=ROUND_HALF_UP)
+# A call's five token counts, in the order of a price's rates (Usage's field order).
+_counts = attrgetter(*USAGE_KEYS)
 
 
 def quantize_cost(amount: Decimal) -> Decimal:
     return amount.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP, context=_CONTEXT)
+
+
+def price_unknown_note(provider: str, model: str) -> str:
+    """Why a cost of 0 is not "free": the `note` beside `price_unknown` in a job's or an estimate's metadata."""
+    if provider not in PROVIDER_NAMES:
+        return f"{model} has no price configured on endpoint {provider}: counted as 0."
+    return f"{model} is not in the model catalogue: its price is unknown and counted as 0."
 
 
 def is_above_tier(info: ModelInfo, prompt_tokens: int, *, at: dt.datetime | dt.date | None = None) -> bool:
@@ -56,13 +62,7 @@ def price_call(info: ModelInfo, usage: Usage, *, at: dt.datetime | dt.date | Non
     output_tokens no reasoning), so each count meets its own rate once; see library_usage for the mapping to
     genai-prices' totals.
     """
-    counts = (
-        usage.input_tokens,
-        usage.cached_input_tokens,
-        usage.cache_write_tokens,
-        usage.output_tokens,
-        usage.reasoning_tokens,
-    )
+    counts = _counts(usage)
     if any(n < 0 for n in counts):
         raise ValueError(f"negative token count in {usage!r}")
     period = info.period_at(at, processing)
@@ -149,102 +149,3 @@ def estimate_cost_range(
         )
         high += cost_of(info, high_usage, processing=processing)
     return low, high
-
-
-# ───────────────────────────────────── usage normalization ─────────────────────────────────────
-#
-# Each normalizer takes the SDK's pydantic usage object, the same thing as a plain dict (model_dump(), or
-# JSON from a raw HTTP response: Gemini's REST JSON is camelCase, so both spellings are read), or None. Any
-# field may be missing or None; that counts as 0. A "part" larger than its "total" (a misbehaving
-# OpenAI-compatible server) is capped at the total rather than producing negative tokens.
-
-
-def _field(block: Any, *names: str) -> Any:
-    """The first of `names` that is present and not None on a dict or an object; None otherwise."""
-    if block is None:
-        return None
-    for name in names:
-        value = block.get(name) if isinstance(block, Mapping) else getattr(block, name, None)
-        if value is not None:
-            return value
-    return None
-
-
-def _count(block: Any, *names: str) -> int:
-    value = _field(block, *names)
-    if value is None:
-        return 0
-    if isinstance(value, bool):
-        raise ValueError(f"token count {names[0]} is a boolean: {value!r}")
-    try:
-        count = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"token count {names[0]} is not a number: {value!r}") from None
-    return max(count, 0)
-
-
-def usage_from_openai(usage: Any) -> Usage:
-    """OpenAI chat completions (and the Responses API's names, for OpenAI-compatible servers that use them).
-
-    prompt_tokens INCLUDES prompt_tokens_details.cached_tokens, and completion_tokens INCLUDES
-    completion_tokens_details.reasoning_tokens: subtract, or cached tokens are billed at both rates.
-    """
-    prompt = _count(usage, "prompt_tokens", "input_tokens")
-    completion = _count(usage, "completion_tokens", "output_tokens")
-    cached = min(_count(_field(usage, "prompt_tokens_details", "input_tokens_details"), "cached_tokens"), prompt)
-    reasoning = min(
-        _count(_field(usage, "completion_tokens_details", "output_tokens_details"), "reasoning_tokens"), completion
-    )
-    return Usage(
-        input_tokens=prompt - cached,
-        cached_input_tokens=cached,
-        output_tokens=completion - reasoning,
-        reasoning_tokens=reasoning,
-    )
-
-
-def usage_from_anthropic(usage: Any) -> Usage:
-    """Anthropic Messages.
-
-    input_tokens EXCLUDES cache_read_input_tokens and cache_creation_input_tokens: the three are disjoint and
-    each has its own rate. output_tokens INCLUDES extended-thinking tokens (output_tokens_details.
-    thinking_tokens, when the API reports it), which are split out as reasoning.
-
-    Cache writes are all counted at the 5-minute write price: Usage has one write field, and ScriptRipper
-    only asks for the default 5-minute TTL. (A 1-hour write costs 2x input, not 1.25x.)
-    """
-    writes = _field(usage, "cache_creation_input_tokens")
-    if writes is None:
-        # Older/newer payloads may carry only the per-TTL breakdown.
-        breakdown = _field(usage, "cache_creation")
-        write_tokens = _count(breakdown, "ephemeral_5m_input_tokens") + _count(breakdown, "ephemeral_1h_input_tokens")
-    else:
-        write_tokens = _count(usage, "cache_creation_input_tokens")
-    output = _count(usage, "output_tokens")
-    thinking = min(_count(_field(usage, "output_tokens_details"), "thinking_tokens"), output)
-    return Usage(
-        input_tokens=_count(usage, "input_tokens"),
-        cached_input_tokens=_count(usage, "cache_read_input_tokens"),
-        cache_write_tokens=write_tokens,
-        output_tokens=output - thinking,
-        reasoning_tokens=thinking,
-    )
-
-
-def usage_from_gemini(usage_metadata: Any) -> Usage:
-    """Gemini (google-genai usage_metadata, or REST usageMetadata).
-
-    prompt_token_count INCLUDES cached_content_token_count; candidates_token_count EXCLUDES
-    thoughts_token_count (thoughts are billed as output, so they are reasoning here, added, not subtracted);
-    tool_use_prompt_token_count is input the model read on top of the prompt. usage_metadata itself is None
-    on some responses (blocked prompts, some streaming chunks): that is zero usage, not an error.
-    """
-    prompt = _count(usage_metadata, "prompt_token_count", "promptTokenCount")
-    cached = min(_count(usage_metadata, "cached_content_token_count", "cachedContentTokenCount"), prompt)
-    tool_use = _count(usage_metadata, "tool_use_prompt_token_count", "toolUsePromptTokenCount")
-    return Usage(
-        input_tokens=prompt - cached + tool_use,
-        cached_input_tokens=cached,
-        output_tokens=_count(usage_metadata, "candidates_token_count", "candidatesTokenCount"),
-        reasoning_tokens=_count(usage_metadata, "thoughts_token_count", "thoughtsTokenCount"),
-    )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from analysis.catalogue import ModelInfo
+from analysis.model_info import ModelInfo
 
 STANDARD = "standard"
 FLEX = "flex"

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from analysis.providers import provider_label
 from analysis.providers.base import CONNECTION, MALFORMED, RATE_LIMIT, SERVER, TIMEOUT, Completion, ProviderError
 
 # How a failure kind reads in "OpenAI rate limit: gave up after 6 attempts over 94 s".
@@ -36,7 +37,6 @@ _GAVE_UP_WHAT = {
     CONNECTION: "connection failure",
     MALFORMED: "malformed response",
 }
-_LABELS = {"gemini": "Gemini", "openai": "OpenAI", "anthropic": "Anthropic"}
 # Failures that waiting fixes: retried until the time budget runs out, not after a count of tries.
 WAIT_OUT_KINDS = frozenset({RATE_LIMIT, SERVER, TIMEOUT, CONNECTION})
 
@@ -58,7 +58,7 @@ class CallFailed(Exception):
         self.elapsed = elapsed
         self.gave_up = gave_up
         if gave_up:
-            label = _LABELS.get(error.provider, error.provider)
+            label = provider_label(error.provider)
             what = _GAVE_UP_WHAT.get(error.kind, error.kind.replace("_", " "))
             attempts = "1 attempt" if tries == 1 else f"{tries} attempts"
             message = (f"{label} {what}: gave up after {attempts} over {elapsed:.0f} s "

@@ -28,23 +28,20 @@ from decimal import Decimal
 
 from analysis import prompts, structured
 from analysis.batching import BatchCalls
-from analysis.catalogue import ModelInfo
 from analysis.chunking import split_transcript
 from analysis.execution import CallPool, Stopped, StopToken
 from analysis.limits import ProviderLimiter
-from analysis.pricing import cost_of
+from analysis.model_info import ModelInfo
+from analysis.planning import (
+    RunConfig, TaskSpec, group_partials, output_limit, prompt_budget, prompt_tokens, reduce_budget,
+)
+from analysis.pricing import cost_of, price_unknown_note
 from analysis.providers.base import RATE_LIMIT, Completion, GenerationParams, Prompt, Provider, ProviderError
-from analysis.retry import CallFailed, RetryPolicy, call_with_retries
-from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens
-from analysis.usage import Usage
+from analysis.providers.usage import Usage
+from analysis.retry import CallFailed, call_with_retries
+from analysis.tokens import context_tokens
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    name: str
-    prompt: str
 
 
 @dataclass
@@ -87,26 +84,6 @@ class TaskOutcome:
         }
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    provider: str
-    model: ModelInfo
-    system_prompt: str = ""
-    max_output_tokens: int | None = None
-    temperature: float | None = None
-    context_limit: int | None = None  # effective context (catalogue, MAX_PROMPT_TOKENS, overrides)
-    concurrency: int = 8
-    # Map calls of one chunked task in parallel (CHUNK_CONCURRENCY): all chunks in one round keeps a long
-    # transcript at about two calls' latency (map, then reduce); the provider limiter bounds the total.
-    chunk_concurrency: int = 16
-    overlap_tokens: int = 200
-    default_max_output_tokens: int = 8192
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
-    processing: str = "standard"  # analysis/processing.py: standard, flex or batch
-    fallback: str = "standard"  # what a call its mode cannot finish does: standard or fail
-    flex_timeout: float | None = None  # seconds one flex request may take (FLEX_REQUEST_TIMEOUT)
-
-
 @dataclass
 class RunHooks:
     """Callbacks from the runner to its caller. All optional; called from worker threads."""
@@ -143,54 +120,6 @@ class _TaskState:
             self.last_error = message
 
 
-# The <partial_answer part="N"> wrapper and separator around each partial answer in a reduce request
-# (about 12 tokens at 4 characters a token; the rest is margin).
-PARTIAL_WRAPPER_TOKENS = 20
-
-
-def output_limit(config: RunConfig) -> int:
-    """The output limit sent with every call: the job's, else the default, never above the model's.
-
-    The output limit is reserved out of the context (a model's context holds prompt and answer). Without
-    a limit given on the job, a small context (a local model, MODEL_CONTEXT_OVERRIDES, MAX_PROMPT_TOKENS)
-    reserves at most a quarter of itself: 8,192 of a 16,000-token context would halve every chunk for an
-    output that is rarely that long.
-    """
-    limit = min(config.max_output_tokens or config.default_max_output_tokens, config.model.max_output_tokens)
-    if not config.max_output_tokens:
-        context = config.context_limit or config.model.context_window
-        limit = min(limit, max(256, context // 4))
-    return limit
-
-
-def reduce_budget(config: RunConfig, spec: TaskSpec, count: Callable[[str], int]) -> int:
-    """Tokens left for the wrapped partial answers in one reduce request of this task."""
-    empty = prompts.reduce_prompt(system_prompt=config.system_prompt, partials=[], instruction=spec.prompt)
-    context = config.context_limit or config.model.context_window
-    return context - output_limit(config) - prompt_tokens(empty, count)
-
-
-def prompt_tokens(prompt: Prompt, count: Callable[[str], int]) -> int:
-    """Tokens one request carries: its three parts plus the message framing."""
-    return count(prompt.system) + count(prompt.document) + count(prompt.instruction) + MESSAGE_OVERHEAD_TOKENS
-
-
-def prompt_budget(config: RunConfig, spec: TaskSpec, count: Callable[[str], int]) -> int:
-    """Tokens left for the transcript in a request for this task (context - output limit - the rest).
-
-    Shared by the Runner (to decide when to chunk) and by analysis.estimate (to predict it), so the
-    estimate plans exactly the calls the run makes.
-    """
-    fixed = prompts.task_prompt(system_prompt=config.system_prompt, transcript="", instruction=spec.prompt)
-    # The map instruction is longer than the plain one; budget for the longer.
-    mapped = prompts.map_prompt(system_prompt=config.system_prompt, chunk="", instruction=spec.prompt,
-                                part=999, parts=999)
-    overhead = max(count(fixed.system) + count(fixed.document) + count(fixed.instruction),
-                   count(mapped.system) + count(mapped.document) + count(mapped.instruction))
-    context = config.context_limit or config.model.context_window
-    return context - output_limit(config) - overhead - MESSAGE_OVERHEAD_TOKENS
-
-
 class Runner:
     def __init__(self, config: RunConfig, provider: Provider, *, limiter: ProviderLimiter | None = None,
                  hooks: RunHooks | None = None, call_pool: CallPool | None = None,
@@ -203,7 +132,7 @@ class Runner:
         self.stop = stop or StopToken()
         info = config.model
         self.max_output = output_limit(config)
-        self.context = config.context_limit or info.context_window
+        self.context = config.context
         self.params = GenerationParams(max_output_tokens=self.max_output,
                                        temperature=config.temperature if info.accepts_temperature else None,
                                        reasoning_model=info.reasoning_model)
@@ -468,32 +397,6 @@ class Runner:
             return [future.result() for future in futures]
 
 
-def group_partials(partials: list[str], *, max_tokens: int, count: Callable[[str], int]) -> list[list[str]]:
-    """Consecutive partial answers packed greedily into groups whose reduce request fits `max_tokens`.
-
-    A partial answer too long for a request on its own (an output limit close to the context) is cut
-    between lines into pieces that fit, so that no group is ever over the limit.
-    """
-    limit = max_tokens - PARTIAL_WRAPPER_TOKENS
-    if limit <= 0:
-        raise ValueError("no room for a partial answer in a reduce request")
-    groups: list[list[str]] = []
-    size = 0
-    for text in partials:
-        tokens = count(text)
-        pieces = [text] if tokens <= limit else split_transcript(text, max_tokens=limit, count=count,
-                                                                 overlap_tokens=0)
-        for piece in pieces:
-            tokens = (tokens if len(pieces) == 1 else count(piece)) + PARTIAL_WRAPPER_TOKENS
-            if groups and size + tokens <= max_tokens:
-                groups[-1].append(piece)
-                size += tokens
-            else:
-                groups.append([piece])
-                size = tokens
-    return groups
-
-
 def run_metadata(*, provider: str, model: ModelInfo, outcomes: list[TaskOutcome]) -> dict:
     total_usage = Usage()
     total_cost = Decimal("0")
@@ -509,5 +412,5 @@ def run_metadata(*, provider: str, model: ModelInfo, outcomes: list[TaskOutcome]
     }
     if not model.listed:
         metadata["price_unknown"] = True
-        metadata["note"] = f"{model.name} is not in the model catalogue: its price is unknown and counted as 0."
+        metadata["note"] = price_unknown_note(provider, model.name)
     return metadata

@@ -61,10 +61,10 @@ def _catalogue_rows() -> tuple[tuple[dict, ...], ...]:
 def model_listing(*, provider: str | None = None, search: str = "", include_retired: bool = False) -> list[dict]:
     """Usable models (the catalogue's, then each configured endpoint's), answered from memory."""
     from analysis.catalogue import utc_today
-    from analysis.providers import endpoints, provider_configured
+    from analysis.providers import PROVIDER_NAMES, endpoints, provider_configured
 
     today = utc_today()
-    configured = {name: provider_configured(name) for name in ("gemini", "openai", "anthropic")}
+    configured = {name: provider_configured(name) for name in PROVIDER_NAMES}
     models = []
     for row, haystack, retires_on in _catalogue_rows():
         if provider is not None and row["provider"] != provider:

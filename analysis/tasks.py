@@ -1,11 +1,13 @@
-"""The seed's two analysis functions, pure: no database, no queue.
+"""The analysis as the rest of the service calls it: a run's configuration from settings, the run itself,
+and the worker's preload. No database, no queue.
+
+The seed's function, pure:
 
     analyze_transcript_task(transcript, provider, model, system_prompt, tasks)
-    analyze_batch_task(transcript, provider, model, tasks=[{"task_name", "prompt"}])
 
-Each returns {"results": {name: text}, "errors": {name: message}, "metadata": {...}},
-with results in submitted order. The job worker (jobs/tasks.py) uses the same
-Runner with callbacks that save each task's outcome as it completes.
+returns {"results": {name: text}, "errors": {name: message}, "metadata": {...}}, with results in submitted
+order. The job worker (jobs/runs.py) runs the same Runner through run_analysis, with callbacks that save
+each task's outcome as it completes.
 """
 
 from __future__ import annotations
@@ -15,12 +17,27 @@ from decimal import Decimal
 from django.conf import settings
 
 from analysis.batching import BatchCalls
-from analysis.catalogue import ModelInfo, effective_context, get_model, parse_context_overrides, resolve_model
+from analysis.catalogue import effective_context, get_model, load_catalogue, parse_context_overrides, resolve_model
 from analysis.execution import CallPool, StopToken
 from analysis.limits import ProviderLimiter
-from analysis.providers import endpoints, get_provider
+from analysis.model_info import ModelInfo
+from analysis.planning import RunConfig, TaskSpec
+from analysis.pricing import COST_QUANTUM
+from analysis.providers import endpoints, get_provider, preload_sdks
 from analysis.retry import RetryPolicy
-from analysis.runner import RunConfig, Runner, RunHooks, TaskOutcome, TaskSpec, run_metadata
+from analysis.runner import Runner, RunHooks, TaskOutcome, run_metadata
+from analysis.tokens import preload_encodings
+
+
+def preload_provider_modules() -> None:
+    """Import the three SDKs and load the token encodings and the catalogue now, once, at a worker's start.
+
+    They take seconds to load; a worker that did not would pay that on its first job, and a forking worker
+    on every job (its horses inherit what the parent loaded).
+    """
+    preload_encodings()
+    load_catalogue()
+    preload_sdks()
 
 
 def retry_policy_from_settings() -> RetryPolicy:
@@ -94,7 +111,7 @@ def result_document(*, config: RunConfig, outcomes: list[TaskOutcome]) -> dict:
 def _json_numbers(value):
     # Money is Decimal inside; callers of the pure functions get plain JSON numbers.
     if isinstance(value, Decimal):
-        return float(value.quantize(Decimal("0.00000001")))
+        return float(value.quantize(COST_QUANTUM))
     if isinstance(value, dict):
         return {k: _json_numbers(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -108,12 +125,3 @@ def analyze_transcript_task(transcript: str, provider: str, model: str, system_p
     specs = [TaskSpec(name=name, prompt=prompt) for name, prompt in tasks.items()]
     return result_document(config=config, outcomes=run_analysis(transcript=transcript, config=config, tasks=specs,
                                                                 limiter=limiter))
-
-
-def analyze_batch_task(transcript: str, provider: str, model: str, tasks: list[dict],
-                       *, system_prompt: str = "", limiter: ProviderLimiter | None = None) -> dict:
-    names = [t["task_name"] for t in tasks]
-    if len(set(names)) != len(names):
-        raise ValueError("Task names must be unique within a batch")
-    return analyze_transcript_task(transcript, provider, model, system_prompt,
-                                   {t["task_name"]: t["prompt"] for t in tasks}, limiter=limiter)

@@ -27,7 +27,7 @@ request. Every approximation here therefore errs upwards.
   max(o200k, ceil(chars / 4)).
 
 Encodings load once per process (functools.cache); a process that forks per job
-(an RQ work horse) calls preload_encodings() before forking. Timings: bench/README.md.
+(an RQ work horse) calls preload_encodings() before forking. Timings: README.md, "Benchmarks".
 """
 
 from __future__ import annotations

@@ -35,9 +35,10 @@ def _per_call(fn, n: int) -> float:
 def run(small: bool = False) -> dict:
     from genai_prices import calc_price
 
-    from analysis.catalogue import LIBRARY_PROVIDER, get_model
+    from analysis.catalogue import get_model
+    from analysis.catalogue_sources import LIBRARY_PROVIDER
     from analysis.pricing import cost_of, library_usage
-    from analysis.usage import Usage
+    from analysis.providers.usage import Usage
 
     provider, name = MODEL
     info = get_model(provider, name)

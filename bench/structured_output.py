@@ -31,7 +31,7 @@ PROVIDER, MODEL = "openai", "gpt-4o-mini"
 
 
 def _tasks(structured: bool):
-    from analysis.runner import TaskSpec
+    from analysis.planning import TaskSpec
     from analysis.structured import TaskRequest, encode_task
 
     builtin = next(p for p in import_module("analysis.migrations.0002_builtin_profiles").BUILTIN_PROFILES

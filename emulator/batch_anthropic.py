@@ -10,64 +10,66 @@ import json
 import time
 from typing import Any
 
-from emulator.batches import BatchStore, EmulatedBatch, read_json
+from emulator.batches import EmulatedBatch, read_json, store_of
+from emulator.protocol import Reply, Request, Route, json_reply
 
 PREFIX = "/v1/messages/batches"
 
 
-def route(handler: Any, store: BatchStore, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> bool:
-    if not path.startswith(PREFIX):
-        return False
-    rest = path[len(PREFIX):].strip("/")
-    if method == "POST" and not rest:
-        _create(handler, store, read_json(raw))
-        return True
-    if method == "GET" and not rest:
-        batches = [_batch_object(handler, b) for b in store.listed("anthropic", handler)]
-        limit = int((query.get("limit") or ["20"])[0])
-        batches = batches[:limit]
-        handler._send_json(200, {"data": batches, "has_more": False,
-                                 "first_id": batches[0]["id"] if batches else None,
-                                 "last_id": batches[-1]["id"] if batches else None})
-        return True
-    batch_id, _, action = rest.partition("/")
-    batch = store.get(batch_id, handler)
-    if batch is None or batch.provider != "anthropic":
-        handler._send_json(404, {"type": "error", "error": {"type": "not_found_error",
-                                                            "message": f"No batch {batch_id}"}})
-        return True
-    if method == "POST" and action == "cancel":
-        store.cancel(batch, handler)
-        handler._send_json(200, _batch_object(handler, batch))
-    elif method == "GET" and action == "results":
-        if batch.state != "ended":
-            handler._send_json(400, {"type": "error", "error": {"type": "invalid_request_error",
-                                                                "message": "The batch is still processing."}})
-        else:
-            lines = [_result_line(custom_id, *batch.results.get(custom_id, ("canceled", None)))
-                     for custom_id, _ in reversed(batch.requests)]
-            handler._send(200, "".join(json.dumps(line) + "\n" for line in lines).encode(),
-                          content_type="application/binary")
-    elif method == "GET" and not action:
-        handler._send_json(200, _batch_object(handler, batch))
-    else:
-        return False
-    return True
+def _not_found(batch_id: str) -> Reply:
+    return json_reply(404, {"type": "error", "error": {"type": "not_found_error", "message": f"No batch {batch_id}"}})
 
 
-def _create(handler: Any, store: BatchStore, body: dict[str, Any]) -> None:
+def create(request: Request) -> Reply:
+    store = store_of(request.state)
+    body = read_json(request.body)
     if store.take("create_refusals"):
-        handler._send_json(429, {"type": "error", "error": {"type": "rate_limit_error",
-                                                            "message": "Too many batch requests in progress."}})
-        return
+        return json_reply(429, {"type": "error", "error": {"type": "rate_limit_error",
+                                                           "message": "Too many batch requests in progress."}})
     requests = [(item["custom_id"], item["params"]) for item in body.get("requests") or []]
     if not requests:
-        handler._send_json(400, {"type": "error", "error": {"type": "invalid_request_error",
-                                                            "message": "requests: at least one is required"}})
-        return
+        return json_reply(400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                           "message": "requests: at least one is required"}})
     batch = store.create("anthropic", requests[0][1].get("model"), requests, prefix="msgbatch_")
     time.sleep(float(store.config.get("create_delay") or 0))
-    handler._send_json(200, _batch_object(handler, batch))
+    return json_reply(200, _batch_object(request, batch))
+
+
+def list_batches(request: Request) -> Reply:
+    batches = [_batch_object(request, b) for b in store_of(request.state).listed("anthropic", request)]
+    batches = batches[:int((request.query.get("limit") or ["20"])[0])]
+    return json_reply(200, {"data": batches, "has_more": False, "first_id": batches[0]["id"] if batches else None,
+                            "last_id": batches[-1]["id"] if batches else None})
+
+
+def one_batch(request: Request) -> Reply:
+    store = store_of(request.state)
+    batch = store.get(request.params["batch_id"], request)
+    if batch is None or batch.provider != "anthropic":
+        return _not_found(request.params["batch_id"])
+    if request.params.get("cancel"):
+        store.cancel(batch)
+    return json_reply(200, _batch_object(request, batch))
+
+
+def results(request: Request) -> Reply:
+    batch = store_of(request.state).get(request.params["batch_id"], request)
+    if batch is None or batch.provider != "anthropic":
+        return _not_found(request.params["batch_id"])
+    if batch.state != "ended":
+        return json_reply(400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                           "message": "The batch is still processing."}})
+    lines = [_result_line(custom_id, *batch.results.get(custom_id, ("canceled", None)))
+             for custom_id, _ in reversed(batch.requests)]
+    return (200, "".join(json.dumps(line) + "\n" for line in lines).encode(), "application/binary", {})
+
+
+ROUTES = [
+    Route("POST", PREFIX, create),
+    Route("GET", PREFIX, list_batches),
+    Route("GET", PREFIX + r"/(?P<batch_id>[^/]+)/results", results),
+    Route(None, PREFIX + r"/(?P<batch_id>[^/]+)(?P<cancel>/cancel)?", one_batch),
+]
 
 
 def _iso(moment: float | None) -> str | None:
@@ -76,10 +78,10 @@ def _iso(moment: float | None) -> str | None:
     return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _batch_object(handler: Any, batch: EmulatedBatch) -> dict[str, Any]:
+def _batch_object(request: Request, batch: EmulatedBatch) -> dict[str, Any]:
     counts = batch.counts()
     ended = batch.state == "ended"
-    host = handler.headers.get("host", "127.0.0.1")
+    host = request.headers.get("host", "127.0.0.1")
     return {
         "id": batch.id, "type": "message_batch",
         "processing_status": "ended" if ended else "in_progress",

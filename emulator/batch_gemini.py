@@ -11,61 +11,60 @@ import time
 import urllib.parse
 from typing import Any
 
-from emulator.batches import BatchStore, EmulatedBatch, read_json
+from emulator.batches import EmulatedBatch, read_json, store_of
+from emulator.protocol import Reply, Request, Route, json_reply
 
 _TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch"
 
 
-def route(handler: Any, store: BatchStore, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> bool:
-    version, _, rest = path.lstrip("/").partition("/")
-    if version not in ("v1", "v1beta"):
-        return False
-    if method == "POST" and rest.startswith("models/") and rest.endswith(":batchGenerateContent"):
-        model = urllib.parse.unquote(rest[len("models/"):-len(":batchGenerateContent")])
-        _create(handler, store, model, read_json(raw))
-        return True
-    if method == "GET" and rest == "batches":
-        batches = [_operation(b) for b in store.listed("gemini", handler)]
-        size = int((query.get("pageSize") or ["50"])[0])
-        handler._send_json(200, {"operations": batches[:size]})
-        return True
-    if not rest.startswith("batches/"):
-        return False
-    name, _, action = rest[len("batches/"):].partition(":")
-    batch = store.get(name, handler)
-    if batch is None or batch.provider != "gemini":
-        handler._send_json(404, {"error": {"code": 404, "message": f"Batch {name} not found.", "status": "NOT_FOUND"}})
-    elif method == "POST" and action == "cancel":
-        store.cancel(batch, handler)
-        handler._send_json(200, {})
-    elif method == "GET" and not action:
-        handler._send_json(200, _operation(batch))
-    elif method == "DELETE" and not action:
-        handler._send_json(200, {})
-    else:
-        return False
-    return True
+def _not_found(name: str) -> Reply:
+    return json_reply(404, {"error": {"code": 404, "message": f"Batch {name} not found.", "status": "NOT_FOUND"}})
 
 
-def _create(handler: Any, store: BatchStore, model: str, body: dict[str, Any]) -> None:
+def create(request: Request) -> Reply:
+    store = store_of(request.state)
     if store.take("create_refusals"):
-        handler._send_json(429, {"error": {"code": 429, "message": "Batch quota exceeded; try again later.",
-                                           "status": "RESOURCE_EXHAUSTED"}})
-        return
-    batch_body = body.get("batch") or {}
+        return json_reply(429, {"error": {"code": 429, "message": "Batch quota exceeded; try again later.",
+                                          "status": "RESOURCE_EXHAUSTED"}})
+    batch_body = read_json(request.body).get("batch") or {}
     inline = (((batch_body.get("inputConfig") or {}).get("requests") or {}).get("requests")) or []
     if not inline:
-        handler._send_json(400, {"error": {"code": 400, "message": "inputConfig.requests is required",
-                                           "status": "INVALID_ARGUMENT"}})
-        return
-    model = model.removeprefix("models/")
+        return json_reply(400, {"error": {"code": 400, "message": "inputConfig.requests is required",
+                                          "status": "INVALID_ARGUMENT"}})
+    model = urllib.parse.unquote(request.params["model"]).removeprefix("models/")
     # The custom id of an inline request is its metadata (Gemini has no custom_id field); kept whole.
     requests = [(item.get("metadata") or {}, item.get("request") or {}) for item in inline]
-    batch = store.create("gemini", model, [(str(index), request) for index, (_, request) in enumerate(requests)],
+    batch = store.create("gemini", model, [(str(index), body) for index, (_, body) in enumerate(requests)],
                          prefix="", key={"displayName": batch_body.get("displayName") or ""})
     batch.extra["metadata"] = [metadata for metadata, _ in requests]
     time.sleep(float(store.config.get("create_delay") or 0))
-    handler._send_json(200, _operation(batch))
+    return json_reply(200, _operation(batch))
+
+
+def list_batches(request: Request) -> Reply:
+    batches = [_operation(b) for b in store_of(request.state).listed("gemini", request)]
+    return json_reply(200, {"operations": batches[:int((request.query.get("pageSize") or ["50"])[0])]})
+
+
+def one_batch(request: Request) -> Reply:
+    store = store_of(request.state)
+    batch = store.get(request.params["name"], request)
+    if batch is None or batch.provider != "gemini":
+        return _not_found(request.params["name"])
+    if request.params.get("cancel"):
+        store.cancel(batch)
+        return json_reply(200, {})
+    if request.method == "DELETE":
+        return json_reply(200, {})
+    return json_reply(200, _operation(batch))
+
+
+_VERSION = r"/v1(?:beta)?"
+ROUTES = [
+    Route("POST", _VERSION + r"/models/(?P<model>.*):batchGenerateContent", create),
+    Route("GET", _VERSION + r"/batches", list_batches),
+    Route(None, _VERSION + r"/batches/(?P<name>[^/:]+)(?P<cancel>:cancel)?", one_batch),
+]
 
 
 def _iso(moment: float | None) -> str | None:

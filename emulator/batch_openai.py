@@ -11,55 +11,16 @@ import json
 import time
 from typing import Any
 
-from emulator.batches import BatchStore, EmulatedBatch, read_json
+from emulator.batches import BatchStore, EmulatedBatch, read_json, store_of
+from emulator.protocol import Reply, Request, Route, json_reply
 
 ENDPOINT = "/v1/chat/completions"
 
 
-def route(handler: Any, store: BatchStore, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> bool:
-    if method == "POST" and path == "/v1/files":
-        _upload(handler, store, raw)
-    elif method == "GET" and path.startswith("/v1/files/"):
-        file_id, _, rest = path[len("/v1/files/"):].partition("/")
-        entry = store.files.get(file_id)
-        if entry is None:
-            handler._send_json(404, _error(f"No such File object: {file_id}", "invalid_request_error"))
-        elif rest == "content":
-            handler._send(200, entry["content"], content_type="application/octet-stream")
-        else:
-            handler._send_json(200, _file_object(file_id, entry))
-    elif method == "POST" and path == "/v1/batches":
-        _create(handler, store, read_json(raw))
-    elif method == "GET" and path == "/v1/batches":
-        limit = int((query.get("limit") or ["20"])[0])
-        batches = [_batch_object(store, b) for b in store.listed("openai", handler)][:limit]
-        handler._send_json(200, {"object": "list", "data": batches, "has_more": False,
-                                 "first_id": batches[0]["id"] if batches else None,
-                                 "last_id": batches[-1]["id"] if batches else None})
-    elif path.startswith("/v1/batches/"):
-        batch_id, _, action = path[len("/v1/batches/"):].partition("/")
-        batch = store.get(batch_id, handler)
-        if batch is None or batch.provider != "openai":
-            handler._send_json(404, _error(f"No batch found with id '{batch_id}'.", "invalid_request_error"))
-        elif method == "POST" and action == "cancel":
-            store.cancel(batch, handler)
-            handler._send_json(200, _batch_object(store, batch))
-        elif method == "GET" and not action:
-            handler._send_json(200, _batch_object(store, batch))
-        else:
-            return False
-    else:
-        return False
-    return True
-
-
-def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-def _upload(handler: Any, store: BatchStore, raw: bytes) -> None:
-    header = f"Content-Type: {handler.headers.get('content-type', '')}\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + raw)
+def upload(request: Request) -> Reply:
+    store = store_of(request.state)
+    header = f"Content-Type: {request.headers.get('content-type', '')}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + request.body)
     fields: dict[str, Any] = {}
     filename = "upload.jsonl"
     for part in message.iter_parts() if message.is_multipart() else ():
@@ -68,31 +29,54 @@ def _upload(handler: Any, store: BatchStore, raw: bytes) -> None:
             filename = part.get_filename()
         fields[name] = part.get_payload(decode=True)
     if "file" not in fields:
-        handler._send_json(400, _error("Missing file", "invalid_request_error"))
-        return
+        return json_reply(400, _error("Missing file", "invalid_request_error"))
     file_id = store.new_id("file-")
     store.files[file_id] = {"content": fields["file"], "filename": filename, "created_at": int(time.time()),
                             "purpose": (fields.get("purpose") or b"batch").decode()}
-    handler._send_json(200, _file_object(file_id, store.files[file_id]))
+    return json_reply(200, _file_object(file_id, store.files[file_id]))
 
 
-def _file_object(file_id: str, entry: dict[str, Any]) -> dict[str, Any]:
-    return {"id": file_id, "object": "file", "bytes": len(entry["content"]), "created_at": entry["created_at"],
-            "filename": entry["filename"], "purpose": entry["purpose"], "status": "processed"}
+def get_file(request: Request) -> Reply:
+    file_id = request.params["file_id"]
+    entry = store_of(request.state).files.get(file_id)
+    if entry is None:
+        return json_reply(404, _error(f"No such File object: {file_id}", "invalid_request_error"))
+    if request.params.get("content"):
+        return (200, entry["content"], "application/octet-stream", {})
+    return json_reply(200, _file_object(file_id, entry))
 
 
-def _create(handler: Any, store: BatchStore, body: dict[str, Any]) -> None:
+def list_batches(request: Request) -> Reply:
+    store = store_of(request.state)
+    limit = int((request.query.get("limit") or ["20"])[0])
+    batches = [_batch_object(store, b) for b in store.listed("openai", request)][:limit]
+    return json_reply(200, {"object": "list", "data": batches, "has_more": False,
+                            "first_id": batches[0]["id"] if batches else None,
+                            "last_id": batches[-1]["id"] if batches else None})
+
+
+def one_batch(request: Request) -> Reply:
+    store = store_of(request.state)
+    batch_id = request.params["batch_id"]
+    batch = store.get(batch_id, request)
+    if batch is None or batch.provider != "openai":
+        return json_reply(404, _error(f"No batch found with id '{batch_id}'.", "invalid_request_error"))
+    if request.params.get("cancel"):
+        store.cancel(batch)
+    return json_reply(200, _batch_object(store, batch))
+
+
+def create(request: Request) -> Reply:
+    store = store_of(request.state)
+    body = read_json(request.body)
     if store.take("create_refusals"):
-        handler._send_json(429, _error("Enqueued token limit reached for this model; try again later.",
-                                       "invalid_request_error", "rate_limit_exceeded"))
-        return
+        return json_reply(429, _error("Enqueued token limit reached for this model; try again later.",
+                                      "invalid_request_error", "rate_limit_exceeded"))
     entry = store.files.get(body.get("input_file_id") or "")
     if entry is None:
-        handler._send_json(400, _error("Invalid input_file_id", "invalid_request_error"))
-        return
+        return json_reply(400, _error("Invalid input_file_id", "invalid_request_error"))
     if body.get("endpoint") != ENDPOINT:
-        handler._send_json(400, _error(f"The emulator batches {ENDPOINT} only", "invalid_request_error"))
-        return
+        return json_reply(400, _error(f"The emulator batches {ENDPOINT} only", "invalid_request_error"))
     requests = []
     model = None
     for line in entry["content"].decode().splitlines():
@@ -104,7 +88,25 @@ def _create(handler: Any, store: BatchStore, body: dict[str, Any]) -> None:
     batch.extra["input_file_id"] = body["input_file_id"]
     batch.extra["completion_window"] = body.get("completion_window", "24h")
     time.sleep(float(store.config.get("create_delay") or 0))
-    handler._send_json(200, _batch_object(store, batch))
+    return json_reply(200, _batch_object(store, batch))
+
+
+ROUTES = [
+    Route("POST", r"/v1/files", upload),
+    Route("GET", r"/v1/files/(?P<file_id>[^/]+)(?P<content>/content)?", get_file),
+    Route("POST", r"/v1/batches", create),
+    Route("GET", r"/v1/batches", list_batches),
+    Route(None, r"/v1/batches/(?P<batch_id>[^/]+)(?P<cancel>/cancel)?", one_batch),
+]
+
+
+def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _file_object(file_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    return {"id": file_id, "object": "file", "bytes": len(entry["content"]), "created_at": entry["created_at"],
+            "filename": entry["filename"], "purpose": entry["purpose"], "status": "processed"}
 
 
 _STATUS = {"in_progress": "in_progress", "ending": "in_progress"}

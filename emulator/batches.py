@@ -33,6 +33,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.protocol import Reply, Request, Route, json_reply
+
 BATCH_DEFAULTS: dict[str, Any] = {
     "completion_delay": 0.0,
     "outcome": "completed",
@@ -75,7 +77,7 @@ class EmulatedBatch:
 
 
 class BatchStore:
-    """The batches and files of one emulator server, reset with it."""
+    """The batches and files of one emulator, reset with it."""
 
     def __init__(self, state: Any) -> None:
         self.lock = threading.RLock()
@@ -119,21 +121,21 @@ class BatchStore:
             self.batches[batch.id] = batch
         return batch
 
-    def get(self, batch_id: str, handler: Any) -> EmulatedBatch | None:
+    def get(self, batch_id: str, request: Request) -> EmulatedBatch | None:
         with self.lock:
             batch = self.batches.get(batch_id)
         if batch is not None:
-            self.refresh(batch, handler)
+            self.refresh(batch, request)
         return batch
 
-    def listed(self, provider: str, handler: Any) -> list[EmulatedBatch]:
+    def listed(self, provider: str, request: Request) -> list[EmulatedBatch]:
         with self.lock:
             batches = [b for b in self.batches.values() if b.provider == provider]
         for batch in batches:
-            self.refresh(batch, handler)
+            self.refresh(batch, request)
         return sorted(batches, key=lambda b: b.created_at, reverse=True)  # newest first, as the providers list
 
-    def cancel(self, batch: EmulatedBatch, handler: Any) -> None:
+    def cancel(self, batch: EmulatedBatch) -> None:
         with self.lock:
             if batch.state == "ended":
                 return
@@ -143,7 +145,7 @@ class BatchStore:
             for custom_id, _ in batch.requests:
                 batch.results.setdefault(custom_id, ("canceled", None))
 
-    def refresh(self, batch: EmulatedBatch, handler: Any) -> None:
+    def refresh(self, batch: EmulatedBatch, request: Request) -> None:
         """End the batch when its time has come: answer its requests as its outcome says."""
         with self.lock:
             if batch.state != "in_progress" or time.time() < batch.complete_at:
@@ -155,7 +157,7 @@ class BatchStore:
                 if batch.outcome == "expired" and index >= batch.expire_answered:
                     results[custom_id] = ("expired", None)
                     continue
-                status, answer = answer_one(handler, batch.provider, body, batch.model, batch_id=batch.id)
+                status, answer = answer_one(request.state, batch.provider, body, batch.model, batch_id=batch.id)
                 results[custom_id] = ("succeeded", answer) if status == 200 else ("errored", (status, answer))
         with self.lock:
             batch.results = results
@@ -166,30 +168,38 @@ class BatchStore:
 _stores_lock = threading.Lock()
 
 
-def store_of(server: Any) -> BatchStore:
+def store_of(state: Any) -> BatchStore:
+    """The batch store of this emulator's state (a new one after the emulator's reset)."""
     with _stores_lock:
-        store = getattr(server, "batch_store", None)
-        if store is None or store._state_config is not server.state.config:
-            store = BatchStore(server.state)
-            server.batch_store = store
+        store = getattr(state, "batch_store", None)
+        if store is None or store._state_config is not state.config:
+            store = BatchStore(state)
+            state.batch_store = store
         return store
 
 
-def answer_one(handler: Any, provider: str, body: dict[str, Any], model: str | None, *,
-               batch_id: str) -> tuple[int, Any]:
-    """One request of a batch answered by the emulator's own synchronous code (faults, usage, caching),
-    recorded in the request log with its batch id."""
-    from emulator.server import EmulatorHandler
+def protocol_of(provider: str) -> Any:
+    from emulator.anthropic_protocol import ANTHROPIC
+    from emulator.gemini_protocol import GEMINI
+    from emulator.openai_protocol import OPENAI
 
-    shim = EmulatorHandler.__new__(EmulatorHandler)
-    shim.server = handler.server
-    state = handler.server.state
-    rec: dict[str, Any] = {"provider": provider, "model": model, "path": f"batch:{batch_id}", "headers": {},
+    return {"openai": OPENAI, "anthropic": ANTHROPIC, "gemini": GEMINI}[provider]
+
+
+def answer_one(state: Any, provider: str, body: dict[str, Any], model: str | None, *,
+               batch_id: str) -> tuple[int, Any]:
+    """One request of a batch answered by the emulator's own generate path (faults, usage, caching), and
+    recorded in the request log with its batch id."""
+    from emulator.protocol import _answer
+
+    inner = Request(method="POST", path=f"batch:{batch_id}", query={}, headers={}, body=json.dumps(body).encode(),
+                    state=state)
+    rec: dict[str, Any] = {"provider": provider, "model": model, "path": inner.path, "headers": {},
                            "api_key_present": True, "body": None, "prompt_tokens": None, "status": None,
                            "time": time.time(), "batch": batch_id}
     state.enter()
     try:
-        reply = shim._answer(provider, json.dumps(body).encode(), model, rec)
+        reply = _answer(protocol_of(provider), inner, model, rec)
     finally:
         state.leave()
         state.record(rec)
@@ -206,72 +216,69 @@ def read_json(raw: bytes) -> Any:
     return json.loads(raw or b"{}")
 
 
-# --- routing (one call from EmulatorHandler._dispatch) ------------------------------------------------
+# --- the control endpoint and the flex tier's refusals ----------------------------------------------
 
-def route(handler: Any, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> bool:
-    """Answer the request if it is one of the batch protocols, the flex tier's refusals or the batch control
-    endpoint; False: not ours, the emulator's own routes answer it."""
-    from emulator import batch_anthropic, batch_gemini, batch_openai
-
-    if path == "/_emulator/batches":
-        return _control(handler, method, raw)
-    if method == "POST" and _flex_refused(handler, path, raw):
-        return True
-    for protocol in (batch_openai, batch_anthropic, batch_gemini):
-        if protocol.route(handler, store_of(handler.server), method, path, query, raw):
-            return True
-    return False
-
-
-def _control(handler: Any, method: str, raw: bytes) -> bool:
-    store = store_of(handler.server)
-    if method == "POST":
-        body = read_json(raw)
+def control(request: Request) -> Reply:
+    store = store_of(request.state)
+    if request.method == "POST":
+        body = read_json(request.body)
         ending = body.pop("complete_now", None)  # batch ids (or "all") to end at their next read
         with store.lock:
             for batch in store.batches.values():
                 if ending == "all" or (isinstance(ending, list) and batch.id in ending):
                     batch.complete_at = 0.0
         try:
-            config = store.configure(body)
+            return json_reply(200, {"config": store.configure(body)})
         except (ValueError, TypeError) as exc:
-            handler._send_json(400, {"error": str(exc)})
-            return True
-        handler._send_json(200, {"config": config})
-        return True
+            return json_reply(400, {"error": str(exc)})
     with store.lock:
         batches = list(store.batches.values())
-    handler._send_json(200, {"config": dict(store.config), "batches": [b.summary() for b in batches]})
-    return True
+    return json_reply(200, {"config": dict(store.config), "batches": [b.summary() for b in batches]})
 
 
-def _flex_refused(handler: Any, path: str, raw: bytes) -> bool:
-    """A flex-tier request refused for capacity (429), while `flex_refusals` lasts."""
-    if path == "/v1/chat/completions":
-        provider = "openai"
-    elif ":generateContent" in path:
-        provider = "gemini"
-    else:
-        return False
+def _flex_tier(request: Request, provider: str) -> bool:
     try:
-        body = json.loads(raw or b"{}")
+        body = json.loads(request.body or b"{}")
     except ValueError:
         return False
     tier = body.get("service_tier") if provider == "openai" else body.get("serviceTier")
-    if str(tier or "").lower() != "flex" or not store_of(handler.server).take("flex_refusals"):
-        return False
-    from emulator.server import error_body
+    return str(tier or "").lower() == "flex"
 
-    handler.server.state.record({"provider": provider, "model": body.get("model"), "path": path, "headers": {},
-                                 "api_key_present": True, "body": body, "prompt_tokens": None, "status": 429,
-                                 "time": time.time(), "flex_refused": True})
-    if provider == "openai":
-        handler._send_json(429, {"error": {"message": "Flex capacity is unavailable right now; retry later or "
-                                                      "use the default service tier.",
-                                           "type": "resource_unavailable", "param": None, "code": "resource_unavailable"}})
-    else:
-        handler._send_json(429, error_body("gemini", 429, message="Flex capacity exhausted; retry later."))
-    return True
+
+def _flex_refused(provider: str) -> Any:
+    def when(request: Request) -> bool:
+        return _flex_tier(request, provider) and store_of(request.state).take("flex_refusals")
+
+    return when
+
+
+def flex_refusal(provider: str) -> Any:
+    """A flex-tier request refused for capacity (429), while `flex_refusals` lasts; recorded like any request."""
+    def handler(request: Request) -> Reply:
+        body = read_json(request.body)
+        request.state.record({"provider": provider, "model": body.get("model"), "path": request.path, "headers": {},
+                              "api_key_present": True, "body": body, "prompt_tokens": None, "status": 429,
+                              "time": time.time(), "flex_refused": True})
+        if provider == "openai":
+            return json_reply(429, {"error": {
+                "message": "Flex capacity is unavailable right now; retry later or use the default service tier.",
+                "type": "resource_unavailable", "param": None, "code": "resource_unavailable"}})
+        return json_reply(429, protocol_of("gemini").error_body(429, message="Flex capacity exhausted; retry later."))
+
+    return handler
+
+
+def routes() -> list[Route]:
+    """The batch protocols' rows of the server's table, the flex refusals and the batch control first."""
+    from emulator import batch_anthropic, batch_gemini, batch_openai
+
+    return [
+        Route(None, r"/_emulator/batches", control),
+        Route("POST", r"/v1/chat/completions", flex_refusal("openai"), when=_flex_refused("openai")),
+        Route("POST", r"/v1(?:beta)?/models/(?P<model>.*):generateContent", flex_refusal("gemini"),
+              when=_flex_refused("gemini")),
+        *batch_openai.ROUTES, *batch_anthropic.ROUTES, *batch_gemini.ROUTES,
+    ]
 
 
 # --- for tests and benchmarks: the control endpoint over HTTP ------------------------------------------

@@ -1,9 +1,9 @@
 """Structured output in the emulator: a request with a JSON Schema (OpenAI `response_format`, Anthropic
-`output_config.format`, Gemini `generationConfig.responseJsonSchema`) is answered with JSON generated
-from that schema, deterministically. Citations point at real `[T<n>]` turns of the prompt and quote
-their first words; a reduce request (`<partial_answer>` blocks of JSON) is answered with the partials
-merged. Faults break it on purpose: invalid JSON, JSON breaking the schema, citations of turns that do
-not exist, misquotes.
+`output_config.format`, Gemini `generationConfig.responseJsonSchema`; each protocol's `schema()` finds
+it) is answered with JSON generated from that schema, deterministically. Citations point at real
+`[T<n>]` turns of the prompt and quote their first words; a reduce request (`<partial_answer>` blocks
+of JSON) is answered with the partials merged. Faults break it on purpose: invalid JSON, JSON breaking
+the schema, citations of turns that do not exist, misquotes.
 """
 
 from __future__ import annotations
@@ -26,19 +26,6 @@ def _quote(words: list[str]) -> str:
         if len(quote) >= 20 and (end == len(words) or not words[end].startswith("'")):
             return quote
     return ""
-
-
-def request_schema(provider: str, body: dict[str, Any]) -> dict | None:
-    if provider == "openai":
-        fmt = body.get("response_format") or {}
-        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-            return (fmt.get("json_schema") or {}).get("schema")
-        return None
-    if provider == "anthropic":
-        fmt = (body.get("output_config") or {}).get("format") or {}
-        return fmt.get("schema") if fmt.get("type") == "json_schema" else None
-    gen = body.get("generationConfig", body.get("generation_config")) or {}
-    return gen.get("responseJsonSchema", gen.get("response_json_schema"))
 
 
 class _Context:

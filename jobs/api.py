@@ -17,7 +17,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.views import APIView
 
 from analysis.estimate import estimate_job
-from analysis.runner import TaskSpec
+from analysis.planning import TaskSpec
 from jobs.monitoring import queue_stats, redis_connection, workers_alive, workers_info
 from jobs.selectors import job_document, job_for_user, job_summary, jobs_summaries, with_task_counts
 from jobs.models import Job

@@ -47,7 +47,7 @@ from redis.exceptions import RedisError
 from analysis.batching import AwaitingBatch, BatchAnswer, call_key
 from analysis.providers.base import Completion, GenerationParams, Prompt, ProviderError
 from analysis.providers.batches import COMPLETED, ENDED, EXPIRED, FAILED, batch_api
-from analysis.usage import Usage
+from analysis.providers.usage import Usage
 from jobs.dbpool import forget_connection
 from jobs.models import BatchRequest, Job, ProviderBatch
 from jobs.queues import rq_connection
@@ -360,7 +360,9 @@ class BatchPollerThread(threading.Thread):
 
     def run(self) -> None:
         interval = settings.BATCH_POLL_INTERVAL_SECONDS
-        delay = random.uniform(0.1, min(1.0, interval))
+        # The first pass one interval after start (jittered), not at once: batch work waits hours anyway, and
+        # a short-lived worker (a burst run draining the queues) then leaves the polling to the others.
+        delay = interval * random.uniform(0.9, 1.1)
         while not self.stopped.wait(delay):
             delay = interval * random.uniform(0.9, 1.1)
             try:

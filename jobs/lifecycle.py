@@ -188,7 +188,7 @@ def job_finish(*, job: Job, outcomes: list[tuple[str, str]]) -> str:
         status, error = Job.Status.FAILED, ("No task was run: the job's max_cost or the monthly spending "
                                             "limit was reached.")
     if _finalize_this_attempt(job=job, status=status, error=error):
-        webhooks_deliver_now(job_id=job.id)
+        _deliver_webhook(job)
     else:
         status = Job.objects.filter(id=job.id).values_list("status", flat=True).first() or "deleted"
     logger.info("job done", extra={"job_id": str(job.id), "status": status})
@@ -197,6 +197,11 @@ def job_finish(*, job: Job, outcomes: list[tuple[str, str]]) -> str:
 
 def job_fail(*, job: Job, message: str) -> None:
     if _finalize_this_attempt(job=job, status=Job.Status.FAILED, error=message):
+        _deliver_webhook(job)
+
+
+def _deliver_webhook(job: Job) -> None:
+    if job.callback_url:  # as claimed: a job without one has no delivery to look up
         webhooks_deliver_now(job_id=job.id)
 
 
@@ -253,7 +258,11 @@ def job_recover(*, job_id: uuid.UUID | str, reason: str, stale_before=None, work
     Calls in flight are moved to `lost_calls`. Returns the new status, or None if nothing changed.
     """
     with transaction.atomic():
-        job = Job.objects.select_for_update(skip_locked=True).filter(id=job_id, status=Job.Status.STARTED).first()
+        # The reconciler's scan skips a row someone else holds (it is alive, or the next scan sees
+        # it); a run settling its own job waits for the lock: a heartbeat or a task's outcome being
+        # stored at that moment must not leave the row `started` with no run behind it.
+        rows = Job.objects.select_for_update(skip_locked=stale_before is not None)
+        job = rows.filter(id=job_id, status=Job.Status.STARTED).first()
         if job is None:
             return None
         if stale_before is not None and job.heartbeat_at is not None and job.heartbeat_at >= stale_before:

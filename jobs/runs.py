@@ -9,6 +9,7 @@ it completes; a re-run only runs the tasks that have no result yet.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import threading
 import time
@@ -25,7 +26,8 @@ from analysis.endpoints import in_flight_limits
 from analysis.limits import ProviderLimiter
 from analysis.providers import endpoints
 from analysis.providers.base import ProviderError
-from analysis.runner import RunHooks, TaskOutcome, TaskSpec
+from analysis.planning import TaskSpec
+from analysis.runner import RunHooks, TaskOutcome
 from analysis.tasks import run_analysis, run_config
 from jobs.batches import job_batch_calls, job_batch_wait
 from jobs.dbpool import DatabasePool
@@ -120,15 +122,19 @@ class JobSlot:
 
 
 def provider_limiter() -> ProviderLimiter:
-    """The limits shared by every worker through Redis: per provider, and each named endpoint its own."""
-    return ProviderLimiter(
-        rq_connection(),
-        max_in_flight=settings.PROVIDER_MAX_IN_FLIGHT,
-        per_minute=settings.PROVIDER_MAX_PER_MINUTE,
-        # A flex request may take FLEX_REQUEST_TIMEOUT: its lease must outlive it.
-        lease_seconds=max(settings.PROVIDER_REQUEST_TIMEOUT, settings.FLEX_REQUEST_TIMEOUT) + 30,
-        limits=in_flight_limits(endpoints()),
-    )
+    """The limits shared by every worker through Redis: per provider, and each named endpoint its own.
+    One per process and configuration (every job of a worker shares it; it holds no per-job state)."""
+    # A flex request may take FLEX_REQUEST_TIMEOUT: its lease must outlive it.
+    return _limiter(rq_connection(), settings.PROVIDER_MAX_IN_FLIGHT, settings.PROVIDER_MAX_PER_MINUTE,
+                    max(settings.PROVIDER_REQUEST_TIMEOUT, settings.FLEX_REQUEST_TIMEOUT) + 30,
+                    tuple(sorted(in_flight_limits(endpoints()).items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _limiter(connection, max_in_flight: int, per_minute: int, lease_seconds: float,
+             limits: tuple[tuple[str, int], ...]) -> ProviderLimiter:
+    return ProviderLimiter(connection, max_in_flight=max_in_flight, per_minute=per_minute,
+                           lease_seconds=lease_seconds, limits=dict(limits))
 
 
 def job_run(slot: JobSlot) -> RunEnd:

@@ -12,7 +12,7 @@ from django.db.models.functions import TruncDay, TruncHour
 from accounts.models import User
 from analysis.structured import stored_result
 from analysis.turns import speaker_stats
-from analysis.usage import USAGE_KEYS
+from analysis.providers.usage import USAGE_KEYS
 from jobs.models import Job, Task
 
 MONEY = Decimal("0.00000001")

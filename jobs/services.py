@@ -30,7 +30,7 @@ from accounts.models import User
 from accounts.services import monthly_budget_of, spend_check
 from analysis.catalogue import UnknownModelError, UnknownProviderError
 from analysis.estimate import estimate_job
-from analysis.runner import TaskSpec
+from analysis.planning import TaskSpec
 from analysis.turns import stored_turns
 from jobs.models import Job, Task
 from scriptripper.errors import Conflict, NotFoundError, validation_error

@@ -30,6 +30,7 @@ import redis.exceptions
 from django.conf import settings
 from django.db import connections
 from rq.command import parse_payload
+from rq.executions import Execution
 from rq.exceptions import DequeueTimeout
 from rq.job import Job as RQJob
 from rq.job import JobStatus
@@ -38,7 +39,8 @@ from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from analysis.execution import CallPool
-from analysis.providers import client_connection_limit, preload_provider_modules, warm_provider_clients
+from analysis.providers import client_connection_limit, warm_provider_clients
+from analysis.tasks import preload_provider_modules
 from jobs.dbpool import DatabasePool, forget_connection, forget_connections
 from jobs.lifecycle import job_settle_after_run
 from jobs.queues import use_as_rq_connection
@@ -61,7 +63,7 @@ class RunningJob:
     slot: JobSlot
     rq_job: RQJob
     queue: Queue
-    execution: object  # rq.executions.Execution
+    execution: Execution
     thread: threading.Thread | None = None
 
 
@@ -197,8 +199,7 @@ class ScriptRipperWorker(SimpleWorker):
     def _start(self, rq_job: RQJob, queue: Queue, *, from_intermediate: bool) -> None:
         slot = JobSlot(job_id=rq_job.id, worker=self.name, db=self.db, calls=self.calls,
                        timeout=float(rq_job.timeout or settings.JOB_TIMEOUT))
-        execution = self.prepare_execution(rq_job)  # RQ's execution record; the worker turns busy
-        self.prepare_job_execution(rq_job, remove_from_intermediate_queue=from_intermediate)
+        execution = self._prepare_rq_execution(rq_job, queue, from_intermediate=from_intermediate)
         running = RunningJob(slot=slot, rq_job=rq_job, queue=queue, execution=execution)
         running.thread = threading.Thread(target=self._run_slot, args=(running,), name=f"job-{rq_job.id}",
                                           daemon=True)
@@ -208,6 +209,23 @@ class ScriptRipperWorker(SimpleWorker):
         if self._shutdown_at is not None:
             slot.shut_down(0)
         running.thread.start()
+
+    def _prepare_rq_execution(self, rq_job: RQJob, queue: Queue, *, from_intermediate: bool) -> Execution:
+        """RQ's records of a job starting, in one round trip: what its forking Worker writes in two
+        (prepare_execution in the parent, prepare_job_execution in the horse)."""
+        with self.connection.pipeline() as pipeline:
+            ttl = self.get_heartbeat_ttl(rq_job)
+            execution = Execution.create(rq_job, ttl, pipeline=pipeline, worker_name=self.name)
+            self.executions[execution.id] = execution  # as RQ keeps it (its cleanup_execution pops it)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            self.heartbeat(ttl, pipeline=pipeline)
+            rq_job.heartbeat(now(), ttl, pipeline=pipeline)
+            rq_job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.persist(rq_job.key)
+            if from_intermediate:
+                pipeline.lrem(queue.intermediate_queue_key, 1, rq_job.id)
+            pipeline.execute()
+        return execution
 
     def _run_slot(self, running: RunningJob) -> None:
         slot = running.slot
@@ -247,8 +265,14 @@ class ScriptRipperWorker(SimpleWorker):
                     self.cleanup_execution(rq_job, pipeline=pipeline, execution=running.execution)
                     pipeline.execute()
                 return
+            # RQ's _finalize_success without its extra heartbeat round trip (the run is over) and its
+            # callbacks and RQ webhooks, which these jobs never have.
             rq_job.ended_at = now()
-            self._finalize_success(rq_job, running.queue, running.execution, end.value)
+            rq_job._result = end.value
+            rq_job._status = JobStatus.FINISHED
+            queue = running.queue
+            self.handle_job_success(job=rq_job, queue=queue, started_job_registry=queue.started_job_registry,
+                                    execution=running.execution)
         except REDIS_ERRORS as exc:
             logger.warning("job %s: RQ records not updated (Redis unreachable: %s)", rq_job.id, exc)
 
@@ -283,7 +307,8 @@ class ScriptRipperWorker(SimpleWorker):
                 self.run_maintenance_tasks()  # RQ's registry cleaning, every maintenance_interval
         except REDIS_ERRORS as exc:
             logger.warning("worker %s: RQ heartbeat failed (%s)", self.name, type(exc).__name__)
-        if settings.WORKER_MAX_MEMORY_MB and self._shutdown_at is None and process_rss_mb() > settings.WORKER_MAX_MEMORY_MB:
+        limit = settings.WORKER_MAX_MEMORY_MB
+        if limit and self._shutdown_at is None and process_rss_mb() > limit:
             logger.warning("worker %s: RSS above WORKER_MAX_MEMORY_MB=%d, recycling", self.name,
                            settings.WORKER_MAX_MEMORY_MB)
             self._request_warm_shutdown()

@@ -8,8 +8,9 @@ from django.conf import settings
 
 from analysis.providers.base import NOT_CONFIGURED, Provider, ProviderError
 
-PROVIDER_NAMES = ("gemini", "openai", "anthropic")
+# The built-in providers, in the order they are listed everywhere, with the names their messages use.
 PROVIDER_LABELS = {"gemini": "Gemini", "openai": "OpenAI", "anthropic": "Anthropic"}
+PROVIDER_NAMES: tuple[str, ...] = tuple(PROVIDER_LABELS)
 _KEY_SETTINGS = {"gemini": "GEMINI_API_KEY", "openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 _clients: dict[tuple, Provider] = {}
@@ -93,22 +94,15 @@ def _build(config: tuple) -> Provider:
     return GeminiProvider(api_key=config[1], base_url=config[2], api_version=config[3], timeout=config[4])
 
 
-def preload_provider_modules() -> None:
-    """Import the three SDKs and load the token encodings now, once, at a worker's start.
+def preload_sdks() -> None:
+    """Import the three SDKs now, with the resource modules they would otherwise import on first use.
 
-    They take seconds to import; a worker that did not would pay that on its first job, and a
-    forking worker on every job (its horses inherit what the parent loaded). The SDKs also import
-    their resource modules lazily on first use: touched here on throwaway clients, which send
-    nothing and open no socket (the port is never connected to).
+    Touched on throwaway clients, which send nothing and open no socket (the port is never connected to).
     """
-    from analysis.catalogue import load_catalogue
     from analysis.providers.anthropic_provider import AnthropicProvider
     from analysis.providers.gemini_provider import GeminiProvider
     from analysis.providers.openai_provider import OpenAIProvider
-    from analysis.tokens import preload_encodings
 
-    preload_encodings()
-    load_catalogue()
     for client in (OpenAIProvider(api_key="preload", base_url="http://127.0.0.1:9/v1", timeout=1).client.chat,
                    AnthropicProvider(api_key="preload", base_url="http://127.0.0.1:9", timeout=1).client.messages,
                    GeminiProvider(api_key="preload", base_url="http://127.0.0.1:9", api_version=None,

@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import anthropic
 
-from analysis.pricing import usage_from_anthropic
+from analysis.providers import PROVIDER_LABELS
 from analysis.providers.base import (
-    CONNECTION, CONTEXT_LENGTH, MALFORMED, QUOTA, TIMEOUT, Completion, GenerationParams, Prompt,
-    ProviderError, parse_retry_after, status_kind,
+    CONTEXT_LENGTH, QUOTA, Completion, GenerationParams, Prompt, ProviderError, SdkErrors, retry_after,
+    sdk_errors, status_error,
 )
-from analysis.providers.openai_provider import _describe
+from analysis.providers.usage import usage_from_anthropic
+
+SDK_ERRORS = SdkErrors(status=anthropic.APIStatusError, timeout=anthropic.APITimeoutError,
+                       connection=anthropic.APIConnectionError,
+                       malformed=(anthropic.APIResponseValidationError, ValueError))
 
 # Spend-limit errors arrive as 402 or 429 with these types; retrying cannot help.
 _SPEND_LIMIT_TYPES = {"enforced_spend_limit_reached", "contract_spend_limit_reached", "billing_error"}
@@ -15,23 +19,15 @@ _SPEND_LIMIT_TYPES = {"enforced_spend_limit_reached", "contract_spend_limit_reac
 
 class AnthropicProvider:
     name = "anthropic"
-    label = "Anthropic"
+    label = PROVIDER_LABELS[name]
 
     def __init__(self, *, api_key: str, base_url: str | None, timeout: float) -> None:
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
 
     def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
         kwargs = self.request_body(model=model, prompt=prompt, params=params)
-        try:
+        with sdk_errors(self, SDK_ERRORS, self._status_error):
             response = self.client.messages.create(**kwargs)
-        except anthropic.APIStatusError as exc:
-            raise self._status_error(exc) from exc
-        except anthropic.APITimeoutError as exc:
-            raise ProviderError(self.name, TIMEOUT, f"{self.label} did not answer in time") from exc
-        except anthropic.APIConnectionError as exc:
-            raise ProviderError(self.name, CONNECTION, f"{self.label} connection failed: {exc}") from exc
-        except (anthropic.APIResponseValidationError, ValueError) as exc:
-            raise ProviderError(self.name, MALFORMED, f"{self.label} sent a malformed response") from exc
         return self.completion_of(response)
 
     def request_body(self, *, model: str, prompt: Prompt, params: GenerationParams) -> dict:
@@ -81,16 +77,13 @@ class AnthropicProvider:
         error_code = getattr(exc, "error_code", None) or details.get("error_code") or ""
         message = (error or {}).get("message") or str(exc)
         lowered = message.lower()
-        kind = status_kind(status)
+        kind = None
         if (err_type in _SPEND_LIMIT_TYPES or error_code in _SPEND_LIMIT_TYPES or error_code.endswith("spend_limit_reached")
                 or (status == 400 and ("credit balance" in lowered or "usage limits" in lowered))):
             kind = QUOTA
-        elif status == 400 and "prompt is too long" in message.lower():
+        elif status == 400 and "prompt is too long" in lowered:
             kind = CONTEXT_LENGTH
-        return ProviderError(
-            self.name, kind, _describe(self.label, kind, status, message), status=status,
-            retry_after=parse_retry_after(exc.response.headers if exc.response is not None else None),
-        )
+        return status_error(self, status, message, kind=kind, retry_after=retry_after(exc))
 
 
 def closed_objects(schema):

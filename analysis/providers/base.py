@@ -7,10 +7,12 @@ retry loop (analysis/retry.py) and the cost code see one vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from analysis.usage import Usage
+from analysis.providers.usage import Usage
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,13 @@ def parse_retry_after(headers) -> float | None:
     return None
 
 
+def retry_after(exc: Exception) -> float | None:
+    """The wait an SDK's error answer asks for, read from its response's headers."""
+    return parse_retry_after(getattr(getattr(exc, "response", None), "headers", None))
+
+
 def status_kind(status: int) -> str:
+    """The kind of failure an HTTP status means, before a provider's own reading of the body."""
     if status == 429:
         return RATE_LIMIT
     if status in (408,):
@@ -138,3 +146,51 @@ def status_kind(status: int) -> str:
     if status == 402:
         return QUOTA
     return BAD_REQUEST
+
+
+def status_error(provider: Provider, status: int, message: str, *, kind: str | None = None,
+                 retry_after: float | None = None) -> ProviderError:
+    """The ProviderError for an HTTP error answer, its message in the one wording all providers share.
+
+    `kind`: what the provider module read in the body (a quota, a context overflow); else status_kind().
+    """
+    kind = kind or status_kind(status)
+    label = provider.label
+    if kind == AUTH:
+        text = f"{label} rejected the API key ({status})"
+    elif kind == PERMISSION:
+        text = f"{label} refused access ({status}): {message[:200]}"
+    elif kind == QUOTA:
+        text = f"{label} account is out of quota or credit ({status}): {message[:200]}"
+    elif kind == RATE_LIMIT:
+        text = f"{label} rate limit ({status}): {message[:200]}"
+    else:
+        text = f"{label} error {status}: {message[:300]}"
+    return ProviderError(provider.name, kind, text, status=status, retry_after=retry_after)
+
+
+@dataclass(frozen=True)
+class SdkErrors:
+    """Which exceptions of one SDK mean which failure. `timeout` is tried before `connection`: in every
+    SDK here a timeout is a kind of connection error."""
+
+    status: type[Exception]  # the server answered with an HTTP error
+    timeout: type[Exception]
+    connection: type[Exception]
+    malformed: tuple[type[Exception], ...]  # an answer the SDK could not read
+
+
+@contextmanager
+def sdk_errors(provider: Provider, errors: SdkErrors,
+               read_status: Callable[[Exception], ProviderError]) -> Iterator[None]:
+    """The SDK exceptions raised inside, as ProviderError; `read_status` reads an HTTP error answer."""
+    try:
+        yield
+    except errors.status as exc:
+        raise read_status(exc) from exc
+    except errors.timeout as exc:
+        raise ProviderError(provider.name, TIMEOUT, f"{provider.label} did not answer in time") from exc
+    except errors.connection as exc:
+        raise ProviderError(provider.name, CONNECTION, f"{provider.label} connection failed: {exc}") from exc
+    except errors.malformed as exc:
+        raise ProviderError(provider.name, MALFORMED, f"{provider.label} sent a malformed response") from exc

@@ -13,10 +13,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import TypeVar
 
-import anthropic
-
-from analysis.providers.anthropic_provider import AnthropicProvider
-from analysis.providers.base import CONNECTION, Completion, GenerationParams, Prompt, ProviderError
+from analysis.providers.anthropic_provider import SDK_ERRORS, AnthropicProvider
+from analysis.providers.base import Completion, GenerationParams, Prompt, sdk_errors
 from analysis.providers.batches import CANCELED, COMPLETED, ENDED, EXPIRED, IN_PROGRESS, BatchState
 
 T = TypeVar("T")
@@ -32,12 +30,9 @@ class AnthropicBatches:
         self.client = provider.client
 
     def _sdk(self, call: Callable[[], T]) -> T:
-        try:
+        """One SDK call, its exceptions as ProviderError (as the provider's own calls have them)."""
+        with sdk_errors(self.provider, SDK_ERRORS, self.provider._status_error):
             return call()
-        except anthropic.APIStatusError as exc:
-            raise self.provider._status_error(exc) from exc
-        except anthropic.APIError as exc:
-            raise ProviderError(self.name, CONNECTION, f"Anthropic batch call failed: {exc}") from exc
 
     def build(self, *, custom_id: str, model: str, prompt: Prompt, params: GenerationParams) -> dict:
         return {"custom_id": custom_id, "params": self.provider.request_body(model=model, prompt=prompt, params=params)}

@@ -8,13 +8,11 @@ import datetime as dt
 from collections.abc import Callable
 from typing import TypeVar
 
-import httpx2
-from google.genai import errors as genai_errors
 from google.genai import types
 
-from analysis.providers.base import CONNECTION, Completion, GenerationParams, Prompt, ProviderError
+from analysis.providers.base import Completion, GenerationParams, Prompt, sdk_errors
 from analysis.providers.batches import CANCELED, COMPLETED, ENDED, EXPIRED, FAILED, IN_PROGRESS, BatchState
-from analysis.providers.gemini_provider import GeminiProvider
+from analysis.providers.gemini_provider import SDK_ERRORS, GeminiProvider
 
 T = TypeVar("T")
 CUSTOM_ID = "custom_id"
@@ -31,12 +29,9 @@ class GeminiBatches:
         self.client = provider.client
 
     def _sdk(self, call: Callable[[], T]) -> T:
-        try:
+        """One SDK call, its exceptions as ProviderError (as the provider's own calls have them)."""
+        with sdk_errors(self.provider, SDK_ERRORS, self.provider._api_error):
             return call()
-        except genai_errors.APIError as exc:
-            raise self.provider._api_error(exc) from exc
-        except httpx2.TransportError as exc:
-            raise ProviderError(self.name, CONNECTION, f"Gemini batch call failed: {exc}") from exc
 
     def build(self, *, custom_id: str, model: str, prompt: Prompt, params: GenerationParams) -> dict:
         contents, config = self.provider.request_parts(prompt=prompt, params=params)

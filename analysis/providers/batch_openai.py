@@ -9,14 +9,13 @@ import json
 from collections.abc import Callable
 from typing import TypeVar
 
-import openai
 from openai.types.chat import ChatCompletion
 
-from analysis.providers.base import CONNECTION, Completion, GenerationParams, Prompt, ProviderError
+from analysis.providers.base import Completion, GenerationParams, Prompt, sdk_errors
 from analysis.providers.batches import (
     CANCELED, COMPLETED, ENDED, EXPIRED, FAILED, IN_PROGRESS, KEY_FIELD, BatchState,
 )
-from analysis.providers.openai_provider import OpenAIProvider
+from analysis.providers.openai_provider import SDK_ERRORS, OpenAIProvider
 
 T = TypeVar("T")
 ENDPOINT = "/v1/chat/completions"
@@ -32,12 +31,9 @@ class OpenAIBatches:
         self.client = provider.client
 
     def _sdk(self, call: Callable[[], T]) -> T:
-        try:
+        """One SDK call, its exceptions as ProviderError (as the provider's own calls have them)."""
+        with sdk_errors(self.provider, SDK_ERRORS, self.provider._status_error):
             return call()
-        except openai.APIStatusError as exc:
-            raise self.provider._status_error(exc) from exc
-        except openai.APIError as exc:
-            raise ProviderError(self.name, CONNECTION, f"OpenAI batch call failed: {exc}") from exc
 
     def build(self, *, custom_id: str, model: str, prompt: Prompt, params: GenerationParams) -> dict:
         body = self.provider.request_body(model=model, prompt=prompt, params=params)

@@ -7,19 +7,23 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from analysis.pricing import usage_from_gemini
+from analysis.providers import PROVIDER_LABELS
 from analysis.providers.base import (
-    CONNECTION, CONTEXT_LENGTH, MALFORMED, QUOTA, RATE_LIMIT, TIMEOUT, Completion, GenerationParams,
-    Prompt, ProviderError, parse_retry_after, status_kind,
+    CONTEXT_LENGTH, MALFORMED, QUOTA, Completion, GenerationParams, Prompt, ProviderError, SdkErrors,
+    retry_after, sdk_errors, status_error,
 )
-from analysis.providers.openai_provider import _describe
+from analysis.providers.usage import usage_from_gemini
+
+SDK_ERRORS = SdkErrors(status=genai_errors.APIError, timeout=httpx2.TimeoutException,
+                       connection=httpx2.TransportError,
+                       malformed=(ValueError, genai_errors.UnknownApiResponseError))
 
 _BLOCKED_REASONS = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 
 
 class GeminiProvider:
     name = "gemini"
-    label = "Gemini"
+    label = PROVIDER_LABELS[name]
 
     def __init__(self, *, api_key: str, base_url: str | None, api_version: str | None, timeout: float) -> None:
         # Everything is passed explicitly: the SDK would otherwise read GOOGLE_API_KEY
@@ -34,16 +38,8 @@ class GeminiProvider:
         contents, config = self.request_parts(prompt=prompt, params=params)
         if params.timeout:
             config.http_options = types.HttpOptions(timeout=int(params.timeout * 1000))
-        try:
+        with sdk_errors(self, SDK_ERRORS, self._api_error):
             response = self.client.models.generate_content(model=model, contents=contents, config=config)
-        except genai_errors.APIError as exc:
-            raise self._api_error(exc) from exc
-        except httpx2.TimeoutException as exc:
-            raise ProviderError(self.name, TIMEOUT, f"{self.label} did not answer in time") from exc
-        except httpx2.TransportError as exc:
-            raise ProviderError(self.name, CONNECTION, f"{self.label} connection failed: {exc}") from exc
-        except (ValueError, genai_errors.UnknownApiResponseError) as exc:
-            raise ProviderError(self.name, MALFORMED, f"{self.label} sent a malformed response") from exc
         return self.completion_of(response)
 
     def request_parts(self, *, prompt: Prompt, params: GenerationParams
@@ -88,18 +84,18 @@ class GeminiProvider:
         message = exc.message or str(exc)
         details = exc.details if isinstance(exc.details, dict) else {}
         error = details.get("error", details) if isinstance(details, dict) else {}
-        kind = status_kind(status) if status else MALFORMED
-        retry_after = _retry_delay(error) or parse_retry_after(getattr(exc.response, "headers", None))
+        kind = None if status else MALFORMED
+        wait = _retry_delay(error) or retry_after(exc)
+        lowered = message.lower()
         if status == 429 and _is_daily_quota(error):
             # RESOURCE_EXHAUSTED is both "slow down" and "out of quota for today";
             # only the QuotaFailure details tell them apart.
             kind = QUOTA
-        elif status == 400 and "token" in message.lower() and "exceed" in message.lower():
+        elif status == 400 and "token" in lowered and "exceed" in lowered:
             kind = CONTEXT_LENGTH
-        elif kind == RATE_LIMIT and retry_after is None and "quota" in message.lower() and "per day" in message.lower():
+        elif status == 429 and wait is None and "quota" in lowered and "per day" in lowered:
             kind = QUOTA
-        return ProviderError(self.name, kind, _describe(self.label, kind, status, message), status=status,
-                             retry_after=retry_after)
+        return status_error(self, status, message, kind=kind, retry_after=wait)
 
 
 def _retry_delay(error: dict) -> float | None:

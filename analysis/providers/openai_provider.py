@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import openai
 
-from analysis.pricing import usage_from_openai
+from analysis.providers import PROVIDER_LABELS
 from analysis.providers.base import (
-    CONNECTION, CONTEXT_LENGTH, MALFORMED, QUOTA, TIMEOUT, Completion, GenerationParams, Prompt,
-    ProviderError, parse_retry_after, status_kind,
+    CONTEXT_LENGTH, MALFORMED, QUOTA, Completion, GenerationParams, Prompt, ProviderError, SdkErrors,
+    retry_after, sdk_errors, status_error,
 )
+from analysis.providers.usage import usage_from_openai
 
+SDK_ERRORS = SdkErrors(status=openai.APIStatusError, timeout=openai.APITimeoutError,
+                       connection=openai.APIConnectionError,
+                       malformed=(openai.APIResponseValidationError, ValueError))
 
 # 429s that no amount of waiting fixes: no credit, or a spend/usage limit reached. OpenAI gives them all
 # error.type "insufficient_quota"; the codes are matched too for OpenAI-compatible proxies that copy only those.
@@ -19,7 +23,7 @@ _NO_CREDIT_CODES = frozenset({
 
 class OpenAIProvider:
     name = "openai"
-    label = "OpenAI"
+    label = PROVIDER_LABELS[name]
 
     def __init__(self, *, api_key: str, base_url: str | None, timeout: float, name: str | None = None,
                  label: str | None = None) -> None:
@@ -32,16 +36,8 @@ class OpenAIProvider:
         kwargs = self.request_body(model=model, prompt=prompt, params=params)
         if params.timeout:
             kwargs["timeout"] = params.timeout
-        try:
+        with sdk_errors(self, SDK_ERRORS, self._status_error):
             response = self.client.chat.completions.create(**kwargs)
-        except openai.APIStatusError as exc:
-            raise self._status_error(exc) from exc
-        except openai.APITimeoutError as exc:
-            raise ProviderError(self.name, TIMEOUT, f"{self.label} did not answer in time") from exc
-        except openai.APIConnectionError as exc:
-            raise ProviderError(self.name, CONNECTION, f"{self.label} connection failed: {exc}") from exc
-        except (openai.APIResponseValidationError, ValueError) as exc:
-            raise ProviderError(self.name, MALFORMED, f"{self.label} sent a malformed response") from exc
         return self.completion_of(response)
 
     def request_body(self, *, model: str, prompt: Prompt, params: GenerationParams) -> dict:
@@ -93,28 +89,9 @@ class OpenAIProvider:
         code = (error or {}).get("code") or ""
         err_type = (error or {}).get("type") or ""
         message = (error or {}).get("message") or str(exc)
-        kind = status_kind(status)
+        kind = None
         if err_type == "insufficient_quota" or code in _NO_CREDIT_CODES:
-            # A 429 that no amount of waiting fixes: no credit, or a spend/usage limit
-            # (organization_spend_limit_exceeded & co. share type insufficient_quota).
             kind = QUOTA
         elif code == "context_length_exceeded":
             kind = CONTEXT_LENGTH
-        return ProviderError(
-            self.name, kind, _describe(self.label, kind, status, message), status=status,
-            retry_after=parse_retry_after(exc.response.headers if exc.response is not None else None),
-        )
-
-
-def _describe(label: str, kind: str, status: int, message: str) -> str:
-    from analysis.providers.base import AUTH, PERMISSION, RATE_LIMIT
-
-    if kind == AUTH:
-        return f"{label} rejected the API key ({status})"
-    if kind == PERMISSION:
-        return f"{label} refused access ({status}): {message[:200]}"
-    if kind == QUOTA:
-        return f"{label} account is out of quota or credit ({status}): {message[:200]}"
-    if kind == RATE_LIMIT:
-        return f"{label} rate limit ({status}): {message[:200]}"
-    return f"{label} error {status}: {message[:300]}"
+        return status_error(self, status, message, kind=kind, retry_after=retry_after(exc))

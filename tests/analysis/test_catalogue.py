@@ -8,11 +8,6 @@ from decimal import Decimal
 import pytest
 
 from analysis.catalogue import (
-    PROVIDERS,
-    UNLISTED_CONTEXT_WINDOW,
-    UNLISTED_MAX_OUTPUT_TOKENS,
-    CatalogueError,
-    ModelInfo,
     UnknownModelError,
     UnknownProviderError,
     effective_context,
@@ -27,6 +22,9 @@ from analysis.catalogue import (
     skipped_models,
     utc_today,
 )
+from analysis.catalogue_sources import CatalogueError
+from analysis.model_info import UNLISTED_CONTEXT_WINDOW, UNLISTED_MAX_OUTPUT_TOKENS, ModelInfo
+from analysis.providers import PROVIDER_NAMES
 
 D = Decimal
 
@@ -146,7 +144,7 @@ def test_every_entry_is_sourced_and_sane() -> None:
 
 def test_listing() -> None:
     catalogue = load_catalogue()
-    assert tuple(catalogue) == PROVIDERS
+    assert tuple(catalogue) == PROVIDER_NAMES
     assert {"claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5", "claude-opus-4-8"} <= set(model_names("anthropic"))
     assert [i.name for i in list_models("gemini")] == model_names("gemini")
     assert len(list_models()) == sum(len(m) for m in catalogue.values())

@@ -10,7 +10,7 @@ import pytest
 from analysis import prompts
 from analysis.catalogue import get_model
 from analysis.estimate import estimate_job
-from analysis.runner import TaskSpec
+from analysis.planning import TaskSpec
 from analysis.tasks import run_analysis, run_config
 from analysis.tokens import MESSAGE_OVERHEAD_TOKENS
 from tests.conftest import transcript

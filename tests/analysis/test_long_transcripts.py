@@ -14,10 +14,10 @@ import pytest
 
 from analysis.catalogue import get_model
 from analysis.pricing import cost_of
-from analysis.runner import TaskSpec
+from analysis.planning import TaskSpec
 from analysis.tasks import analyze_transcript_task, run_analysis, run_config
 from analysis.transcripts import normalize_transcript
-from analysis.usage import Usage
+from analysis.providers.usage import Usage
 from tests.conftest import transcript, work_burst
 
 LIMIT = 16_000

@@ -10,17 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from analysis.catalogue import ModelInfo, get_model, resolve_model
-from analysis.pricing import (
-    cost_of,
-    estimate_cost_range,
-    is_above_tier,
-    quantize_cost,
-    usage_from_anthropic,
-    usage_from_gemini,
-    usage_from_openai,
-)
-from analysis.usage import Usage
+from analysis.catalogue import get_model, resolve_model
+from analysis.model_info import ModelInfo
+from analysis.pricing import cost_of, estimate_cost_range, is_above_tier, quantize_cost
+from analysis.providers.usage import Usage, usage_from_anthropic, usage_from_gemini, usage_from_openai
 
 D = Decimal
 

@@ -14,8 +14,8 @@ from decimal import Decimal
 import pytest
 
 from analysis.catalogue import get_model, prices_version
-from analysis.pricing import cost_of, library_usage, price_call, usage_from_anthropic, usage_from_gemini, usage_from_openai
-from analysis.usage import Usage
+from analysis.pricing import cost_of, library_usage, price_call
+from analysis.providers.usage import Usage, usage_from_anthropic, usage_from_gemini, usage_from_openai
 
 D = Decimal
 TODAY = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
@@ -171,7 +171,8 @@ def test_every_model_agrees_with_genai_prices_at_every_date() -> None:
 
     from genai_prices import calc_price
 
-    from analysis.catalogue import LIBRARY_PROVIDER, list_models
+    from analysis.catalogue import list_models
+    from analysis.catalogue_sources import LIBRARY_PROVIDER
     from analysis.pricing import quantize_cost
 
     rng = random.Random(17)
@@ -205,14 +206,15 @@ def test_pricing_a_call_reads_the_precomputed_rates(monkeypatch) -> None:
 
 def test_building_the_catalogue_makes_no_network_request(monkeypatch) -> None:
     """The bundled data only: no updater, no download, whatever the environment."""
-    from analysis import catalogue
+    from analysis.catalogue import CATALOGUE_PATH
+    from analysis.catalogue_sources import build_catalogue, parse_overlay
 
     def refuse(*args, **kwargs):
         raise AssertionError("network access while loading prices")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    built, _ = catalogue.build_catalogue(catalogue.parse_overlay(catalogue.CATALOGUE_PATH.read_text()))
+    built, _ = build_catalogue(parse_overlay(CATALOGUE_PATH.read_text()))
     assert built["openai"]["gpt-5.1"].input == D("1.25")
     from genai_prices import data_snapshot
 

@@ -5,6 +5,7 @@ cancel reaches the provider, and several jobs share one batch."""
 
 from __future__ import annotations
 
+import datetime
 from decimal import Decimal
 
 import pytest
@@ -82,7 +83,7 @@ def rounds(alice_client, job_id: str, limit: int = 6) -> int:
     """Deliver, poll, deliver, ... until the job is final; how many batch rounds it took."""
     count = 0
     work_burst()
-    while Job.objects.get(id=job_id).awaiting_batch and count < limit:
+    while not Job.objects.get(id=job_id).is_final and count < limit:
         batches_poll(worker="test-poller")
         count += 1
         work_burst()
@@ -113,7 +114,9 @@ def test_an_expired_batch_applies_the_jobs_fallback(alice_client, emulator, fall
     [answered] = [r for r in batch_records(emulator, "openai")]
     expired_name = next(n for n, p in TASKS.items() if p not in str(answered["body"]))
     answered_name = next(n for n in TASKS if n != expired_name)
-    assert tasks[answered_name].status == "succeeded"
+    assert tasks[answered_name].status == "succeeded", (
+        job.status, job.error, job.attempts, [(t.name, t.status, t.error) for t in tasks.values()],
+        list(BatchRequest.objects.values_list("task_name", "status", "error")))
     synchronous = [r for r in emulator.requests("openai") if not r.get("batch")]
     if fallback == "standard":
         # Sent again as a standard call, billed at the standard price.
@@ -168,14 +171,17 @@ def test_jobs_share_a_batch_and_cancelling_one_leaves_the_batch_to_the_other(ali
 
 def test_batch_max_wait_applies_the_fallback(alice_client, emulator, settings):
     configure_batches(emulator.url, completion_delay=3600)
-    settings.BATCH_MAX_WAIT = 1
     job_id = submit(alice_client, "openai", tasks={"summary": "Provide a brief summary"}, fallback="fail")
     work_burst()
-    batches_poll(worker="test-poller")
+    assert batches_poll(worker="test-poller")["submitted"] == 1
+    # The wait began longer ago than BATCH_MAX_WAIT (moved back rather than slept through).
+    settings.BATCH_MAX_WAIT = 60
     Job.objects.filter(id=job_id).update(batch_wait_started_at=Job.objects.get(id=job_id).batch_wait_started_at
-                                         - __import__("datetime").timedelta(seconds=5))
+                                         - datetime.timedelta(seconds=61))
     report = batches_poll(worker="test-poller")
-    assert report["expired"] == 1 and report["continued"] == 1
+    assert report["expired"] == 1 and report["continued"] == 1, (report, Job.objects.filter(id=job_id).values(
+        "status", "awaiting_batch", "batch_wait_started_at", "error").first(), list(BatchRequest.objects.values(
+        "status")))
     work_burst()
     job = Job.objects.get(id=job_id)
     assert job.status == "failed" and "BATCH_MAX_WAIT" in job.tasks.get().error

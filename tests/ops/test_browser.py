@@ -18,7 +18,7 @@ from io import StringIO
 from django.core.management import call_command
 
 from accounts.models import User
-from analysis.runner import TaskSpec
+from analysis.planning import TaskSpec
 from jobs.services import JobRequest, job_create
 from tests.conftest import transcript, work_burst
 

@@ -28,7 +28,7 @@ from rest_framework.permissions import IsAdminUser
 from accounts.models import ApiToken
 from accounts.services import api_token_create
 from analysis.models import AnalysisProfile
-from analysis.runner import TaskSpec
+from analysis.planning import TaskSpec
 from analysis.services import profile_create
 from jobs.models import Job
 from jobs.services import JobRequest, job_create
