@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.services import budget_reached, spend_record
 from analysis.catalogue import get_model, prices_version
 from analysis.providers import endpoints
+from analysis.providers.usage import USAGE_KEYS
 from analysis.runner import TaskOutcome
 from jobs.models import Job, Task
 from jobs.services import CANCELED_MESSAGE, job_enqueue, job_finalize_row
@@ -85,12 +86,8 @@ def task_outcome_save(*, job: Job, outcome: TaskOutcome, calls_started: int, tas
     """
     usage = outcome.usage
     now = timezone.now()
-    fields = {
-        "input_tokens": F("input_tokens") + usage.input_tokens,
-        "cached_input_tokens": F("cached_input_tokens") + usage.cached_input_tokens,
-        "cache_write_tokens": F("cache_write_tokens") + usage.cache_write_tokens,
-        "output_tokens": F("output_tokens") + usage.output_tokens,
-        "reasoning_tokens": F("reasoning_tokens") + usage.reasoning_tokens,
+    fields = {key: F(key) + getattr(usage, key) for key in USAGE_KEYS}
+    fields.update({
         "cost": F("cost") + outcome.cost,
         "tries": F("tries") + outcome.tries,
         "calls": F("calls") + outcome.calls,
@@ -101,7 +98,7 @@ def task_outcome_save(*, job: Job, outcome: TaskOutcome, calls_started: int, tas
         "latency_s": outcome.latency_s,
         "started_at": now - timedelta(seconds=outcome.latency_s),
         "finished_at": now,
-    }
+    })
     if outcome.last_error:
         fields["last_error"] = outcome.last_error
     fields.update(price_provenance(job=job, outcome=outcome))

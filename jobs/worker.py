@@ -103,7 +103,10 @@ class ScriptRipperWorker(SimpleWorker):
         preload_provider_modules()
         self.db = DatabasePool(settings.WORKER_DB_CONNECTIONS)
         self.calls = CallPool(min(settings.WORKER_CALL_THREADS, client_connection_limit()))
-        self._bootstrap(logging_level or "INFO", date_format, log_format)
+        # rqworker passes INFO unless -v says otherwise; RQ would then log three lines a job whatever
+        # LOG_LEVEL asks (its bootstrap sets the level of its loggers): an explicit -v still wins.
+        self._bootstrap(settings.LOG_LEVEL if logging_level in (None, "INFO") else logging_level, date_format,
+                        log_format)
         self._publish_slots()
         monitor = SlotMonitor(db=self.db, slots=self.slots, on_tick=self._maintain_rq).start()
         reconciler = ReconcilerThread(worker_name=self.name, db=self.db)
