@@ -241,6 +241,8 @@ def _flex_tier(request: Request, provider: str) -> bool:
         body = json.loads(request.body or b"{}")
     except ValueError:
         return False
+    if not isinstance(body, dict):
+        return False  # the protocol's own row answers what is not a JSON object
     tier = body.get("service_tier") if provider == "openai" else body.get("serviceTier")
     return str(tier or "").lower() == "flex"
 

@@ -199,3 +199,17 @@ def test_a_refused_batch_is_submitted_again_on_the_next_pass(alice_client, emula
     rounds(alice_client, job_id)
     assert Job.objects.get(id=job_id).status == "finished"
     assert len(list_batches(emulator.url)) == 1
+
+
+def test_the_reconciler_leaves_a_waiting_batch_job_alone(alice_client, emulator, settings):
+    from jobs.reconcile import jobs_reconcile
+
+    configure_batches(emulator.url, completion_delay=3600)
+    job_id = submit(alice_client, "openai", tasks={"summary": "Provide a brief summary"})
+    work_burst()
+    # However old its last heartbeat: a waiting job has no worker to lose.
+    Job.objects.filter(id=job_id).update(heartbeat_at=Job.objects.get(id=job_id).created_at)
+    report = jobs_reconcile(now=Job.objects.get(id=job_id).created_at + datetime.timedelta(hours=2))
+    assert report.recovered == {}
+    job = Job.objects.get(id=job_id)
+    assert job.status == "started" and job.awaiting_batch and job.attempts == 1
