@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, User
 from accounts.selectors import account_document
 from accounts.serializers import CreatedTokenSerializer, TokenCreateSerializer, TokenSerializer
 from accounts.services import api_token_create, api_token_revoke, user_rotate_webhook_secret
@@ -52,7 +52,7 @@ class TokenRevokeApi(APIView):
 
 ACCOUNT_SCHEMA = inline_serializer("Account", fields={
     "username": serializers.CharField(),
-    "plan": serializers.ChoiceField(choices=["free", "pro"]),
+    "plan": serializers.ChoiceField(choices=User.Plan.values),
     "webhook_secret": serializers.CharField(
         help_text="Signing secret of your job callbacks (Standard Webhooks, whsec_...): verify the "
                   "webhook-signature header with it."),

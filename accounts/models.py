@@ -70,10 +70,15 @@ class SpendEntry(models.Model):
     write, a re-delivered job) cannot bill the user twice.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="spend_entries")
-    reference = models.CharField(max_length=200, unique=True)
+    # Every task's outcome inserts a row, so no index is kept that another one covers: the user's
+    # (user, created_at) serves lookups by user, and the unique constraint (unlike unique=True) comes
+    # without the LIKE-pattern index Django adds for a unique text column, which no query uses.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="spend_entries",
+                             db_index=False)
+    reference = models.CharField(max_length=200)
     amount = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal("0"))
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         indexes = [models.Index(fields=["user", "created_at"])]
+        constraints = [models.UniqueConstraint(fields=["reference"], name="unique_spend_reference")]

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, SpendEntry, User, new_webhook_secret
 from scriptripper.errors import BudgetExceeded
+from scriptripper.fields import money
 
 TOKEN_PREFIX_LEN = 8
 TOKEN_BRAND = "sr_"
@@ -152,7 +153,6 @@ def next_month_start(now: datetime | None = None) -> datetime:
 
 
 CENT = Decimal("0.01")
-MONEY = Decimal("0.00000001")
 
 
 class SpendSummary(TypedDict):
@@ -168,9 +168,9 @@ def spend_summary(user: User) -> SpendSummary:
     spent = spend_this_month(user=user)
     budget = monthly_budget_of(user)
     return SpendSummary(
-        spent_this_month=spent.quantize(MONEY),
+        spent_this_month=money(spent),
         monthly_budget=budget,
-        remaining=None if budget is None else max(budget - spent, Decimal("0")).quantize(MONEY),
+        remaining=None if budget is None else money(max(budget - spent, Decimal("0"))),
         period_start=month_start(),
         resets_at=next_month_start(),
     )
@@ -188,7 +188,7 @@ def spend_check(*, user: User, cost_high: Decimal) -> None:
     """Refuse (402) work whose highest possible cost would take the user past the monthly budget.
 
     Only real spend is counted, not the estimates of jobs still queued: the worker checks
-    the budget again before every task (jobs.tasks), so concurrent submissions can overrun
+    the budget again before every task (jobs.lifecycle.task_may_start), so concurrent submissions can overrun
     the limit by at most the tasks already on the wire when it is reached.
     """
     budget = monthly_budget_of(user)

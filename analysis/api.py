@@ -3,8 +3,8 @@ prices) and the analysis profiles (saved sets of tasks)."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,12 +12,13 @@ from rest_framework.views import APIView
 
 from analysis.catalogue import prices_version
 from analysis.providers import provider_names
-from analysis.selectors import model_listing
-from analysis.selectors import profile_for_user, profiles_visible_to
-from analysis.serializers import ModelListOutputSerializer, ProfileInputSerializer, ProfileOutputSerializer
+from analysis.selectors import model_listing, profile_for_user, profiles_visible_to
+from analysis.serializers import (ModelListOutputSerializer, ProfileInputSerializer, ProfileListSerializer,
+                                  ProfileOutputSerializer, unknown_provider)
 from analysis.services import profile_create, profile_delete, profile_update
-from scriptripper.schema import error_responses
 from scriptripper.errors import validation_error
+from scriptripper.schema import error_responses
+
 
 class ModelListApi(APIView):
     @extend_schema(
@@ -35,11 +36,10 @@ class ModelListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         provider = request.query_params.get("provider")
-        names = provider_names()
         if provider is not None:
             provider = provider.strip().lower()
-            if provider not in names:
-                raise validation_error("provider", f"Unknown provider {provider!r}; choose one of: {', '.join(names)}.")
+            if provider not in provider_names():
+                raise validation_error("provider", unknown_provider(provider))
         search = (request.query_params.get("search") or "").strip().lower()
         include_retired = (request.query_params.get("include_retired") or "").strip().lower() in ("1", "true", "yes")
         models = model_listing(provider=provider, search=search, include_retired=include_retired)
@@ -47,12 +47,6 @@ class ModelListApi(APIView):
 
 
 # --- Profiles ---------------------------------------------------------------------------
-
-PROFILE_LIST_SCHEMA = inline_serializer("ProfileList", fields={
-    "count": serializers.IntegerField(),
-    "results": ProfileOutputSerializer(many=True),
-})
-
 
 def _visible_profile(request: Request, profile_id: int):
     profile = profile_for_user(user=request.user, profile_id=profile_id)
@@ -63,11 +57,11 @@ def _visible_profile(request: Request, profile_id: int):
 
 
 class ProfileListCreateApi(APIView):
-    @extend_schema(operation_id="profiles_list", responses={200: PROFILE_LIST_SCHEMA, **error_responses(401)},
+    @extend_schema(operation_id="profiles_list", responses={200: ProfileListSerializer, **error_responses(401)},
                    summary="Your analysis profiles and the built-in ones")
     def get(self, request: Request) -> Response:
         profiles = list(profiles_visible_to(request.user))
-        return Response({"count": len(profiles), "results": ProfileOutputSerializer(profiles, many=True).data})
+        return Response(ProfileListSerializer({"count": len(profiles), "results": profiles}).data)
 
     @extend_schema(request=ProfileInputSerializer,
                    responses={201: ProfileOutputSerializer, **error_responses(400, 401, 415)},

@@ -22,6 +22,7 @@ accepted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -31,10 +32,9 @@ from analysis.chunking import split_transcript
 from analysis.model_info import ModelInfo
 from analysis.planning import (PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens,
                                reduce_budget)
-from analysis.pricing import estimate_cost_range, price_unknown_note
+from analysis.pricing import estimate_cost_range
 from analysis.processing import PROCESSING_MODES, modes_offered
 from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens, count_tokens
-
 
 
 @dataclass
@@ -50,24 +50,12 @@ class TaskEstimate:
     # (cost_low, cost_high) in every processing mode the model offers; cost_low/high are the job's mode's.
     by_processing: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
-        data = {
-            "calls": self.calls,
-            "chunks": self.chunks,
-            "input_tokens": self.input_tokens,
-            "cost_low": self.cost_low,
-            "cost_high": self.cost_high,
-        }
-        if self.error:
-            data["error"] = self.error
-        return data
-
 
 @dataclass
 class Estimate:
     provider: str
     model: str
-    price_unknown: bool  # an unlisted model: the costs are 0 because the price is unknown
+    price_unknown: bool  # no price known (an unlisted model, an endpoint without prices): the costs are 0
     token_count: str  # "exact" (OpenAI encodings) or "approximate" (an upper estimate)
     context_tokens: int  # the most prompt tokens one request may carry for this model here
     transcript_tokens: int
@@ -105,33 +93,13 @@ class Estimate:
     def cost_high(self) -> Decimal:
         return sum((t.cost_high for t in self.tasks), Decimal("0"))
 
-    def as_dict(self) -> dict:
-        """JSON-ready; money stays Decimal (DRF renders it as a JSON number)."""
-        data = {
-            "provider": self.provider,
-            "model": self.model,
-            "token_count": self.token_count,
-            "context_tokens": self.context_tokens,
-            "transcript_tokens": self.transcript_tokens,
-            "calls": self.calls,
-            "input_tokens": self.input_tokens,
-            "max_output_tokens": self.max_output_tokens,
-            "max_output_tokens_total": self.max_output_tokens_total,
-            "cost_low": self.cost_low,
-            "cost_high": self.cost_high,
-            "currency": "USD",
-            "processing": self.processing,
-            # The same calls priced in each processing mode the model offers (batch and flex bill each token
-            # kind at its own rate; a kind without one stays at the standard rate).
-            "by_processing": {mode: {"cost_low": sum((t.by_processing[mode][0] for t in self.tasks), Decimal("0")),
-                                     "cost_high": sum((t.by_processing[mode][1] for t in self.tasks), Decimal("0"))}
-                              for mode in self.modes},
-            "tasks": {t.name: t.as_dict() for t in self.tasks},
-        }
-        if self.price_unknown:
-            data["price_unknown"] = True
-            data["note"] = price_unknown_note(self.provider, self.model)
-        return data
+    @property
+    def by_processing(self) -> dict[str, dict[str, Decimal]]:
+        """The same calls priced in each processing mode the model offers (batch and flex bill each token
+        kind at its own rate; a kind without one stays at the standard rate)."""
+        return {mode: {"cost_low": sum((t.by_processing[mode][0] for t in self.tasks), Decimal("0")),
+                       "cost_high": sum((t.by_processing[mode][1] for t in self.tasks), Decimal("0"))}
+                for mode in self.modes}
 
 
 def estimate_job(
@@ -142,9 +110,11 @@ def estimate_job(
     system_prompt: str,
     tasks: list[TaskSpec],
     max_output_tokens: int | None,
+    transcript_tokens: int | None = None,
     processing: str = "standard",
 ) -> Estimate:
-    """Plan and price a job's calls. `model` by name (resolved with the settings) or a resolved ModelInfo.
+    """Plan and price a job's calls. `model` by name (resolved with the settings) or a resolved ModelInfo;
+    `transcript_tokens`: the transcript document's tokens if the caller counted them already.
 
     Raises UnknownModelError / UnknownProviderError for a model or provider that cannot run.
     """
@@ -152,10 +122,11 @@ def estimate_job(
 
     config = run_config(provider=provider, model=model, system_prompt=system_prompt or "",
                         max_output_tokens=max_output_tokens, processing=processing)
-    return estimate_run(config=config, transcript=transcript, tasks=tasks)
+    return estimate_run(config=config, transcript=transcript, tasks=tasks, transcript_tokens=transcript_tokens)
 
 
-def estimate_run(*, config: RunConfig, transcript: str, tasks: list[TaskSpec]) -> Estimate:
+def estimate_run(*, config: RunConfig, transcript: str, tasks: list[TaskSpec],
+                 transcript_tokens: int | None = None) -> Estimate:
     """estimate_job for an already built RunConfig (no settings read here)."""
     info = config.model
 
@@ -167,8 +138,11 @@ def estimate_run(*, config: RunConfig, transcript: str, tasks: list[TaskSpec]) -
         return context_tokens(text, provider=config.provider, model=info.name)
 
     max_output = output_limit(config)
-    transcript_tokens = count(prompts.transcript_document(transcript))
-    plan_tokens = plan_count(prompts.transcript_document(transcript))
+    document = prompts.transcript_document(transcript)
+    if transcript_tokens is None:
+        transcript_tokens = count(document)
+    # plan_count of the document, from the one count.
+    plan_tokens = max(transcript_tokens, math.ceil(len(document) / 4))
     chunk_cache: dict[int, list[str]] = {}
     planned = [_plan_task(config, spec, transcript, transcript_tokens, count, max_output, chunk_cache,
                           plan_count=plan_count, plan_tokens=plan_tokens)

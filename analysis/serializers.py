@@ -7,11 +7,15 @@ import re
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import SkipField
 
 from analysis import structured
+from analysis.estimate import Estimate
 from analysis.models import AnalysisProfile
+from analysis.pricing import price_unknown_note
 from analysis.processing import FALLBACKS, PROCESSING_MODES
 from analysis.providers import provider_names
+from scriptripper.fields import MoneyField, OptionalBooleanField, OptionalCharField
 
 # Names are what clients type in `"profile": "meeting-notes"`: letters, digits, - _ . and spaces,
 # never all digits (a number refers to a profile's id).
@@ -54,6 +58,31 @@ def _structured_keys(item: dict, *, index: int, name: str) -> dict:
     if text_prompt is not None:
         checked["text_prompt"] = _no_nul(text_prompt, "prompts")
     return checked
+
+
+def unknown_provider(value: str) -> str:
+    return f"Unknown provider {value!r}; choose one of: {', '.join(provider_names())}."
+
+
+def validate_provider_name(value: str) -> str:
+    """A provider or configured endpoint's name, lower-cased; a field error naming the choices otherwise."""
+    value = value.strip().lower()
+    if value not in provider_names():
+        raise serializers.ValidationError(unknown_provider(value))
+    return value
+
+
+class PriceNoteField(serializers.CharField):
+    """The note beside costs of 0 that mean "unknown", not "free": on anything with `provider`, `model` and
+    `price_unknown` (an estimate, a job). Left out when the price is known."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(source="*", required=False, **kwargs)
+
+    def get_attribute(self, instance) -> str:
+        if not instance.price_unknown:
+            raise SkipField()
+        return price_unknown_note(instance.provider, instance.model)
 
 
 def validate_language_tag(value: str) -> str:
@@ -144,10 +173,7 @@ class ProfileInputSerializer(serializers.Serializer):
         return _no_nul(value, "the system prompt")
 
     def validate_default_provider(self, value: str) -> str:
-        value = value.strip().lower()
-        if value and value not in provider_names():
-            raise serializers.ValidationError(f"Unknown provider {value!r}; choose one of: {', '.join(provider_names())}.")
-        return value
+        return validate_provider_name(value) if value.strip() else ""
 
     def validate_default_model(self, value: str) -> str:
         return value.strip()
@@ -162,6 +188,11 @@ class ProfileOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "system_prompt", "tasks", "default_provider", "default_model",
                   "language", "processing", "fallback", "builtin", "created_at", "updated_at"]
         read_only_fields = fields
+
+
+class ProfileListSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = ProfileOutputSerializer(many=True)
 
 
 # --- GET /api/v1/models ------------------------------------------------------------------------------
@@ -224,3 +255,54 @@ class ModelOutputSerializer(serializers.Serializer):
 class ModelListOutputSerializer(serializers.Serializer):
     prices_version = serializers.CharField(help_text="the genai-prices version the prices come from")
     models = ModelOutputSerializer(many=True)
+
+
+# --- POST /api/v1/jobs/estimate ------------------------------------------------------------------
+
+
+class TaskEstimateSerializer(serializers.Serializer):
+    calls = serializers.IntegerField()
+    chunks = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    cost_low = MoneyField()
+    cost_high = MoneyField()
+    error = OptionalCharField()
+
+
+class ModeCostSerializer(serializers.Serializer):
+    cost_low = MoneyField()
+    cost_high = MoneyField()
+
+
+class JobEstimateSerializer(serializers.Serializer):
+    """What an analyze request would read and could cost, before anything runs (analysis.estimate)."""
+
+    provider = serializers.CharField()
+    model = serializers.CharField()
+    token_count = serializers.ChoiceField(choices=["exact", "approximate"])
+    context_tokens = serializers.IntegerField()
+    transcript_tokens = serializers.IntegerField()
+    calls = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    max_output_tokens = serializers.IntegerField()
+    max_output_tokens_total = serializers.IntegerField()
+    cost_low = MoneyField(help_text="USD: every input cached where the provider can, 1 output token a call")
+    cost_high = MoneyField(help_text="USD: nothing cached, every call using its whole output limit")
+    currency = serializers.SerializerMethodField()
+    processing = serializers.ChoiceField(choices=PROCESSING_MODES, help_text="the mode cost_low and cost_high are priced in")
+    by_processing = serializers.SerializerMethodField(
+        help_text="the same calls priced in every processing mode the model offers (standard, flex, batch)")
+    tasks = serializers.SerializerMethodField()
+    price_unknown = OptionalBooleanField()
+    note = PriceNoteField()
+
+    def get_currency(self, estimate: Estimate) -> str:
+        return "USD"
+
+    @extend_schema_field(serializers.DictField(child=ModeCostSerializer()))
+    def get_by_processing(self, estimate: Estimate) -> dict:
+        return {mode: ModeCostSerializer(costs).data for mode, costs in estimate.by_processing.items()}
+
+    @extend_schema_field(serializers.DictField(child=TaskEstimateSerializer()))
+    def get_tasks(self, estimate: Estimate) -> dict:
+        return {task.name: TaskEstimateSerializer(task).data for task in estimate.tasks}

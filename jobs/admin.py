@@ -19,12 +19,14 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from analysis.providers.usage import USAGE_KEYS
 from jobs.models import Job, Task, WebhookDelivery
 from jobs import charts
-from jobs.selectors import (CHART_RANGES, chart_buckets, jobs_per_hour_by_status, money, queue_wait_percentiles,
+from jobs.selectors import (CHART_RANGES, chart_buckets, jobs_per_hour_by_status, queue_wait_percentiles,
                             reuse_sources, spend_by_provider_model)
 from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
 from scriptripper.errors import ServiceError
+from scriptripper.fields import money
 from scriptripper.renderers import plain_number
 
 TRANSCRIPT_PREVIEW_CHARS = 2000
@@ -32,7 +34,7 @@ TRANSCRIPT_PREVIEW_CHARS = 2000
 
 def usd(value: Decimal | None) -> str:
     """Money as people read it: $0.00, $1.50, $0.0000771 (the stored digits, never 0E-8 or 7.71E-5)."""
-    value = money(value or Decimal("0"))
+    value = money(value)
     if not value:
         return "$0.00"
     text = plain_number(value)
@@ -65,6 +67,14 @@ def _pre(text: str) -> str:
     return format_html('<pre style="white-space: pre-wrap; margin: 0; max-width: 60em">{}</pre>', text)
 
 
+def _pre_column(field: str, description: str):
+    """A read-only column showing a task's text field `field`, escaped and preformatted."""
+    @admin.display(description=description)
+    def column(self, task: Task) -> str:
+        return _pre(getattr(task, field))
+    return column
+
+
 class TaskInline(admin.StackedInline):
     model = Task
     extra = 0
@@ -81,26 +91,16 @@ class TaskInline(admin.StackedInline):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
-    @admin.display(description="prompt")
-    def prompt_text(self, task: Task) -> str:
-        return _pre(task.prompt)
-
-    @admin.display(description="output")
-    def output_text(self, task: Task) -> str:
-        return _pre(task.output)
-
-    @admin.display(description="error")
-    def error_text(self, task: Task) -> str:
-        return _pre(task.error)
-
-    @admin.display(description="last failed try")
-    def last_error_text(self, task: Task) -> str:
-        return _pre(task.last_error)
+    prompt_text = _pre_column("prompt", "prompt")
+    output_text = _pre_column("output", "output")
+    error_text = _pre_column("error", "error")
+    last_error_text = _pre_column("last_error", "last failed try")
 
     @admin.display(description="tokens")
     def tokens(self, task: Task) -> str:
-        return format_html_join(", ", "{} {}", ((f"{value:,}", key.removesuffix("_tokens").replace("_", " "))
-                                                for key, value in task.usage_dict().items() if value)) or "—"
+        counts = ((f"{getattr(task, key):,}", key.removesuffix("_tokens").replace("_", " "))
+                  for key in USAGE_KEYS if getattr(task, key))
+        return format_html_join(", ", "{} {}", counts) or "—"
 
     @admin.display(description="cost (USD)")
     def cost_usd(self, task: Task) -> str:

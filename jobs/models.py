@@ -2,10 +2,16 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from functools import cached_property
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from analysis.model_info import ModelInfo
+from analysis.structured import stored_result
+from analysis.turns import speaker_stats
 
 
 class Job(models.Model):
@@ -105,6 +111,36 @@ class Job(models.Model):
             return (self.finished_at - self.started_at).total_seconds()
         return None
 
+    def model_info(self) -> ModelInfo:
+        """The model to run and bill with: the exact id the submission resolved and stored, looked up as it
+        stands. Trusted, not checked again: a model the API accepted as unlisted (ALLOW_UNLISTED_MODELS)
+        runs whatever this process's setting says. Fails (UnknownModelError) only for a model retired since,
+        or an endpoint no longer configured."""
+        from analysis.catalogue import resolve_model
+        from analysis.providers import endpoints
+        from analysis.tasks import context_overrides
+
+        return resolve_model(self.provider, self.model, allow_unlisted=True, context_overrides=context_overrides(),
+                             endpoints=endpoints())
+
+    @property
+    def cost(self) -> Decimal:
+        """total_cost once final (it is written as the job ends); before, its tasks' costs so far
+        (`tasks_cost`, counted by jobs.selectors)."""
+        return self.total_cost if self.is_final else self.tasks_cost
+
+    @cached_property
+    def price_unknown(self) -> bool:
+        """Accepted under ALLOW_UNLISTED_MODELS, or an endpoint without prices: a cost of 0 means "unknown"."""
+        from analysis.tasks import price_known  # reads the settings' endpoints
+
+        return not price_known(self.provider, self.model)
+
+    @property
+    def speakers(self) -> list[dict]:
+        """Per-speaker statistics of the transcript (analysis/turns.py): no model call."""
+        return speaker_stats(self.transcript)
+
 
 class Task(models.Model):
     """One named question of a job, with its outcome, tokens and cost."""
@@ -161,14 +197,19 @@ class Task(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.status})"
 
-    def usage_dict(self) -> dict[str, int]:
-        return {
-            "input_tokens": self.input_tokens,
-            "cached_input_tokens": self.cached_input_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-            "output_tokens": self.output_tokens,
-            "reasoning_tokens": self.reasoning_tokens,
-        }
+    @cached_property
+    def _stored(self) -> tuple[Any, dict]:
+        return stored_result(self.prompt, self.output)
+
+    @property
+    def answer(self) -> Any:
+        """What `results[name]` shows: the text, or a structured task's JSON value."""
+        return self._stored[0]
+
+    @property
+    def report(self) -> dict:
+        """A succeeded structured or cited task's citation counts and references (analysis/structured.py)."""
+        return self._stored[1] if self.status == self.Status.SUCCEEDED else {}
 
 
 class WebhookDelivery(models.Model):

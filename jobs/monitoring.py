@@ -30,13 +30,13 @@ from redis import Redis
 from rq import Queue, Worker
 from rq.job import Job as RQJob
 
+from analysis.providers.usage import USAGE_KEYS
 from jobs.models import Job, Task
 
 # Upper bounds (seconds) of the duration histograms: an LLM call takes seconds,
 # a long transcript with many chunked tasks can take many minutes.
 DURATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
-TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 
 
 def redis_connection(*, timeout: float | None = None) -> Redis:
@@ -278,7 +278,7 @@ class ScriptRipperCollector(Collector):
         usage_rows = (
             Task.objects.order_by()
             .values("job__provider", "job__model")
-            .annotate(cost=Sum("cost"), **{field: Sum(field) for field in TOKEN_FIELDS},
+            .annotate(cost=Sum("cost"), **{field: Sum(field) for field in USAGE_KEYS},
                       done=Count("pk", filter=~Q(status=Task.Status.PENDING)),
                       succeeded=Count("pk", filter=Q(status=Task.Status.SUCCEEDED)),
                       failed=Count("pk", filter=Q(status=Task.Status.FAILED)),
@@ -295,7 +295,7 @@ class ScriptRipperCollector(Collector):
                                     "by provider and model.", labels=["provider", "model"])
         for row in usage_rows:
             labels = [row["job__provider"], row["job__model"]]
-            for field in TOKEN_FIELDS:
+            for field in USAGE_KEYS:
                 tokens.add_metric([*labels, field.removesuffix("_tokens")], row[field] or 0)
             cost.add_metric(labels, float(row["cost"] or Decimal("0")))
             tasks.add_metric([*labels, "succeeded"], row["succeeded"])

@@ -194,7 +194,7 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
                 outcomes[task.name] = (Task.Status.SUCCEEDED, "")
         pending = remaining
     try:
-        config = run_config(provider=job.provider, model=job.model, system_prompt=job.system_prompt,
+        config = run_config(provider=job.provider, model=job.model_info(), system_prompt=job.system_prompt,
                             max_output_tokens=job.params.get("max_output_tokens"),
                             temperature=job.params.get("temperature"), processing=job.processing,
                             fallback=job.fallback)

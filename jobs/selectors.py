@@ -1,26 +1,22 @@
-"""Reads on jobs, and the job document of DESIGN.md (`GET /api/v1/jobs/{id}`)."""
+"""Reads on jobs: one job with its tasks (the job document), the list, reuse sources, the queues, the charts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
+from redis.exceptions import RedisError
 
 from accounts.models import User
-from analysis.structured import stored_result
-from analysis.turns import speaker_stats
-from analysis.providers.usage import USAGE_KEYS
 from jobs.models import Job, Task
-
-MONEY = Decimal("0.00000001")
-
-
-def money(value: Decimal) -> Decimal:
-    # Decimal to 8 places; DRF's JSON encoder writes it as a JSON number.
-    return (value or Decimal("0")).quantize(MONEY)
+from jobs.monitoring import queue_stats, redis_connection, workers_alive, workers_info
+from jobs.serializers import JobSerializer
+from scriptripper.errors import ServiceUnavailable
 
 
 def jobs_visible_to(user: User) -> QuerySet[Job]:
@@ -39,7 +35,7 @@ def reuse_sources(job: Job) -> dict[str, Job]:
     """For each reused task of `job` (by name), the job whose provider call paid for its answer.
 
     The worker copies a donor's output (the latest identical succeeded task of the same owner,
-    jobs/tasks.py) without recording which; the donor is the latest such task finished before
+    jobs.lifecycle.tasks_reuse_finished) without recording which; the donor is the latest such task finished before
     the copy. A donor that was itself reused leads on to the job that paid.
     """
     sources: dict[str, Job] = {}
@@ -59,77 +55,21 @@ def reuse_sources(job: Job) -> dict[str, Job]:
     return sources
 
 
-def task_metadata(task: Task) -> dict:
-    metadata = {
-        "cost": money(task.cost),
-        "usage": task.usage_dict(),
-        "tries": task.tries,
-        "calls": task.calls,
-        "chunks": task.chunks,
-        "reused": task.reused,
-        "truncated": task.truncated,
-        "blocked": task.blocked,
-        "finish_reason": task.finish_reason,
-        "latency_s": None if task.latency_s is None else round(task.latency_s, 3),
-        "last_error": task.last_error or None,
-        "price_version": task.price_version or None,
-        "price_date": task.price_date.isoformat() if task.price_date else None,
-    }
-    if task.status == Task.Status.SUCCEEDED:
-        metadata.update(stored_result(task.prompt, task.output)[1])  # structured tasks: citation counts
-    return metadata
-
-
-def job_document(job: Job, tasks: list[Task] | None = None) -> dict:
+def job_with_tasks(job: Job) -> Job:
+    """The job with its tasks read once, in order (`task_list`), and what the document counts from them."""
+    job.task_list = list(job.tasks.all())
+    job.tasks_total = len(job.task_list)
+    job.tasks_done = sum(1 for task in job.task_list if task.status != Task.Status.PENDING)
+    job.tasks_cost = sum((task.cost for task in job.task_list), Decimal("0"))
     from jobs.batches import batch_summary
 
-    if tasks is None:
-        tasks = list(job.tasks.all())
-    done = [t for t in tasks if t.status != Task.Status.PENDING]
-    result = None
-    if done:
-        usage = {key: sum(getattr(t, key) for t in tasks) for key in USAGE_KEYS}
-        total_cost = sum((t.cost for t in tasks), Decimal("0"))
-        metadata = {
-            "provider": job.provider,
-            "model": job.model,
-            "total_cost": money(total_cost),
-            "usage": usage,
-            "tasks": {t.name: task_metadata(t) for t in tasks if t.status != Task.Status.PENDING or t.tries},
-            "lost_calls": job.lost_calls,
-        }
-        from analysis.providers import endpoints
-        from analysis.tasks import price_known
+    job.batch_info = batch_summary(job)  # null unless batch mode: provider batch ids, where its calls are
+    return job
 
-        if not price_known(job.provider, job.model):
-            # Accepted under ALLOW_UNLISTED_MODELS, or an endpoint without prices: a zero cost here means
-            # "unknown", not "free".
-            metadata["price_unknown"] = True
-            metadata["note"] = (f"{job.model} has no price configured on endpoint {job.provider}: counted as 0."
-                                if job.provider in endpoints() else
-                                f"{job.model} is not in the model catalogue: its price is unknown and counted as 0.")
-        result = {
-            "results": {t.name: stored_result(t.prompt, t.output)[0] for t in tasks
-                        if t.status == Task.Status.SUCCEEDED},
-            "errors": {t.name: t.error for t in tasks if t.status == Task.Status.FAILED},
-            "metadata": metadata,
-            # Computed from the transcript, no model call (analysis/turns.py).
-            "speakers": speaker_stats(job.transcript),
-        }
-    return {
-        "job_id": str(job.id),
-        "status": job.status,
-        "queue": job.queue,
-        "processing": job.processing,
-        "batch": batch_summary(job),  # null unless batch mode: provider batch ids, where its calls are
-        "attempts": job.attempts,
-        "progress": {"tasks_done": len(done), "tasks_total": len(tasks)},
-        "error": job.error or None,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "result": result,
-    }
+
+def job_document(job: Job) -> dict:
+    """The job document of DESIGN.md: GET /api/v1/jobs/{id}, the webhook body and `analyze --json`."""
+    return JobSerializer(job_with_tasks(job)).data
 
 
 def jobs_summaries(*, user: User, filters: dict) -> QuerySet[Job]:
@@ -152,7 +92,7 @@ def jobs_summaries(*, user: User, filters: dict) -> QuerySet[Job]:
 
 
 def with_task_counts(jobs: list[Job]) -> list[Job]:
-    """Set tasks_total, tasks_done and tasks_cost on each job, in one query for the whole page."""
+    """Set tasks_total, tasks_done and tasks_cost on each job (JobSummarySerializer), in one query for the page."""
     counts = {
         row["job_id"]: row
         for row in Task.objects.filter(job_id__in=[job.id for job in jobs]).order_by().values("job_id").annotate(
@@ -165,24 +105,42 @@ def with_task_counts(jobs: list[Job]) -> list[Job]:
     return jobs
 
 
-def job_summary(job: Job) -> dict:
-    """One item of the job list: what a client needs to pick a job, not its content."""
-    # A running job's total_cost is only written when it ends; the tasks' sum is live.
-    cost = job.total_cost if job.is_final else getattr(job, "tasks_cost", None) or Decimal("0")
-    return {
-        "job_id": str(job.id),
-        "status": job.status,
-        "queue": job.queue,
-        "provider": job.provider,
-        "model": job.model,
-        "profile": job.profile_name or None,
-        "progress": {"tasks_done": job.tasks_done, "tasks_total": job.tasks_total},
-        "total_cost": money(cost),
-        "error": job.error or None,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-    }
+# --- The queues and the workers (GET /api/v1/queues) --------------------------------------------
+
+@dataclass(frozen=True)
+class RunningJob:
+    job_id: str
+    job: Job | None  # None: the row is gone, or the id is not a job's
+
+
+def queues_overview() -> dict:
+    """GET /api/v1/queues (QueuesSerializer): the queues, and the workers with the jobs each one runs."""
+    connection = redis_connection()
+    try:
+        queues = queue_stats(connection)
+        workers = workers_info(connection)
+    except RedisError as exc:
+        raise ServiceUnavailable(f"Redis is unreachable ({type(exc).__name__}).") from None
+    finally:
+        connection.close()
+    alive = {w["name"] for w in workers_alive(workers)}
+    running = [job_id for w in workers for job_id in w["current_job_ids"] if _is_uuid(job_id)]
+    jobs = {str(job.id): job for job in Job.objects.filter(id__in=running).select_related("owner")
+            .only("id", "status", "provider", "model", "started_at", "owner__username")}
+    items = []
+    for worker in workers:
+        current = [RunningJob(job_id, jobs.get(job_id)) for job_id in worker["current_job_ids"]]
+        items.append({**worker, "alive": worker["name"] in alive, "current_jobs": current,
+                      "current_job": current[0] if current else None})
+    return {"queues": queues, "workers": items, "workers_alive": len(alive)}
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 # --- Charts (the admin's charts page): read from the job rows in PostgreSQL -----------------------

@@ -1,4 +1,4 @@
-"""Writes on jobs: create, enqueue, and the worker-side lifecycle.
+"""Writes on jobs: create and enqueue, final states, cancel, retry, delete (submissions: jobs/submission.py).
 
 The database row is the truth and the queue only delivers: a job row is
 created first, and it is enqueued only after the transaction commits, with the
@@ -7,7 +7,6 @@ row's UUID as the RQ job id. Only the id travels to the worker.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -17,9 +16,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db import transaction
+from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.command import send_stop_job_command
@@ -27,14 +26,12 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 
 from accounts.models import User
-from accounts.services import monthly_budget_of, spend_check
-from analysis.catalogue import UnknownModelError, UnknownProviderError
-from analysis.estimate import estimate_job
+from analysis.model_info import ModelInfo
 from analysis.planning import TaskSpec
 from analysis.turns import stored_turns
 from jobs.models import Job, Task
-from scriptripper.errors import Conflict, NotFoundError, validation_error
 from jobs.queues import rq_connection, rq_queue
+from scriptripper.errors import Conflict, NotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ RUN_JOB_FUNC = "jobs.tasks.run_job"
 
 @dataclass(frozen=True)
 class JobRequest:
-    """Everything a job needs, validated (by the API serializers, the CLI or a test)."""
+    """Everything a job needs, checked (by jobs.submission for the API and the CLI, or by a test)."""
 
     provider: str
     model: str
@@ -62,6 +59,10 @@ class JobRequest:
     # None: the queue's default (LOW_QUEUE_PROCESSING for `low`, else standard); checked at submit.
     processing: str | None = None
     fallback: str = "standard"
+    # Derived by the submission, not part of what was asked (compare=False keeps them out of the
+    # Idempotency-Key fingerprint): the model as resolved, the transcript's tokens when counted.
+    model_info: ModelInfo | None = field(default=None, compare=False)
+    transcript_tokens: int | None = field(default=None, compare=False)
 
 
 def job_processing(*, request: JobRequest, queue: str) -> str:
@@ -75,7 +76,7 @@ def job_processing(*, request: JobRequest, queue: str) -> str:
     from analysis.processing import mode_refusal
 
     try:
-        info = get_model(request.provider, request.model)
+        info = request.model_info or get_model(request.provider, request.model)
     except ValueError:
         info = None
     if info is None or mode_refusal(provider=request.provider, info=info, processing=settings.LOW_QUEUE_PROCESSING):
@@ -171,68 +172,39 @@ def job_enqueue(*, job_id: uuid.UUID | str, at_front: bool = False, first_delive
     backlog rather than waiting behind every job submitted since it first started.
     `first_delivery`: a new row's UUID has never been in RQ, so there is no earlier run
     to remove (the removal scans the queues and registries: O(queue length) per submit)."""
-    if first_delivery and queue_name:
-        # Just committed by job_create: no need to read the row back.
-        job_id, name = str(job_id), queue_name
-    else:
-        job = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).only("id", "queue").first()
-        if job is None:
-            return False
-        job_id, name = str(job.id), job.queue
+    job_id = str(job_id)
     try:
-        queue = rq_queue(name)
-        if not first_delivery:
+        if first_delivery and queue_name:
+            # Just committed by job_create: no need to read the row back.
+            _rq_push(rq_queue(queue_name), job_id, at_front=at_front)
+            return True
+        # Two parties may deliver one job again at once (a worker handing it back, the reconciler
+        # finding it missing from Redis): one at a time, each reading the row and removing any earlier
+        # delivery first, so the job is listed once and never after a worker has claimed it.
+        with rq_connection().lock(f"scriptripper:enqueue:{job_id}", timeout=30, blocking_timeout=30):
+            job = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).only("id", "queue").first()
+            if job is None:
+                return False
+            queue = rq_queue(job.queue)
             remove_rq_job(job_id=job_id, connection=queue.connection)
-        queue.enqueue_call(
-            RUN_JOB_FUNC,
-            args=(job_id,),
-            job_id=job_id,
-            timeout=settings.JOB_TIMEOUT,
-            result_ttl=600,
-            failure_ttl=7 * 24 * 3600,
-            at_front=at_front,
-        )
+            _rq_push(queue, job_id, at_front=at_front)
     except RedisError as exc:
         logger.warning("could not enqueue job %s (%s); the reconciler will retry", job_id, type(exc).__name__)
         return False
     return True
 
 
-def job_check_spending(*, owner: User, requests: list[JobRequest]) -> None:
-    """Refuse a submission before anything is created when it could cost more than allowed.
-
-    - a job's own `max_cost` below the LOWEST the job can cost: it could never finish,
-      so it is refused as invalid input (400, field `max_cost`);
-    - the HIGHEST the submission can cost (all its jobs together), added to the real
-      spend this month, over the owner's monthly budget: 402 `budget_exceeded`.
-    The worker enforces both again while running (jobs.lifecycle.task_may_start: no task is started once
-    the job's cost reaches max_cost or the owner's spend reaches the budget).
-    """
-    budget = monthly_budget_of(owner)
-    if budget is None and all(r.max_cost is None for r in requests):
-        return  # nothing to check against: skip the token counting
-    total_high = Decimal("0")
-    for request in requests:
-        try:
-            estimate = estimate_job(transcript=request.transcript, provider=request.provider, model=request.model,
-                                    system_prompt=request.system_prompt, tasks=request.tasks,
-                                    max_output_tokens=request.params.get("max_output_tokens"),
-                                    processing=request.processing or "standard")
-        except (UnknownModelError, UnknownProviderError):
-            continue  # cannot run, so cannot spend: the worker fails it with the reason
-        if request.max_cost is not None and estimate.cost_low > request.max_cost:
-            raise validation_error("max_cost", (
-                f"max_cost is ${request.max_cost} but this job costs at least ${estimate.cost_low.quantize(Decimal('0.000001'))} "
-                f"(estimate: ${estimate.cost_low.quantize(Decimal('0.000001'))} to "
-                f"${estimate.cost_high.quantize(Decimal('0.000001'))})."))
-        total_high += estimate.cost_high
-    if budget is not None:
-        spend_check(user=owner, cost_high=total_high)
+def _rq_push(queue, job_id: str, *, at_front: bool) -> None:
+    # Given a pipeline, RQ queues its writes (the queue set, the job hash, the push) on it: one round trip.
+    with queue.connection.pipeline() as pipe:
+        queue.enqueue_call(RUN_JOB_FUNC, args=(job_id,), job_id=job_id, timeout=settings.JOB_TIMEOUT, result_ttl=600,
+                           failure_ttl=7 * 24 * 3600, at_front=at_front, pipeline=pipe)
+        pipe.execute()
 
 
 # --- fingerprints -------------------------------------------------------------------
 
-def _digest(value) -> str:
+def digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -241,57 +213,19 @@ def task_reuse_key(*, job: Job, prompt: str) -> str:
 
     The owner is not in the key: reuse is looked up within the same owner's tasks only.
     """
-    return _digest(["v1", job.transcript, job.provider, job.model, job.system_prompt, prompt, job.params])
-
-
-def request_fingerprint(request: JobRequest) -> str:
-    """Hash of the validated request (the canonical body), for Idempotency-Key comparisons."""
-    body = dataclasses.asdict(request)
-    body["tasks"] = [[t["name"], t["prompt"]] for t in body["tasks"]]
-    return _digest(body)
-
-
-def job_create_idempotent(*, owner: User, request: JobRequest, idempotency_key: str) -> tuple[Job, bool]:
-    """job_create under the client's Idempotency-Key: (job, created).
-
-    The same key with the same body within IDEMPOTENCY_TTL_SECONDS returns the first job
-    (created False); the same key with another body is a Conflict. An expired key is freed.
-    """
-    fingerprint = request_fingerprint(request)
-    for _ in range(3):
-        existing = Job.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            if existing.created_at >= timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS):
-                if existing.request_fingerprint != fingerprint:
-                    raise Conflict("This Idempotency-Key was already used with a different request body.")
-                return existing, False
-            Job.objects.filter(id=existing.id, idempotency_key=idempotency_key).update(idempotency_key="")
-        try:
-            with transaction.atomic():
-                return job_create(owner=owner, request=request, idempotency_key=idempotency_key,
-                                  request_fingerprint=fingerprint), True
-        except IntegrityError:
-            continue  # a concurrent request with the same key won the insert: answer with its job
-    raise Conflict("A request with this Idempotency-Key is being processed; try again.")
-
-
-def job_submit(*, owner: User, request: JobRequest, idempotency_key: str = "") -> tuple[Job, bool]:
-    """A submission, for the API and the CLI alike: the spending checks (400 on `max_cost`,
-    402 budget_exceeded), then the job, once per Idempotency-Key. Returns (job, created):
-    created is False when the key was used before with the same body; a replay is not a new
-    spend, so it is not checked against the budget again."""
-    if idempotency_key:
-        since = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
-        if not Job.objects.filter(owner=owner, idempotency_key=idempotency_key, created_at__gte=since).exists():
-            job_check_spending(owner=owner, requests=[request])
-        return job_create_idempotent(owner=owner, request=request, idempotency_key=idempotency_key)
-    job_check_spending(owner=owner, requests=[request])
-    return job_create(owner=owner, request=request), True
+    return digest(["v1", job.transcript, job.provider, job.model, job.system_prompt, prompt, job.params])
 
 
 # --- final states --------------------------------------------------------------------
 
 CANCELED_MESSAGE = "Canceled by request."
+
+
+# The sum of a job's task costs, as a correlated subquery of the UPDATE that ends the job. Written out
+# because every job ends through it: built with the ORM (Subquery of an annotated Sum), compiling the
+# subquery took more of the worker's CPU than the rest of the statement took to compile, send and run.
+TASKS_COST_SQL = (f'SELECT COALESCE(SUM(t."cost"), 0) FROM "{Task._meta.db_table}" t '
+                  f'WHERE t."job_id" = "{Job._meta.db_table}"."id"')
 
 
 def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_statuses: tuple[str, ...],
@@ -303,11 +237,7 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
     reconciler or API gets there first decides the final state and the others change nothing.
     """
     now = timezone.now()
-    total_cost = Coalesce(
-        Subquery(Task.objects.filter(job_id=OuterRef("pk")).order_by().values("job_id")
-                 .annotate(total=Sum("cost")).values("total")),
-        Value(Decimal("0")), output_field=Job._meta.get_field("total_cost"),
-    )
+    total_cost = RawSQL(TASKS_COST_SQL, (), output_field=Job._meta.get_field("total_cost"))
     rows = Job.objects.filter(id=job_id, status__in=from_statuses)
     if attempt is not None:
         rows = rows.filter(attempts=attempt)

@@ -1,9 +1,9 @@
 """Job callbacks in the Standard Webhooks format.
 
 When a job reaches a final state and has a `callback_url`, a `WebhookDelivery`
-row is scheduled with the job document as its body. The work horse that
-finished the job tries it at once; failures (and deliveries scheduled outside
-a worker, e.g. on cancel) are retried by the reconciler thread with backoff for
+row is scheduled with the job document as its body. The worker that
+finished the job tries it at once (jobs.lifecycle.webhooks_deliver_now); failures (and deliveries
+scheduled outside a worker, e.g. on cancel) are retried by the reconciler thread with backoff for
 about an hour (settings.WEBHOOK_RETRY_DELAYS), never by RQ's scheduler, which
 `rqworker` does not start.
 

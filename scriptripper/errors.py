@@ -108,6 +108,11 @@ def validation_error(field: str, message: str) -> ServiceError:
     return ServiceError(message, code="validation_error", fields={field: [message]})
 
 
+def field_errors(fields: dict[str, list[str]]) -> ServiceError:
+    """Bad fields found by a service, worded as DRF words a serializer's ("field: message")."""
+    return ServiceError(_validation_message(fields), code="validation_error", fields=fields)
+
+
 _CODES_BY_CLASS: list[tuple[type[Exception], str]] = [
     (exceptions.ParseError, "parse_error"),
     (exceptions.NotAuthenticated, "not_authenticated"),

@@ -1,59 +1,22 @@
 """ScriptRipper settings: one module, driven by environment variables.
 
 Every value comes from the environment (a `.env` file is read when present) and
-is parsed loudly: a malformed value raises ImproperlyConfigured at start-up
+is parsed loudly by the helpers of scriptripper/env.py: a malformed value raises ImproperlyConfigured at start-up
 rather than being silently replaced by a default. Nothing exists only in
 production; behaviour switches on variables (see README.md and .env.example).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from scriptripper.env import (env, env_bool, env_choice, env_endpoints, env_float, env_int, env_rate,
+                              env_seconds_list)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
-
-
-def _env_number(name: str, default, *, cast, kind: str, minimum):
-    raw = env.str(name, default=str(default))
-    try:
-        value = cast(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be {kind}, got {raw!r}") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    return _env_number(name, default, cast=int, kind="an integer", minimum=minimum)
-
-
-def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
-    return _env_number(name, default, cast=float, kind="a number", minimum=minimum)
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = env.str(name, default="true" if default else "false").strip().lower()
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off", ""}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
-
-
-def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = env.str(name, default=default).strip().lower()
-    if value not in choices:
-        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
+env.read_env(BASE_DIR / ".env", overwrite=False)
 
 ENVIRONMENT = env_choice("ENVIRONMENT", "development", ("development", "production"))
 IS_PRODUCTION = ENVIRONMENT == "production"
@@ -196,30 +159,9 @@ GEMINI_API_VERSION = env.str("GEMINI_API_VERSION", default="")
 if GEMINI_API_VERSION not in ("", "v1", "v1beta", "v1alpha"):
     raise ImproperlyConfigured(f"GEMINI_API_VERSION must be v1 or v1beta, got {GEMINI_API_VERSION!r}")
 
-
-
-def env_endpoints() -> dict:
-    """OPENAI_COMPATIBLE_ENDPOINTS (JSON) or the file OPENAI_COMPATIBLE_ENDPOINTS_FILE names: named endpoints."""
-    from analysis.endpoints import EndpointConfigError, parse_endpoints
-
-    text, variable = env.str("OPENAI_COMPATIBLE_ENDPOINTS", default=""), "OPENAI_COMPATIBLE_ENDPOINTS"
-    path = env.str("OPENAI_COMPATIBLE_ENDPOINTS_FILE", default="")
-    if path:
-        if text.strip():
-            raise ImproperlyConfigured("Set OPENAI_COMPATIBLE_ENDPOINTS or OPENAI_COMPATIBLE_ENDPOINTS_FILE, not both")
-        variable = "OPENAI_COMPATIBLE_ENDPOINTS_FILE"
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ImproperlyConfigured(f"OPENAI_COMPATIBLE_ENDPOINTS_FILE: cannot read {path!r} ({exc.strerror})") from None
-    try:
-        return parse_endpoints(text, env=os.environ)
-    except EndpointConfigError as exc:
-        raise ImproperlyConfigured(f"{variable}: {exc}") from None
-
-
 # Named OpenAI-compatible endpoints beside the three providers (README: local models).
-OPENAI_COMPATIBLE_ENDPOINTS = env_endpoints()
+OPENAI_COMPATIBLE_ENDPOINTS = env_endpoints(env.str("OPENAI_COMPATIBLE_ENDPOINTS", default=""),
+                                            env.str("OPENAI_COMPATIBLE_ENDPOINTS_FILE", default=""))
 
 MAX_PROMPT_TOKENS = env_int("MAX_PROMPT_TOKENS", 0)
 MODEL_CONTEXT_OVERRIDES_RAW = env.str("MODEL_CONTEXT_OVERRIDES", default="")
@@ -319,25 +261,6 @@ PLAN_MONTHLY_BUDGETS = {
 }
 
 # --- Throttling ---------------------------------------------------------------------
-_RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
-                 "d": 86400, "day": 86400}
-
-
-def env_rate(name: str, default: str) -> tuple[int, int] | None:
-    """A request rate "N/period" (period: s, min, hour, day) as (N, seconds); "none": no limit."""
-    raw = env.str(name, default=default).strip().lower()
-    if raw in {"none", "off", "0"}:
-        return None
-    count, _, period = raw.partition("/")
-    try:
-        limit = int(count)
-    except ValueError:
-        limit = 0
-    if limit < 1 or period not in _RATE_PERIODS:
-        raise ImproperlyConfigured(f"{name} must look like 60/min (s, min, hour, day) or none, got {raw!r}")
-    return limit, _RATE_PERIODS[period]
-
-
 # Per user and plan; counted in Redis (CACHES below) so all API processes share the counts.
 # "submit": job submissions (analyze, batch); "api": every authenticated API request.
 THROTTLE_RATES = {
@@ -357,17 +280,6 @@ CACHES = {
 # --- Webhooks -------------------------------------------------------------------
 WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
 WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
-
-
-def env_seconds_list(name: str, default: str) -> list[float]:
-    raw = env.str(name, default=default)
-    try:
-        values = [float(part) for part in raw.split(",") if part.strip()]
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be comma-separated seconds, got {raw!r}") from None
-    if any(v < 0 for v in values):
-        raise ImproperlyConfigured(f"{name} must not contain negative delays, got {raw!r}")
-    return values
 
 
 # Delays before the 2nd, 3rd, ... delivery attempt of a webhook (default: 9 attempts over about 73 minutes).

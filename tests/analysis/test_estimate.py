@@ -11,6 +11,7 @@ from analysis import prompts
 from analysis.catalogue import get_model
 from analysis.estimate import estimate_job
 from analysis.planning import TaskSpec
+from analysis.serializers import JobEstimateSerializer
 from analysis.tasks import run_analysis, run_config
 from analysis.tokens import MESSAGE_OVERHEAD_TOKENS
 from tests.conftest import transcript
@@ -53,9 +54,9 @@ def test_anthropic_high_bound_bills_every_prompt_as_a_cache_write():
     expected_low = sum(q((Decimal(n) * Decimal("0.10") + Decimal(5)) / M) for n in per_call)
     assert estimate.cost_high == expected_high
     assert estimate.cost_low == expected_low
-    as_dict = estimate.as_dict()
-    assert as_dict["cost_low"] == expected_low and as_dict["calls"] == 2
-    assert set(as_dict["tasks"]) == {"summary", "key_points"}
+    data = JobEstimateSerializer(estimate).data  # what POST jobs/estimate answers
+    assert data["cost_low"] == expected_low and data["calls"] == 2
+    assert set(data["tasks"]) == {"summary", "key_points"}
 
 
 def test_max_output_is_capped_at_the_models_limit():
@@ -86,7 +87,7 @@ def test_unlisted_model_is_estimated_at_zero_with_a_note(settings):
     settings.ALLOW_UNLISTED_MODELS = True
     estimate = estimate_job(transcript="A: hi", provider="openai", model="llama3.1:8b", system_prompt="",
                             tasks=TASKS[:1], max_output_tokens=None)
-    data = estimate.as_dict()
+    data = JobEstimateSerializer(estimate).data
     assert data["cost_low"] == data["cost_high"] == 0
     assert data["price_unknown"] is True and "llama3.1:8b" in data["note"]
     assert data["token_count"] == "approximate"

@@ -1,9 +1,9 @@
 """`python manage.py analyze FILE --user USERNAME ...`: submit a transcript from the terminal.
 
 The submission goes through exactly what `POST /api/v1/jobs/analyze` runs
-(AnalyzeSerializer with the file as an upload, the same JobRequest, the same
-spending checks, job_create), as the given user, so a file the API would
-refuse is refused here with the same message. With --wait it polls
+(AnalyzeSerializer with the file as an upload, then the jobs.submission
+service), as the given user, so a file the API would refuse is refused here
+with the same message. With --wait it polls
 PostgreSQL (the truth; a worker may be on any machine) and draws a progress
 bar on stderr, then prints the results on stdout as Markdown, or as the API's
 JSON document with --json.
@@ -26,11 +26,10 @@ from rest_framework import serializers
 
 from accounts.models import User
 from analysis import render
-from jobs.api import job_request
 from jobs.models import Job, Task
 from jobs.selectors import job_document, reuse_sources
-from jobs.serializers import AnalyzeSerializer
-from jobs.services import job_submit
+from jobs.serializers import AnalyzeSerializer, JobAcceptedSerializer
+from jobs.submission import job_analyze
 from scriptripper.errors import ServiceError, validation_message
 from scriptripper.renderers import JSONRenderer, plain_number
 
@@ -203,7 +202,7 @@ class Command(BaseCommand):
         job = self.submit(user, options)
         if not options["wait"]:
             if options["json"]:
-                self.write_json({"job_id": str(job.id), "status": job.status, "message": "Job queued for processing"})
+                self.write_json(JobAcceptedSerializer(job).data)
             else:
                 self.stdout.write(str(job.id))
             return
@@ -259,10 +258,10 @@ class Command(BaseCommand):
                 data["language"] = options["language"]
             if options["text"]:
                 data["structured"] = False
-            serializer = AnalyzeSerializer(data=data, context={"user": user})
+            serializer = AnalyzeSerializer(data=data)
             try:
                 serializer.is_valid(raise_exception=True)
-                job, _ = job_submit(owner=user, request=job_request(serializer.validated_data))
+                job, _ = job_analyze(owner=user, **serializer.validated_data)
             except serializers.ValidationError as exc:
                 raise CommandError(validation_message(exc)) from None
             except ServiceError as exc:
