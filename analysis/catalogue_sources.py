@@ -277,6 +277,47 @@ def _variant(model: Any, context: dict[str, str], today: dt.date) -> tuple[tuple
     return tuple(out)
 
 
+def _variant_periods(model: Any, context: dict[str, str]) -> tuple[PricePeriod, ...]:
+    """The billing periods of a batch or flex variant: at every day a standard price or a variant starts,
+    the prices genai-prices itself resolves for that context (model.get_prices: the variant's kinds replace
+    the standard ones, kind by kind). Days with no matching variant in force have no period."""
+    from genai_prices import types
+
+    variants = [v for v in (model.price_variants or ()) if v.when == context]
+    if not variants:
+        return ()
+    starts: set[dt.date | None] = {None}
+    for variant in variants:
+        if isinstance(variant.constraint, types.StartDateConstraint):
+            starts.add(variant.constraint.start_date)
+        elif variant.constraint is not None:
+            return ()  # time-of-day variants: not something we bill
+    if not isinstance(model.prices, types.ModelPrice):
+        starts.update(c.constraint.start_date for c in model.prices
+                      if isinstance(c.constraint, types.StartDateConstraint))
+    periods = []
+    for start in sorted(starts, key=lambda d: d or dt.date.min):
+        moment = dt.datetime.combine(start or dt.date(2000, 1, 1), dt.time(), dt.UTC)
+        if not any(v.constraint is None or v.constraint.active(moment) for v in variants):
+            continue
+        period = _period(start, model.get_prices(moment, context))
+        if period is not None:
+            periods.append(period)
+    return tuple(periods)
+
+
+def _overlay_flex_periods(periods: tuple[PricePeriod, ...], flex: Mapping[str, Decimal]) -> tuple[PricePeriod, ...]:
+    """Flex prices the overlay gives (kinds input, cached_input, output), put in place of the standard ones of
+    every period; reasoning is output, as everywhere."""
+    out = []
+    for period in periods:
+        inp, read, write, output, _ = period.base
+        output = flex.get("output", output)
+        base = (flex.get("input", inp), flex.get("cached_input", read), write, output, output)
+        out.append(PricePeriod(start=period.start, base=base, cache_write_1h=period.cache_write_1h))
+    return tuple(out)
+
+
 def _library_models(provider: str) -> list[Any]:
     # The bundled data only (genai_prices.data), never a snapshot the updater may have set.
     from genai_prices.data import providers
@@ -377,6 +418,9 @@ def build_catalogue(overlays: Mapping[str, _Overlay], *, today: dt.date | None =
                 overlay_sources=tuple(dict.fromkeys(sources)),
                 flex=flex,
                 batch=_variant(model, {"processing": "batch"}, today),
+                batch_periods=_variant_periods(model, {"processing": "batch"}),
+                flex_periods=(_overlay_flex_periods(periods, values["flex"]) if "flex" in values
+                              else _variant_periods(model, {"service_tier": "flex"})),
             )
         catalogue[provider] = models
     return catalogue, skipped

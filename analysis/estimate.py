@@ -33,6 +33,7 @@ from analysis.model_info import ModelInfo
 from analysis.planning import (PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens,
                                reduce_budget)
 from analysis.pricing import estimate_cost_range
+from analysis.processing import PROCESSING_MODES, modes_offered
 from analysis.tokens import MESSAGE_OVERHEAD_TOKENS, context_tokens, count_tokens
 
 
@@ -46,6 +47,8 @@ class TaskEstimate:
     cost_low: Decimal = Decimal("0")
     cost_high: Decimal = Decimal("0")
     error: str = ""  # the task cannot run as asked (e.g. no room for the transcript)
+    # (cost_low, cost_high) in every processing mode the model offers; cost_low/high are the job's mode's.
+    by_processing: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Estimate:
     transcript_tokens: int
     max_output_tokens: int  # the output limit sent with every call
     tasks: list[TaskEstimate]
+    processing: str = "standard"
 
     @property
     def calls(self) -> int:
@@ -72,6 +76,12 @@ class Estimate:
         return [n for t in self.tasks for n in t.input_tokens_per_call]
 
     @property
+    def modes(self) -> list[str]:
+        """The processing modes every task was priced in (the model's)."""
+        found = [set(t.by_processing) for t in self.tasks if not t.error]
+        return [m for m in PROCESSING_MODES if found and all(m in f for f in found)]
+
+    @property
     def max_output_tokens_total(self) -> int:
         return self.calls * self.max_output_tokens
 
@@ -83,6 +93,14 @@ class Estimate:
     def cost_high(self) -> Decimal:
         return sum((t.cost_high for t in self.tasks), Decimal("0"))
 
+    @property
+    def by_processing(self) -> dict[str, dict[str, Decimal]]:
+        """The same calls priced in each processing mode the model offers (batch and flex bill each token
+        kind at its own rate; a kind without one stays at the standard rate)."""
+        return {mode: {"cost_low": sum((t.by_processing[mode][0] for t in self.tasks), Decimal("0")),
+                       "cost_high": sum((t.by_processing[mode][1] for t in self.tasks), Decimal("0"))}
+                for mode in self.modes}
+
 
 def estimate_job(
     *,
@@ -93,6 +111,7 @@ def estimate_job(
     tasks: list[TaskSpec],
     max_output_tokens: int | None,
     transcript_tokens: int | None = None,
+    processing: str = "standard",
 ) -> Estimate:
     """Plan and price a job's calls. `model` by name (resolved with the settings) or a resolved ModelInfo;
     `transcript_tokens`: the transcript document's tokens if the caller counted them already.
@@ -102,7 +121,7 @@ def estimate_job(
     from analysis.tasks import run_config  # reads Django settings; keep this module importable without them
 
     config = run_config(provider=provider, model=model, system_prompt=system_prompt or "",
-                        max_output_tokens=max_output_tokens)
+                        max_output_tokens=max_output_tokens, processing=processing)
     return estimate_run(config=config, transcript=transcript, tasks=tasks, transcript_tokens=transcript_tokens)
 
 
@@ -140,6 +159,7 @@ def estimate_run(*, config: RunConfig, transcript: str, tasks: list[TaskSpec],
         transcript_tokens=transcript_tokens,
         max_output_tokens=max_output,
         tasks=planned,
+        processing=config.processing,
     )
 
 
@@ -186,10 +206,14 @@ def _priced(config: RunConfig, estimate: TaskEstimate, low_prompts: list[int], h
     estimate.calls = len(high_prompts)
     estimate.input_tokens_per_call = high_prompts
     estimate.input_tokens = sum(high_prompts)
-    estimate.cost_low, _ = estimate_cost_range(config.model, prompt_tokens_per_call=low_prompts,
-                                               max_output_per_call=[max_output] * len(low_prompts))
-    _, estimate.cost_high = estimate_cost_range(config.model, prompt_tokens_per_call=high_prompts,
-                                                max_output_per_call=[max_output] * len(high_prompts))
+    for mode in modes_offered(provider=config.provider, info=config.model):
+        low, _ = estimate_cost_range(config.model, prompt_tokens_per_call=low_prompts,
+                                     max_output_per_call=[max_output] * len(low_prompts), processing=mode)
+        _, high = estimate_cost_range(config.model, prompt_tokens_per_call=high_prompts,
+                                      max_output_per_call=[max_output] * len(high_prompts), processing=mode)
+        estimate.by_processing[mode] = (low, high)
+    estimate.cost_low, estimate.cost_high = estimate.by_processing.get(
+        config.processing, estimate.by_processing["standard"])
     return estimate
 
 

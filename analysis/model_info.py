@@ -26,6 +26,14 @@ def utc_today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
+def _day_of(when: dt.datetime | dt.date | None) -> dt.date:
+    if when is None:
+        return utc_today()
+    if isinstance(when, dt.datetime):
+        return (when.astimezone(dt.UTC) if when.tzinfo is not None else when).date()
+    return when
+
+
 def period_in_force(periods: tuple[PricePeriod, ...], day: dt.date) -> PricePeriod:
     """The period of a non-empty price history (oldest first) in force on `day`."""
     for period in reversed(periods):
@@ -94,6 +102,11 @@ class ModelInfo:
     overlay_sources: tuple[str, ...] = ()  # where each overlay figure for this model came from
     flex: tuple[tuple[str, Decimal], ...] = ()  # flex prices (display): (kind, USD per million)
     batch: tuple[tuple[str, Decimal], ...] = ()  # batch prices (display)
+    # What bills batch and flex calls: price periods as `periods`, each the standard prices with the
+    # variant's kinds put in their place (a kind the variant lacks keeps its standard rate, as genai-prices
+    # resolves variants). Empty: the model has no such price, and that mode is refused at submit.
+    batch_periods: tuple[PricePeriod, ...] = ()
+    flex_periods: tuple[PricePeriod, ...] = ()
 
     def retired(self, today: dt.date) -> bool:
         return self.retires_on is not None and today > self.retires_on
@@ -102,20 +115,32 @@ class ModelInfo:
     def catalogue_id(self) -> str:
         return self.id or self.name
 
-    def period_at(self, when: dt.datetime | dt.date | None = None) -> PricePeriod:
-        """The price period in force at `when` (a UTC time or day; None: now)."""
+    def period_at(self, when: dt.datetime | dt.date | None = None, processing: str = "standard") -> PricePeriod:
+        """The price period in force at `when` (a UTC time or day; None: now), for `processing`
+        (standard, batch, flex). A batch or flex price not in force at `when` is a ValueError: such a call
+        must never be billed at a price the provider did not ask."""
+        if processing != "standard":
+            period = self._mode_period(processing, when)
+            if period is None:
+                raise ValueError(f"{self.name} has no {processing} price on {_day_of(when).isoformat()}")
+            return period
         periods = self.periods
         if len(periods) == 1:
             return periods[0]
         if not periods:
             return _period_from_fields(self)
-        if when is None:
-            day = utc_today()
-        elif isinstance(when, dt.datetime):
-            day = (when.astimezone(dt.UTC) if when.tzinfo is not None else when).date()
-        else:
-            day = when
-        return period_in_force(periods, day)
+        return period_in_force(periods, _day_of(when))
+
+    def offers(self, processing: str, when: dt.datetime | dt.date | None = None) -> bool:
+        """Whether a call in this processing mode has a price at `when` (None: now)."""
+        return processing == "standard" or self._mode_period(processing, when) is not None
+
+    def _mode_period(self, processing: str, when: dt.datetime | dt.date | None) -> PricePeriod | None:
+        periods = self.batch_periods if processing == "batch" else self.flex_periods
+        day = _day_of(when)
+        # Unlike the standard history, a mode has no price before its first period (it did not exist).
+        started = [p for p in periods if p.start is None or p.start <= day]
+        return started[-1] if started else None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready description for GET /api/v1/models.

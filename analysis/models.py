@@ -20,6 +20,9 @@ class AnalysisProfile(models.Model):
     default_provider = models.CharField(max_length=20, blank=True, default="")
     default_model = models.CharField(max_length=100, blank=True, default="")
     language = models.CharField(max_length=35, blank=True, default="")  # BCP 47; empty: the transcript's
+    # The processing mode and fallback of the profile's jobs when the request names none (empty: the defaults).
+    processing = models.CharField(max_length=10, blank=True, default="")
+    fallback = models.CharField(max_length=10, blank=True, default="")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
                               related_name="analysis_profiles")
     created_at = models.DateTimeField(default=timezone.now)

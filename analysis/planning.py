@@ -43,6 +43,9 @@ class RunConfig:
     overlap_tokens: int = 200
     default_max_output_tokens: int = 8192
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    processing: str = "standard"  # analysis/processing.py: standard, flex or batch
+    fallback: str = "standard"  # what a call its mode cannot finish does: standard or fail
+    flex_timeout: float | None = None  # seconds one flex request may take (FLEX_REQUEST_TIMEOUT)
 
     @property
     def context(self) -> int:

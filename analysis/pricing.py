@@ -51,19 +51,21 @@ def is_above_tier(info: ModelInfo, prompt_tokens: int, *, at: dt.datetime | dt.d
     return period.rates_for(prompt_tokens) is not period.base
 
 
-def price_call(info: ModelInfo, usage: Usage, *, at: dt.datetime | dt.date | None = None) -> tuple[Decimal, PricePeriod]:
+def price_call(info: ModelInfo, usage: Usage, *, at: dt.datetime | dt.date | None = None,
+               processing: str = "standard") -> tuple[Decimal, PricePeriod]:
     """(USD cost of ONE provider call, the price period it was billed at).
 
     `at` is the call's time (UTC; None: now): the price in force that day applies (genai-prices' price
     history, precomputed into info.periods at start-up). The long-prompt tier is chosen by this call's own
-    prompt size. Our Usage counts are exclusive (input_tokens has no cache reads or writes in it,
+    prompt size. `processing` (standard, batch, flex) picks the model's prices for that mode: a batch call is
+    billed at the batch rates in force when its batch was submitted. Our Usage counts are exclusive (input_tokens has no cache reads or writes in it,
     output_tokens no reasoning), so each count meets its own rate once; see library_usage for the mapping to
     genai-prices' totals.
     """
     counts = _counts(usage)
     if any(n < 0 for n in counts):
         raise ValueError(f"negative token count in {usage!r}")
-    period = info.period_at(at)
+    period = info.period_at(at, processing)
     rates = period.rates_for(usage.prompt_tokens)
     total = _ZERO
     for n, rate in zip(counts, rates, strict=True):
@@ -72,13 +74,14 @@ def price_call(info: ModelInfo, usage: Usage, *, at: dt.datetime | dt.date | Non
     return quantize_cost(_CONTEXT.divide(total, _PER_MILLION)), period
 
 
-def cost_of(info: ModelInfo, usage: Usage, *, at: dt.datetime | dt.date | None = None) -> Decimal:
+def cost_of(info: ModelInfo, usage: Usage, *, at: dt.datetime | dt.date | None = None,
+            processing: str = "standard") -> Decimal:
     """USD cost of ONE provider call, rounded half-up to 8 places.
 
     Pass one call's usage, never a sum over calls: the long-prompt tier depends on the single request's
     prompt size. Callers add up the per-call results.
     """
-    return price_call(info, usage, at=at)[0]
+    return price_call(info, usage, at=at, processing=processing)[0]
 
 
 def library_usage(usage: Usage) -> Any:
@@ -104,6 +107,7 @@ def estimate_cost_range(
     *,
     prompt_tokens_per_call: list[int],
     max_output_per_call: list[int],
+    processing: str = "standard",
 ) -> tuple[Decimal, Decimal]:
     """(lowest, highest) USD a set of planned calls can cost; the lists are per call, in step.
 
@@ -133,7 +137,7 @@ def estimate_cost_range(
             low_usage = Usage(cached_input_tokens=prompt, output_tokens=min(1, max_output))
         else:
             low_usage = Usage(input_tokens=prompt, output_tokens=min(1, max_output))
-        low += cost_of(info, low_usage)
+        low += cost_of(info, low_usage, processing=processing)
 
         write_dearer = cacheable and info.cache_write > info.input
         reasoning_dearer = info.reasoning > info.output
@@ -143,5 +147,5 @@ def estimate_cost_range(
             output_tokens=0 if reasoning_dearer else max_output,
             reasoning_tokens=max_output if reasoning_dearer else 0,
         )
-        high += cost_of(info, high_usage)
+        high += cost_of(info, high_usage, processing=processing)
     return low, high

@@ -16,6 +16,7 @@ wait ends when the run's `StopToken` is set (analysis/execution.py).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from analysis import prompts, structured
+from analysis.batching import BatchCalls
 from analysis.chunking import split_transcript
 from analysis.execution import CallPool, Stopped, StopToken
 from analysis.limits import ProviderLimiter
@@ -34,7 +36,7 @@ from analysis.planning import (
     RunConfig, TaskSpec, group_partials, output_limit, prompt_budget, prompt_tokens, reduce_budget,
 )
 from analysis.pricing import cost_of, price_unknown_note
-from analysis.providers.base import Completion, GenerationParams, Prompt, Provider, ProviderError
+from analysis.providers.base import RATE_LIMIT, Completion, GenerationParams, Prompt, Provider, ProviderError
 from analysis.providers.usage import Usage
 from analysis.retry import CallFailed, call_with_retries
 from analysis.tokens import context_tokens
@@ -121,7 +123,7 @@ class _TaskState:
 class Runner:
     def __init__(self, config: RunConfig, provider: Provider, *, limiter: ProviderLimiter | None = None,
                  hooks: RunHooks | None = None, call_pool: CallPool | None = None,
-                 stop: StopToken | None = None) -> None:
+                 stop: StopToken | None = None, batch: BatchCalls | None = None) -> None:
         self.config = config
         self.provider = provider
         self.limiter = limiter
@@ -134,6 +136,10 @@ class Runner:
         self.params = GenerationParams(max_output_tokens=self.max_output,
                                        temperature=config.temperature if info.accepts_temperature else None,
                                        reasoning_model=info.reasoning_model)
+        # Flex (analysis/processing.py): the same requests on the provider's flex tier, with its longer timeout.
+        self.flex = config.processing == "flex"
+        # Batch mode (jobs/batches.py): requests answered through provider batches instead of _send.
+        self.batch = batch
 
     def count(self, text: str) -> int:
         # Never below chars/4, even where the real encoding counts fewer (OpenAI): see tokens.context_tokens.
@@ -147,7 +153,20 @@ class Runner:
             raise ProviderError(self.config.provider, "context_length",
                                 f"A request of {tokens} tokens plus {self.max_output} for the answer would exceed "
                                 f"{self.config.model.name}'s context of {self.context} tokens")
-        def attempt() -> Completion:
+        params = state.params or self.params
+        processing = "standard"
+        if self.batch is not None:
+            # Batch mode: answered from the job's provider batches, or registered for the next one (the
+            # task stops here: AwaitingBatch). None: the batch could not answer it and the job's fallback is
+            # standard: it is sent now, like any standard call.
+            answer = self.batch.answer(state.name, prompt, params)
+            if answer is not None:
+                return self._billed(state, answer.completion, tries=1, processing="batch", at=answer.priced_at)
+        elif self.flex:
+            processing = "flex"
+            params = dataclasses.replace(params, service_tier="flex", timeout=self.config.flex_timeout)
+
+        def attempt(params: GenerationParams = params) -> Completion:
             self.stop.check()  # a stopped run starts no request
             lease = None
             if self.limiter is not None:
@@ -157,7 +176,7 @@ class Runner:
                 # slot): a worker killed while waiting has no call in flight to count as lost.
                 if self.hooks.on_call:
                     self.hooks.on_call(state.name)
-                future = self._send(prompt, lease, state.params or self.params)
+                future = self._send(prompt, lease, params)
             except BaseException:
                 if self.limiter is not None:
                     self.limiter.release(self.config.provider, lease)
@@ -166,18 +185,50 @@ class Runner:
             # timeout bounds that) and releases the lease then.
             return self.stop.result(future)
 
+        def note(_attempt: int, error: ProviderError | None) -> None:
+            if error:
+                state.note_error(error.message)
+
+        # Flex capacity refusals (429) are retried with backoff for half the task's budget, so that a standard
+        # fallback still has time for its own retries.
+        deadline = state.deadline
+        if processing == "flex" and self.config.fallback == "standard":
+            deadline = min(deadline, time.monotonic() + self.config.policy.max_total / 2)
         try:
-            result = call_with_retries(attempt, policy=self.config.policy, deadline=state.deadline,
-                                       sleep=self.stop.sleep,
-                                       on_try=lambda _attempt, error: error and state.note_error(error.message))
+            result = call_with_retries(attempt, policy=self.config.policy, deadline=deadline,
+                                       sleep=self.stop.sleep, on_try=note)
         except CallFailed as failed:
             with state.lock:
                 state.tries += failed.tries
-            raise
-        completion = result.completion
-        cost = cost_of(self.config.model, completion.usage, at=state.priced_at)
+            if not (processing == "flex" and failed.error.kind == RATE_LIMIT):
+                raise
+            if self.config.fallback != "standard":
+                raise CallFailed(ProviderError(self.config.provider, failed.error.kind,
+                                               f"Flex capacity unavailable, and the job's fallback is fail: "
+                                               f"{failed.message}"), tries=0, elapsed=failed.elapsed,
+                                 gave_up=False) from failed
+            # The flex tier refused for good: the job's fallback sends it standard, at the standard price.
+            logger.info("flex refused for task %s; sending it standard (fallback)", state.name)
+            processing = "standard"
+            try:
+                result = call_with_retries(lambda: attempt(dataclasses.replace(params, service_tier=None,
+                                                                               timeout=None)),
+                                           policy=self.config.policy, deadline=state.deadline,
+                                           sleep=self.stop.sleep, on_try=note)
+            except CallFailed as again:
+                with state.lock:
+                    state.tries += again.tries
+                raise
+        return self._billed(state, result.completion, tries=result.tries, processing=processing)
+
+    def _billed(self, state: _TaskState, completion: Completion, *, tries: int, processing: str,
+                at: dt.datetime | None = None) -> Completion:
+        """Count and bill one answered call (at its mode's price in force at `at`, else at the task's start)."""
+        cost = cost_of(self.config.model, completion.usage, at=at or state.priced_at, processing=processing)
         with state.lock:
-            state.tries += result.tries
+            if at is not None and at < state.priced_at:
+                state.priced_at = at  # the task's price date: its first batch's submission
+            state.tries += tries
             state.calls += 1
             # Every successful call is billed, whatever its finish state (truncated and blocked ones too).
             state.usage = state.usage + completion.usage

@@ -13,6 +13,7 @@ from analysis import structured
 from analysis.estimate import Estimate
 from analysis.models import AnalysisProfile
 from analysis.pricing import price_unknown_note
+from analysis.processing import FALLBACKS, PROCESSING_MODES
 from analysis.providers import provider_configured, provider_key_setting, provider_label, provider_names
 from scriptripper.fields import MoneyField, OptionalBooleanField, OptionalCharField
 
@@ -158,6 +159,10 @@ class ProfileInputSerializer(serializers.Serializer):
     default_model = serializers.CharField(required=False, allow_blank=True, max_length=100)
     language = serializers.CharField(required=False, allow_blank=True, max_length=35,
                                      help_text="BCP 47 tag every answer is written in; empty: the transcript's")
+    processing = serializers.ChoiceField(choices=("", *PROCESSING_MODES), required=False, allow_blank=True,
+                                         help_text="the processing mode of its jobs when the request names none")
+    fallback = serializers.ChoiceField(choices=("", *FALLBACKS), required=False, allow_blank=True,
+                                       help_text="the fallback of its jobs when the request names none")
 
     def validate_language(self, value: str) -> str:
         return validate_language_tag(value)
@@ -190,7 +195,7 @@ class ProfileOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = AnalysisProfile
         fields = ["id", "name", "description", "system_prompt", "tasks", "default_provider", "default_model",
-                  "language", "builtin", "created_at", "updated_at"]
+                  "language", "processing", "fallback", "builtin", "created_at", "updated_at"]
         read_only_fields = fields
 
 
@@ -273,6 +278,11 @@ class TaskEstimateSerializer(serializers.Serializer):
     error = OptionalCharField()
 
 
+class ModeCostSerializer(serializers.Serializer):
+    cost_low = MoneyField()
+    cost_high = MoneyField()
+
+
 class JobEstimateSerializer(serializers.Serializer):
     """What an analyze request would read and could cost, before anything runs (analysis.estimate)."""
 
@@ -288,12 +298,19 @@ class JobEstimateSerializer(serializers.Serializer):
     cost_low = MoneyField(help_text="USD: every input cached where the provider can, 1 output token a call")
     cost_high = MoneyField(help_text="USD: nothing cached, every call using its whole output limit")
     currency = serializers.SerializerMethodField()
+    processing = serializers.ChoiceField(choices=PROCESSING_MODES, help_text="the mode cost_low and cost_high are priced in")
+    by_processing = serializers.SerializerMethodField(
+        help_text="the same calls priced in every processing mode the model offers (standard, flex, batch)")
     tasks = serializers.SerializerMethodField()
     price_unknown = OptionalBooleanField()
     note = PriceNoteField()
 
     def get_currency(self, estimate: Estimate) -> str:
         return "USD"
+
+    @extend_schema_field(serializers.DictField(child=ModeCostSerializer()))
+    def get_by_processing(self, estimate: Estimate) -> dict:
+        return {mode: ModeCostSerializer(costs).data for mode, costs in estimate.by_processing.items()}
 
     @extend_schema_field(serializers.DictField(child=TaskEstimateSerializer()))
     def get_tasks(self, estimate: Estimate) -> dict:

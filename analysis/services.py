@@ -11,10 +11,12 @@ from django.conf import settings
 from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_model
 from analysis.providers import endpoints
 from analysis.models import AnalysisProfile
+from analysis.processing import mode_refusal
 from scriptripper.errors import ServiceError, validation_error
 
 # Fields a client may set; `owner` is decided by the service, never by input.
-PROFILE_FIELDS = ("name", "description", "system_prompt", "tasks", "default_provider", "default_model", "language")
+PROFILE_FIELDS = ("name", "description", "system_prompt", "tasks", "default_provider", "default_model", "language",
+                  "processing", "fallback")
 
 
 def _forbid_builtin_change(*, profile: AnalysisProfile, user) -> None:
@@ -29,10 +31,16 @@ def _check_defaults(profile: AnalysisProfile) -> None:
         raise validation_error("default_provider", "A default model needs a default provider.")
     if profile.default_provider and profile.default_model:
         try:
-            resolve_model(profile.default_provider, profile.default_model,
+            info = resolve_model(profile.default_provider, profile.default_model,
                           allow_unlisted=settings.ALLOW_UNLISTED_MODELS, endpoints=endpoints())
         except (UnknownModelError, UnknownProviderError) as exc:
             raise validation_error("default_model", str(exc)) from None
+        if profile.processing and profile.processing != "standard":
+            # A mode the default model does not offer is refused here as at submit, never priced as standard.
+            refusal = (mode_refusal(provider=profile.default_provider, info=info, processing=profile.processing)
+                       if profile.default_provider and profile.default_model else None)
+            if refusal:
+                raise validation_error("processing", refusal)
 
 
 def _save(profile: AnalysisProfile) -> AnalysisProfile:
@@ -48,11 +56,13 @@ def _save(profile: AnalysisProfile) -> AnalysisProfile:
 
 
 def profile_create(*, owner, name: str, tasks: list[dict[str, str]], description: str = "", system_prompt: str = "",
-                   default_provider: str = "", default_model: str = "", language: str = "") -> AnalysisProfile:
+                   default_provider: str = "", default_model: str = "", language: str = "", processing: str = "",
+                   fallback: str = "") -> AnalysisProfile:
     """A profile owned by `owner` (None: built in; callers check that only staff get there)."""
     return _save(AnalysisProfile(owner=owner, name=name, tasks=tasks, description=description,
                                  system_prompt=system_prompt, default_provider=default_provider,
-                                 default_model=default_model, language=language))
+                                 default_model=default_model, language=language, processing=processing,
+                                 fallback=fallback))
 
 
 def profile_update(*, profile: AnalysisProfile, user, data: dict[str, Any]) -> AnalysisProfile:

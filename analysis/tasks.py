@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from analysis.batching import BatchCalls
 from analysis.catalogue import effective_context, get_model, load_catalogue, parse_context_overrides, resolve_model
 from analysis.execution import CallPool, StopToken
 from analysis.limits import ProviderLimiter
@@ -53,7 +54,7 @@ def context_overrides() -> dict[str, int]:
 
 
 def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = "", max_output_tokens: int | None = None,
-               temperature: float | None = None) -> RunConfig:
+               temperature: float | None = None, processing: str = "standard", fallback: str = "standard") -> RunConfig:
     """The RunConfig for one job from settings; `model` by name, or already resolved (the API's serializer)."""
     overrides = context_overrides()
     if isinstance(model, ModelInfo):
@@ -73,6 +74,9 @@ def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = ""
         overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
         default_max_output_tokens=settings.DEFAULT_MAX_OUTPUT_TOKENS,
         policy=retry_policy_from_settings(),
+        processing=processing,
+        fallback=fallback,
+        flex_timeout=settings.FLEX_REQUEST_TIMEOUT,
     )
 
 
@@ -89,9 +93,9 @@ def price_known(provider: str, model: str) -> bool:
 
 def run_analysis(*, transcript: str, config: RunConfig, tasks: list[TaskSpec], limiter: ProviderLimiter | None = None,
                  hooks: RunHooks | None = None, call_pool: CallPool | None = None,
-                 stop: StopToken | None = None) -> list[TaskOutcome]:
+                 stop: StopToken | None = None, batch: BatchCalls | None = None) -> list[TaskOutcome]:
     runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks, call_pool=call_pool,
-                    stop=stop)
+                    stop=stop, batch=batch)
     return runner.run(transcript, tasks)
 
 

@@ -402,7 +402,7 @@ def case_module(name: str, small: bool) -> list[Row]:
     return [Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__}) for r in out["rows"]]
 
 
-CASES = ["queue", "inflight", "fanout", "long", "api", "scale", "priority", "memory", "prices", "structured"]
+CASES = ["queue", "inflight", "fanout", "long", "api", "scale", "priority", "memory", "prices", "structured", "batch"]
 
 
 # How a case runs, given (small, the shared fast emulator, the bench user): the cases that start emulators
@@ -439,6 +439,8 @@ def main() -> int:
                 rows += RUNNERS[case](args.small, fast, user)
             elif case == "structured":
                 rows += case_module("structured_output", args.small)
+            elif case == "batch":
+                rows += case_module("batch", args.small)
             for row in rows[-3:]:
                 print(f"   {row.measure}: {row.value:.3f} vs {row.baseline:.3f} → {row.ratio:.2f} ({row.bound})"
                       f" {'ok' if row.ok else 'MISSED'}", flush=True)

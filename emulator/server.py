@@ -35,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from emulator import anthropic_protocol, control, gemini_protocol, openai_protocol
+from emulator import batches as emulator_batches
 from emulator.control import EmulatorClient
 from emulator.fault_specs import FAULT_KINDS, faults
 from emulator.prompt import PROVIDERS, estimate_tokens
@@ -57,6 +58,7 @@ __all__ = [
 # A protocol module plugs in with one line here. The first row that fits a request answers it;
 # rows marked fallback come after all the others (see protocol.Route).
 ROUTES: list[Route] = [
+    *emulator_batches.routes(),  # batch protocols, flex refusals, /_emulator/batches (emulator/batches.py)
     *control.ROUTES,
     *openai_protocol.ROUTES,
     # Gemini before Anthropic: on GET /v1/models a Google key wins over Anthropic's headers.

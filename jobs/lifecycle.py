@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Case, F, Q, Sum, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -33,9 +33,14 @@ logger = logging.getLogger(__name__)
 def job_claim(*, job_id: uuid.UUID | str, worker: str) -> Job | None:
     """queued → started, atomically, for `worker`; None when another delivery already has it."""
     now = timezone.now()
+    # A batch job's continuation (its provider batches answered, jobs/batches.py) goes on with the same
+    # attempt: not counted in `attempts`, and its start time kept.
+    continuing = Q(batch_continuation=True)
     changed = Job.objects.filter(id=job_id, status=Job.Status.QUEUED).update(
-        status=Job.Status.STARTED, attempts=F("attempts") + 1, heartbeat_at=now, started_at=now, error="",
-        worker=worker,
+        status=Job.Status.STARTED, attempts=Case(When(continuing, then=F("attempts")), default=F("attempts") + 1),
+        heartbeat_at=now, started_at=Case(When(continuing, then=F("started_at")), default=Value(now)), error="",
+        worker=worker, awaiting_batch=False, batch_continuation=False,
+        batch_wait_started_at=Case(When(continuing, then=F("batch_wait_started_at")), default=None),
         # Anything still counted in flight belongs to a dead earlier attempt: paid, lost.
         lost_calls=F("lost_calls") + Greatest(F("calls_in_flight"), 0), calls_in_flight=0,
     )
@@ -224,7 +229,9 @@ def jobs_heartbeat(*, attempts: dict[str, int]) -> int:
     held = Q()
     for job_id, attempt in attempts.items():
         held |= Q(id=job_id, attempts=attempt)
-    return Job.objects.filter(held, status=Job.Status.STARTED).update(heartbeat_at=timezone.now())
+    # Not a batch job that waits (its round just ended): it must keep no heartbeat, or it would look dead.
+    return Job.objects.filter(held, status=Job.Status.STARTED, awaiting_batch=False).update(
+        heartbeat_at=timezone.now())
 
 
 def jobs_run_state(*, job_ids: list[str]) -> dict[str, dict]:

@@ -45,6 +45,16 @@ class Job(models.Model):
     # point at (analysis/turns.py).
     turns = models.JSONField(default=list, blank=True)
     language = models.CharField(max_length=35, blank=True, default="")  # BCP 47; empty: the transcript's
+    # How its provider calls are sent (analysis/processing.py): standard, flex or batch; and what a call its
+    # mode cannot finish falls back to: standard (at the standard price) or fail.
+    processing = models.CharField(max_length=10, default="standard")
+    fallback = models.CharField(max_length=10, default="standard")
+    # Batch mode (jobs/batches.py): waiting for provider batches with no worker (`started`, no heartbeat, so
+    # the reconciler leaves it alone), since when (BATCH_MAX_WAIT counts from the first submission), and
+    # whether the next claim continues the same attempt (a continuation delivery is not counted in attempts).
+    awaiting_batch = models.BooleanField(default=False)
+    batch_wait_started_at = models.DateTimeField(null=True, blank=True)
+    batch_continuation = models.BooleanField(default=False)
     # Generation parameters given on the job (temperature, max_output_tokens).
     params = models.JSONField(default=dict, blank=True)
     reuse_results = models.BooleanField(default=True)
@@ -227,3 +237,72 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} → {self.url} ({self.attempts} attempt(s))"
+
+
+# --- batch processing (jobs/batches.py) -------------------------------------------------------
+
+class ProviderBatch(models.Model):
+    """One batch submitted to a provider's batch API, carrying the calls of one or many batch-mode jobs.
+
+    `key` is committed before the create call and `provider_batch_id` stored right after it returns: a
+    worker killed in between leaves a `submitting` row that the poller resolves through the key
+    (analysis/providers/batches.py), so a batch is never lost nor submitted twice.
+    """
+
+    class Status(models.TextChoices):
+        SUBMITTING = "submitting"  # key committed; the create call not known to have returned
+        SUBMITTED = "submitted"
+        ENDED = "ended"
+        ABANDONED = "abandoned"  # never created (refused, or not found by its key): its calls went back
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=100)
+    key = models.CharField(max_length=64, unique=True)
+    provider_batch_id = models.CharField(max_length=200, blank=True, default="")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.SUBMITTING, db_index=True)
+    outcome = models.CharField(max_length=12, blank=True, default="")  # completed, expired, failed, canceled
+    submitter = models.CharField(max_length=200, blank=True, default="")  # the worker whose poller created it
+    request_count = models.PositiveIntegerField(default=0)
+    cancel_sent = models.BooleanField(default=False)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)  # the key's commit: its calls' price date
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} batch {self.provider_batch_id or self.key} ({self.status})"
+
+
+class BatchRequest(models.Model):
+    """One provider call of a batch-mode job, from its registration to its result (or its lack of one)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # registered, in no batch yet
+        SUBMITTED = "submitted"  # in a provider batch
+        SUCCEEDED = "succeeded"  # answered: `result`
+        FAILED = "failed"  # the batch answered it with an error, or the batch failed: fallback
+        EXPIRED = "expired"  # the batch expired (or BATCH_MAX_WAIT passed) without an answer: fallback
+        DISCARDED = "discarded"  # its job was canceled or deleted
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)  # hex: the custom id
+    job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, related_name="batch_requests")
+    task_name = models.CharField(max_length=200)
+    call_key = models.CharField(max_length=64)  # analysis.batching.call_key: the same call across replays
+    entry = models.JSONField()  # the provider's request, as its batch API takes it
+    batch = models.ForeignKey(ProviderBatch, on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="requests")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    result = models.JSONField(null=True, blank=True)  # the Completion: text, usage, finish_reason, ...
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["job", "call_key"], name="unique_batch_call_per_job")]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} ({self.status})"

@@ -98,7 +98,8 @@ def jobs_reconcile(*, now=None) -> ReconcileReport:
     now = now or timezone.now()
 
     stale_before = now - timedelta(seconds=settings.JOB_LEASE_SECONDS)
-    stale = list(Job.objects.filter(status=Job.Status.STARTED, heartbeat_at__lt=stale_before)
+    # A batch job waiting for its provider batches has no worker and no lease: not a dead job (jobs/batches.py).
+    stale = list(Job.objects.filter(status=Job.Status.STARTED, heartbeat_at__lt=stale_before, awaiting_batch=False)
                  .values_list("id", "worker"))
     alive = workers_heartbeating({worker for _, worker in stale if worker})
     for job_id, worker in stale:

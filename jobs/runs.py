@@ -29,6 +29,7 @@ from analysis.providers.base import ProviderError
 from analysis.planning import TaskSpec
 from analysis.runner import RunHooks, TaskOutcome
 from analysis.tasks import run_analysis, run_config
+from jobs.batches import job_batch_calls, job_batch_wait
 from jobs.dbpool import DatabasePool
 from jobs.lifecycle import (
     job_call_started, job_claim, job_fail, job_finish, job_settle_after_run, jobs_heartbeat, jobs_run_state,
@@ -50,6 +51,7 @@ class RunEnd(enum.StrEnum):
     CANCELED = "canceled"
     REQUEUED = "requeued"  # handed back or recovered: to be enqueued again once this delivery is closed
     SKIPPED = "skipped"  # not claimed: another delivery had it, or it was canceled or deleted meanwhile
+    WAITING = "waiting"  # a batch job's round ended: it waits for its provider batches, in no slot
     GONE = "gone"  # deleted while it ran, or taken over by another worker
 
 
@@ -122,8 +124,10 @@ class JobSlot:
 def provider_limiter() -> ProviderLimiter:
     """The limits shared by every worker through Redis: per provider, and each named endpoint its own.
     One per process and configuration (every job of a worker shares it; it holds no per-job state)."""
+    # A flex request may take FLEX_REQUEST_TIMEOUT: its lease must outlive it.
     return _limiter(rq_connection(), settings.PROVIDER_MAX_IN_FLIGHT, settings.PROVIDER_MAX_PER_MINUTE,
-                    settings.PROVIDER_REQUEST_TIMEOUT + 30, tuple(sorted(in_flight_limits(endpoints()).items())))
+                    max(settings.PROVIDER_REQUEST_TIMEOUT, settings.FLEX_REQUEST_TIMEOUT) + 30,
+                    tuple(sorted(in_flight_limits(endpoints()).items())))
 
 
 @functools.lru_cache(maxsize=8)
@@ -192,7 +196,8 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
     try:
         config = run_config(provider=job.provider, model=job.model_info(), system_prompt=job.system_prompt,
                             max_output_tokens=job.params.get("max_output_tokens"),
-                            temperature=job.params.get("temperature"))
+                            temperature=job.params.get("temperature"), processing=job.processing,
+                            fallback=job.fallback)
     except (UnknownModelError, ValueError) as exc:
         message = str(exc)
         db(lambda: job_fail(job=job, message=message))
@@ -227,14 +232,19 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
 
     hooks = RunHooks(should_start=should_start, on_done=on_done, on_call=on_call)
     specs = [TaskSpec(name=task.name, prompt=task.prompt) for task in pending]
+    # Batch mode (jobs/batches.py): this round answers what the job's batches answered and registers the rest.
+    batch = db(lambda: job_batch_calls(job=job)) if job.processing == "batch" and pending else None
     try:
         run_analysis(transcript=job.transcript, config=config, tasks=specs, limiter=provider_limiter(),
-                     hooks=hooks, call_pool=slot.calls, stop=stop)
+                     hooks=hooks, call_pool=slot.calls, stop=stop, batch=batch)
     except ProviderError as exc:  # e.g. the provider's key was removed since submission
         message = exc.message
         db(lambda: job_fail(job=job, message=message))
         return RunEnd.FAILED
     stop.check()  # stopped while it ran: the abandoned tasks stored nothing
+    if batch is not None and batch.waiting:
+        # The slot is given back now; the batch poller delivers the job again when its batches answer.
+        return RunEnd.WAITING if db(lambda: job_batch_wait(job=job, calls=batch)) else RunEnd.GONE
     if slot.draining.is_set() and db(lambda: job.tasks.filter(status=Task.Status.PENDING).exists()):
         status = db(lambda: job_settle_after_run(job_id=job.id, worker=slot.worker, counts=False,
                                                  enqueue=False, reason="its worker was shut down."))

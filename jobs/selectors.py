@@ -61,6 +61,9 @@ def job_with_tasks(job: Job) -> Job:
     job.tasks_total = len(job.task_list)
     job.tasks_done = sum(1 for task in job.task_list if task.status != Task.Status.PENDING)
     job.tasks_cost = sum((task.cost for task in job.task_list), Decimal("0"))
+    from jobs.batches import batch_summary
+
+    job.batch_info = batch_summary(job)  # null unless batch mode: provider batch ids, where its calls are
     return job
 
 

@@ -11,6 +11,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from analysis.processing import FALLBACKS, PROCESSING_MODES
 from analysis.serializers import PriceNoteField, provider_error, validate_language_tag, validate_provider_name
 from analysis.transcripts import FORMATS
 from analysis.providers.usage import USAGE_KEYS
@@ -55,6 +56,15 @@ class JobOptionsSerializer(serializers.Serializer):
     callback_url = StrictCharField(
         required=False, allow_blank=True, max_length=2000,
         help_text="http(s) URL called with the job document (Standard Webhooks signature) when the job ends")
+    processing = serializers.ChoiceField(
+        choices=PROCESSING_MODES, required=False,
+        help_text="standard (default; `low` jobs: LOW_QUEUE_PROCESSING), flex (OpenAI and Gemini's best-effort tier, "
+                  "synchronous, at the flex price) or batch (the provider's batch API: results within hours at the "
+                  "batch price); a mode the provider or model does not offer is a 400")
+    fallback = serializers.ChoiceField(
+        choices=FALLBACKS, required=False,
+        help_text="what a call its processing mode cannot finish does (flex refused, batch expired or failed, "
+                  "BATCH_MAX_WAIT passed): standard (sent again at the standard price; the default) or fail")
 
     def validate_provider(self, value: str) -> str:
         value = value.strip().lower()
@@ -210,10 +220,22 @@ class JobResultSerializer(serializers.Serializer):
         return {task.name: task.error for task in job.task_list if task.status == Task.Status.FAILED}
 
 
+class JobBatchSerializer(serializers.Serializer):
+    """A batch-mode job's provider batches and where its calls are (jobs/batches.py: batch_summary)."""
+
+    waiting = serializers.BooleanField(help_text="waiting for its provider batches, in no worker slot")
+    waiting_since = serializers.DateTimeField(allow_null=True, help_text="BATCH_MAX_WAIT counts from here")
+    batch_ids = serializers.ListField(child=serializers.CharField(), help_text="the provider batches")
+    calls = serializers.DictField(child=serializers.IntegerField(), help_text=(
+        "its calls by state: pending, submitted, succeeded, failed, expired, discarded"))
+
+
 class JobSerializer(serializers.Serializer):
     job_id = serializers.UUIDField(source="id")
     status = serializers.ChoiceField(choices=Job.Status.values)
     queue = serializers.CharField()
+    processing = serializers.ChoiceField(choices=PROCESSING_MODES)
+    batch = JobBatchSerializer(source="batch_info", allow_null=True, help_text="null unless processing is batch")
     attempts = serializers.IntegerField(help_text="deliveries to a worker")
     progress = JobProgressSerializer(source="*")
     error = BlankAsNullCharField(help_text="why the job failed, or null")

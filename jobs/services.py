@@ -56,10 +56,32 @@ class JobRequest:
     callback_url: str = ""
     language: str = ""  # BCP 47; already written into every task (analysis/structured.py)
     queue: str | None = None
+    # None: the queue's default (LOW_QUEUE_PROCESSING for `low`, else standard); checked at submit.
+    processing: str | None = None
+    fallback: str = "standard"
     # Derived by the submission, not part of what was asked (compare=False keeps them out of the
     # Idempotency-Key fingerprint): the model as resolved, the transcript's tokens when counted.
     model_info: ModelInfo | None = field(default=None, compare=False)
     transcript_tokens: int | None = field(default=None, compare=False)
+
+
+def job_processing(*, request: JobRequest, queue: str) -> str:
+    """The processing mode a job runs in: the one it asked for (checked at submit), else the queue's
+    default where the model has that price (LOW_QUEUE_PROCESSING), else standard."""
+    if request.processing:
+        return request.processing
+    if queue != "low" or settings.LOW_QUEUE_PROCESSING == "standard":
+        return "standard"
+    from analysis.catalogue import get_model
+    from analysis.processing import mode_refusal
+
+    try:
+        info = request.model_info or get_model(request.provider, request.model)
+    except ValueError:
+        info = None
+    if info is None or mode_refusal(provider=request.provider, info=info, processing=settings.LOW_QUEUE_PROCESSING):
+        return "standard"
+    return settings.LOW_QUEUE_PROCESSING
 
 
 def route_queue(*, user: User, transcript_chars: int, kind: str) -> str:
@@ -89,6 +111,8 @@ def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", r
             transcript_format=request.transcript_format,
             turns=stored_turns(request.transcript),
             language=request.language,
+            processing=job_processing(request=request, queue=queue),
+            fallback=request.fallback,
             params=request.params,
             reuse_results=request.reuse_results,
             max_cost=request.max_cost,

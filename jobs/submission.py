@@ -27,6 +27,7 @@ from accounts.services import monthly_budget_of, spend_check
 from analysis import structured as structured_tasks
 from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_model
 from analysis.estimate import Estimate, estimate_job
+from analysis.processing import mode_refusal
 from analysis.prompts import transcript_document
 from analysis.providers import endpoints, provider_names
 from analysis.planning import TaskSpec
@@ -71,7 +72,8 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
                       tasks: list[tuple[str, str]] | None = None, profile: str | None = None,
                       structured: bool = True, max_output_tokens: int | None = None,
                       temperature: float | None = None, max_cost: Decimal | None = None, reuse: bool = True,
-                      language: str | None = None, callback_url: str = "") -> JobRequest:
+                      language: str | None = None, callback_url: str = "", processing: str | None = None,
+                      fallback: str | None = None) -> JobRequest:
     """The JobRequest of a submission, everything checked. None: the field was not sent (a profile may fill it)."""
     errors: dict[str, list[str]] = {}  # what is missing, reported together
     profile_name, provider_from_profile = "", False
@@ -88,6 +90,10 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
                 tasks, profile_name = found.task_pairs(structured=structured), found.name
                 if language is None and found.language:
                     language = found.language
+                if processing is None and found.processing:
+                    processing = found.processing
+                if fallback is None and found.fallback:
+                    fallback = found.fallback
                 # The request's provider, model and system prompt override the profile's defaults. The default
                 # model goes with the default provider only: it means nothing to another provider.
                 if not provider:
@@ -118,6 +124,9 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
                              context_overrides=context_overrides(), endpoints=endpoints())
     except (UnknownModelError, UnknownProviderError) as exc:
         raise field_errors({"model": [str(exc)]}) from None
+    # A mode the provider or model does not offer is refused here, never run at a silent standard price.
+    if refusal := mode_refusal(provider=provider, info=info, processing=processing or "standard"):
+        raise field_errors({"processing": [refusal]})
     text, transcript_format = read_transcript(text=transcript, segments=segments, upload=file, fmt=format)
     return JobRequest(
         provider=provider,
@@ -136,6 +145,8 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
         reuse_results=reuse,
         callback_url=callback_url,
         language=language or "",
+        processing=processing,
+        fallback=fallback or "standard",
         model_info=info,
         transcript_tokens=_transcript_tokens(text, provider=provider, model=info.name),
     )
@@ -232,7 +243,7 @@ def request_estimate(request: JobRequest) -> Estimate:
     return estimate_job(transcript=request.transcript, provider=request.provider,
                         model=request.model_info or request.model, system_prompt=request.system_prompt,
                         tasks=request.tasks, max_output_tokens=request.params.get("max_output_tokens"),
-                        transcript_tokens=request.transcript_tokens)
+                        transcript_tokens=request.transcript_tokens, processing=request.processing or "standard")
 
 
 def job_check_spending(*, owner: User, requests: list[JobRequest]) -> None:

@@ -79,6 +79,7 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
     def work(self, burst: bool = False, logging_level: str | None = None, date_format: str | None = None,
              log_format: str | None = None, max_jobs: int | None = None, max_idle_time: int | None = None,
              with_scheduler: bool = False, **_kwargs) -> bool:
+        from jobs.batches import BatchPollerThread
         from jobs.reconcile import ReconcilerThread
 
         use_as_rq_connection(self.connection)
@@ -94,6 +95,8 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         monitor = SlotMonitor(db=self.db, slots=self.slots, on_tick=self._maintain_rq).start()
         reconciler = ReconcilerThread(worker_name=self.name, db=self.db)
         reconciler.start()
+        batch_poller = BatchPollerThread(worker_name=self.name)  # batch mode: never in a slot
+        batch_poller.start()
         self._install_signal_handlers()
         limit = min(filter(None, (max_jobs, settings.WORKER_MAX_JOBS)), default=None)
         idle_since = time.monotonic()
@@ -120,6 +123,7 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
                 if max_idle_time is not None and not self.running and time.monotonic() - idle_since >= max_idle_time:
                     break
         finally:
+            batch_poller.stop()
             self._drain_and_exit(monitor, reconciler)
         return self._taken > 0
 
@@ -292,6 +296,7 @@ class ForkingWorker(Worker):
         self.job_monitoring_interval = max(1, int(settings.JOB_LEASE_SECONDS // 3))
 
     def work(self, *args, **kwargs):
+        from jobs.batches import BatchPollerThread
         from jobs.reconcile import ReconcilerThread
 
         use_as_rq_connection(self.connection)
@@ -299,9 +304,12 @@ class ForkingWorker(Worker):
         warm_provider_clients()
         reconciler = ReconcilerThread(worker_name=self.name)
         reconciler.start()
+        batch_poller = BatchPollerThread(worker_name=self.name)
+        batch_poller.start()
         try:
             return super().work(*args, **kwargs)
         finally:
+            batch_poller.stop()
             reconciler.stop()
 
     def fork_work_horse(self, job, queue):
@@ -332,7 +340,7 @@ class ForkingWorker(Worker):
             if job.get_status(refresh=True) != JobStatus.FINISHED:
                 return False
             return job.return_value(refresh=True) in (RunEnd.FINISHED, RunEnd.FAILED, RunEnd.CANCELED,
-                                                      RunEnd.SKIPPED)
+                                                      RunEnd.SKIPPED, RunEnd.WAITING)
         except Exception:  # Redis hiccup or a vanished job: settle the safe way
             return False
 

@@ -192,21 +192,35 @@ MAX_TASK_NAME_CHARS = env_int("MAX_TASK_NAME_CHARS", 100, minimum=1)
 MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 10_000, minimum=1)
 MAX_SYSTEM_PROMPT_CHARS = env_int("MAX_SYSTEM_PROMPT_CHARS", 20_000, minimum=1)
 
+# --- Processing modes: flex and batch (analysis/processing.py, jobs/batches.py) ---------
+# The processing of a `low` job that names none: standard (the seed's behaviour), or batch / flex where the
+# model has that price (else standard: a deployment default never turns into a refused job).
+LOW_QUEUE_PROCESSING = env_choice("LOW_QUEUE_PROCESSING", "standard", ("standard", "flex", "batch"))
+# Seconds one flex request may take: flex is best-effort and slow (OpenAI advises 15 minutes).
+FLEX_REQUEST_TIMEOUT = env_float("FLEX_REQUEST_TIMEOUT", 900.0, minimum=1.0)
+# The longest a batch job waits for its provider batches, from its first submission; then its fallback applies.
+BATCH_MAX_WAIT = env_float("BATCH_MAX_WAIT", 24 * 3600.0, minimum=1.0)
+# Seconds between the batch poller's rounds (inside every worker, one at a time): submit, poll, collect.
+BATCH_POLL_INTERVAL_SECONDS = env_float("BATCH_POLL_INTERVAL_SECONDS", 30.0, minimum=0.1)
+# Requests in one provider batch at most (the providers allow 50,000 to 100,000).
+BATCH_MAX_REQUESTS = env_int("BATCH_MAX_REQUESTS", 10_000, minimum=1)
+
 # The RQ job timeout must outlast the slowest job the other settings allow, or RQ kills
 # a job still waiting out a provider's Retry-After. A task's calls, retries, waits and
 # slot waits all end by PROVIDER_RETRY_MAX_TOTAL (analysis/retry.py), plus the one try
-# still in flight (PROVIDER_REQUEST_TIMEOUT); tasks run TASK_CONCURRENCY at a time, so
+# still in flight (PROVIDER_REQUEST_TIMEOUT, or FLEX_REQUEST_TIMEOUT for a flex job); tasks run TASK_CONCURRENCY at a time, so
 # MAX_TASKS of them take at most ceil(MAX_TASKS / TASK_CONCURRENCY) such rounds; 60 s
-# cover saving. Defaults: 3 x (600 + 300) + 60 = 2,760 s, under the 3,600 s default.
+# cover saving. Defaults: 3 x (600 + 900) + 60 = 4,560 s.
 # JOB_TIMEOUT unset: the larger of 3,600 and that bound; set below it: refused.
-JOB_TIMEOUT_MIN = int(-(-MAX_TASKS // TASK_CONCURRENCY) * (PROVIDER_RETRY_MAX_TOTAL + PROVIDER_REQUEST_TIMEOUT)) + 60
+_SLOWEST_REQUEST = max(PROVIDER_REQUEST_TIMEOUT, FLEX_REQUEST_TIMEOUT)
+JOB_TIMEOUT_MIN = int(-(-MAX_TASKS // TASK_CONCURRENCY) * (PROVIDER_RETRY_MAX_TOTAL + _SLOWEST_REQUEST)) + 60
 if not env.str("JOB_TIMEOUT", default=""):
     JOB_TIMEOUT = max(JOB_TIMEOUT, JOB_TIMEOUT_MIN)
 elif JOB_TIMEOUT < JOB_TIMEOUT_MIN:
     raise ImproperlyConfigured(
         f"JOB_TIMEOUT={JOB_TIMEOUT} is shorter than the slowest job the other settings allow "
         f"({JOB_TIMEOUT_MIN} s = ceil(MAX_TASKS / TASK_CONCURRENCY) x (PROVIDER_RETRY_MAX_TOTAL + "
-        f"PROVIDER_REQUEST_TIMEOUT) + 60): raise it or lower those")
+        f"max(PROVIDER_REQUEST_TIMEOUT, FLEX_REQUEST_TIMEOUT)) + 60): raise it or lower those")
 for _queue in RQ_QUEUES.values():
     _queue["DEFAULT_TIMEOUT"] = JOB_TIMEOUT
 

@@ -25,6 +25,13 @@ class AnthropicProvider:
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
 
     def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
+        kwargs = self.request_body(model=model, prompt=prompt, params=params)
+        with sdk_errors(self, SDK_ERRORS, self._status_error):
+            response = self.client.messages.create(**kwargs)
+        return self.completion_of(response)
+
+    def request_body(self, *, model: str, prompt: Prompt, params: GenerationParams) -> dict:
+        """The Messages request (also the `params` of a Message Batches request)."""
         kwargs: dict = {
             "model": model,
             "max_tokens": params.max_output_tokens,
@@ -45,8 +52,10 @@ class AnthropicProvider:
         # No temperature: API version 2026-10-21 (what anthropic 2.x sends) rejects temperature, top_p and
         # top_k with a 400 on every model, even at default values, and the SDK no longer takes them. A job's
         # temperature therefore applies to OpenAI chat models and Gemini only.
-        with sdk_errors(self, SDK_ERRORS, self._status_error):
-            response = self.client.messages.create(**kwargs)
+        return kwargs
+
+    def completion_of(self, response) -> Completion:
+        """A Message (from the SDK, or a Message Batches result) as a Completion."""
         text = "".join(block.text for block in (response.content or []) if getattr(block, "type", "") == "text")
         stop = response.stop_reason or ""
         return Completion(

@@ -39,6 +39,10 @@ class GenerationParams:
     schema: dict | None = None
     schema_name: str = "answer"
     schema_strict: bool = False
+    # The provider's flex tier (analysis/processing.py): "flex", or None for the standard tier; flex requests
+    # get their own, longer timeout (FLEX_REQUEST_TIMEOUT).
+    service_tier: str | None = None
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)

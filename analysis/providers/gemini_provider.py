@@ -35,6 +35,16 @@ class GeminiProvider:
         self.client = genai.Client(api_key=api_key, http_options=http_options)
 
     def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
+        contents, config = self.request_parts(prompt=prompt, params=params)
+        if params.timeout:
+            config.http_options = types.HttpOptions(timeout=int(params.timeout * 1000))
+        with sdk_errors(self, SDK_ERRORS, self._api_error):
+            response = self.client.models.generate_content(model=model, contents=contents, config=config)
+        return self.completion_of(response)
+
+    def request_parts(self, *, prompt: Prompt, params: GenerationParams
+                      ) -> tuple[list[types.Content], types.GenerateContentConfig]:
+        """The contents and config of a generateContent request (also of a batch's inline request)."""
         config = types.GenerateContentConfig(
             system_instruction=prompt.system or None,
             max_output_tokens=params.max_output_tokens,
@@ -43,10 +53,13 @@ class GeminiProvider:
         if params.schema is not None:
             config.response_mime_type = "application/json"
             config.response_json_schema = params.schema
+        if params.service_tier:
+            config.service_tier = types.ServiceTier(params.service_tier)
         contents = [types.Content(role="user", parts=[types.Part(text=prompt.document), types.Part(text=prompt.instruction)])]
-        with sdk_errors(self, SDK_ERRORS, self._api_error):
-            response = self.client.models.generate_content(model=model, contents=contents, config=config)
+        return contents, config
 
+    def completion_of(self, response: types.GenerateContentResponse) -> Completion:
+        """A GenerateContentResponse (from the SDK, or a batch's inline response) as a Completion."""
         candidate = response.candidates[0] if response.candidates else None
         finish = ""
         if candidate is not None and candidate.finish_reason is not None:

@@ -33,6 +33,15 @@ class OpenAIProvider:
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
 
     def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
+        kwargs = self.request_body(model=model, prompt=prompt, params=params)
+        if params.timeout:
+            kwargs["timeout"] = params.timeout
+        with sdk_errors(self, SDK_ERRORS, self._status_error):
+            response = self.client.chat.completions.create(**kwargs)
+        return self.completion_of(response)
+
+    def request_body(self, *, model: str, prompt: Prompt, params: GenerationParams) -> dict:
+        """The chat completions request (also the `body` of a Batch API line)."""
         messages = []
         if prompt.system:
             messages.append({"role": "system", "content": prompt.system})
@@ -53,8 +62,12 @@ class OpenAIProvider:
         if params.schema is not None:
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": params.schema_name, "schema": params.schema, "strict": params.schema_strict}}
-        with sdk_errors(self, SDK_ERRORS, self._status_error):
-            response = self.client.chat.completions.create(**kwargs)
+        if params.service_tier:
+            kwargs["service_tier"] = params.service_tier
+        return kwargs
+
+    def completion_of(self, response) -> Completion:
+        """A ChatCompletion (from the SDK, or a Batch API output line's body) as a Completion."""
         if not getattr(response, "choices", None):
             raise ProviderError(self.name, MALFORMED, f"{self.label} sent a response without choices")
         choice = response.choices[0]

@@ -37,15 +37,16 @@ def test_no_row_is_an_openai_shaped_404() -> None:
 
 
 def test_a_new_protocol_module_plugs_in_with_one_line() -> None:
-    batches = [Route("POST", r"/v1beta/models/(?P<model>.*):batchGenerateContent", answered_by("gemini batches")),
-               Route("GET", r"/v1/batches/(?P<batch_id>[^/]+)", answered_by("openai batches"))]
-    table = [*server.ROUTES, *batches]
+    # A fictional protocol (the batch protocols really plugged in this way: emulator/batches.py).
+    widgets = [Route("POST", r"/v1beta/models/(?P<model>.*):widgetContent", answered_by("gemini widgets")),
+               Route("GET", r"/v1/widgets/(?P<widget_id>[^/]+)", answered_by("openai widgets"))]
+    table = [*server.ROUTES, *widgets]
     # Listed after Gemini's catch-all for model methods, and still chosen before it.
-    answer = server.route(request("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent"), table)
-    assert answer[1] == b'{"by":"gemini batches","model":"gemini-2.5-flash"}'
-    status, payload, _, _ = server.route(request("GET", "/v1/batches/batch_1"), table)
-    assert (status, payload) == (200, b'{"by":"openai batches","batch_id":"batch_1"}')
-    assert server.route(request("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent"))[0] == 404
+    answer = server.route(request("POST", "/v1beta/models/gemini-2.5-flash:widgetContent"), table)
+    assert answer[1] == b'{"by":"gemini widgets","model":"gemini-2.5-flash"}'
+    status, payload, _, _ = server.route(request("GET", "/v1/widgets/widget_1"), table)
+    assert (status, payload) == (200, b'{"by":"openai widgets","widget_id":"widget_1"}')
+    assert server.route(request("POST", "/v1beta/models/gemini-2.5-flash:widgetContent"))[0] == 404
 
 
 def test_the_table_holds_every_protocol_and_the_control_plane() -> None:

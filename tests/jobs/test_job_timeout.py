@@ -27,7 +27,9 @@ def test_enqueued_jobs_carry_the_job_timeout(alice_client):
 
 def test_the_job_timeout_covers_every_task_waiting_out_its_retries():
     rounds = math.ceil(settings.MAX_TASKS / settings.TASK_CONCURRENCY)
-    worst = rounds * (settings.PROVIDER_RETRY_MAX_TOTAL + settings.PROVIDER_REQUEST_TIMEOUT)
+    # A flex job's requests may take FLEX_REQUEST_TIMEOUT each.
+    worst = rounds * (settings.PROVIDER_RETRY_MAX_TOTAL + max(settings.PROVIDER_REQUEST_TIMEOUT,
+                                                              settings.FLEX_REQUEST_TIMEOUT))
     assert settings.JOB_TIMEOUT >= settings.JOB_TIMEOUT_MIN > worst
     assert all(queue["DEFAULT_TIMEOUT"] == settings.JOB_TIMEOUT for queue in settings.RQ_QUEUES.values())
 
@@ -43,11 +45,12 @@ def check_settings(**env: str | None) -> subprocess.CompletedProcess:
 
 
 def test_a_job_timeout_too_short_for_the_retry_bounds_is_refused_at_start_up():
-    result = check_settings(JOB_TIMEOUT="600", PROVIDER_RETRY_MAX_TOTAL="600", PROVIDER_REQUEST_TIMEOUT="300")
+    result = check_settings(JOB_TIMEOUT="600", PROVIDER_RETRY_MAX_TOTAL="600", PROVIDER_REQUEST_TIMEOUT="300",
+                            FLEX_REQUEST_TIMEOUT="300")
     assert result.returncode != 0 and "JOB_TIMEOUT=600 is shorter than" in result.stderr
 
 
 def test_without_job_timeout_it_grows_with_the_retry_bounds():
     result = check_settings(JOB_TIMEOUT=None, PROVIDER_RETRY_MAX_TOTAL="1800", MAX_TASKS="16", TASK_CONCURRENCY="8")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert int(result.stdout.split()[-1]) == 2 * (1800 + 300) + 60
+    assert int(result.stdout.split()[-1]) == 2 * (1800 + 900) + 60  # FLEX_REQUEST_TIMEOUT is the slowest request

@@ -170,6 +170,11 @@ class Command(BaseCommand):
         parser.add_argument("--text", action="store_true",
                             help="with --profile: its tasks in their free-text wording, without schemas")
         parser.add_argument("--max-cost", help="USD: stop starting tasks once the job has cost this much")
+        parser.add_argument("--processing", choices=("standard", "flex", "batch"),
+                            help="standard (default), flex (best-effort tier) or batch (the provider's batch API, "
+                                 "about half price, results within hours)")
+        parser.add_argument("--fallback", choices=("standard", "fail"),
+                            help="when flex or batch cannot finish a call: send it standard (default) or fail it")
         parser.add_argument("--no-reuse", action="store_true",
                             help="always call the provider (by default an identical task of yours finished recently "
                                  "is reused at $0, and the output says so)")
@@ -244,7 +249,7 @@ class Command(BaseCommand):
                     tasks[name] = {"prompt": tasks[name], "cite": True} if isinstance(tasks[name], str) else tasks[name]
                 data["tasks"] = tasks
             for option, field in (("provider", "provider"), ("model", "model"), ("system_prompt", "system_prompt"),
-                                  ("max_cost", "max_cost")):
+                                  ("max_cost", "max_cost"), ("processing", "processing"), ("fallback", "fallback")):
                 if options[option] is not None:
                     data[field] = options[option]
             if options["no_reuse"]:
