@@ -31,9 +31,11 @@ class Job(models.Model):
         BATCH = "batch"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    # No single-column indexes where a composite below covers them (owner; status): every write of a job
+    # that changes an indexed column updates every index of the table.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs", db_index=False)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ANALYZE)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     queue = models.CharField(max_length=20, default="default")
     provider = models.CharField(max_length=32)  # a provider or a named endpoint ([a-z0-9-]{1,32})
     model = models.CharField(max_length=100)
@@ -150,7 +152,7 @@ class Task(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="tasks")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="tasks", db_index=False)  # see Meta
     position = models.PositiveIntegerField()
     name = models.CharField(max_length=200)
     prompt = models.TextField()
@@ -182,13 +184,16 @@ class Task(models.Model):
     finish_reason = models.CharField(max_length=100, blank=True, default="")
     latency_s = models.FloatField(null=True, blank=True)
     # Hash of everything that determines the answer (for result reuse).
-    reuse_key = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    reuse_key = models.CharField(max_length=64, blank=True, default="")
 
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["position"]
+        # job_id lookups use the unique constraints' indexes (job first); reuse_key is matched by equality
+        # only, so a plain index (db_index=True would add a LIKE-pattern one too).
+        indexes = [models.Index(fields=["reuse_key"], name="task_reuse_key")]
         constraints = [
             models.UniqueConstraint(fields=["job", "position"], name="unique_task_position"),
             models.UniqueConstraint(fields=["job", "name"], name="unique_task_name"),
