@@ -31,11 +31,10 @@ from analysis.batching import BatchCalls
 from analysis.chunking import split_transcript
 from analysis.execution import CallPool, Stopped, StopToken
 from analysis.limits import ProviderLimiter
-from analysis.model_info import ModelInfo
 from analysis.planning import (
     RunConfig, TaskSpec, group_partials, output_limit, prompt_budget, prompt_tokens, reduce_budget,
 )
-from analysis.pricing import cost_of, price_unknown_note
+from analysis.pricing import cost_of
 from analysis.providers.base import RATE_LIMIT, Completion, GenerationParams, Prompt, Provider, ProviderError
 from analysis.providers.usage import Usage
 from analysis.retry import CallFailed, call_with_retries
@@ -396,21 +395,3 @@ class Runner:
             futures = [pool.submit(one, spec) for spec in tasks]
             return [future.result() for future in futures]
 
-
-def run_metadata(*, provider: str, model: ModelInfo, outcomes: list[TaskOutcome]) -> dict:
-    total_usage = Usage()
-    total_cost = Decimal("0")
-    for outcome in outcomes:
-        total_usage = total_usage + outcome.usage
-        total_cost += outcome.cost
-    metadata = {
-        "provider": provider,
-        "model": model.name,
-        "total_cost": total_cost,
-        "usage": total_usage.as_dict(),
-        "tasks": {o.name: o.metadata() for o in outcomes if not o.skipped},
-    }
-    if not model.listed:
-        metadata["price_unknown"] = True
-        metadata["note"] = price_unknown_note(provider, model.name)
-    return metadata

@@ -22,10 +22,11 @@ from analysis.execution import CallPool, StopToken
 from analysis.limits import ProviderLimiter
 from analysis.model_info import ModelInfo
 from analysis.planning import RunConfig, TaskSpec
-from analysis.pricing import COST_QUANTUM
+from analysis.pricing import COST_QUANTUM, price_unknown_note
 from analysis.providers import endpoints, get_provider, preload_sdks
+from analysis.providers.usage import Usage
 from analysis.retry import RetryPolicy
-from analysis.runner import Runner, RunHooks, TaskOutcome, run_metadata
+from analysis.runner import Runner, RunHooks, TaskOutcome
 from analysis.tokens import preload_encodings
 
 
@@ -125,3 +126,22 @@ def analyze_transcript_task(transcript: str, provider: str, model: str, system_p
     specs = [TaskSpec(name=name, prompt=prompt) for name, prompt in tasks.items()]
     return result_document(config=config, outcomes=run_analysis(transcript=transcript, config=config, tasks=specs,
                                                                 limiter=limiter))
+
+
+def run_metadata(*, provider: str, model: ModelInfo, outcomes: list[TaskOutcome]) -> dict:
+    total_usage = Usage()
+    total_cost = Decimal("0")
+    for outcome in outcomes:
+        total_usage = total_usage + outcome.usage
+        total_cost += outcome.cost
+    metadata = {
+        "provider": provider,
+        "model": model.name,
+        "total_cost": total_cost,
+        "usage": total_usage.as_dict(),
+        "tasks": {o.name: o.metadata() for o in outcomes if not o.skipped},
+    }
+    if not model.listed:
+        metadata["price_unknown"] = True
+        metadata["note"] = price_unknown_note(provider, model.name)
+    return metadata
