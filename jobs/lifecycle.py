@@ -302,7 +302,14 @@ def job_settle_after_run(*, job_id: uuid.UUID | str, worker: str, reason: str, c
     if row is None or row["worker"] != worker or not worker:
         return None  # deleted, or another worker's attempt (this delivery was a duplicate)
     if row["status"] == Job.Status.STARTED:
-        return job_recover(job_id=job_id, worker=worker, reason=reason, counts=counts, enqueue=enqueue)
+        recovered = job_recover(job_id=job_id, worker=worker, reason=reason, counts=counts, enqueue=enqueue)
+        if recovered is not None:
+            return recovered
+        # Ended by someone else meanwhile (a cancel writes its flag, then the final state): its calls
+        # in flight are still ours to count as lost.
+        row = Job.objects.filter(id=job_id).values("status", "worker", "calls_in_flight").first()
+        if row is None or row["worker"] != worker:
+            return None
     if row["calls_in_flight"] > 0:
         Job.objects.filter(id=job_id, worker=worker, calls_in_flight__gt=0).update(
             lost_calls=F("lost_calls") + Greatest(F("calls_in_flight"), 0), calls_in_flight=0)
