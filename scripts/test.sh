@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the test suite on a fresh machine: venv, requirements, PostgreSQL and Redis, pytest.
-# Extra arguments go to pytest (e.g. scripts/test.sh tests/jobs -x).
+# Extra arguments go to pytest instead (e.g. scripts/test.sh tests/jobs -x: one process).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -9,4 +9,10 @@ ensure_postgres
 ensure_redis
 ensure_database scriptripper >/dev/null
 export DATABASE_URL="${TEST_DATABASE_URL:-postgresql://$PG_HOST:$PG_PORT/scriptripper}"
+if [ $# -eq 0 ]; then
+  # The whole suite: four pytest-xdist workers (each its own test database and Redis database, see
+  # tests/settings.py). Most of its time is spent waiting on worker and server subprocesses, so four
+  # share two cores well; `worksteal` keeps the long tests from queueing behind each other.
+  set -- -n "${TEST_WORKERS:-4}" --dist worksteal
+fi
 exec "$VENV/bin/python" -m pytest "$@"
