@@ -31,6 +31,7 @@ from rq.exceptions import DequeueTimeout
 from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.queue import Queue
+from rq.suspension import is_suspended
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
@@ -64,6 +65,7 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         self._taken = 0
         self._next_rq_beat = 0.0
         self._shutdown_at: float | None = None  # monotonic time of the warm shutdown request
+        self._was_suspended = False  # `rq suspend` seen at the last take
         self.db: DatabasePool | None = None
         self.calls: CallPool | None = None
 
@@ -108,6 +110,12 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
                     logger.info("worker %s: took %d jobs (WORKER_MAX_JOBS / --max-jobs), recycling", self.name, limit)
                     self._request_warm_shutdown()
                     break
+                if self._suspended():
+                    if burst:
+                        logger.info("worker %s: suspended in burst mode, exiting", self.name)
+                        break
+                    self._slot_freed.wait(1.0)
+                    continue
                 queues = self._queues_with_room()
                 if not queues:
                     self._wait_for_a_free_slot()
@@ -139,6 +147,21 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
                 logger.error("worker %s: Redis unreachable at start (%s); retrying in %.0f s", self.name, exc, wait)
                 time.sleep(wait)
                 wait = min(wait * 2, self.max_connection_wait_time)
+
+    def _suspended(self) -> bool:
+        """`rq suspend`: take nothing new until `rq resume` (the jobs in flight go on), and say so in
+        the worker's state, as RQ's own worker does."""
+        try:
+            suspended = bool(is_suspended(self.connection))
+            if suspended != self._was_suspended:
+                logger.info("worker %s: %s", self.name, "suspended, run `rq resume` to resume" if suspended else
+                            "resumed")
+                self.set_state(WorkerStatus.SUSPENDED if suspended else
+                               WorkerStatus.BUSY if self.running else WorkerStatus.IDLE)
+                self._was_suspended = suspended
+            return suspended
+        except REDIS_ERRORS:
+            return False  # the take waits the outage out
 
     def slots(self) -> list[JobSlot]:
         with self._running_lock:
@@ -223,7 +246,7 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
                 self.running.pop(slot.job_id, None)
                 idle = not self.running
             self._slot_freed.set()
-            if idle and not self._stop_requested:
+            if idle and not self._stop_requested and not self._was_suspended:
                 self._set_state_safely(WorkerStatus.IDLE)
 
     def _maintain_rq(self) -> None:

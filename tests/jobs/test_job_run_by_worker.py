@@ -76,3 +76,17 @@ def test_rqworker_command_runs_jobs_highest_queue_first(alice_client, emulator):
     low_job, high_job = Job.objects.get(id=low), Job.objects.get(id=high)
     assert (low_job.status, high_job.status) == ("finished", "finished"), result.stderr[-3000:]
     assert high_job.started_at < low_job.started_at
+
+
+def test_rq_suspend_holds_new_jobs_until_rq_resume(alice_client, emulator, clean_redis):
+    from rq.suspension import resume, suspend
+
+    job_id = submit(alice_client, "openai", "gpt-4o-mini")
+    suspend(clean_redis)  # what `rq suspend` does
+    work_burst()  # a suspended worker in burst mode takes nothing and exits, as RQ's own does
+    assert alice_client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "queued"
+    assert emulator.requests() == []
+
+    resume(clean_redis)
+    work_burst()
+    assert alice_client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "finished"
