@@ -75,6 +75,20 @@ def _wait_done(queue, jobs: int, started: float, timeout: float = 900) -> float:
     return time.monotonic() - started
 
 
+def _throughput_after_resume(jobs: int, fill) -> float:
+    """Jobs/s from `rq resume` until `jobs` jobs are done on `default`: fill() queues them while the
+    workers are suspended, so both sides time the queue and the workers alone (the cost of a
+    submission is the API case's). Both worker classes check the suspension before every take."""
+    import django_rq
+    from rq.suspension import resume, suspend
+
+    suspend(common.redis())
+    fill()
+    t0 = time.monotonic()
+    resume(common.redis())
+    return jobs / _wait_done(django_rq.get_queue("default"), jobs, t0)
+
+
 def _noop_throughput(jobs: int, workers: int, env: dict, worker_class: str | None, pool: bool) -> float:
     import django_rq
 
@@ -84,10 +98,7 @@ def _noop_throughput(jobs: int, workers: int, env: dict, worker_class: str | Non
     try:
         _wait_workers(workers)
         queue = django_rq.get_queue("default")
-        t0 = time.monotonic()
-        for _ in range(jobs):
-            queue.enqueue("bench.noop.noop")
-        return jobs / _wait_done(queue, jobs, t0)
+        return _throughput_after_resume(jobs, lambda: [queue.enqueue("bench.noop.noop") for _ in range(jobs)])
     finally:
         for p in procs:
             common.stop(p)
@@ -100,19 +111,17 @@ def _job_throughput(user, jobs: int, workers: int, env: dict, worker_class: str 
         common.start_workers(workers, env, worker_class=worker_class)
     try:
         _wait_workers(workers)
-        import django_rq
-
-        t0 = time.monotonic()
-        ids = common.submit_jobs(user, jobs, text=latency_text, queue="default")
-        # Waited for like the baseline: run_job returns only after the row is final, so RQ's
+        ids = []
+        # Waited for like the baseline: a run ends only after its row is final, so RQ's
         # registries are complete when PostgreSQL is (the rows are checked below).
-        elapsed = _wait_done(django_rq.get_queue("default"), jobs, t0)
+        throughput = _throughput_after_resume(
+            jobs, lambda: ids.extend(common.submit_jobs(user, jobs, text=latency_text, queue="default")))
         from jobs.models import Job
 
         bad = Job.objects.filter(id__in=ids).exclude(status="finished").count()
         if bad:
             raise RuntimeError(f"{bad} jobs did not finish")
-        return jobs / elapsed
+        return throughput
     finally:
         for p in procs:
             common.stop(p)
