@@ -11,6 +11,7 @@ from rest_framework.fields import SkipField
 
 from analysis import structured
 from analysis.estimate import Estimate
+from analysis.model_info import RATE_KINDS
 from analysis.models import AnalysisProfile
 from analysis.pricing import price_unknown_note
 from analysis.processing import FALLBACKS, PROCESSING_MODES
@@ -207,13 +208,12 @@ class ProfileListSerializer(serializers.Serializer):
 # --- GET /api/v1/models ------------------------------------------------------------------------------
 
 
-class ModelTierSerializer(serializers.Serializer):
-    above = serializers.IntegerField(help_text="a request whose prompt is more than this many tokens pays these rates")
-    input = serializers.FloatField()
-    cached_input = serializers.FloatField()
-    cache_write = serializers.FloatField()
-    output = serializers.FloatField()
-    reasoning = serializers.FloatField()
+# A tier is its threshold and one rate of every kind (ModelInfo.as_dict: {"above", **rates}).
+ModelTierSerializer = type("ModelTierSerializer", (serializers.Serializer,), {
+    "__module__": __name__,  # else DRF's metaclass names its own
+    "above": serializers.IntegerField(
+        help_text="a request whose prompt is more than this many tokens pays these rates"),
+    **{kind: serializers.FloatField() for kind in RATE_KINDS}})
 
 
 class ModelPriceSetSerializer(serializers.Serializer):

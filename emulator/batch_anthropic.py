@@ -5,12 +5,11 @@ A message batch takes no metadata: nothing but the custom ids carries the client
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from typing import Any
 
-from emulator.batches import EmulatedBatch, read_json, store_of
+from emulator.batches import EmulatedBatch, iso_time, read_json, requested_batch, store_of
 from emulator.protocol import Reply, Request, Route, json_reply
 
 PREFIX = "/v1/messages/batches"
@@ -43,18 +42,15 @@ def list_batches(request: Request) -> Reply:
 
 
 def one_batch(request: Request) -> Reply:
-    store = store_of(request.state)
-    batch = store.get(request.params["batch_id"], request)
-    if batch is None or batch.provider != "anthropic":
+    batch = requested_batch(request, "anthropic", request.params["batch_id"])
+    if batch is None:
         return _not_found(request.params["batch_id"])
-    if request.params.get("cancel"):
-        store.cancel(batch)
     return json_reply(200, _batch_object(request, batch))
 
 
 def results(request: Request) -> Reply:
-    batch = store_of(request.state).get(request.params["batch_id"], request)
-    if batch is None or batch.provider != "anthropic":
+    batch = requested_batch(request, "anthropic", request.params["batch_id"])
+    if batch is None:
         return _not_found(request.params["batch_id"])
     if batch.state != "ended":
         return json_reply(400, {"type": "error", "error": {"type": "invalid_request_error",
@@ -72,12 +68,6 @@ ROUTES = [
 ]
 
 
-def _iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def _batch_object(request: Request, batch: EmulatedBatch) -> dict[str, Any]:
     counts = batch.counts()
     ended = batch.state == "ended"
@@ -87,9 +77,9 @@ def _batch_object(request: Request, batch: EmulatedBatch) -> dict[str, Any]:
         "processing_status": "ended" if ended else "in_progress",
         "request_counts": {"processing": counts["processing"], "succeeded": counts["succeeded"],
                            "errored": counts["errored"], "canceled": counts["canceled"], "expired": counts["expired"]},
-        "ended_at": _iso(batch.ended_at), "created_at": _iso(batch.created_at),
-        "expires_at": _iso(batch.created_at + 86400), "archived_at": None,
-        "cancel_initiated_at": _iso(batch.ended_at) if batch.canceled else None,
+        "ended_at": iso_time(batch.ended_at), "created_at": iso_time(batch.created_at),
+        "expires_at": iso_time(batch.created_at + 86400), "archived_at": None,
+        "cancel_initiated_at": iso_time(batch.ended_at) if batch.canceled else None,
         "results_url": f"http://{host}{PREFIX}/{batch.id}/results" if ended else None,
     }
 

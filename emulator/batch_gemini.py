@@ -6,12 +6,11 @@ each with the `metadata` it was sent with."""
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 import urllib.parse
 from typing import Any
 
-from emulator.batches import EmulatedBatch, read_json, store_of
+from emulator.batches import EmulatedBatch, iso_time, read_json, requested_batch, store_of
 from emulator.protocol import Reply, Request, Route, json_reply
 
 _TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch"
@@ -47,14 +46,10 @@ def list_batches(request: Request) -> Reply:
 
 
 def one_batch(request: Request) -> Reply:
-    store = store_of(request.state)
-    batch = store.get(request.params["name"], request)
-    if batch is None or batch.provider != "gemini":
+    batch = requested_batch(request, "gemini", request.params["name"])
+    if batch is None:
         return _not_found(request.params["name"])
-    if request.params.get("cancel"):
-        store.cancel(batch)
-        return json_reply(200, {})
-    if request.method == "DELETE":
+    if request.params.get("cancel") or request.method == "DELETE":
         return json_reply(200, {})
     return json_reply(200, _operation(batch))
 
@@ -65,12 +60,6 @@ ROUTES = [
     Route("GET", _VERSION + r"/batches", list_batches),
     Route(None, _VERSION + r"/batches/(?P<name>[^/:]+)(?P<cancel>:cancel)?", one_batch),
 ]
-
-
-def _iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _operation(batch: EmulatedBatch) -> dict[str, Any]:
@@ -85,14 +74,14 @@ def _operation(batch: EmulatedBatch) -> dict[str, Any]:
     counts = batch.counts()
     metadata: dict[str, Any] = {
         "@type": _TYPE, "model": f"models/{batch.model}", "displayName": batch.key.get("displayName") or "",
-        "state": state, "createTime": _iso(batch.created_at), "updateTime": _iso(batch.ended_at or batch.created_at),
+        "state": state, "createTime": iso_time(batch.created_at), "updateTime": iso_time(batch.ended_at or batch.created_at),
         "batchStats": {"requestCount": str(counts["total"]), "successfulRequestCount": str(counts["succeeded"]),
                        "failedRequestCount": str(counts["errored"]),
                        "pendingRequestCount": str(counts["processing"])},
         "name": f"batches/{batch.id}",
     }
     if ended:
-        metadata["endTime"] = _iso(batch.ended_at)
+        metadata["endTime"] = iso_time(batch.ended_at)
     if ended and batch.results and not batch.canceled and batch.outcome != "failed":
         responses = []
         for (custom_id, _), sent in zip(batch.requests, batch.extra["metadata"]):

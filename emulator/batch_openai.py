@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from emulator.batches import BatchStore, EmulatedBatch, read_json, store_of
+from emulator.batches import BatchStore, EmulatedBatch, read_json, requested_batch, store_of
 from emulator.protocol import Reply, Request, Route, json_reply
 
 ENDPOINT = "/v1/chat/completions"
@@ -56,14 +56,11 @@ def list_batches(request: Request) -> Reply:
 
 
 def one_batch(request: Request) -> Reply:
-    store = store_of(request.state)
     batch_id = request.params["batch_id"]
-    batch = store.get(batch_id, request)
-    if batch is None or batch.provider != "openai":
+    batch = requested_batch(request, "openai", batch_id)
+    if batch is None:
         return json_reply(404, _error(f"No batch found with id '{batch_id}'.", "invalid_request_error"))
-    if request.params.get("cancel"):
-        store.cancel(batch)
-    return json_reply(200, _batch_object(store, batch))
+    return json_reply(200, _batch_object(store_of(request.state), batch))
 
 
 def create(request: Request) -> Reply:

@@ -24,6 +24,7 @@ or `"all"` ends those batches at their next read, whatever their delay). The emu
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import threading
@@ -178,6 +179,18 @@ def store_of(state: Any) -> BatchStore:
         return store
 
 
+def requested_batch(request: Request, provider: str, batch_id: str) -> EmulatedBatch | None:
+    """The batch of `provider` that a request to one batch's URL names, up to date; canceled first when the URL is
+    the batch's cancel URL. None when the provider has no such batch (each protocol answers its own 404)."""
+    store = store_of(request.state)
+    batch = store.get(batch_id, request)
+    if batch is None or batch.provider != provider:
+        return None
+    if request.params.get("cancel"):
+        store.cancel(batch)
+    return batch
+
+
 def protocol_of(provider: str) -> Any:
     from emulator.anthropic_protocol import ANTHROPIC
     from emulator.gemini_protocol import GEMINI
@@ -210,6 +223,13 @@ def answer_one(state: Any, provider: str, body: dict[str, Any], model: str | Non
         return status, json.loads(payload)
     except ValueError:
         return 500, {"error": {"message": "malformed response", "type": "server_error"}}
+
+
+def iso_time(moment: float | None) -> str | None:
+    """A time.time() value as the RFC 3339 UTC string (`...Z`) that Anthropic's and Gemini's batch objects carry."""
+    if moment is None:
+        return None
+    return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def read_json(raw: bytes) -> Any:

@@ -38,19 +38,17 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from redis.exceptions import RedisError
 
 from analysis.batching import AwaitingBatch, BatchAnswer, call_key
 from analysis.providers.base import Completion, GenerationParams, Prompt, ProviderError
 from analysis.providers.batches import COMPLETED, ENDED, EXPIRED, FAILED, batch_api
 from analysis.providers.usage import Usage
-from jobs.dbpool import forget_connection
 from jobs.models import BatchRequest, Job, ProviderBatch
-from jobs.queues import rq_connection
+from jobs.periodic import PeriodicPass
 
 logger = logging.getLogger(__name__)
 
@@ -338,43 +336,23 @@ def _continue_ready() -> int:
     return continued
 
 
-def poller_lock(redis, *, owner: str, ttl: float) -> bool:
-    return bool(redis.set(LOCK_KEY, owner, nx=True, px=max(int(ttl * 1000), 500)))
+class BatchPollerThread(PeriodicPass):
+    """The batch poller inside a worker: every BATCH_POLL_INTERVAL_SECONDS, one worker at a time. On a database
+    connection of its own, never one of the slots' (a pass waits on provider HTTP calls)."""
 
-
-class BatchPollerThread(threading.Thread):
-    """The batch poller inside a worker: every BATCH_POLL_INTERVAL_SECONDS, one worker at a time (a Redis
-    lock with a TTL, so a SIGKILLed holder blocks nobody). On a database connection of its own, closed after
-    every pass, never one of the slots' (a pass waits on provider HTTP calls). Daemon: it never holds the
-    worker up at exit."""
+    label = "batch poller"
+    lock_key = LOCK_KEY
 
     def __init__(self, *, worker_name: str) -> None:
-        super().__init__(name="scriptripper-batch-poller", daemon=True)
-        self.worker_name = worker_name
-        self.stopped = threading.Event()
+        super().__init__(name="scriptripper-batch-poller", worker_name=worker_name)
 
-    def stop(self) -> None:
-        self.stopped.set()
-        if self.is_alive():
-            self.join(timeout=10)
+    def interval(self) -> float:
+        return settings.BATCH_POLL_INTERVAL_SECONDS
 
-    def run(self) -> None:
-        interval = settings.BATCH_POLL_INTERVAL_SECONDS
-        # The first pass one interval after start (jittered), not at once: batch work waits hours anyway, and
-        # a short-lived worker (a burst run draining the queues) then leaves the polling to the others.
-        delay = interval * random.uniform(0.9, 1.1)
-        while not self.stopped.wait(delay):
-            delay = interval * random.uniform(0.9, 1.1)
-            try:
-                if not poller_lock(rq_connection(), owner=self.worker_name, ttl=interval * 0.9):
-                    continue
-                batches_poll(worker=self.worker_name)
-            except RedisError as exc:
-                logger.warning("batch poller: Redis unreachable (%s)", type(exc).__name__)
-            except (OperationalError, InterfaceError) as exc:
-                logger.warning("batch poller: database unreachable (%s)", str(exc).strip()[:120])
-            except Exception:
-                logger.exception("batch poller pass failed")
-            finally:
-                forget_connection()
+    def first_delay(self, interval: float) -> float:
+        # One interval after start (jittered), not at once: batch work waits hours anyway, and a short-lived
+        # worker (a burst run draining the queues) then leaves the polling to the others.
+        return interval * random.uniform(0.9, 1.1)
 
+    def run_pass(self) -> None:
+        batches_poll(worker=self.worker_name)

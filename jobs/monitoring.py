@@ -53,6 +53,10 @@ def redis_connection(*, timeout: float | None = None) -> Redis:
 # --- Queues and workers ------------------------------------------------------------
 
 
+# The RQ registries counted in a queue's statistics, besides the queue itself (`queue.<name>_job_registry`).
+QUEUE_REGISTRIES: tuple[str, ...] = ("started", "failed", "scheduled", "deferred")
+
+
 class QueueStats(TypedDict):
     name: str
     queued: int
@@ -98,13 +102,12 @@ def queue_stats(connection: Redis) -> list[QueueStats]:
                 if timezone.is_naive(enqueued_at):  # RQ stores UTC without a zone
                     enqueued_at = timezone.make_aware(enqueued_at, UTC)
                 oldest_age = max(0.0, (now - enqueued_at).total_seconds())
-        stats.append({
+        registries = {registry: getattr(queue, f"{registry}_job_registry").get_job_count(cleanup=False)
+                      for registry in QUEUE_REGISTRIES}
+        stats.append({  # type: ignore[typeddict-item]
             "name": name,
             "queued": queue.count,
-            "started": queue.started_job_registry.get_job_count(cleanup=False),
-            "failed": queue.failed_job_registry.get_job_count(cleanup=False),
-            "scheduled": queue.scheduled_job_registry.get_job_count(cleanup=False),
-            "deferred": queue.deferred_job_registry.get_job_count(cleanup=False),
+            **registries,
             "oldest_queued_age_s": None if oldest_age is None else round(oldest_age, 3),
         })
     return stats
@@ -331,13 +334,13 @@ class ScriptRipperCollector(Collector):
 
         depth = GaugeMetricFamily("scriptripper_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
         registry = GaugeMetricFamily("scriptripper_queue_jobs", "Jobs in each RQ queue's registries "
-                                     "(started, failed, scheduled, deferred).", labels=["queue", "state"])
+                                     f"({', '.join(QUEUE_REGISTRIES)}).", labels=["queue", "state"])
         oldest = GaugeMetricFamily("scriptripper_queue_oldest_job_age_seconds",
                                    "How long the job at the head of each queue has waited (0 when empty).",
                                    labels=["queue"])
         for stat in stats:
             depth.add_metric([stat["name"]], stat["queued"])
-            for state in ("started", "failed", "scheduled", "deferred"):
+            for state in QUEUE_REGISTRIES:
                 registry.add_metric([stat["name"], state], stat[state])  # type: ignore[literal-required]
             oldest.add_metric([stat["name"]], stat["oldest_queued_age_s"] or 0.0)
 

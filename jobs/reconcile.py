@@ -20,21 +20,20 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.job import Job as RQJob
 from rq.worker import Worker
 
 from jobs.models import Job
-from jobs.dbpool import DatabasePool, forget_connection
+from jobs.dbpool import DatabasePool
 from jobs.lifecycle import job_recover
+from jobs.periodic import PeriodicPass
 from jobs.services import job_enqueue, jobs_purge_expired
 from jobs.webhooks import webhooks_deliver_due
 from jobs.queues import rq_connection, rq_queue
@@ -153,54 +152,32 @@ def workers_heartbeating(names: set[str]) -> set[str]:
     return alive
 
 
-def reconcile_lock(redis, *, owner: str, ttl: float) -> bool:
-    """One pass per interval across all workers: whoever sets the key runs; it expires by itself."""
-    return bool(redis.set(LOCK_KEY, owner, nx=True, px=max(int(ttl * 1000), 500)))
-
-
-class ReconcilerThread(threading.Thread):
-    """The reconciler inside a worker parent. Daemon: it never holds the worker up at exit.
+class ReconcilerThread(PeriodicPass):
+    """The reconciler inside a worker parent, every RECONCILE_INTERVAL_SECONDS, one worker at a time.
 
     With `db` (the worker's database pool) its passes run there; without (a forking worker's
     parent) on a connection of its own, closed after every pass, so it holds nothing across a
     fork or a PostgreSQL restart. An OperationalError only costs one pass.
     """
 
+    label = "reconciler"
+    lock_key = LOCK_KEY
+
     def __init__(self, *, worker_name: str, db: DatabasePool | None = None) -> None:
-        super().__init__(name="scriptripper-reconciler", daemon=True)
-        self.worker_name = worker_name
+        super().__init__(name="scriptripper-reconciler", worker_name=worker_name)
         self.db = db
-        self.stopped = threading.Event()
+        self.own_connection = db is None
 
-    def stop(self) -> None:
-        """Stop after the pass in hand (its worker closes the database pool next)."""
-        self.stopped.set()
-        if self.is_alive():
-            self.join(timeout=10)
+    def interval(self) -> float:
+        return settings.RECONCILE_INTERVAL_SECONDS
 
-    def run(self) -> None:
-        interval = settings.RECONCILE_INTERVAL_SECONDS
+    def first_delay(self, interval: float) -> float:
         # First pass soon after start (workers restarted after an outage recover at once),
         # jittered so that workers started together do not race for the lock.
-        delay = random.uniform(0.2, min(2.0, interval))
-        while not self.stopped.wait(delay):
-            delay = interval * random.uniform(0.9, 1.1)
-            try:
-                redis = rq_connection()
-                if not reconcile_lock(redis, owner=self.worker_name, ttl=interval * 0.9):
-                    continue
-                if self.db is not None:
-                    self.db.run(jobs_reconcile, tries=1)
-                else:
-                    jobs_reconcile()
-            except RedisError as exc:
-                logger.warning("reconciler: Redis unreachable (%s)", type(exc).__name__)
-            except (OperationalError, InterfaceError) as exc:
-                logger.warning("reconciler: database unreachable (%s); next pass in %.0f s",
-                               str(exc).strip()[:120], delay)
-            except Exception:
-                logger.exception("reconciler pass failed")
-            finally:
-                if self.db is None:
-                    forget_connection()
+        return random.uniform(0.2, min(2.0, interval))
 
+    def run_pass(self) -> None:
+        if self.db is not None:
+            self.db.run(jobs_reconcile, tries=1)
+        else:
+            jobs_reconcile()

@@ -17,6 +17,7 @@ from analysis.transcripts import FORMATS
 from analysis.providers.usage import USAGE_KEYS
 from jobs.fields import BatchTasksField, SegmentsField, StrictCharField, TasksField, no_nul
 from jobs.models import Job, Task
+from jobs.monitoring import QUEUE_REGISTRIES
 from scriptripper.fields import BlankAsNullCharField, MoneyField, OptionalBooleanField, RoundedFloatField
 
 QUEUED_MESSAGE = "Job queued for processing"
@@ -276,14 +277,13 @@ class JobListSerializer(serializers.Serializer):
 
 # --- output: the queues (staff) ------------------------------------------------------------------
 
-class QueueStatsSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    queued = serializers.IntegerField()
-    started = serializers.IntegerField()
-    failed = serializers.IntegerField()
-    scheduled = serializers.IntegerField()
-    deferred = serializers.IntegerField()
-    oldest_queued_age_s = serializers.FloatField(allow_null=True, help_text="seconds the head of the queue has waited")
+QueueStatsSerializer = type("QueueStatsSerializer", (serializers.Serializer,), {  # jobs.monitoring.QueueStats
+    "__module__": __name__,  # else DRF's metaclass names its own
+    "name": serializers.CharField(),
+    "queued": serializers.IntegerField(),
+    **{registry: serializers.IntegerField() for registry in QUEUE_REGISTRIES},
+    "oldest_queued_age_s": serializers.FloatField(allow_null=True,
+                                                  help_text="seconds the head of the queue has waited")})
 
 
 class WorkerRunningJobSerializer(serializers.Serializer):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import anthropic
 
 from analysis.providers import PROVIDER_LABELS
@@ -24,9 +26,13 @@ class AnthropicProvider:
     def __init__(self, *, api_key: str, base_url: str | None, timeout: float) -> None:
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
 
+    def sdk_calls(self) -> AbstractContextManager[None]:
+        """Around every SDK call, standard or batch: its exceptions raised as ProviderError."""
+        return sdk_errors(self, SDK_ERRORS, self._status_error)
+
     def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
         kwargs = self.request_body(model=model, prompt=prompt, params=params)
-        with sdk_errors(self, SDK_ERRORS, self._status_error):
+        with self.sdk_calls():
             response = self.client.messages.create(**kwargs)
         return self.completion_of(response)
 

@@ -10,29 +10,18 @@ create call, so between two committed keys at most one batch of ours can have be
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import TypeVar
 
-from analysis.providers.anthropic_provider import SDK_ERRORS, AnthropicProvider
-from analysis.providers.base import Completion, GenerationParams, Prompt, sdk_errors
-from analysis.providers.batches import CANCELED, COMPLETED, ENDED, EXPIRED, IN_PROGRESS, BatchState
+from analysis.providers.anthropic_provider import AnthropicProvider
+from analysis.providers.base import Completion, GenerationParams, Prompt
+from analysis.providers.batches import CANCELED, COMPLETED, ENDED, EXPIRED, IN_PROGRESS, BatchState, ProviderBatches
 
-T = TypeVar("T")
 CLOCK_ALLOWANCE = dt.timedelta(seconds=60)  # their clock against ours
 
 
-class AnthropicBatches:
+class AnthropicBatches(ProviderBatches):
     name = "anthropic"
     max_requests = 100_000
-
-    def __init__(self, provider: AnthropicProvider) -> None:
-        self.provider = provider
-        self.client = provider.client
-
-    def _sdk(self, call: Callable[[], T]) -> T:
-        """One SDK call, its exceptions as ProviderError (as the provider's own calls have them)."""
-        with sdk_errors(self.provider, SDK_ERRORS, self.provider._status_error):
-            return call()
+    provider: AnthropicProvider
 
     def build(self, *, custom_id: str, model: str, prompt: Prompt, params: GenerationParams) -> dict:
         return {"custom_id": custom_id, "params": self.provider.request_body(model=model, prompt=prompt, params=params)}

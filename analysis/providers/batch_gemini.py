@@ -5,33 +5,24 @@ key})`; the results are the batch's inline responses, each carrying the `metadat
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import TypeVar
 
 from google.genai import types
 
-from analysis.providers.base import Completion, GenerationParams, Prompt, sdk_errors
-from analysis.providers.batches import CANCELED, COMPLETED, ENDED, EXPIRED, FAILED, IN_PROGRESS, BatchState
-from analysis.providers.gemini_provider import SDK_ERRORS, GeminiProvider
+from analysis.providers.base import Completion, GenerationParams, Prompt
+from analysis.providers.batches import (
+    CANCELED, COMPLETED, ENDED, EXPIRED, FAILED, IN_PROGRESS, BatchState, ProviderBatches,
+)
+from analysis.providers.gemini_provider import GeminiProvider
 
-T = TypeVar("T")
 CUSTOM_ID = "custom_id"
 _ENDED = {"JOB_STATE_SUCCEEDED": COMPLETED, "JOB_STATE_EXPIRED": EXPIRED, "JOB_STATE_FAILED": FAILED,
           "JOB_STATE_CANCELLED": CANCELED}
 
 
-class GeminiBatches:
+class GeminiBatches(ProviderBatches):
     name = "gemini"
     max_requests = 10_000  # inline requests are capped by size (20 MB) rather than count
-
-    def __init__(self, provider: GeminiProvider) -> None:
-        self.provider = provider
-        self.client = provider.client
-
-    def _sdk(self, call: Callable[[], T]) -> T:
-        """One SDK call, its exceptions as ProviderError (as the provider's own calls have them)."""
-        with sdk_errors(self.provider, SDK_ERRORS, self.provider._api_error):
-            return call()
+    provider: GeminiProvider
 
     def build(self, *, custom_id: str, model: str, prompt: Prompt, params: GenerationParams) -> dict:
         contents, config = self.provider.request_parts(prompt=prompt, params=params)

@@ -6,34 +6,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
-from typing import TypeVar
 
 from openai.types.chat import ChatCompletion
 
-from analysis.providers.base import Completion, GenerationParams, Prompt, sdk_errors
+from analysis.providers.base import Completion, GenerationParams, Prompt
 from analysis.providers.batches import (
-    CANCELED, COMPLETED, ENDED, EXPIRED, FAILED, IN_PROGRESS, KEY_FIELD, BatchState,
+    CANCELED, COMPLETED, ENDED, EXPIRED, FAILED, IN_PROGRESS, KEY_FIELD, BatchState, ProviderBatches,
 )
-from analysis.providers.openai_provider import SDK_ERRORS, OpenAIProvider
+from analysis.providers.openai_provider import OpenAIProvider
 
-T = TypeVar("T")
 ENDPOINT = "/v1/chat/completions"
 _ENDED = {"completed": COMPLETED, "expired": EXPIRED, "failed": FAILED, "cancelled": CANCELED}
 
 
-class OpenAIBatches:
+class OpenAIBatches(ProviderBatches):
     name = "openai"
     max_requests = 50_000
-
-    def __init__(self, provider: OpenAIProvider) -> None:
-        self.provider = provider
-        self.client = provider.client
-
-    def _sdk(self, call: Callable[[], T]) -> T:
-        """One SDK call, its exceptions as ProviderError (as the provider's own calls have them)."""
-        with sdk_errors(self.provider, SDK_ERRORS, self.provider._status_error):
-            return call()
+    provider: OpenAIProvider
 
     def build(self, *, custom_id: str, model: str, prompt: Prompt, params: GenerationParams) -> dict:
         body = self.provider.request_body(model=model, prompt=prompt, params=params)

@@ -14,10 +14,14 @@ or as an error message for a request the batch answered with an error; a request
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
-from analysis.providers.base import Completion, GenerationParams, Prompt
+from analysis.providers.base import Completion, GenerationParams, Prompt, Provider
+
+T = TypeVar("T")
 
 # Where each provider's batch state lands: still running, or ended with an outcome.
 IN_PROGRESS = "in_progress"
@@ -48,6 +52,27 @@ class BatchAPI(Protocol):
     def results(self, batch_id: str) -> dict[str, Completion | str]: ...
 
     def cancel(self, batch_id: str) -> None: ...
+
+
+class SdkProvider(Provider, Protocol):
+    """What a batch adapter uses of its provider, besides the provider's own request builders."""
+
+    client: Any
+
+    def sdk_calls(self) -> AbstractContextManager[None]: ...
+
+
+class ProviderBatches:
+    """What every adapter shares: the provider's own SDK client (its key, base URL, timeout), and the SDK's
+    exceptions raised as ProviderError exactly as the provider's standard calls raise them."""
+
+    def __init__(self, provider: SdkProvider) -> None:
+        self.provider = provider
+        self.client = provider.client
+
+    def _sdk(self, call: Callable[[], T]) -> T:
+        with self.provider.sdk_calls():
+            return call()
 
 
 BATCH_PROVIDERS = ("openai", "anthropic", "gemini")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager
 
 import httpx2
 from google import genai
@@ -34,11 +35,15 @@ class GeminiProvider:
         # Kept on the instance: a temporary Client can be closed under a chained call.
         self.client = genai.Client(api_key=api_key, http_options=http_options)
 
+    def sdk_calls(self) -> AbstractContextManager[None]:
+        """Around every SDK call, standard or batch: its exceptions raised as ProviderError."""
+        return sdk_errors(self, SDK_ERRORS, self._api_error)
+
     def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
         contents, config = self.request_parts(prompt=prompt, params=params)
         if params.timeout:
             config.http_options = types.HttpOptions(timeout=int(params.timeout * 1000))
-        with sdk_errors(self, SDK_ERRORS, self._api_error):
+        with self.sdk_calls():
             response = self.client.models.generate_content(model=model, contents=contents, config=config)
         return self.completion_of(response)
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import openai
 
 from analysis.providers import PROVIDER_LABELS
@@ -32,11 +34,15 @@ class OpenAIProvider:
         # max_retries=0: retries happen in analysis/retry.py, where they are counted and bounded.
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
 
+    def sdk_calls(self) -> AbstractContextManager[None]:
+        """Around every SDK call, standard or batch: its exceptions raised as ProviderError."""
+        return sdk_errors(self, SDK_ERRORS, self._status_error)
+
     def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
         kwargs = self.request_body(model=model, prompt=prompt, params=params)
         if params.timeout:
             kwargs["timeout"] = params.timeout
-        with sdk_errors(self, SDK_ERRORS, self._status_error):
+        with self.sdk_calls():
             response = self.client.chat.completions.create(**kwargs)
         return self.completion_of(response)
 
