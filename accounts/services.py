@@ -9,7 +9,7 @@ from typing import TypedDict
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -128,8 +128,18 @@ def spend_record(*, user_id: int, reference: str, amount: Decimal) -> None:
     if amount <= 0:
         return
     # One INSERT ... ON CONFLICT DO NOTHING: a second record of the same reference is a no-op.
-    SpendEntry.objects.bulk_create([SpendEntry(user_id=user_id, reference=reference, amount=amount)],
-                                   ignore_conflicts=True)
+    with connection.cursor() as cursor:
+        cursor.execute(spend_record_sql("(SELECT 1) AS once"),
+                       {"owner": user_id, "reference": reference, "amount": amount, "now": timezone.now()})
+
+
+def spend_record_sql(source: str) -> str:
+    """spend_record as SQL, for a statement that stores what was billed and bills it at once
+    (jobs.lifecycle.task_outcome_save): one ledger row per row of `source` (a CTE), with the
+    parameters %(owner)s, %(reference)s, %(amount)s (above zero) and %(now)s."""
+    return (f'INSERT INTO "{SpendEntry._meta.db_table}" (user_id, reference, amount, created_at) '
+            f"SELECT %(owner)s, %(reference)s, %(amount)s, %(now)s FROM {source} "
+            "ON CONFLICT (reference) DO NOTHING")
 
 
 def spend_this_month(*, user: User) -> Decimal:

@@ -20,7 +20,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.services import budget_reached, spend_record
+from accounts.services import budget_reached, spend_record_sql
 from analysis.catalogue import get_model, prices_version
 from analysis.providers import endpoints
 from analysis.providers.usage import USAGE_KEYS
@@ -137,18 +137,23 @@ def task_outcome_save(*, job: Job, outcome: TaskOutcome, calls_started: int, tas
     else:
         fields.update(status=Task.Status.FAILED, error=outcome.error, error_kind=outcome.error_kind[:30])
     assignments = [f'"{key}" = "{key}" + %(add_{key})s' for key in added] + [f'"{key}" = %(set_{key})s' for key in fields]
-    params = {"task_id": task_id, "succeeded": Task.Status.SUCCEEDED, **{f"add_{k}": v for k, v in added.items()},
-              **{f"set_{k}": v for k, v in fields.items()}}
-    with transaction.atomic():
-        # The fence and the in-flight count in one statement (it also locks the row until commit).
-        if not _execute(CALLS_STORED_SQL, _attempt_params(job, calls=calls_started)):
-            return False
-        # A stored result is never overwritten.
-        updated = _execute(f'UPDATE "{TASK}" SET {", ".join(assignments)} '
-                           f'WHERE id = %(task_id)s AND status <> %(succeeded)s', params)
-        if updated and outcome.cost > 0:
-            spend_record(user_id=job.owner_id, reference=f"task:{task_id}:attempt:{job.attempts}",
-                         amount=outcome.cost)
+    params = {"task_id": task_id, "succeeded": Task.Status.SUCCEEDED, **_attempt_params(job, calls=calls_started),
+              **{f"add_{k}": v for k, v in added.items()}, **{f"set_{k}": v for k, v in fields.items()}}
+    # One statement, so atomic: the fence and the in-flight count (it locks the job row), then the
+    # task (a stored result is never overwritten), then the bill, each only if the one before wrote.
+    statement = [f"WITH fence AS ({CALLS_STORED_SQL} RETURNING id), "
+                 f'stored AS (UPDATE "{TASK}" SET {", ".join(assignments)} WHERE id = %(task_id)s '
+                 f"AND status <> %(succeeded)s AND EXISTS (SELECT 1 FROM fence) RETURNING id)"]
+    if outcome.cost > 0:
+        params.update(owner=job.owner_id, reference=f"task:{task_id}:attempt:{job.attempts}", amount=outcome.cost,
+                      now=now)
+        statement.append(f", billed AS ({spend_record_sql('stored')})")
+    statement.append(" SELECT (SELECT count(*) FROM fence), (SELECT count(*) FROM stored)")
+    with connection.cursor() as cursor:
+        cursor.execute("".join(statement), params)
+        fenced, updated = cursor.fetchone()
+    if not fenced:
+        return False
     if updated:
         logger.info("task done", extra={"job_id": str(job.id), "task": outcome.name, "ok": outcome.ok,
                                         "cost": str(outcome.cost), "tries": outcome.tries})

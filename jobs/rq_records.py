@@ -65,16 +65,30 @@ class RQRecordsMixin:
                     self.cleanup_execution(rq_job, pipeline=pipeline, execution=running.execution)
                     pipeline.execute()
                 return
-            # RQ's _finalize_success without its extra heartbeat round trip (the run is over) and its
-            # callbacks and RQ webhooks, which these jobs never have.
             rq_job.ended_at = now()
             rq_job._result = end.value
             rq_job._status = JobStatus.FINISHED
-            queue = running.queue
-            self.handle_job_success(job=rq_job, queue=queue, started_job_registry=queue.started_job_registry,
-                                    execution=running.execution)
+            self._record_rq_success(rq_job, running.execution)
         except REDIS_ERRORS as exc:
             logger.warning("job %s: RQ records not updated (Redis unreachable: %s)", rq_job.id, exc)
+
+    def _record_rq_success(self, rq_job: RQJob, execution: Execution) -> None:
+        """RQ's records of a run that ended, in one round trip: what its handle_job_success writes
+        (counts, result, finished registry, execution cleanup) without what these jobs never have.
+        The project enqueues them itself (jobs.services.job_enqueue) with no dependents, repeats,
+        callbacks, RQ webhooks or RQ rate limits, so RQ's WATCH of the dependents (two round trips
+        more, and its extra heartbeat) guards nothing here."""
+        with self.connection.pipeline() as pipeline:
+            self.increment_successful_job_count(pipeline=pipeline)
+            self.increment_total_working_time(rq_job.ended_at - rq_job.started_at, pipeline)
+            result_ttl = rq_job.get_result_ttl(self.default_result_ttl)
+            if result_ttl != 0:
+                rq_job._handle_success(result_ttl, pipeline=pipeline, worker_name=self.name,
+                                       execution_id=execution.id, execution_started_at=execution.created_at,
+                                       execution_ended_at=rq_job.ended_at)
+            rq_job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
+            self.cleanup_execution(rq_job, pipeline=pipeline, execution=execution)
+            pipeline.execute()
 
     def _set_state_safely(self, state: str) -> None:
         try:

@@ -65,7 +65,8 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         self._taken = 0
         self._next_rq_beat = 0.0
         self._shutdown_at: float | None = None  # monotonic time of the warm shutdown request
-        self._was_suspended = False  # `rq suspend` seen at the last take
+        self._was_suspended = False  # `rq suspend` seen at the last read
+        self._suspension_checked_at = float("-inf")
         self.db: DatabasePool | None = None
         self.calls: CallPool | None = None
 
@@ -151,8 +152,11 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
     def _suspended(self) -> bool:
         """`rq suspend`: take nothing new until `rq resume` (the jobs in flight go on), and say so in
         the worker's state, as RQ's own worker does."""
+        if time.monotonic() < self._suspension_checked_at + 1.0:
+            return self._was_suspended  # read at most once a second, not at every take
         try:
             suspended = bool(is_suspended(self.connection))
+            self._suspension_checked_at = time.monotonic()
             if suspended != self._was_suspended:
                 logger.info("worker %s: %s", self.name, "suspended, run `rq resume` to resume" if suspended else
                             "resumed")
