@@ -50,6 +50,14 @@ UPDATE "{JOB}" SET
     lost_calls = lost_calls + GREATEST(calls_in_flight, 0), calls_in_flight = 0
 WHERE id = %(id)s AND status = %(queued)s
 RETURNING *"""
+# What a run reads of the job's owner (its monthly budget: accounts.services.monthly_budget_of), in the
+# same statement as the claim.
+# In the model's field order, as Model.from_db takes them.
+OWNER_FIELDS = tuple(f.attname for f in User._meta.concrete_fields if f.attname in ("id", "unlimited", "monthly_budget",
+                                                                                     "plan"))
+CLAIM_WITH_OWNER_SQL = (f"WITH claimed AS ({CLAIM_SQL}) SELECT claimed.*, "
+                        + ", ".join(f'u."{name}" AS "owner__{name}"' for name in OWNER_FIELDS)
+                        + f' FROM claimed JOIN "{User._meta.db_table}" u ON u.id = claimed.owner_id')
 
 # The attempt's fence: the row is this attempt's only while it is `started` with this attempt number.
 THIS_ATTEMPT_SQL = "id = %(id)s AND attempts = %(attempt)s AND status = %(started)s"
@@ -71,14 +79,20 @@ def _attempt_params(job: Job, **extra) -> dict:
 
 def job_claim(*, job_id: uuid.UUID | str, worker: str) -> Job | None:
     """queued → started, atomically, for `worker`; None when another delivery already has it.
-    The job comes with its owner (the run reads the owner's budget)."""
-    claimed = list(Job.objects.raw(CLAIM_SQL, {"id": job_id, "now": timezone.now(), "worker": worker,
-                                               "queued": Job.Status.QUEUED, "started": Job.Status.STARTED}))
+    The job comes with its owner's OWNER_FIELDS (the others are deferred, as with `only()`)."""
+    claimed = list(Job.objects.raw(CLAIM_WITH_OWNER_SQL, {
+        "id": job_id, "now": timezone.now(), "worker": worker, "queued": Job.Status.QUEUED,
+        "started": Job.Status.STARTED}))
     if not claimed:
         return None
     job = claimed[0]
-    job.owner = User.objects.get(pk=job.owner_id)
+    job.owner = User.from_db(job._state.db, OWNER_FIELDS, [getattr(job, f"owner__{name}") for name in OWNER_FIELDS])
     return job
+
+
+def job_tasks(*, job: Job) -> list[Task]:
+    """The job's tasks in order, as its run reads them after the claim."""
+    return list(Task.objects.raw(f'SELECT * FROM "{TASK}" WHERE job_id = %s ORDER BY position', [job.id]))
 
 
 def _this_attempt(job: Job) -> Q:
@@ -136,7 +150,8 @@ def task_outcome_save(*, job: Job, outcome: TaskOutcome, calls_started: int, tas
         fields.update(status=Task.Status.SUCCEEDED, output=outcome.text, error="", error_kind="")
     else:
         fields.update(status=Task.Status.FAILED, error=outcome.error, error_kind=outcome.error_kind[:30])
-    assignments = [f'"{key}" = "{key}" + %(add_{key})s' for key in added] + [f'"{key}" = %(set_{key})s' for key in fields]
+    assignments = ([f'"{key}" = "{key}" + %(add_{key})s' for key in added]
+                   + [f'"{key}" = %(set_{key})s' for key in fields])
     params = {"task_id": task_id, "succeeded": Task.Status.SUCCEEDED, **_attempt_params(job, calls=calls_started),
               **{f"add_{k}": v for k, v in added.items()}, **{f"set_{k}": v for k, v in fields.items()}}
     # One statement, so atomic: the fence and the in-flight count (it locks the job row), then the

@@ -32,7 +32,7 @@ from analysis.tasks import run_analysis, run_config
 from jobs.batches import job_batch_calls, job_batch_wait
 from jobs.dbpool import DatabasePool
 from jobs.lifecycle import (
-    job_call_started, job_claim, job_fail, job_finish, job_settle_after_run, jobs_heartbeat, jobs_run_state,
+    job_call_started, job_claim, job_fail, job_finish, job_settle_after_run, job_tasks, jobs_heartbeat, jobs_run_state,
     task_may_start, task_outcome_save, tasks_reuse_finished,
 )
 from jobs.models import Job, Task
@@ -156,7 +156,7 @@ def _claim(slot: JobSlot) -> tuple[Job, list[Task]] | None:
     job = job_claim(job_id=slot.job_id, worker=slot.worker)
     if job is None:
         return None
-    return job, list(job.tasks.order_by("position"))
+    return job, job_tasks(job=job)
 
 
 _STOP_REASONS = {

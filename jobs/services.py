@@ -16,9 +16,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.command import send_stop_job_command
@@ -237,15 +236,23 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
     reconciler or API gets there first decides the final state and the others change nothing.
     """
     now = timezone.now()
-    total_cost = RawSQL(TASKS_COST_SQL, (), output_field=Job._meta.get_field("total_cost"))
-    rows = Job.objects.filter(id=job_id, status__in=from_statuses)
-    if attempt is not None:
-        rows = rows.filter(attempts=attempt)
-    fields = {"status": status, "error": error, "total_cost": total_cost, "finished_at": now, "heartbeat_at": now}
+    # Written out, as the worker's other per-job statements (jobs/lifecycle.py): every job ends here.
+    sql = (f'UPDATE "{Job._meta.db_table}" SET status = %(status)s, error = %(error)s, '
+           f"total_cost = ({TASKS_COST_SQL}), finished_at = %(now)s, heartbeat_at = %(now)s "
+           "WHERE id = %(id)s AND status = ANY(%(from_statuses)s)"
+           + (" AND attempts = %(attempt)s" if attempt is not None else ""))
+    params = {"status": status, "error": error, "now": now, "id": job_id, "from_statuses": list(from_statuses),
+              "attempt": attempt}
+
+    def update() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
     if callback_url == "":
-        return bool(rows.update(**fields))  # no webhook to schedule with it: one statement is atomic
+        return bool(update())  # no webhook to schedule with it: one statement is atomic
     with transaction.atomic():
-        changed = rows.update(**fields)
+        changed = update()
         if changed:
             with_callback = Job.objects.filter(id=job_id).exclude(callback_url="").first()
             if with_callback is not None:
