@@ -32,7 +32,7 @@ class RunningJob:
     slot: JobSlot
     rq_job: RQJob
     queue: Queue
-    execution: Execution
+    execution: Execution | None = None  # RQ's record of this run, once written (by the slot's thread)
     thread: threading.Thread | None = None
 
 
@@ -58,6 +58,8 @@ class RQRecordsMixin:
 
     def _close_rq_execution(self, running: RunningJob, end: RunEnd) -> None:
         rq_job = running.rq_job
+        if running.execution is None:
+            return  # never written (Redis was unreachable): nothing of this run to close
         try:
             if rq_job.get_status(refresh=True) != JobStatus.STARTED:
                 # Already re-enqueued under the same id (the reconciler, a retry): only close ours.
@@ -112,7 +114,8 @@ class RQRecordsMixin:
                 self.heartbeat(self.worker_ttl + 60, pipeline=pipeline)
                 self._publish_slots(pipeline)
                 for item in running:
-                    item.execution.heartbeat(item.rq_job.started_job_registry, ttl, pipeline=pipeline)
+                    if item.execution is not None:
+                        item.execution.heartbeat(item.rq_job.started_job_registry, ttl, pipeline=pipeline)
                 pipeline.execute()
             if self.should_run_maintenance_tasks:
                 self.run_maintenance_tasks()  # RQ's registry cleaning, every maintenance_interval

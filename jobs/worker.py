@@ -158,8 +158,7 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
             suspended = bool(is_suspended(self.connection))
             self._suspension_checked_at = time.monotonic()
             if suspended != self._was_suspended:
-                logger.info("worker %s: %s", self.name, "suspended, run `rq resume` to resume" if suspended else
-                            "resumed")
+                logger.info("worker %s: %s", self.name, "suspended (`rq resume`)" if suspended else "resumed")
                 self.set_state(WorkerStatus.SUSPENDED if suspended else
                                WorkerStatus.BUSY if self.running else WorkerStatus.IDLE)
                 self._was_suspended = suspended
@@ -213,10 +212,11 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
     def _start(self, rq_job: RQJob, queue: Queue, *, from_intermediate: bool) -> None:
         slot = JobSlot(job_id=rq_job.id, worker=self.name, db=self.db, calls=self.calls,
                        timeout=float(rq_job.timeout or settings.JOB_TIMEOUT))
-        execution = self._prepare_rq_execution(rq_job, queue, from_intermediate=from_intermediate)
-        running = RunningJob(slot=slot, rq_job=rq_job, queue=queue, execution=execution)
-        running.thread = threading.Thread(target=self._run_slot, args=(running,), name=f"job-{rq_job.id}",
-                                          daemon=True)
+        running = RunningJob(slot=slot, rq_job=rq_job, queue=queue)
+        # RQ's start records are written by the slot's thread: the take loop (one thread for all the
+        # slots) is left with the dequeue alone.
+        running.thread = threading.Thread(target=self._run_slot, args=(running, from_intermediate),
+                                          name=f"job-{rq_job.id}", daemon=True)
         with self._running_lock:
             self.running[rq_job.id] = running
         self._taken += 1
@@ -224,9 +224,14 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
             slot.shut_down(0)
         running.thread.start()
 
-    def _run_slot(self, running: RunningJob) -> None:
+    def _run_slot(self, running: RunningJob, from_intermediate: bool) -> None:
         slot = running.slot
         end: RunEnd | None = None
+        try:
+            running.execution = self._prepare_rq_execution(running.rq_job, running.queue,
+                                                           from_intermediate=from_intermediate)
+        except REDIS_ERRORS as exc:  # the job runs all the same: PostgreSQL holds what matters
+            logger.warning("job %s: RQ records not written (Redis unreachable: %s)", slot.job_id, exc)
         try:
             end = job_run(slot)
         except Exception:

@@ -71,11 +71,14 @@ def test_shows_a_live_worker_and_the_job_it_runs(staff_client, alice_client, emu
         cwd=ROOT, env=worker_env(emulator), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         def worker_running_the_job():
+            # The registries and the workers are separate reads of Redis: a response read while the worker
+            # writes its start records can show one without the other, so wait for a response with both.
             data = staff_client.get("/api/v1/queues").json()
             busy = next((w for w in data["workers"] if (w["current_job"] or {}).get("job_id") == job_id), None)
-            return (busy, data) if busy is not None else None
+            started = {q["name"]: q["started"] for q in data["queues"]}["default"]
+            return (busy, data) if busy is not None and started else None
 
-        busy, data = wait_for(worker_running_the_job, 30, f"a worker showing job {job_id}", interval=0.2)
+        busy, data = wait_for(worker_running_the_job, 30, f"a worker showing job {job_id} as started", interval=0.2)
         assert busy["state"] == "busy" and busy["alive"] is True
         assert busy["queues"] == ["high", "default", "low"]
         assert busy["pid"] == worker.pid
