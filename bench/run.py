@@ -76,17 +76,20 @@ def _wait_done(queue, jobs: int, started: float, timeout: float = 900) -> float:
 
 
 def _throughput_after_resume(jobs: int, fill) -> float:
-    """Jobs/s from `rq resume` until `jobs` jobs are done on `default`: fill() queues them while the
-    workers are suspended, so both sides time the queue and the workers alone (the cost of a
-    submission is the API case's). Both worker classes check the suspension before every take."""
+    """Jobs/s from the first take after `rq resume` until `jobs` jobs are done on `default`: fill()
+    queues them while the workers are suspended, so both sides time the queue and the workers alone
+    (the cost of a submission is the API case's). Timed from the first take, not from the resume: RQ's
+    worker reads the suspension once a second, ours five times a second while suspended."""
     import django_rq
     from rq.suspension import resume, suspend
 
+    queue = django_rq.get_queue("default")
     suspend(common.redis())
     fill()
-    t0 = time.monotonic()
     resume(common.redis())
-    return jobs / _wait_done(django_rq.get_queue("default"), jobs, t0)
+    while queue.count >= jobs:
+        time.sleep(0.002)
+    return jobs / _wait_done(queue, jobs, time.monotonic())
 
 
 def _noop_throughput(jobs: int, workers: int, env: dict, worker_class: str | None, pool: bool) -> float:
@@ -319,9 +322,9 @@ def case_api(small: bool, emulator, user) -> list[Row]:
     notes = f"20 clients, {seconds} s, gunicorn {GUNICORN_WORKERS}×{GUNICORN_THREADS} gthread; baseline GET {trivial_path}; errors {analyze['errors']}/{baseline['errors']}"
     return [
         ratio_row("API", "POST /api/v1/jobs/analyze requests/s", analyze["rps"], baseline["rps"],
-                  higher_is_better=True, bound=0.5, unit="req/s", notes=notes),
+                  higher_is_better=True, bound=0.7, unit="req/s", notes=notes),
         ratio_row("API", f"p99 latency (p50 {analyze['p50'] * 1000:.0f} ms vs {baseline['p50'] * 1000:.0f} ms)",
-                  analyze["p99"] * 1000, baseline["p99"] * 1000, higher_is_better=False, bound=2.0, unit="ms"),
+                  analyze["p99"] * 1000, baseline["p99"] * 1000, higher_is_better=False, bound=1.5, unit="ms"),
     ]
 
 
@@ -337,14 +340,18 @@ def _has_route(name: str) -> bool:
 
 # --- scale-out --------------------------------------------------------------------------------
 def case_scale(small: bool, emulator_factory, user) -> list[Row]:
-    jobs = 16 if small else 200
+    jobs = 16 if small else 400
+    # Four slots a worker: each worker is then bound by its slots (4 / 0.3 s), not by the two cores
+    # that all four share here, which is what adding workers (on more machines) scales.
+    concurrency = 4
     with emulator_factory(0.3) as emulator:
-        env = common.base_env(emulator.url)
+        env = common.base_env(emulator.url, WORKER_CONCURRENCY=str(concurrency), WORKER_HIGH_RESERVED_SLOTS="0")
         text = common.sample_text(200)
         one = _job_throughput(user, jobs, 1, env, None, False, text)
         four = _job_throughput(user, jobs, 4, env, None, False, text)
     return [ratio_row("scale-out", f"jobs/s, {jobs} jobs at 300 ms, 4 workers vs 1", four, one,
-                      higher_is_better=True, bound=3.5, unit="jobs/s")]
+                      higher_is_better=True, bound=3.5, unit="jobs/s",
+                      notes=f"WORKER_CONCURRENCY={concurrency}, no reserved high slots, on each worker")]
 
 
 # --- priority ---------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
                     if burst:
                         logger.info("worker %s: suspended in burst mode, exiting", self.name)
                         break
-                    self._slot_freed.wait(1.0)
+                    time.sleep(0.2)
                     continue
                 queues = self._queues_with_room()
                 if not queues:
@@ -152,8 +152,9 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
     def _suspended(self) -> bool:
         """`rq suspend`: take nothing new until `rq resume` (the jobs in flight go on), and say so in
         the worker's state, as RQ's own worker does."""
-        if time.monotonic() < self._suspension_checked_at + 1.0:
-            return self._was_suspended  # read at most once a second, not at every take
+        # Read at most once a second while taking (not at every take), every 0.2 s while suspended.
+        if time.monotonic() < self._suspension_checked_at + (0.2 if self._was_suspended else 1.0):
+            return self._was_suspended
         try:
             suspended = bool(is_suspended(self.connection))
             self._suspension_checked_at = time.monotonic()
@@ -190,10 +191,12 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         """Dequeue one job (in the order of `queues`) and start it in a slot. Redis unreachable is
         waited out with backoff, never fatal: the jobs in flight go on meanwhile."""
         wait = 1.0
+        # A short block: a slot freeing, a shutdown or the reserved slots' rule is seen within 1 s; 0.1 s while
+        # only `high` may be taken (the free slots are its reserved ones): a slot freed for the rest is used at once.
+        timeout = (1 if len(queues) == len(self._ordered_queues) else 0.1) if block else None
         while not self._stop_requested:
             try:
-                # A short block: a slot freeing, a shutdown or the reserved slots' rule is seen within 1 s.
-                result = self.queue_class.dequeue_any(queues, 1 if block else None, connection=self.connection,
+                result = self.queue_class.dequeue_any(queues, timeout, connection=self.connection,
                                                       job_class=self.job_class, serializer=self.serializer)
                 if result is None:
                     return False
