@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -230,6 +231,12 @@ class TcpProxy:
     def down(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
+            # shutdown() first: close() alone leaves the socket listening until the accept() blocked on it
+            # returns, which would let one more connection through the outage.
+            try:
+                listener.shutdown(self._socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
         with self._lock:
             conns, self._conns = self._conns, []
@@ -247,6 +254,9 @@ class TcpProxy:
             try:
                 client, _ = listener.accept()
             except OSError:
+                return
+            if listener is not self._listener:  # accepted while going down: refused, as after it
+                client.close()
                 return
             try:
                 upstream = self._socket.create_connection(self.target, timeout=5)
@@ -267,11 +277,14 @@ class TcpProxy:
         except OSError:
             pass
         finally:
+            # shutdown() before close(): the other direction's thread is blocked in recv() on one of these,
+            # and a close() alone would leave that connection open (to PostgreSQL: a session that never ends).
             for sock in (src, dst):
                 try:
-                    sock.close()
+                    sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                sock.close()
 
 
 class RedisServer:

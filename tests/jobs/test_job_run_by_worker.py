@@ -58,7 +58,8 @@ def test_results_are_read_from_postgresql_after_redis_flushall(alice_client, cle
 
 @pytest.mark.subprocess
 def test_rqworker_command_runs_jobs_highest_queue_first(alice_client, emulator):
-    """The documented command, as a subprocess with the forking worker class."""
+    """The documented command, as a subprocess, with one slot: jobs run one after another in the order
+    taken (with more slots both would start at once, in threads that may claim in either order)."""
     from jobs.models import Job
 
     low = submit(alice_client, "anthropic", "claude-haiku-4-5")
@@ -71,7 +72,8 @@ def test_rqworker_command_runs_jobs_highest_queue_first(alice_client, emulator):
     job_enqueue(job_id=low)
     job_enqueue(job_id=high)
 
-    result = run_manage("rqworker", "high", "default", "low", "--burst", env=worker_env(emulator))
+    result = run_manage("rqworker", "high", "default", "low", "--burst",
+                        env=worker_env(emulator, WORKER_CONCURRENCY="1"))
     assert result.returncode == 0, result.stderr[-3000:]
     low_job, high_job = Job.objects.get(id=low), Job.objects.get(id=high)
     assert (low_job.status, high_job.status) == ("finished", "finished"), result.stderr[-3000:]
