@@ -2,7 +2,8 @@
 workers and gunicorn as real subprocesses, and a user exempt from limits.
 
 Everything runs against the local PostgreSQL and Redis, in a database of its own
-(`scriptripper_bench`) and Redis database 12, so development data is untouched.
+(`scriptripper_bench`) and Redis database 15, so development data is untouched (and the
+test suite's databases, 13 to 10, too).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BENCH_DB = os.environ.get("BENCH_DATABASE", "scriptripper_bench")
-BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 PG = os.environ.get("BENCH_PG", "postgresql://127.0.0.1:5432")
 TRANSCRIPTS = ROOT.parent / "shared" / "transcripts"
 if not TRANSCRIPTS.is_dir():  # a checkout without ../shared: the copies the tests use
