@@ -270,10 +270,10 @@ class ProviderBatch(models.Model):
     submitter = models.CharField(max_length=200, blank=True, default="")  # the worker whose poller created it
     request_count = models.PositiveIntegerField(default=0)
     cancel_sent = models.BooleanField(default=False)
-    error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)  # the key's commit: its calls' price date
     submitted_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")  # why it was never created (abandoned)
 
     class Meta:
         ordering = ["-created_at"]
