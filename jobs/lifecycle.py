@@ -26,7 +26,7 @@ from analysis.providers import endpoints
 from analysis.providers.usage import USAGE_KEYS
 from analysis.runner import TaskOutcome
 from jobs.models import Job, Task
-from jobs.services import CANCELED_MESSAGE, job_enqueue, job_finalize_row
+from jobs.services import CANCELED_MESSAGE, execute_sql, job_enqueue, job_finalize_row
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,7 @@ UPDATE "{JOB}" SET
 WHERE id = %(id)s AND status = %(queued)s
 RETURNING *"""
 # What a run reads of the job's owner (its monthly budget: accounts.services.monthly_budget_of), in the
-# same statement as the claim.
-# In the model's field order, as Model.from_db takes them.
+# same statement as the claim; in the model's field order, as Model.from_db takes them.
 OWNER_FIELDS = tuple(f.attname for f in User._meta.concrete_fields if f.attname in ("id", "unlimited", "monthly_budget",
                                                                                      "plan"))
 CLAIM_WITH_OWNER_SQL = (f"WITH claimed AS ({CLAIM_SQL}) SELECT claimed.*, "
@@ -64,13 +63,6 @@ THIS_ATTEMPT_SQL = "id = %(id)s AND attempts = %(attempt)s AND status = %(starte
 CALL_STARTED_SQL = f'UPDATE "{JOB}" SET calls_in_flight = calls_in_flight + 1 WHERE {THIS_ATTEMPT_SQL}'
 CALLS_STORED_SQL = (f'UPDATE "{JOB}" SET calls_in_flight = GREATEST(calls_in_flight - %(calls)s, 0) '
                     f'WHERE {THIS_ATTEMPT_SQL}')
-
-
-def _execute(sql: str, params: dict) -> int:
-    """Run one statement on this thread's connection; the rows it changed."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
 
 
 def _attempt_params(job: Job, **extra) -> dict:
@@ -95,14 +87,10 @@ def job_tasks(*, job: Job) -> list[Task]:
     return list(Task.objects.raw(f'SELECT * FROM "{TASK}" WHERE job_id = %s ORDER BY position', [job.id]))
 
 
-def _this_attempt(job: Job) -> Q:
-    return Q(id=job.id, attempts=job.attempts, status=Job.Status.STARTED)
-
-
 def job_call_started(*, job: Job) -> None:
     """A provider call of this attempt is going out: counted in the row until its answer is stored,
     so whoever recovers the job after a crash counts it as lost (paid, answer never stored)."""
-    _execute(CALL_STARTED_SQL, _attempt_params(job))
+    execute_sql(CALL_STARTED_SQL, _attempt_params(job))
 
 
 def task_may_start(*, job: Job, check_budget: bool) -> bool:

@@ -220,6 +220,13 @@ def task_reuse_key(*, job: Job, prompt: str) -> str:
 CANCELED_MESSAGE = "Canceled by request."
 
 
+def execute_sql(sql: str, params: dict) -> int:
+    """One written-out statement on this thread's connection; the rows it changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
 # The sum of a job's task costs, as a correlated subquery of the UPDATE that ends the job. Written out
 # because every job ends through it: built with the ORM (Subquery of an annotated Sum), compiling the
 # subquery took more of the worker's CPU than the rest of the statement took to compile, send and run.
@@ -244,15 +251,10 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
     params = {"status": status, "error": error, "now": now, "id": job_id, "from_statuses": list(from_statuses),
               "attempt": attempt}
 
-    def update() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.rowcount
-
     if callback_url == "":
-        return bool(update())  # no webhook to schedule with it: one statement is atomic
+        return bool(execute_sql(sql, params))  # no webhook to schedule with it: one statement is atomic
     with transaction.atomic():
-        changed = update()
+        changed = execute_sql(sql, params)
         if changed:
             with_callback = Job.objects.filter(id=job_id).exclude(callback_url="").first()
             if with_callback is not None:
