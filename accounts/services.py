@@ -5,8 +5,8 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypedDict
 from decimal import Decimal
+from typing import TypedDict
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, SpendEntry, User, new_webhook_secret
 from scriptripper.errors import BudgetExceeded
-from scriptripper.fields import money
+from scriptripper.output_fields import money
 
 TOKEN_PREFIX_LEN = 8
 TOKEN_BRAND = "sr_"
@@ -135,7 +135,7 @@ def spend_record(*, user_id: int, reference: str, amount: Decimal) -> None:
 
 def spend_record_sql(source: str) -> str:
     """spend_record as SQL, for a statement that stores what was billed and bills it at once
-    (jobs.lifecycle.task_outcome_save): one ledger row per row of `source` (a CTE), with the
+    (jobs.worker.lifecycle.task_outcome_save): one ledger row per row of `source` (a CTE), with the
     parameters %(owner)s, %(reference)s, %(amount)s (above zero) and %(now)s."""
     return (f'INSERT INTO "{SpendEntry._meta.db_table}" (user_id, reference, amount, created_at) '
             f"SELECT %(owner)s, %(reference)s, %(amount)s, %(now)s FROM {source} "
@@ -198,7 +198,7 @@ def spend_check(*, user: User, cost_high: Decimal) -> None:
     """Refuse (402) work whose highest possible cost would take the user past the monthly budget.
 
     Only real spend is counted, not the estimates of jobs still queued: the worker checks
-    the budget again before every task (jobs.lifecycle.task_may_start), so concurrent submissions can overrun
+    the budget again before every task (jobs.worker.lifecycle.task_may_start), so concurrent submissions can overrun
     the limit by at most the tasks already on the wire when it is reached.
     """
     budget = monthly_budget_of(user)

@@ -5,15 +5,16 @@ from __future__ import annotations
 from django.core.checks import Tags, Warning, register
 from django.db import DatabaseError
 
-from analysis.catalogue import prices_version
-from analysis.providers import PROVIDER_NAMES, provider_configured, provider_key_setting
+from analysis.analyze import price_known
+from analysis.clients import endpoints, provider_configured, provider_key_setting
+from analysis.engine.catalogue import prices_version
+from analysis.engine.providers import PROVIDER_NAMES
+from analysis.models import AnalysisProfile
 
 
 @register(Tags.database)
 def check_profile_providers(app_configs, databases=None, **kwargs):
     """A profile whose default provider has no key here: every job relying on that default is refused (400)."""
-    from analysis.models import AnalysisProfile
-
     try:
         rows = list(AnalysisProfile.objects.exclude(default_provider="")
                     .values_list("default_provider", flat=True).distinct())
@@ -30,8 +31,6 @@ def check_profile_providers(app_configs, databases=None, **kwargs):
 def check_endpoint_prices(app_configs, **kwargs):
     """A configured endpoint model without a price: its jobs cost 0, marked price_unknown (maybe intended, for a
     local model; a hosted one should say what it charges)."""
-    from analysis.providers import endpoints
-
     warnings = []
     for name, endpoint in endpoints().items():
         unpriced = [m for m, entry in endpoint.models.items() if entry.prices is None] if endpoint.prices is None else []
@@ -49,9 +48,6 @@ def check_endpoint_prices(app_configs, **kwargs):
 @register(Tags.database)
 def check_profile_model_prices(app_configs, databases=None, **kwargs):
     """A profile whose default model has no price here (accepted under ALLOW_UNLISTED_MODELS)."""
-    from analysis.models import AnalysisProfile
-    from analysis.tasks import price_known
-
     try:
         rows = list(AnalysisProfile.objects.exclude(default_model="").exclude(default_provider="")
                     .values_list("default_provider", "default_model").distinct())

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from analysis.engine.structured import TaskRequest, encode_task
+
 
 class AnalysisProfile(models.Model):
     """A saved set of questions for one kind of transcript ("meeting-notes", "lecture", ...).
@@ -46,9 +48,7 @@ class AnalysisProfile(models.Model):
 
     def task_pairs(self, *, structured: bool = True) -> list[tuple[str, str]]:
         """(name, stored prompt) of each task: a task with a schema or cite as the envelope
-        analysis/structured.py reads; structured=False: the free-text wording, without schema."""
-        from analysis.structured import TaskRequest, encode_task
-
+        analysis/engine/structured.py reads; structured=False: the free-text wording, without schema."""
         if not structured:
             return [(task["name"], task.get("text_prompt") or task["prompt"]) for task in self.tasks]
         return [(task["name"], encode_task(TaskRequest(prompt=task["prompt"], schema=task.get("schema"),

@@ -6,6 +6,9 @@ import functools
 
 from django.db.models import Q, QuerySet
 
+from analysis.clients import endpoints, provider_configured
+from analysis.engine.catalogue import list_models, utc_today
+from analysis.engine.providers import PROVIDER_NAMES
 from analysis.models import AnalysisProfile
 
 
@@ -48,8 +51,6 @@ def profile_lookup(*, user, ref: str | int) -> AnalysisProfile | None:
 def _catalogue_rows() -> tuple[tuple[dict, ...], ...]:
     """Every catalogue model as its JSON-ready dict, built once per process (the catalogue never changes while
     a process runs), with the lower-case strings a search looks in."""
-    from analysis.catalogue import list_models
-
     rows = []
     for info in list_models():
         row = info.as_dict()
@@ -60,9 +61,6 @@ def _catalogue_rows() -> tuple[tuple[dict, ...], ...]:
 
 def model_listing(*, provider: str | None = None, search: str = "", include_retired: bool = False) -> list[dict]:
     """Usable models (the catalogue's, then each configured endpoint's), answered from memory."""
-    from analysis.catalogue import utc_today
-    from analysis.providers import PROVIDER_NAMES, endpoints, provider_configured
-
     today = utc_today()
     configured = {name: provider_configured(name) for name in PROVIDER_NAMES}
     models = []

@@ -9,14 +9,15 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import SkipField
 
-from analysis import structured
-from analysis.estimate import Estimate
-from analysis.model_info import RATE_KINDS
+from analysis.clients import provider_configured, provider_key_setting, provider_names
+from analysis.engine import structured
+from analysis.engine.estimate import Estimate
+from analysis.engine.model_info import RATE_KINDS
+from analysis.engine.pricing import price_unknown_note
+from analysis.engine.processing import FALLBACKS, PROCESSING_MODES
+from analysis.engine.providers import provider_label
 from analysis.models import AnalysisProfile
-from analysis.pricing import price_unknown_note
-from analysis.processing import FALLBACKS, PROCESSING_MODES
-from analysis.providers import provider_configured, provider_key_setting, provider_label, provider_names
-from scriptripper.fields import MoneyField, OptionalBooleanField, OptionalCharField
+from scriptripper.output_fields import MoneyField, OptionalBooleanField, OptionalCharField
 
 # Names are what clients type in `"profile": "meeting-notes"`: letters, digits, - _ . and spaces,
 # never all digits (a number refers to a profile's id).
@@ -224,7 +225,7 @@ class ModelPriceSetSerializer(serializers.Serializer):
 
 class ModelOutputSerializer(serializers.Serializer):
     """One usable model. Prices are USD per million tokens, as JSON numbers, for display: bills are computed
-    from the exact Decimals (analysis.pricing)."""
+    from the exact Decimals (analysis.engine.pricing)."""
 
     provider = serializers.CharField(help_text="gemini, openai, anthropic, or a configured endpoint's name")
     name = serializers.CharField(help_text='the id to send as "model" ("*": an endpoint that takes any model)')
@@ -284,7 +285,7 @@ class ModeCostSerializer(serializers.Serializer):
 
 
 class JobEstimateSerializer(serializers.Serializer):
-    """What an analyze request would read and could cost, before anything runs (analysis.estimate)."""
+    """What an analyze request would read and could cost, before anything runs (analysis.engine.estimate)."""
 
     provider = serializers.CharField()
     model = serializers.CharField()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from django.conf import settings
-
-from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_model
-from analysis.providers import endpoints
+from analysis.clients import endpoints
+from analysis.engine.catalogue import UnknownModelError, UnknownProviderError, resolve_model
+from analysis.engine.processing import mode_refusal
 from analysis.models import AnalysisProfile
-from analysis.processing import mode_refusal
 from scriptripper.errors import ServiceError, validation_error
 
 # Fields a client may set; `owner` is decided by the service, never by input.

@@ -33,7 +33,7 @@ HALF_PRICE = {"anthropic"}  # every token kind of claude-haiku-4-5 has a batch r
 
 
 def _submit(user, count: int, *, provider: str, model: str, processing: str, text: str) -> list:
-    from analysis.runner import TaskSpec
+    from analysis.engine.runner import TaskSpec
     from jobs.services import JobRequest, job_create
 
     return [job_create(owner=user, request=JobRequest(

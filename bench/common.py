@@ -207,7 +207,7 @@ def wait_final(job_ids, timeout: float = 600, poll: float = 0.05) -> float:
 def submit_jobs(user, count: int, *, text: str, tasks: dict[str, str] | None = None, queue: str | None = None,
                 provider: str = "openai", model: str = "gpt-4o-mini") -> list:
     """Create jobs through the same service the API uses (enqueued on commit)."""
-    from analysis.planning import TaskSpec
+    from analysis.engine.planning import TaskSpec
     from jobs.services import JobRequest, job_create
 
     tasks = tasks or {"summary": "Provide a brief summary"}

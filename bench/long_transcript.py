@@ -7,7 +7,7 @@
 Four of the shared QMSum meetings joined, every request capped at 16,000 tokens
 (MAX_PROMPT_TOKENS) and the emulator (a subprocess) rejecting anything longer,
 counting tokens as characters/4 like the independent checker. Each provider runs
-the seed's two tasks in-process through analysis.tasks (the worker's code path
+the seed's two tasks in-process through analysis.analyze (the worker's code path
 without the queue). Measured against one call's latency in the same run:
 
 - wall time of the whole analysis; bound: <= 3x one call (a concurrent map round,
@@ -45,7 +45,7 @@ def _configure(emulator_url: str) -> None:
         common.setup_django(emulator_url, MAX_PROMPT_TOKENS=str(CAP_TOKENS))
     from django.conf import settings
 
-    from analysis.providers import reset_provider_clients
+    from analysis.clients import reset_provider_clients
 
     settings.MAX_PROMPT_TOKENS = CAP_TOKENS
     settings.MODEL_CONTEXT_OVERRIDES_RAW = ""
@@ -60,7 +60,7 @@ def _configure(emulator_url: str) -> None:
 
 def _one_call_latency(provider: str, model: str) -> float:
     """Wall time of one ordinary request (a short transcript, one task): the baseline."""
-    from analysis.tasks import analyze_transcript_task
+    from analysis.analyze import analyze_transcript_task
 
     best = float("inf")
     for _ in range(2):
@@ -71,7 +71,7 @@ def _one_call_latency(provider: str, model: str) -> float:
 
 
 def run(small: bool = False) -> dict:
-    from analysis.transcripts import normalize_transcript
+    from analysis.engine.transcripts import normalize_transcript
 
     latency = 0.2 if small else 1.0
     names = SMALL if small else FULL
@@ -84,7 +84,7 @@ def run(small: bool = False) -> dict:
     }
     with common.emulator_process(latency=latency, max_context=CAP_TOKENS) as emulator:
         _configure(emulator.url)
-        from analysis.tasks import analyze_transcript_task
+        from analysis.analyze import analyze_transcript_task
 
         for provider, model in (MODELS[:1] if small else MODELS):
             one_call = _one_call_latency(provider, model)

@@ -5,7 +5,7 @@
     python bench/prices.py --small    # 2,000 calls a round (CI)
 
 ScriptRipper prices a call with rates it precomputed from genai-prices' data at start-up
-(analysis.pricing.cost_of: choose the dated price and the long-prompt tier, five multiplications); the
+(analysis.engine.pricing.cost_of: choose the dated price and the long-prompt tier, five multiplications); the
 baseline is calc_price on the same usage (mapped to the library's totals), which walks its unit registry on
 every call. Bound: cost_of must stay under 200 µs a call (the issue's), and be no slower than calc_price.
 Pure computation: no database, Redis or emulator.
@@ -35,10 +35,10 @@ def _per_call(fn, n: int) -> float:
 def run(small: bool = False) -> dict:
     from genai_prices import calc_price
 
-    from analysis.catalogue import get_model
-    from analysis.catalogue_sources import LIBRARY_PROVIDER
-    from analysis.pricing import cost_of, library_usage
-    from analysis.providers.usage import Usage
+    from analysis.engine.catalogue import get_model
+    from analysis.engine.catalogue_sources import LIBRARY_PROVIDER
+    from analysis.engine.pricing import cost_of, library_usage
+    from analysis.engine.providers.usage import Usage
 
     provider, name = MODEL
     info = get_model(provider, name)

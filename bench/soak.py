@@ -102,7 +102,7 @@ def main() -> int:
 def run(args, env, workers, emulator, Job, Task, user) -> int:
     time.sleep(3)  # let them register
 
-    from analysis.planning import TaskSpec
+    from analysis.engine.planning import TaskSpec
     from jobs.services import JobRequest, job_create
 
     ids = []

@@ -5,7 +5,7 @@ against the same profile's free-text wording.
     python bench/structured_output.py            # covid_2 (the longest shared transcript), 0.5 s a call
     python bench/structured_output.py --small    # TS3010a, 0.1 s a call (seconds; CI)
 
-Both variants run in-process through analysis.tasks.run_analysis (the worker's code path without the
+Both variants run in-process through analysis.analyze.run_analysis (the worker's code path without the
 queue) against the emulator (a subprocess), with the built-in profile's tasks as the migrations define
 them (analysis 0002 and 0004). Measured: the total cost (input tokens dominate: the turn prefixes and the
 schemas are the structured variant's extra input; the emulator's answers are synthetic, so output
@@ -31,8 +31,8 @@ PROVIDER, MODEL = "openai", "gpt-4o-mini"
 
 
 def _tasks(structured: bool):
-    from analysis.planning import TaskSpec
-    from analysis.structured import TaskRequest, encode_task
+    from analysis.engine.planning import TaskSpec
+    from analysis.engine.structured import TaskRequest, encode_task
 
     builtin = next(p for p in import_module("analysis.migrations.0002_builtin_profiles").BUILTIN_PROFILES
                    if p["name"] == "meeting-notes")
@@ -61,7 +61,7 @@ def _configure(emulator_url: str) -> None:
         django.setup()
     from django.conf import settings
 
-    from analysis.providers import reset_provider_clients
+    from analysis.clients import reset_provider_clients
 
     settings.MAX_PROMPT_TOKENS = 0  # the model's own context: one call a task
     settings.OPENAI_API_KEY = settings.OPENAI_API_KEY or "bench"
@@ -76,8 +76,8 @@ def run(small: bool = False) -> dict:
                      "emulator_latency_s": latency, "bound_cost_ratio": BOUND, "variants": {}}
     with common.emulator_process(latency=latency) as emulator:
         _configure(emulator.url)
-        from analysis.tasks import result_document, run_analysis, run_config
-        from analysis.transcripts import normalize_transcript
+        from analysis.analyze import result_document, run_analysis, run_config
+        from analysis.engine.transcripts import normalize_transcript
 
         text = normalize_transcript((common.TRANSCRIPTS / name).read_text(encoding="utf-8"))
         # One call first, so that neither variant pays for the client's first connection.

@@ -18,15 +18,23 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from redis.exceptions import RedisError
 
-from analysis.providers.usage import USAGE_KEYS
-from jobs.models import Job, Task, WebhookDelivery
+from analysis.engine.providers.usage import USAGE_KEYS
 from jobs import charts
-from jobs.selectors import (CHART_RANGES, chart_buckets, jobs_per_hour_by_status, queue_wait_percentiles,
-                            reuse_sources, spend_by_provider_model)
+from jobs.models import Job, Task, WebhookDelivery
+from jobs.monitoring import queue_stats, redis_connection
+from jobs.selectors import (
+    CHART_RANGES,
+    chart_buckets,
+    jobs_per_hour_by_status,
+    queue_wait_percentiles,
+    reuse_sources,
+    spend_by_provider_model,
+)
 from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
 from scriptripper.errors import ServiceError
-from scriptripper.fields import money
+from scriptripper.output_fields import money
 from scriptripper.renderers import plain_number
 
 TRANSCRIPT_PREVIEW_CHARS = 2000
@@ -373,10 +381,6 @@ def chart_set(*, since, until, unit: str) -> list[dict]:
 
 def queue_depths() -> dict:
     """The queues now: Redis holds only this (the history above is PostgreSQL's)."""
-    from redis.exceptions import RedisError
-
-    from jobs.monitoring import queue_stats, redis_connection
-
     connection = redis_connection()
     try:
         return {"available": True, "queues": queue_stats(connection)}

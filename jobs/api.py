@@ -10,22 +10,29 @@ from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.permissions import IsAdminUser
 from rest_framework.views import APIView
 
 from analysis.serializers import JobEstimateSerializer
+from jobs.documents import job_document
 from jobs.models import Job
-from jobs.selectors import job_document, job_for_user, jobs_summaries, queues_overview, with_task_counts
-from jobs.serializers import (AnalyzeSerializer, BatchSerializer, JobAcceptedSerializer, JobListFilterSerializer,
-                              JobListSerializer, JobSerializer, QueuesSerializer)
+from jobs.selectors import job_for_user, jobs_summaries, queues_overview, with_task_counts
+from jobs.serializers import (
+    AnalyzeSerializer,
+    BatchSerializer,
+    JobAcceptedSerializer,
+    JobListFilterSerializer,
+    JobListSerializer,
+    JobSerializer,
+    QueuesSerializer,
+)
 from jobs.services import job_cancel, job_delete, job_retry
 from jobs.submission import job_analyze, job_batch, job_estimate
 from scriptripper.errors import validation_error
 from scriptripper.parsers import JSONParser  # DRF's, hardened against hostile JSON (depth, NUL, surrogates)
 from scriptripper.schema import error_responses
-
 
 # Submissions take JSON, or a multipart form with the transcript as `file` (and JSON-valued fields such as
 # `tasks` as JSON strings). Every other endpoint stays JSON only (415 otherwise).

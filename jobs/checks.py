@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, register
 
-from analysis.catalogue import parse_context_overrides
+from analysis.engine.catalogue import parse_context_overrides
 
 
 @register()

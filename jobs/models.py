@@ -9,9 +9,9 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from analysis.model_info import ModelInfo
-from analysis.structured import stored_result
-from analysis.turns import speaker_stats
+from analysis.analyze import price_known
+from analysis.engine.structured import stored_result
+from analysis.engine.turns import speaker_stats
 
 
 class Job(models.Model):
@@ -44,14 +44,14 @@ class Job(models.Model):
     transcript = models.TextField()  # normalized (speaker turns, [hh:mm:ss] where known)
     transcript_format = models.CharField(max_length=10, default="text")
     # The parsed turns of `transcript` ({index, speaker, start, end}; turn N is line N), what citations
-    # point at (analysis/turns.py).
+    # point at (analysis/engine/turns.py).
     turns = models.JSONField(default=list, blank=True)
     language = models.CharField(max_length=35, blank=True, default="")  # BCP 47; empty: the transcript's
-    # How its provider calls are sent (analysis/processing.py): standard, flex or batch; and what a call its
+    # How its provider calls are sent (analysis/engine/processing.py): standard, flex or batch; and what a call its
     # mode cannot finish falls back to: standard (at the standard price) or fail.
     processing = models.CharField(max_length=10, default="standard")
     fallback = models.CharField(max_length=10, default="standard")
-    # Batch mode (jobs/batches.py): waiting for provider batches with no worker (`started`, no heartbeat, so
+    # Batch mode (jobs/worker/provider_batch_poller.py): waiting for provider batches with no worker (`started`, no heartbeat, so
     # the reconciler leaves it alone), since when (BATCH_MAX_WAIT counts from the first submission), and
     # whether the next claim continues the same attempt (a continuation delivery is not counted in attempts).
     awaiting_batch = models.BooleanField(default=False)
@@ -113,18 +113,6 @@ class Job(models.Model):
             return (self.finished_at - self.started_at).total_seconds()
         return None
 
-    def model_info(self) -> ModelInfo:
-        """The model to run and bill with: the exact id the submission resolved and stored, looked up as it
-        stands. Trusted, not checked again: a model the API accepted as unlisted (ALLOW_UNLISTED_MODELS)
-        runs whatever this process's setting says. Fails (UnknownModelError) only for a model retired since,
-        or an endpoint no longer configured."""
-        from analysis.catalogue import resolve_model
-        from analysis.providers import endpoints
-        from analysis.tasks import context_overrides
-
-        return resolve_model(self.provider, self.model, allow_unlisted=True, context_overrides=context_overrides(),
-                             endpoints=endpoints())
-
     @property
     def cost(self) -> Decimal:
         """total_cost once final (it is written as the job ends); before, its tasks' costs so far
@@ -134,13 +122,11 @@ class Job(models.Model):
     @cached_property
     def price_unknown(self) -> bool:
         """Accepted under ALLOW_UNLISTED_MODELS, or an endpoint without prices: a cost of 0 means "unknown"."""
-        from analysis.tasks import price_known  # reads the settings' endpoints
-
         return not price_known(self.provider, self.model)
 
     @property
     def speakers(self) -> list[dict]:
-        """Per-speaker statistics of the transcript (analysis/turns.py): no model call."""
+        """Per-speaker statistics of the transcript (analysis/engine/turns.py): no model call."""
         return speaker_stats(self.transcript)
 
 
@@ -159,7 +145,7 @@ class Task(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     output = models.TextField(blank=True, default="")
     error = models.TextField(blank=True, default="")
-    # The provider error kind of a failed task (analysis/providers/base.py: rate_limit, timeout, ...).
+    # The provider error kind of a failed task (analysis/engine/providers/base.py: rate_limit, timeout, ...).
     error_kind = models.CharField(max_length=30, blank=True, default="")
     # The last failed try's message, kept when a retry then succeeded (why `tries` > `calls`).
     last_error = models.TextField(blank=True, default="")
@@ -213,7 +199,7 @@ class Task(models.Model):
 
     @property
     def report(self) -> dict:
-        """A succeeded structured or cited task's citation counts and references (analysis/structured.py)."""
+        """A succeeded structured or cited task's citation counts and references (analysis/engine/structured.py)."""
         return self._stored[1] if self.status == self.Status.SUCCEEDED else {}
 
 
@@ -244,14 +230,14 @@ class WebhookDelivery(models.Model):
         return f"{self.job_id} → {self.url} ({self.attempts} attempt(s))"
 
 
-# --- batch processing (jobs/batches.py) -------------------------------------------------------
+# --- batch processing (jobs/worker/provider_batch_poller.py) -------------------------------------------------------
 
 class ProviderBatch(models.Model):
     """One batch submitted to a provider's batch API, carrying the calls of one or many batch-mode jobs.
 
     `key` is committed before the create call and `provider_batch_id` stored right after it returns: a
     worker killed in between leaves a `submitting` row that the poller resolves through the key
-    (analysis/providers/batches.py), so a batch is never lost nor submitted twice.
+    (analysis/engine/providers/provider_batches.py), so a batch is never lost nor submitted twice.
     """
 
     class Status(models.TextChoices):
@@ -296,7 +282,7 @@ class BatchRequest(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)  # hex: the custom id
     job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, related_name="batch_requests")
     task_name = models.CharField(max_length=200)
-    call_key = models.CharField(max_length=64)  # analysis.batching.call_key: the same call across replays
+    call_key = models.CharField(max_length=64)  # analysis.engine.provider_batch_calls.call_key: the same call across replays
     entry = models.JSONField()  # the provider's request, as its batch API takes it
     batch = models.ForeignKey(ProviderBatch, on_delete=models.SET_NULL, null=True, blank=True,
                               related_name="requests")

@@ -30,7 +30,7 @@ from redis import Redis
 from rq import Queue, Worker
 from rq.job import Job as RQJob
 
-from analysis.providers.usage import USAGE_KEYS
+from analysis.engine.providers.usage import USAGE_KEYS
 from jobs.models import Job, Task
 
 # Upper bounds (seconds) of the duration histograms: an LLM call takes seconds,
@@ -314,7 +314,7 @@ class ScriptRipperCollector(Collector):
         failed_rows = (Task.objects.order_by().filter(status=Task.Status.FAILED)
                        .values("job__provider", "job__model", "error_kind").annotate(n=Count("pk")))
         for row in failed_rows:
-            # The kind the provider module classified, stored with the outcome (jobs.lifecycle).
+            # The kind the provider module classified, stored with the outcome (jobs.worker.lifecycle).
             key = (row["job__provider"], row["job__model"], row["error_kind"] or "other")
             error_counts[key] = error_counts.get(key, 0) + row["n"]
         for key, n in sorted(error_counts.items()):

@@ -15,7 +15,6 @@ from redis.exceptions import RedisError
 from accounts.models import User
 from jobs.models import Job, Task
 from jobs.monitoring import queue_stats, redis_connection, workers_alive, workers_info
-from jobs.serializers import JobSerializer
 from scriptripper.errors import ServiceUnavailable
 
 
@@ -35,7 +34,7 @@ def reuse_sources(job: Job) -> dict[str, Job]:
     """For each reused task of `job` (by name), the job whose provider call paid for its answer.
 
     The worker copies a donor's output (the latest identical succeeded task of the same owner,
-    jobs.lifecycle.tasks_reuse_finished) without recording which; the donor is the latest such task finished before
+    jobs.worker.lifecycle.tasks_reuse_finished) without recording which; the donor is the latest such task finished before
     the copy. A donor that was itself reused leads on to the job that paid.
     """
     sources: dict[str, Job] = {}
@@ -53,23 +52,6 @@ def reuse_sources(job: Job) -> dict[str, Job]:
         if donor.pk != task.pk:
             sources[task.name] = donor.job
     return sources
-
-
-def job_with_tasks(job: Job) -> Job:
-    """The job with its tasks read once, in order (`task_list`), and what the document counts from them."""
-    job.task_list = list(job.tasks.all())
-    job.tasks_total = len(job.task_list)
-    job.tasks_done = sum(1 for task in job.task_list if task.status != Task.Status.PENDING)
-    job.tasks_cost = sum((task.cost for task in job.task_list), Decimal("0"))
-    from jobs.batches import batch_summary
-
-    job.batch_info = batch_summary(job)  # null unless batch mode: provider batch ids, where its calls are
-    return job
-
-
-def job_document(job: Job) -> dict:
-    """The job document of DESIGN.md: GET /api/v1/jobs/{id}, the webhook body and `analyze --json`."""
-    return JobSerializer(job_with_tasks(job)).data
 
 
 def jobs_summaries(*, user: User, filters: dict) -> QuerySet[Job]:

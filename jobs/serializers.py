@@ -11,14 +11,14 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from analysis.processing import FALLBACKS, PROCESSING_MODES
+from analysis.engine.processing import FALLBACKS, PROCESSING_MODES
+from analysis.engine.providers.usage import USAGE_KEYS
+from analysis.engine.transcripts import FORMATS
 from analysis.serializers import PriceNoteField, provider_error, validate_language_tag, validate_provider_name
-from analysis.transcripts import FORMATS
-from analysis.providers.usage import USAGE_KEYS
-from jobs.fields import BatchTasksField, SegmentsField, StrictCharField, TasksField, no_nul
+from jobs.input_fields import BatchTasksField, SegmentsField, StrictCharField, TasksField, no_nul
 from jobs.models import Job, Task
 from jobs.monitoring import QUEUE_REGISTRIES
-from scriptripper.fields import BlankAsNullCharField, MoneyField, OptionalBooleanField, RoundedFloatField
+from scriptripper.output_fields import BlankAsNullCharField, MoneyField, OptionalBooleanField, RoundedFloatField
 
 QUEUED_MESSAGE = "Job queued for processing"
 
@@ -73,16 +73,6 @@ class JobOptionsSerializer(serializers.Serializer):
             raise serializers.ValidationError(problem)
         return value
 
-    def validate_callback_url(self, value: str) -> str:
-        from jobs.webhooks import CallbackUrlError, validate_callback_url  # jobs.webhooks renders with this module
-
-        if not value.strip():
-            return ""
-        try:
-            return validate_callback_url(value)
-        except CallbackUrlError as exc:
-            raise serializers.ValidationError(str(exc)) from None
-
     def validate_language(self, value: str) -> str:
         return validate_language_tag(value)
 
@@ -129,7 +119,7 @@ class JobListFilterSerializer(serializers.Serializer):
 
 
 # --- output: the job document (GET /api/v1/jobs/{id}, the webhook body, `analyze --json`) ----------
-# Rendered from a Job read by jobs.selectors.job_with_tasks (its tasks in `task_list`, with their counts).
+# Rendered from a Job read by jobs.documents.job_with_tasks (its tasks in `task_list`, with their counts).
 
 class JobAcceptedSerializer(serializers.Serializer):
     job_id = serializers.UUIDField(source="id")
@@ -164,7 +154,7 @@ class TaskMetadataSerializer(serializers.Serializer):
     last_error = BlankAsNullCharField(help_text="the last failed try's message, kept when a retry then succeeded")
     price_version = BlankAsNullCharField()
     price_date = serializers.DateField(allow_null=True)
-    # Structured and cited tasks only (analysis/structured.py).
+    # Structured and cited tasks only (analysis/engine/structured.py).
     citations_checked = serializers.IntegerField(source="report.citations_checked", required=False)
     citations_rejected = serializers.IntegerField(source="report.citations_rejected", required=False)
     times_rejected = serializers.IntegerField(source="report.times_rejected", required=False)
@@ -222,7 +212,7 @@ class JobResultSerializer(serializers.Serializer):
 
 
 class JobBatchSerializer(serializers.Serializer):
-    """A batch-mode job's provider batches and where its calls are (jobs/batches.py: batch_summary)."""
+    """A batch-mode job's provider batches and where its calls are (jobs/worker/provider_batch_poller.py: batch_summary)."""
 
     waiting = serializers.BooleanField(help_text="waiting for its provider batches, in no worker slot")
     waiting_since = serializers.DateTimeField(allow_null=True, help_text="BATCH_MAX_WAIT counts from here")

@@ -25,11 +25,13 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 
 from accounts.models import User
-from analysis.model_info import ModelInfo
-from analysis.planning import TaskSpec
-from analysis.turns import stored_turns
+from analysis.engine.model_info import ModelInfo
+from analysis.engine.planning import TaskSpec
+from analysis.engine.processing import mode_refusal
+from analysis.engine.turns import stored_turns
 from jobs.models import Job, Task
 from jobs.queues import rq_connection, rq_queue
+from jobs.webhooks import webhook_schedule
 from scriptripper.errors import Conflict, NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class JobRequest:
     reuse_results: bool = True
     max_cost: Decimal | None = None
     callback_url: str = ""
-    language: str = ""  # BCP 47; already written into every task (analysis/structured.py)
+    language: str = ""  # BCP 47; already written into every task (analysis/engine/structured.py)
     queue: str | None = None
     # None: the queue's default (LOW_QUEUE_PROCESSING for `low`, else standard); checked at submit.
     processing: str | None = None
@@ -71,13 +73,7 @@ def job_processing(*, request: JobRequest, queue: str) -> str:
         return request.processing
     if queue != "low" or settings.LOW_QUEUE_PROCESSING == "standard":
         return "standard"
-    from analysis.catalogue import get_model
-    from analysis.processing import mode_refusal
-
-    try:
-        info = request.model_info or get_model(request.provider, request.model)
-    except ValueError:
-        info = None
+    info = request.model_info
     if info is None or mode_refusal(provider=request.provider, info=info, processing=settings.LOW_QUEUE_PROCESSING):
         return "standard"
     return settings.LOW_QUEUE_PROCESSING
@@ -243,7 +239,7 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
     reconciler or API gets there first decides the final state and the others change nothing.
     """
     now = timezone.now()
-    # Written out, as the worker's other per-job statements (jobs/lifecycle.py): every job ends here.
+    # Written out, as the worker's other per-job statements (jobs/worker/lifecycle.py): every job ends here.
     sql = (f'UPDATE "{Job._meta.db_table}" SET status = %(status)s, error = %(error)s, '
            f"total_cost = ({TASKS_COST_SQL}), finished_at = %(now)s, heartbeat_at = %(now)s "
            "WHERE id = %(id)s AND status = ANY(%(from_statuses)s)"
@@ -258,8 +254,6 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
         if changed:
             with_callback = Job.objects.filter(id=job_id).exclude(callback_url="").first()
             if with_callback is not None:
-                from jobs.webhooks import webhook_schedule
-
                 webhook_schedule(job=with_callback)
     return bool(changed)
 
@@ -299,7 +293,7 @@ def job_cancel(*, job: Job) -> Job:
                 raise NotFoundError("No such job.")  # deleted by a concurrent request
             raise Conflict(f"The job is already {current}; it cannot be canceled.")
         # Final at once, so the answer says canceled; calls in flight when the horse is killed
-        # are counted as lost by its worker (jobs.lifecycle.job_settle_after_run).
+        # are counted as lost by its worker (jobs.worker.lifecycle.job_settle_after_run).
         job_finalize_row(job_id=job_id, status=Job.Status.CANCELED, error=CANCELED_MESSAGE,
                          from_statuses=(Job.Status.STARTED,))
         _stop_running(job_id)

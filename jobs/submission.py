@@ -24,20 +24,21 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import monthly_budget_of, spend_check
-from analysis import structured as structured_tasks
-from analysis.catalogue import UnknownModelError, UnknownProviderError, resolve_model
-from analysis.estimate import Estimate, estimate_job
-from analysis.processing import mode_refusal
-from analysis.prompts import transcript_document
-from analysis.providers import endpoints, provider_names
-from analysis.planning import TaskSpec
+from analysis.analyze import context_overrides, estimate_job
+from analysis.clients import endpoints, provider_names
+from analysis.engine import structured as structured_tasks
+from analysis.engine.catalogue import UnknownModelError, UnknownProviderError, resolve_model
+from analysis.engine.estimate import Estimate
+from analysis.engine.planning import TaskSpec
+from analysis.engine.processing import mode_refusal
+from analysis.engine.prompts import transcript_document
+from analysis.engine.tokens import count_tokens, token_upper_bound
+from analysis.engine.transcripts import TranscriptError, detect_format, normalize_transcript
 from analysis.selectors import profile_lookup
 from analysis.serializers import provider_error
-from analysis.tasks import context_overrides
-from analysis.tokens import count_tokens, token_upper_bound
-from analysis.transcripts import TranscriptError, detect_format, normalize_transcript
 from jobs.models import Job
 from jobs.services import JobRequest, digest, job_create
+from jobs.webhooks import CallbackUrlError, validate_callback_url
 from scriptripper.errors import Conflict, PayloadTooLarge, field_errors, validation_error
 
 # Uploaded files by extension: the caption format they hold (None: detect; .txt files are often captions).
@@ -76,6 +77,13 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
                       fallback: str | None = None) -> JobRequest:
     """The JobRequest of a submission, everything checked. None: the field was not sent (a profile may fill it)."""
     errors: dict[str, list[str]] = {}  # what is missing, reported together
+    if callback_url.strip():
+        try:
+            callback_url = validate_callback_url(callback_url)
+        except CallbackUrlError as exc:
+            errors["callback_url"] = [str(exc)]
+    else:
+        callback_url = ""
     profile_name, provider_from_profile = "", False
     if kind == Job.Kind.ANALYZE:
         ref = (profile or "").strip()
@@ -104,7 +112,7 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
                 if system_prompt is None:
                     system_prompt = found.system_prompt
     if language and tasks:
-        # Every task of the job, the reduce step included, answers in it (analysis/structured.py).
+        # Every task of the job, the reduce step included, answers in it (analysis/engine/structured.py).
         tasks = [(name, structured_tasks.with_language(prompt, language)) for name, prompt in tasks]
     provider, model = (provider or "").strip(), (model or "").strip()
     if transcript is None and segments is None and file is None:
@@ -253,7 +261,7 @@ def job_check_spending(*, owner: User, requests: list[JobRequest]) -> None:
       so it is refused as invalid input (400, field `max_cost`);
     - the HIGHEST the submission can cost (all its jobs together), added to the real
       spend this month, over the owner's monthly budget: 402 `budget_exceeded`.
-    The worker enforces both again while running (jobs.lifecycle.task_may_start: no task is started once
+    The worker enforces both again while running (jobs.worker.lifecycle.task_may_start: no task is started once
     the job's cost reaches max_cost or the owner's spend reaches the budget).
     """
     budget = monthly_budget_of(owner)

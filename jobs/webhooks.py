@@ -2,7 +2,7 @@
 
 When a job reaches a final state and has a `callback_url`, a `WebhookDelivery`
 row is scheduled with the job document as its body. The worker that
-finished the job tries it at once (jobs.lifecycle.webhooks_deliver_now); failures (and deliveries
+finished the job tries it at once (jobs.worker.lifecycle.webhooks_deliver_now); failures (and deliveries
 scheduled outside a worker, e.g. on cancel) are retried by the reconciler thread with backoff for
 about an hour (settings.WEBHOOK_RETRY_DELAYS), never by RQ's scheduler, which
 `rqworker` does not start.
@@ -29,8 +29,8 @@ from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from jobs.documents import job_document
 from jobs.models import Job, WebhookDelivery
-from jobs.selectors import job_document
 from scriptripper.renderers import JSONRenderer
 
 logger = logging.getLogger(__name__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from django.urls import get_resolver
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -24,10 +25,8 @@ INDEX_SCHEMA = inline_serializer("ApiIndex", fields={
 
 def api_endpoints() -> list[str]:
     """The /api/v1/ routes of the URLconf as path templates ("/api/v1/jobs/{job_id}"): the routes are the list."""
-    from scriptripper.urls import urlpatterns
-
     paths = []
-    for pattern in urlpatterns:
+    for pattern in get_resolver().url_patterns:  # the ROOT_URLCONF, which imports this module
         regex = getattr(pattern.pattern, "_regex", "")
         if not regex.startswith(API_PREFIX) or regex == f"{API_PREFIX}?$":
             continue

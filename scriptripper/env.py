@@ -50,7 +50,7 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 def env_endpoints(text: str, path: str) -> dict:
     """Named endpoints from OPENAI_COMPATIBLE_ENDPOINTS (`text`, JSON) or the file OPENAI_COMPATIBLE_ENDPOINTS_FILE
     names (`path`)."""
-    from analysis.endpoints import EndpointConfigError, parse_endpoints
+    from analysis.engine.openai_compatible import EndpointConfigError, parse_endpoints
 
     variable = "OPENAI_COMPATIBLE_ENDPOINTS"
     if path:

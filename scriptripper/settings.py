@@ -12,8 +12,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from scriptripper.env import (env, env_bool, env_choice, env_endpoints, env_float, env_int, env_rate,
-                              env_seconds_list)
+from scriptripper.env import env, env_bool, env_choice, env_endpoints, env_float, env_int, env_rate, env_seconds_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env.read_env(BASE_DIR / ".env", overwrite=False)
@@ -192,7 +191,7 @@ MAX_TASK_NAME_CHARS = env_int("MAX_TASK_NAME_CHARS", 100, minimum=1)
 MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 10_000, minimum=1)
 MAX_SYSTEM_PROMPT_CHARS = env_int("MAX_SYSTEM_PROMPT_CHARS", 20_000, minimum=1)
 
-# --- Processing modes: flex and batch (analysis/processing.py, jobs/batches.py) ---------
+# --- Processing modes: flex and batch (analysis/engine/processing.py, jobs/worker/provider_batch_poller.py) ---------
 # The processing of a `low` job that names none: standard (the seed's behaviour), or batch / flex where the
 # model has that price (else standard: a deployment default never turns into a refused job).
 LOW_QUEUE_PROCESSING = env_choice("LOW_QUEUE_PROCESSING", "standard", ("standard", "flex", "batch"))
@@ -207,7 +206,7 @@ BATCH_MAX_REQUESTS = env_int("BATCH_MAX_REQUESTS", 10_000, minimum=1)
 
 # The RQ job timeout must outlast the slowest job the other settings allow, or RQ kills
 # a job still waiting out a provider's Retry-After. A task's calls, retries, waits and
-# slot waits all end by PROVIDER_RETRY_MAX_TOTAL (analysis/retry.py), plus the one try
+# slot waits all end by PROVIDER_RETRY_MAX_TOTAL (analysis/engine/retry.py), plus the one try
 # still in flight (PROVIDER_REQUEST_TIMEOUT, or FLEX_REQUEST_TIMEOUT for a flex job); tasks run TASK_CONCURRENCY at a time, so
 # MAX_TASKS of them take at most ceil(MAX_TASKS / TASK_CONCURRENCY) such rounds; 60 s
 # cover saving. Defaults: 3 x (600 + 900) + 60 = 4,560 s.
@@ -233,7 +232,7 @@ RECONCILE_INTERVAL_SECONDS = env_float("RECONCILE_INTERVAL_SECONDS", 30.0, minim
 # (they are paid for), then hands the job back; keep it under the orchestrator's kill delay.
 WORKER_SHUTDOWN_GRACE_SECONDS = env_float("WORKER_SHUTDOWN_GRACE_SECONDS", 8.0)
 
-# --- The worker process (jobs/worker.py) ----------------------------------------
+# --- The worker process (jobs/worker/workers.py) ----------------------------------------
 # Jobs one `rqworker` process holds in flight at once (each waits on provider calls).
 WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 32, minimum=1)
 # Of those, slots only `high` may take, so a worker full of long `low` jobs still starts a `high` one.

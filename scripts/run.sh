@@ -27,7 +27,7 @@ trap cleanup EXIT INT TERM
 if [ "${SCRIPTRIPPER_OFFLINE_DEMO:-}" = 1 ]; then
   unset GEMINI_API_KEY OPENAI_API_KEY ANTHROPIC_API_KEY OPENAI_BASE_URL ANTHROPIC_BASE_URL GEMINI_BASE_URL GEMINI_API_VERSION
 fi
-configured=$("$PY" -c 'import django; django.setup(); from analysis.providers import provider_configured as p; print(int(any(p(n) for n in ("gemini", "openai", "anthropic"))))')
+configured=$("$PY" -c 'import django; django.setup(); from analysis.clients import provider_configured as p; print(int(any(p(n) for n in ("gemini", "openai", "anthropic"))))')
 if [ "$configured" = 0 ]; then
   EMULATOR_PORT="${EMULATOR_PORT:-8765}"
   say "no provider key set: starting the local provider emulator on :$EMULATOR_PORT (SYNTHETIC answers, offline demo)"

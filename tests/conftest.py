@@ -26,7 +26,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from accounts.services import api_token_create, user_upsert
-from analysis.providers import reset_provider_clients
+from analysis.clients import reset_provider_clients
 from emulator.server import Emulator
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,9 @@ import datetime as dt
 
 import pytest
 
-from analysis.providers.base import GenerationParams, Prompt
-from analysis.providers.batches import CANCELED, COMPLETED, ENDED, EXPIRED, FAILED, IN_PROGRESS, batch_api
+from analysis.clients import batch_api
+from analysis.engine.providers.base import GenerationParams, Prompt
+from analysis.engine.providers.provider_batches import CANCELED, COMPLETED, ENDED, EXPIRED, FAILED, IN_PROGRESS
 from emulator import faults
 from emulator.batches import configure_batches, list_batches
 
@@ -95,7 +96,7 @@ def test_a_capacity_refusal_at_create_is_a_rate_limit(emulator, provider):
     configure_batches(emulator.url, create_refusals=1)
     api, model = batch_api(provider), MODELS[provider]
     requests, _ = entries(api, model)
-    from analysis.providers.base import ProviderError
+    from analysis.engine.providers.base import ProviderError
 
     with pytest.raises(ProviderError) as refused:
         api.create(model=model, entries=requests, key="sr-refused")

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from analysis.catalogue import (
+from analysis.engine.catalogue import (
+    RetiredModelError,
     UnknownModelError,
     UnknownProviderError,
     effective_context,
@@ -18,13 +19,12 @@ from analysis.catalogue import (
     parse_catalogue,
     parse_context_overrides,
     resolve_model,
-    RetiredModelError,
     skipped_models,
     utc_today,
 )
-from analysis.catalogue_sources import CatalogueError
-from analysis.model_info import UNLISTED_CONTEXT_WINDOW, UNLISTED_MAX_OUTPUT_TOKENS, ModelInfo
-from analysis.providers import PROVIDER_NAMES
+from analysis.engine.catalogue_sources import CatalogueError
+from analysis.engine.model_info import UNLISTED_CONTEXT_WINDOW, UNLISTED_MAX_OUTPUT_TOKENS, ModelInfo
+from analysis.engine.providers import PROVIDER_NAMES
 
 D = Decimal
 

@@ -10,10 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from analysis.chunking import split_transcript
-from analysis.tokens import count_tokens
-from analysis.transcripts import normalize_transcript
-
+from analysis.engine.chunking import split_transcript
+from analysis.engine.tokens import count_tokens
+from analysis.engine.transcripts import normalize_transcript
 from tests.conftest import transcript as read
 
 

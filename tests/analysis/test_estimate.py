@@ -7,13 +7,12 @@ from decimal import Decimal
 import bpe_openai
 import pytest
 
-from analysis import prompts
-from analysis.catalogue import get_model
-from analysis.estimate import estimate_job
-from analysis.planning import TaskSpec
+from analysis.analyze import estimate_job, run_analysis, run_config
+from analysis.engine import prompts
+from analysis.engine.catalogue import get_model
+from analysis.engine.planning import TaskSpec
+from analysis.engine.tokens import MESSAGE_OVERHEAD_TOKENS
 from analysis.serializers import JobEstimateSerializer
-from analysis.tasks import run_analysis, run_config
-from analysis.tokens import MESSAGE_OVERHEAD_TOKENS
 from tests.conftest import transcript
 
 TASKS = [TaskSpec("summary", "Provide a brief summary"), TaskSpec("key_points", "Extract key points")]

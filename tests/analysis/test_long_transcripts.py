@@ -12,12 +12,12 @@ from decimal import Decimal
 
 import pytest
 
-from analysis.catalogue import get_model
-from analysis.pricing import cost_of
-from analysis.planning import TaskSpec
-from analysis.tasks import analyze_transcript_task, run_analysis, run_config
-from analysis.transcripts import normalize_transcript
-from analysis.providers.usage import Usage
+from analysis.analyze import analyze_transcript_task, run_analysis, run_config
+from analysis.engine.catalogue import get_model
+from analysis.engine.planning import TaskSpec
+from analysis.engine.pricing import cost_of
+from analysis.engine.providers.usage import Usage
+from analysis.engine.transcripts import normalize_transcript
 from tests.conftest import transcript, work_burst
 
 LIMIT = 16_000
@@ -151,7 +151,7 @@ def test_openai_requests_fit_even_counted_as_chars_over_4(capped):
 
 @pytest.mark.parametrize("provider,model", MODELS + [("openai", "llama-3-70b"), ("mistral", "x")])
 def test_planning_counts_are_never_below_chars_over_4(provider, model):
-    from analysis.tokens import context_tokens
+    from analysis.engine.tokens import context_tokens
 
     for text in (transcript("TS3010a.txt"), "Grad F: OK . {vocalsound} Uh . " * 200, "会议纪要：决定周五发布。" * 300,
                  "x" * 10_001):

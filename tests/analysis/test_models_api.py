@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.catalogue import list_models, utc_today
+from analysis.engine.catalogue import list_models, utc_today
 
 pytestmark = pytest.mark.django_db
 

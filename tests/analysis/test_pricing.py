@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from analysis.catalogue import get_model, resolve_model
-from analysis.model_info import ModelInfo
-from analysis.pricing import cost_of, estimate_cost_range, is_above_tier, quantize_cost
-from analysis.providers.usage import Usage, usage_from_anthropic, usage_from_gemini, usage_from_openai
+from analysis.engine.catalogue import get_model, resolve_model
+from analysis.engine.model_info import ModelInfo
+from analysis.engine.pricing import cost_of, estimate_cost_range, is_above_tier, quantize_cost
+from analysis.engine.providers.usage import Usage, usage_from_anthropic, usage_from_gemini, usage_from_openai
 
 D = Decimal
 

@@ -14,9 +14,9 @@ from decimal import Decimal
 
 import pytest
 
-from analysis.catalogue import get_model, prices_version
-from analysis.pricing import cost_of, library_usage, price_call
-from analysis.providers.usage import Usage, usage_from_anthropic, usage_from_gemini, usage_from_openai
+from analysis.engine.catalogue import get_model, prices_version
+from analysis.engine.pricing import cost_of, library_usage, price_call
+from analysis.engine.providers.usage import Usage, usage_from_anthropic, usage_from_gemini, usage_from_openai
 
 D = Decimal
 TODAY = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
@@ -173,9 +173,9 @@ def test_every_model_agrees_with_genai_prices_at_every_date() -> None:
 
     from genai_prices import calc_price
 
-    from analysis.catalogue import list_models
-    from analysis.catalogue_sources import LIBRARY_PROVIDER
-    from analysis.pricing import quantize_cost
+    from analysis.engine.catalogue import list_models
+    from analysis.engine.catalogue_sources import LIBRARY_PROVIDER
+    from analysis.engine.pricing import quantize_cost
 
     rng = random.Random(17)
     moments = [dt.datetime(2025, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 3, 13, tzinfo=dt.UTC),
@@ -208,8 +208,8 @@ def test_pricing_a_call_reads_the_precomputed_rates(monkeypatch) -> None:
 
 def test_building_the_catalogue_makes_no_network_request(monkeypatch) -> None:
     """The bundled data only: no updater, no download, whatever the environment."""
-    from analysis.catalogue import CATALOGUE_PATH
-    from analysis.catalogue_sources import build_catalogue, parse_overlay
+    from analysis.engine.catalogue import CATALOGUE_PATH
+    from analysis.engine.catalogue_sources import build_catalogue, parse_overlay
 
     def refuse(*args, **kwargs):
         raise AssertionError("network access while loading prices")

@@ -9,11 +9,11 @@ from decimal import Decimal as D
 
 import pytest
 
-from analysis.catalogue import get_model, list_models
-from analysis.catalogue_sources import LIBRARY_PROVIDER
-from analysis.pricing import cost_of, library_usage, quantize_cost
-from analysis.processing import mode_refusal
-from analysis.providers.usage import Usage
+from analysis.engine.catalogue import get_model, list_models
+from analysis.engine.catalogue_sources import LIBRARY_PROVIDER
+from analysis.engine.pricing import cost_of, library_usage, quantize_cost
+from analysis.engine.processing import mode_refusal
+from analysis.engine.providers.usage import Usage
 
 AT = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
 USAGE = Usage(input_tokens=1_000, cached_input_tokens=2_000, cache_write_tokens=400, output_tokens=500,

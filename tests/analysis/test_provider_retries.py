@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from analysis.tasks import analyze_transcript_task
+from analysis.analyze import analyze_transcript_task
 from emulator.server import faults
 from tests.conftest import PROCESS_WAIT, wait_for
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.chunking import pack
-from analysis.planning import PARTIAL_WRAPPER_TOKENS, group_partials
+from analysis.engine.chunking import pack
+from analysis.engine.planning import PARTIAL_WRAPPER_TOKENS, group_partials
 
 
 def words(text: str) -> int:

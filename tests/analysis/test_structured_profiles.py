@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from analysis.engine.transcripts import normalize_transcript
+from analysis.engine.turns import time_range
 from analysis.models import AnalysisProfile
-from analysis.transcripts import normalize_transcript
-from analysis.turns import time_range
 from jobs.models import Job
 from tests.conftest import transcript, work_burst
 

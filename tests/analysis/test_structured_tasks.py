@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from analysis.transcripts import normalize_transcript
+from analysis.engine.transcripts import normalize_transcript
 from jobs.models import Job
 from tests.conftest import transcript, work_burst
 

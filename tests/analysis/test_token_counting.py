@@ -11,14 +11,13 @@ import math
 import bpe_openai
 import pytest
 
-from analysis.tokens import (
+from analysis.engine.tokens import (
     MESSAGE_OVERHEAD_TOKENS,
     REPLY_PRIMING_TOKENS,
     TOKENS_PER_MESSAGE,
     count_tokens,
     preload_encodings,
 )
-
 from tests.conftest import TRANSCRIPTS
 
 MEETINGS = ["TS3010a", "ES2009b", "IS1006b", "Bro011", "education_0", "Bed015", "covid_2"]
@@ -139,6 +138,6 @@ def test_message_overhead() -> None:
 @pytest.mark.parametrize("provider,model", [("openai", "gpt-4o-mini"), ("openai", "llama3"), ("gemini", "gemini-2.5-flash"),
                                             ("anthropic", "claude-haiku-4-5")])
 def test_upper_bound_is_never_below_a_count(text, provider, model):
-    from analysis.tokens import token_upper_bound
+    from analysis.engine.tokens import token_upper_bound
 
     assert token_upper_bound(text) >= count_tokens(text, provider=provider, model=model)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.transcripts import (
+from analysis.engine.transcripts import (
     TranscriptError,
     Turn,
     detect_format,
@@ -17,7 +17,6 @@ from analysis.transcripts import (
     parse_transcript,
     render_turns,
 )
-
 from tests.conftest import transcript as read
 
 CAPTIONED = ["TS3010a", "ES2009b", "Bed015"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import citations, turns
-from analysis.chunking import split_transcript
-from analysis.transcripts import normalize_transcript
+from analysis.engine import citations, turns
+from analysis.engine.chunking import split_transcript
+from analysis.engine.transcripts import normalize_transcript
 from tests.conftest import transcript, work_burst
 
 # Counted on ../shared/transcripts/TS3010a.txt with awk (one turn a line, "Speaker: text"; a word is a

@@ -189,8 +189,9 @@ def test_reused_answers_are_named_with_their_source_job_at_zero_cost(alice, vtt_
     work_burst()
     second_id, _ = run(*args)
     work_burst()
-    from jobs.selectors import job_document, reuse_sources
+    from jobs.documents import job_document
     from jobs.management.commands.analyze import markdown
+    from jobs.selectors import reuse_sources
 
     second = Job.objects.get(id=second_id.strip())
     out = markdown(job_document(second), source="ferry-meeting.vtt",

@@ -9,9 +9,9 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from jobs.documents import job_document
 from jobs.management.commands.analyze import markdown
 from jobs.models import Job
-from jobs.selectors import job_document
 from tests.conftest import work_burst
 from tests.jobs.test_analyze_command import VTT
 

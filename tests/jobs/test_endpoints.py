@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from analysis.endpoints import EndpointConfigError, parse_endpoints, probe_context_window
+from analysis.engine.openai_compatible import EndpointConfigError, parse_endpoints, probe_context_window
 from tests.conftest import run_manage, transcript, work_burst, worker_env
 from tests.jobs.faults import TEXT, WorkerProcess, task_prompts, wait_all_final
 

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import User
-from analysis.planning import TaskSpec
+from analysis.engine.planning import TaskSpec
 from jobs.models import Job, Task
 from jobs.services import JobRequest, job_create
 

@@ -106,12 +106,12 @@ def test_unknown_url_is_404_in_the_error_shape(alice_client):
 def test_a_model_past_its_retirement_day_is_refused_at_submit_and_estimate(alice_client, monkeypatch):
     import datetime as dt
 
-    import analysis.catalogue
+    import analysis.engine.catalogue
 
     data = body(provider="anthropic", model="claude-sonnet-4-5")
-    monkeypatch.setattr(analysis.catalogue, "utc_today", lambda: dt.date(2026, 11, 30))
+    monkeypatch.setattr(analysis.engine.catalogue, "utc_today", lambda: dt.date(2026, 11, 30))
     assert alice_client.post("/api/v1/jobs/estimate", data, format="json").status_code == 200  # its last day
-    monkeypatch.setattr(analysis.catalogue, "utc_today", lambda: dt.date(2026, 12, 1))
+    monkeypatch.setattr(analysis.engine.catalogue, "utc_today", lambda: dt.date(2026, 12, 1))
     for path in ("/api/v1/jobs/analyze", "/api/v1/jobs/estimate"):
         response = alice_client.post(path, data, format="json")
         assert response.status_code == 400, response.content

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 
 from emulator.batches import complete_batches, configure_batches, list_batches
-from jobs.batches import batches_poll
 from jobs.models import BatchRequest, Job, ProviderBatch
+from jobs.worker.provider_batch_poller import batches_poll
 from tests.conftest import transcript, work_burst
 from tests.jobs.test_job_costs import by_hand, cost
 
@@ -202,7 +202,7 @@ def test_a_refused_batch_is_submitted_again_on_the_next_pass(alice_client, emula
 
 
 def test_the_reconciler_leaves_a_waiting_batch_job_alone(alice_client, emulator, settings):
-    from jobs.reconcile import jobs_reconcile
+    from jobs.worker.reconcile import jobs_reconcile
 
     configure_batches(emulator.url, completion_delay=3600)
     job_id = submit(alice_client, "openai", tasks={"summary": "Provide a brief summary"})

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from jobs.documents import job_document
 from jobs.models import Job, Task
-from jobs.selectors import job_document
 from jobs.webhooks import render_job
 from scriptripper.renderers import JSONRenderer
 

@@ -9,7 +9,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from analysis.planning import TaskSpec
+from analysis.engine.planning import TaskSpec
 from jobs.models import Job, Task
 from jobs.services import JobRequest, job_create
 from tests.conftest import work_burst

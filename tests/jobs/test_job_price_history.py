@@ -22,8 +22,9 @@ class _Clock:
         self.moment = moment
 
     def install(self, monkeypatch) -> None:
-        import analysis.runner
         from django.utils import timezone
+
+        import analysis.engine.runner
 
         moment = self.moment
 
@@ -36,7 +37,7 @@ class _Clock:
             datetime = FrozenDatetime
             UTC = dt.UTC
 
-        monkeypatch.setattr(analysis.runner, "dt", FrozenDt)
+        monkeypatch.setattr(analysis.engine.runner, "dt", FrozenDt)
         monkeypatch.setattr(timezone, "now", lambda: moment)
 
 

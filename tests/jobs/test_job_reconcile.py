@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from jobs.models import Job
-from jobs.reconcile import jobs_reconcile
+from jobs.worker.reconcile import jobs_reconcile
 from tests.conftest import work_burst
 from tests.jobs.faults import TEXT, task_prompts
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-import analysis.estimate
-import analysis.tasks
+import analysis.analyze
+import analysis.engine.estimate
 import jobs.submission
-from analysis.prompts import transcript_document
+from analysis.engine.prompts import transcript_document
 from jobs.models import Job
 from tests.conftest import assert_error, transcript, work_burst
 
@@ -36,8 +36,8 @@ def test_a_checked_submission_resolves_once_and_counts_once(alice_client, settin
     # makes the spending check estimate too.
     settings.MAX_TRANSCRIPT_TOKENS = len(text.encode()) // 2
     resolved = spy(monkeypatch, jobs.submission, "resolve_model")
-    resolved_again = spy(monkeypatch, analysis.tasks, "resolve_model")
-    counted = [spy(monkeypatch, module, "count_tokens") for module in (jobs.submission, analysis.estimate)]
+    resolved_again = spy(monkeypatch, analysis.analyze, "resolve_model")
+    counted = [spy(monkeypatch, module, "count_tokens") for module in (jobs.submission, analysis.engine.estimate)]
 
     response = alice_client.post("/api/v1/jobs/analyze", {"transcript": text, "provider": "openai",
                                                           "model": "gpt-4o-mini", "tasks": TASKS}, format="json")
@@ -52,13 +52,13 @@ def test_a_checked_submission_resolves_once_and_counts_once(alice_client, settin
 def test_the_estimate_gets_the_count_of_the_size_check(alice_client, settings, monkeypatch):
     text = transcript("TS3010a.txt")
     settings.MAX_TRANSCRIPT_TOKENS = len(text.encode()) // 2
-    counted = [spy(monkeypatch, module, "count_tokens") for module in (jobs.submission, analysis.estimate)]
+    counted = [spy(monkeypatch, module, "count_tokens") for module in (jobs.submission, analysis.engine.estimate)]
     response = alice_client.post("/api/v1/jobs/estimate", {"transcript": text, "provider": "openai",
                                                            "model": "gpt-4o-mini", "tasks": TASKS}, format="json")
     assert response.status_code == 200, response.content
     documents = [args[0] for calls in counted for args, _ in calls if args[0].startswith("<transcript>")]
     assert len(documents) == 1
-    assert response.json()["transcript_tokens"] == analysis.estimate.count_tokens(
+    assert response.json()["transcript_tokens"] == analysis.engine.estimate.count_tokens(
         documents[0], provider="openai", model="gpt-4o-mini")
 
 

@@ -9,7 +9,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from jobs.models import WebhookDelivery
-from jobs.reconcile import jobs_reconcile
+from jobs.worker.reconcile import jobs_reconcile
 from tests.conftest import work_burst
 from tests.jobs.faults import TEXT, task_prompts
 

@@ -10,7 +10,7 @@ import time
 import django_rq
 import pytest
 
-from analysis.limits import ProviderLimiter
+from analysis.engine.limits import ProviderLimiter
 from tests.conftest import PROCESS_WAIT, ROOT, work_burst, worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,7 +96,7 @@ def test_requests_per_minute_are_bounded(clean_redis):
     for _ in range(3):
         with limiter.slot("openai", sleep=pauses):
             assert pauses == []
-    from analysis.providers.base import ProviderError
+    from analysis.engine.providers.base import ProviderError
 
     # The fourth would wait about a minute: past a short deadline it gives up as a rate limit, not a hang,
     # and at once (a wait it could not finish before the deadline is not started).
@@ -116,7 +116,7 @@ def test_limits_are_per_provider(clean_redis):
 
 
 def test_the_job_limiter_uses_the_queue_redis(settings):
-    from jobs.runs import provider_limiter
+    from jobs.worker.runs import provider_limiter
 
     settings.PROVIDER_MAX_IN_FLIGHT = 3
     limiter = provider_limiter()

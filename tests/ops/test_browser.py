@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from io import StringIO
 from urllib.parse import urlparse
 
 import pytest
-
-from io import StringIO
-
 from django.core.management import call_command
 
 from accounts.models import User
-from analysis.planning import TaskSpec
+from analysis.engine.planning import TaskSpec
 from jobs.services import JobRequest, job_create
 from tests.conftest import transcript, work_burst
 

@@ -11,11 +11,11 @@ import pytest
 from scriptripper.logs import JsonFormatter
 from tests.conftest import run_manage, worker_env
 
-SNIPPET = "import logging; logging.getLogger('jobs.tasks').info('task done', extra={'job_id': 'j-1', 'task': 'summary'})"
+SNIPPET = "import logging; logging.getLogger('jobs.worker.entry').info('task done', extra={'job_id': 'j-1', 'task': 'summary'})"
 
 
 def record(**extra) -> logging.LogRecord:
-    rec = logging.LogRecord("jobs.tasks", logging.INFO, __file__, 1, "task %s", ("done",), None)
+    rec = logging.LogRecord("jobs.worker.entry", logging.INFO, __file__, 1, "task %s", ("done",), None)
     for key, value in extra.items():
         setattr(rec, key, value)
     return rec
@@ -24,7 +24,7 @@ def record(**extra) -> logging.LogRecord:
 def test_formatter_writes_one_json_object_with_the_extra_fields():
     line = JsonFormatter().format(record(job_id="1234", task="summary", tries=2, cost="0.001"))
     entry = json.loads(line)
-    assert entry["message"] == "task done" and entry["level"] == "info" and entry["logger"] == "jobs.tasks"
+    assert entry["message"] == "task done" and entry["level"] == "info" and entry["logger"] == "jobs.worker.entry"
     assert entry["job_id"] == "1234" and entry["task"] == "summary" and entry["tries"] == 2
     assert entry["time"].endswith("+00:00")
     assert "\n" not in line
@@ -68,7 +68,7 @@ def test_log_format_follows_the_environment(emulator, env, is_json):
         entry = json.loads(line)
         assert entry["job_id"] == "j-1" and entry["task"] == "summary"
     else:
-        assert line.endswith("INFO jobs.tasks task done")
+        assert line.endswith("INFO jobs.worker.entry task done")
 
 
 @pytest.mark.subprocess

@@ -10,7 +10,7 @@ import pytest
 from django.db.models import Sum
 from prometheus_client.parser import text_string_to_metric_families
 
-from analysis.planning import TaskSpec
+from analysis.engine.planning import TaskSpec
 from emulator.server import faults
 from jobs.models import Job, Task
 from jobs.services import JobRequest, job_create

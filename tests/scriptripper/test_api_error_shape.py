@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from rest_framework.test import APIClient
+
 from tests.conftest import assert_error
 
 pytestmark = pytest.mark.django_db

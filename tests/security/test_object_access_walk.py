@@ -27,8 +27,8 @@ from rest_framework.permissions import IsAdminUser
 
 from accounts.models import ApiToken
 from accounts.services import api_token_create
+from analysis.engine.planning import TaskSpec
 from analysis.models import AnalysisProfile
-from analysis.planning import TaskSpec
 from analysis.services import profile_create
 from jobs.models import Job
 from jobs.services import JobRequest, job_create

@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from accounts.services import api_token_create
-from analysis.providers import reset_provider_clients
+from analysis.clients import reset_provider_clients
 from emulator.server import faults
 from tests.conftest import transcript, work_burst
 

@@ -25,9 +25,10 @@ from django.db.models import Count, Q, Sum
 from rest_framework import serializers
 
 from accounts.models import User
-from analysis import render
+from analysis.engine import render
+from jobs.documents import job_document
 from jobs.models import Job, Task
-from jobs.selectors import job_document, reuse_sources
+from jobs.selectors import reuse_sources
 from jobs.serializers import AnalyzeSerializer, JobAcceptedSerializer
 from jobs.submission import job_analyze
 from scriptripper.errors import ServiceError, validation_message

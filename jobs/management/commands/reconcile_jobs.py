@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from jobs.reconcile import jobs_reconcile
+from jobs.worker.reconcile import jobs_reconcile
 
 
 class Command(BaseCommand):

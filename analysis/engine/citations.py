@@ -1,0 +1,115 @@
+"""Checking an answer's citations against the transcript.
+
+A cited item is any JSON object with a `citations` list; a citation is `{"turn": N, "quote"?: "..."}`
+(a bare integer N is taken as `{"turn": N}`). A citation stands when turn N exists and its quote, if
+any, occurs in that turn once both are normalised (case, Unicode NFKC, quotes and apostrophes, the
+corpus's spaced "I 'm", whitespace, punctuation, markers such as {disfmarker}) and the quote is at
+least MIN_QUOTE_CHARS long after normalising. Failing citations are removed and counted; duplicates
+(chunk overlap makes them) are merged.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from analysis.engine.turns import TURN_PREFIX
+
+MIN_QUOTE_CHARS = 8
+
+_MARKERS = re.compile(r"\{[^{}]*\}|\[(?:inaudible|laughter|noise|crosstalk)[^\]]*\]", re.IGNORECASE)
+_LEADING_TIME = re.compile(r"^\[\d{1,3}:\d{2}:\d{2}\]\s*")
+_QUOTES = str.maketrans({"‘": "'", "’": "'", "‚": "'", "‛": "'", "ʼ": "'", "`": "'", "´": "'",
+                         "“": '"', "”": '"', "„": '"', "‟": '"'})
+# Anything that is neither a letter nor a digit separates words; apostrophes join ("I 'm" -> "im").
+_APOSTROPHE = re.compile(r"\s*'\s*")
+_NON_WORD = re.compile(r"[^\w]+|_+")
+
+
+def normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    text = _MARKERS.sub(" ", text)
+    text = _APOSTROPHE.sub("", text)
+    return " ".join(_NON_WORD.sub(" ", text.casefold()).split())
+
+
+@dataclass
+class CitationReport:
+    checked: int = 0
+    rejected: int = 0
+    reasons: list[str] | None = None
+
+    def note(self, reason: str) -> None:
+        self.rejected += 1
+        if self.reasons is None:
+            self.reasons = []
+        if len(self.reasons) < 5:
+            self.reasons.append(reason)
+
+
+def _turn_body(line: str) -> str:
+    line = TURN_PREFIX.sub("", line)
+    return _LEADING_TIME.sub("", line)
+
+
+def check_value(value, turns: dict[int, str], report: CitationReport | None = None):
+    """A copy of `value` with every failing citation removed (and duplicates merged), and the report."""
+    report = report or CitationReport()
+    normalised: dict[int, str] = {}
+
+    def body(index: int) -> str:
+        if index not in normalised:
+            normalised[index] = normalise(_turn_body(turns[index]))
+        return normalised[index]
+
+    def citation_ok(citation) -> tuple[object | None, str]:
+        if isinstance(citation, bool):
+            return None, "not a citation"
+        original = citation
+        if isinstance(citation, int):
+            citation = {"turn": citation}
+        if not isinstance(citation, dict):
+            return None, "not a citation"
+        turn = citation.get("turn")
+        if isinstance(turn, bool) or not isinstance(turn, int):
+            return None, f"turn {turn!r} is not a turn number"
+        if turn not in turns:
+            return None, f"turn {turn} does not exist"
+        quote = citation.get("quote")
+        if quote is not None and quote != "":
+            if not isinstance(quote, str):
+                return None, f"the quote of turn {turn} is not text"
+            wanted = normalise(quote)
+            if len(wanted) < MIN_QUOTE_CHARS:
+                return None, f"the quote {quote[:40]!r} of turn {turn} is too short to check"
+            if f" {wanted} " not in f" {body(turn)} ":
+                return None, f"turn {turn} does not say {quote[:60]!r}"
+        return original, ""
+
+    def walk(node):
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {key: walk(item) for key, item in node.items() if key != "citations"}
+        if "citations" in node:
+            kept, seen = [], set()
+            raw = node["citations"]
+            for citation in raw if isinstance(raw, list) else [raw]:
+                report.checked += 1
+                good, reason = citation_ok(citation)
+                if good is None:
+                    report.note(reason)
+                    continue
+                key = (good["turn"], normalise(good.get("quote") or "")) if isinstance(good, dict) else (good, "")
+                if key in seen:
+                    continue  # the same citation twice (overlapping chunks): merged, not rejected
+                seen.add(key)
+                kept.append(good)
+            out["citations"] = kept
+            # Keep the original key order.
+            out = {key: (out[key]) for key in node if key in out}
+        return out
+
+    return walk(value), report

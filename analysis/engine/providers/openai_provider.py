@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+
+import openai
+
+from analysis.engine.providers import PROVIDER_LABELS
+from analysis.engine.providers.base import (
+    CONTEXT_LENGTH,
+    MALFORMED,
+    QUOTA,
+    Completion,
+    GenerationParams,
+    Prompt,
+    ProviderError,
+    SdkErrors,
+    retry_after,
+    sdk_errors,
+    status_error,
+)
+from analysis.engine.providers.usage import usage_from_openai
+
+SDK_ERRORS = SdkErrors(status=openai.APIStatusError, timeout=openai.APITimeoutError,
+                       connection=openai.APIConnectionError,
+                       malformed=(openai.APIResponseValidationError, ValueError))
+
+# 429s that no amount of waiting fixes: no credit, or a spend/usage limit reached. OpenAI gives them all
+# error.type "insufficient_quota"; the codes are matched too for OpenAI-compatible proxies that copy only those.
+_NO_CREDIT_CODES = frozenset({
+    "insufficient_quota", "billing_hard_limit_reached", "credit_balance_exhausted",
+    "organization_spend_limit_exceeded", "project_spend_limit_exceeded", "organization_usage_limit_exceeded",
+})
+
+
+class OpenAIProvider:
+    name = "openai"
+    label = PROVIDER_LABELS[name]
+
+    def __init__(self, *, api_key: str, base_url: str | None, timeout: float, name: str | None = None,
+                 label: str | None = None) -> None:
+        if name:  # a named OpenAI-compatible endpoint (analysis.engine.openai_compatible): errors carry its name
+            self.name, self.label = name, label or name
+        # max_retries=0: retries happen in analysis/engine/retry.py, where they are counted and bounded.
+        self.client = openai.OpenAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
+
+    def sdk_calls(self) -> AbstractContextManager[None]:
+        """Around every SDK call, standard or batch: its exceptions raised as ProviderError."""
+        return sdk_errors(self, SDK_ERRORS, self._status_error)
+
+    def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
+        kwargs = self.request_body(model=model, prompt=prompt, params=params)
+        if params.timeout:
+            kwargs["timeout"] = params.timeout
+        with self.sdk_calls():
+            response = self.client.chat.completions.create(**kwargs)
+        return self.completion_of(response)
+
+    def request_body(self, *, model: str, prompt: Prompt, params: GenerationParams) -> dict:
+        """The chat completions request (also the `body` of a Batch API line)."""
+        messages = []
+        if prompt.system:
+            messages.append({"role": "system", "content": prompt.system})
+        # The transcript and the instruction are separate messages so that the shared
+        # prefix (system + transcript) ends on a message boundary, identical across tasks.
+        messages.append({"role": "user", "content": prompt.document})
+        messages.append({"role": "user", "content": prompt.instruction})
+        kwargs: dict = {"model": model, "messages": messages}
+        if params.reasoning_model:
+            # Reasoning models take max_completion_tokens and refuse a custom temperature.
+            kwargs["max_completion_tokens"] = params.max_output_tokens
+        else:
+            kwargs["max_tokens"] = params.max_output_tokens
+            if params.temperature is not None:
+                kwargs["temperature"] = params.temperature
+        if prompt.cache_key:
+            kwargs["prompt_cache_key"] = prompt.cache_key
+        if params.schema is not None:
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": params.schema_name, "schema": params.schema, "strict": params.schema_strict}}
+        if params.service_tier:
+            kwargs["service_tier"] = params.service_tier
+        return kwargs
+
+    def completion_of(self, response) -> Completion:
+        """A ChatCompletion (from the SDK, or a Batch API output line's body) as a Completion."""
+        if not getattr(response, "choices", None):
+            raise ProviderError(self.name, MALFORMED, f"{self.label} sent a response without choices")
+        choice = response.choices[0]
+        finish = choice.finish_reason or ""
+        text = (choice.message.content if choice.message else None) or ""
+        refusal = getattr(choice.message, "refusal", None) if choice.message else None
+        return Completion(
+            text=text,
+            usage=usage_from_openai(response.usage),
+            finish_reason=finish if not refusal else f"refusal: {refusal}",
+            truncated=finish == "length",
+            blocked=finish == "content_filter" or bool(refusal),
+        )
+
+    def _status_error(self, exc: openai.APIStatusError) -> ProviderError:
+        status = exc.status_code
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error", body) if isinstance(body, dict) else {}
+        code = (error or {}).get("code") or ""
+        err_type = (error or {}).get("type") or ""
+        message = (error or {}).get("message") or str(exc)
+        kind = None
+        if err_type == "insufficient_quota" or code in _NO_CREDIT_CODES:
+            kind = QUOTA
+        elif code == "context_length_exceeded":
+            kind = CONTEXT_LENGTH
+        return status_error(self, status, message, kind=kind, retry_after=retry_after(exc))

@@ -1,0 +1,392 @@
+"""The RQ worker classes of `python manage.py rqworker high default low`.
+
+`ScriptRipperWorker` (the default, settings.RQ["WORKER_CLASS"]) holds up to
+WORKER_CONCURRENCY jobs in flight in one process: an analysis job is almost all waiting on
+provider calls, so a process per job (RQ's forking Worker) spends hundreds of MiB on
+waiting. Each job runs in a slot thread of its own; every provider call of every job goes
+through one call pool, every ORM statement through one database pool
+(WORKER_DB_CONNECTIONS connections), and one monitor loop keeps the leases, reads the
+cancel flags and enforces the timeouts, all without signals (jobs/worker/runs.py).
+
+RQ's own records stay truthful: each running job has its own RQ execution (refreshed by the
+monitor), the worker is `busy` while any slot runs, and RQ's stop-job command reaches the
+job it names.
+
+`ForkingWorker` is the one-job-per-process worker of earlier releases: choose it with
+`--worker-class jobs.worker.ForkingWorker` for jobs that could hang in C code holding the
+GIL, which only a separate process can contain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+from django.conf import settings
+from django.db import connections
+from rq.exceptions import DequeueTimeout
+from rq.job import Job as RQJob
+from rq.job import JobStatus
+from rq.queue import Queue
+from rq.suspension import is_suspended
+from rq.utils import now
+from rq.worker import SimpleWorker, Worker, WorkerStatus
+
+from analysis.analyze import preload_provider_modules
+from analysis.clients import client_connection_limit, warm_provider_clients
+from analysis.engine.execution import CallPool
+from jobs.queues import use_as_rq_connection
+from jobs.services import job_enqueue
+from jobs.worker.dbpool import DatabasePool, db_retry, forget_connection, forget_connections
+from jobs.worker.entry import shut_down_horse_runs
+from jobs.worker.lifecycle import job_settle_after_run
+from jobs.worker.provider_batch_poller import BatchPollerThread
+from jobs.worker.reconcile import ReconcilerThread
+from jobs.worker.rq_records import REDIS_ERRORS, RQRecordsMixin, RunningJob
+from jobs.worker.runs import JobSlot, RunEnd, SlotMonitor, job_run
+
+logger = logging.getLogger(__name__)
+
+
+def process_rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
+    """Many jobs in flight in one process; see the module docstring."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.concurrency = settings.WORKER_CONCURRENCY
+        self.high_reserved = min(settings.WORKER_HIGH_RESERVED_SLOTS, self.concurrency - 1)
+        self.running: dict[str, RunningJob] = {}
+        self._running_lock = threading.Lock()
+        self._slot_freed = threading.Event()
+        self._taken = 0
+        self._next_rq_beat = 0.0
+        self._shutdown_at: float | None = None  # monotonic time of the warm shutdown request
+        self._was_suspended = False  # `rq suspend` seen at the last read
+        self._suspension_checked_at = float("-inf")
+        self.db: DatabasePool | None = None
+        self.calls: CallPool | None = None
+
+    def _set_ip_address(self, connection) -> None:
+        # RQ asks Redis for this client's address while constructing the worker; a Redis that is not
+        # up yet must not stop the worker from starting (its bootstrap waits for Redis).
+        try:
+            super()._set_ip_address(connection)
+        except REDIS_ERRORS:
+            self.ip_address = "unknown"
+
+    # --- the loop ---------------------------------------------------------------------------
+    def work(self, burst: bool = False, logging_level: str | None = None, date_format: str | None = None,
+             log_format: str | None = None, max_jobs: int | None = None, max_idle_time: int | None = None,
+             with_scheduler: bool = False, **_kwargs) -> bool:
+        use_as_rq_connection(self.connection)
+        # The SDK imports and token encodings (seconds) before the worker says it is listening.
+        preload_provider_modules()
+        self.db = DatabasePool(settings.WORKER_DB_CONNECTIONS)
+        self.calls = CallPool(min(settings.WORKER_CALL_THREADS, client_connection_limit()))
+        # rqworker passes INFO unless -v says otherwise; RQ would then log three lines a job whatever
+        # LOG_LEVEL asks (its bootstrap sets the level of its loggers): an explicit -v still wins.
+        self._bootstrap(settings.LOG_LEVEL if logging_level in (None, "INFO") else logging_level, date_format,
+                        log_format)
+        self._publish_slots()
+        monitor = SlotMonitor(db=self.db, slots=self.slots, on_tick=self._maintain_rq).start()
+        reconciler = ReconcilerThread(worker_name=self.name, db=self.db)
+        reconciler.start()
+        batch_poller = BatchPollerThread(worker_name=self.name)  # batch mode: never in a slot
+        batch_poller.start()
+        self._install_signal_handlers()
+        limit = min(filter(None, (max_jobs, settings.WORKER_MAX_JOBS)), default=None)
+        idle_since = time.monotonic()
+        try:
+            while True:
+                if self._stop_requested:
+                    break
+                if limit is not None and self._taken >= limit:
+                    logger.info("worker %s: took %d jobs (WORKER_MAX_JOBS / --max-jobs), recycling", self.name, limit)
+                    self._request_warm_shutdown()
+                    break
+                if self._suspended():
+                    if burst:
+                        logger.info("worker %s: suspended in burst mode, exiting", self.name)
+                        break
+                    time.sleep(0.2)
+                    continue
+                queues = self._queues_with_room()
+                if not queues:
+                    self._wait_for_a_free_slot()
+                    continue
+                if self._take(queues, block=not burst):
+                    idle_since = time.monotonic()
+                    continue
+                if burst:
+                    if not self.running:
+                        break
+                    self._wait_for_a_free_slot()  # a job ending may hand one back to the queue
+                    continue
+                if max_idle_time is not None and not self.running and time.monotonic() - idle_since >= max_idle_time:
+                    break
+        finally:
+            batch_poller.stop()
+            self._drain_and_exit(monitor, reconciler)
+        return self._taken > 0
+
+    def _bootstrap(self, logging_level: str, date_format: str | None, log_format: str | None) -> None:
+        """RQ's bootstrap (register, subscribe to commands), waiting out a Redis that is not there yet."""
+        wait = 1.0
+        while True:
+            try:
+                kwargs = {k: v for k, v in (("date_format", date_format), ("log_format", log_format)) if v}
+                self.bootstrap(logging_level, **kwargs)
+                return
+            except REDIS_ERRORS as exc:
+                logger.error("worker %s: Redis unreachable at start (%s); retrying in %.0f s", self.name, exc, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, self.max_connection_wait_time)
+
+    def _suspended(self) -> bool:
+        """`rq suspend`: take nothing new until `rq resume` (the jobs in flight go on), and say so in
+        the worker's state, as RQ's own worker does."""
+        # Read at most once a second while taking (not at every take), every 0.2 s while suspended.
+        if time.monotonic() < self._suspension_checked_at + (0.2 if self._was_suspended else 1.0):
+            return self._was_suspended
+        try:
+            suspended = bool(is_suspended(self.connection))
+            self._suspension_checked_at = time.monotonic()
+            if suspended != self._was_suspended:
+                logger.info("worker %s: %s", self.name, "suspended (`rq resume`)" if suspended else "resumed")
+                self.set_state(WorkerStatus.SUSPENDED if suspended else
+                               WorkerStatus.BUSY if self.running else WorkerStatus.IDLE)
+                self._was_suspended = suspended
+            return suspended
+        except REDIS_ERRORS:
+            return False  # the take waits the outage out
+
+    def slots(self) -> list[JobSlot]:
+        with self._running_lock:
+            return [running.slot for running in self.running.values()]
+
+    def _queues_with_room(self) -> list[Queue]:
+        """The queues a free slot may take from, in priority order: none when every slot is busy;
+        only `high` when the free slots are the ones reserved for it."""
+        with self._running_lock:
+            busy = len(self.running)
+            busy_not_high = sum(1 for running in self.running.values() if running.queue.name != "high")
+        if busy >= self.concurrency:
+            return []
+        if busy_not_high >= self.concurrency - self.high_reserved:
+            return [queue for queue in self._ordered_queues if queue.name == "high"]
+        return self._ordered_queues
+
+    def _wait_for_a_free_slot(self) -> None:
+        self._slot_freed.wait(1.0)
+        self._slot_freed.clear()
+
+    def _take(self, queues: list[Queue], *, block: bool) -> bool:
+        """Dequeue one job (in the order of `queues`) and start it in a slot. Redis unreachable is
+        waited out with backoff, never fatal: the jobs in flight go on meanwhile."""
+        wait = 1.0
+        # A short block: a slot freeing, a shutdown or the reserved slots' rule is seen within 1 s; 0.1 s while
+        # only `high` may be taken (the free slots are its reserved ones): a slot freed for the rest is used at once.
+        timeout = (1 if len(queues) == len(self._ordered_queues) else 0.1) if block else None
+        while not self._stop_requested:
+            try:
+                result = self.queue_class.dequeue_any(queues, timeout, connection=self.connection,
+                                                      job_class=self.job_class, serializer=self.serializer)
+                if result is None:
+                    return False
+                rq_job, queue = result
+                # A one-queue dequeue moves the id to RQ's intermediate list (BLMOVE); several pop it.
+                self._start(rq_job, queue, from_intermediate=len(queues) == 1)
+                return True
+            except DequeueTimeout:
+                return False
+            except REDIS_ERRORS as exc:
+                logger.error("worker %s: Redis unreachable (%s); retrying in %.0f s", self.name, exc, wait)
+                self._slot_freed.wait(wait)
+                wait = min(wait * 2, self.max_connection_wait_time)
+        return False
+
+    def _start(self, rq_job: RQJob, queue: Queue, *, from_intermediate: bool) -> None:
+        slot = JobSlot(job_id=rq_job.id, worker=self.name, db=self.db, calls=self.calls,
+                       timeout=float(rq_job.timeout or settings.JOB_TIMEOUT))
+        running = RunningJob(slot=slot, rq_job=rq_job, queue=queue)
+        # RQ's start records are written by the slot's thread: the take loop (one thread for all the
+        # slots) is left with the dequeue alone.
+        running.thread = threading.Thread(target=self._run_slot, args=(running, from_intermediate),
+                                          name=f"job-{rq_job.id}", daemon=True)
+        with self._running_lock:
+            self.running[rq_job.id] = running
+        self._taken += 1
+        if self._shutdown_at is not None:
+            slot.shut_down(0)
+        running.thread.start()
+
+    def _run_slot(self, running: RunningJob, from_intermediate: bool) -> None:
+        slot = running.slot
+        end: RunEnd | None = None
+        try:
+            running.execution = self._prepare_rq_execution(running.rq_job, running.queue,
+                                                           from_intermediate=from_intermediate)
+        except REDIS_ERRORS as exc:  # the job runs all the same: PostgreSQL holds what matters
+            logger.warning("job %s: RQ records not written (Redis unreachable: %s)", slot.job_id, exc)
+        try:
+            end = job_run(slot)
+        except Exception:
+            logger.exception("job %s: its run raised", slot.job_id)
+        try:
+            if end is None:
+                self.db.run(lambda: job_settle_after_run(job_id=slot.job_id, worker=self.name, enqueue=False,
+                                                         reason="its run raised an unexpected error."),
+                            deadline=time.monotonic() + 30)
+                end = RunEnd.REQUEUED
+            self._close_rq_execution(running, end)
+            if end is RunEnd.REQUEUED:
+                # After its RQ execution is closed, never before: the new delivery reuses the job id.
+                self.db.run(lambda: job_enqueue(job_id=slot.job_id, at_front=True))
+        except Exception:
+            logger.exception("job %s: could not settle; the reconciler will recover it", slot.job_id)
+        finally:
+            with self._running_lock:
+                self.running.pop(slot.job_id, None)
+                idle = not self.running
+            self._slot_freed.set()
+            if idle and not self._stop_requested and not self._was_suspended:
+                self._set_state_safely(WorkerStatus.IDLE)
+
+    def _maintain_rq(self) -> None:
+        if time.monotonic() < self._next_rq_beat:
+            return
+        self._next_rq_beat = time.monotonic() + min(settings.JOB_HEARTBEAT_SECONDS, 5.0)
+        self._heartbeat_rq()
+        limit = settings.WORKER_MAX_MEMORY_MB
+        if limit and self._shutdown_at is None and process_rss_mb() > limit:
+            logger.warning("worker %s: RSS above WORKER_MAX_MEMORY_MB=%d, recycling", self.name,
+                           settings.WORKER_MAX_MEMORY_MB)
+            self._request_warm_shutdown()
+
+    # --- commands and signals -------------------------------------------------------------
+    def request_stop(self, signum, frame) -> None:
+        """Warm shutdown (SIGTERM, SIGINT): take nothing new, hand back what is held; a second signal
+        is a cold shutdown."""
+        self._shutdown_requested_date = now()
+        signal.signal(signal.SIGINT, self.request_force_stop)
+        signal.signal(signal.SIGTERM, self.request_force_stop)
+        logger.info("worker %s: warm shutdown requested", self.name)
+        self._request_warm_shutdown()
+
+    def _request_warm_shutdown(self) -> None:
+        self._stop_requested = True
+        if self._shutdown_at is None:
+            self._shutdown_at = time.monotonic()
+        for slot in self.slots():
+            slot.shut_down(settings.WORKER_SHUTDOWN_GRACE_SECONDS)
+        self._slot_freed.set()
+
+    def request_force_stop(self, signum, frame) -> None:
+        # A worker pool and the terminal may both deliver one Ctrl+C: a repeat within 1 s is the same.
+        if self._shutdown_requested_date and (now() - self._shutdown_requested_date).total_seconds() < 1:
+            return
+        logger.warning("worker %s: cold shutdown", self.name)
+        for slot in self.slots():
+            slot.shut_down(0)
+        self._slot_freed.set()
+
+    def _drain_and_exit(self, monitor: SlotMonitor, reconciler) -> None:
+        """Wait for the slots to end (each hands its job back after the grace at the latest), then
+        close everything the worker opened."""
+        if self.running:
+            self._request_warm_shutdown()
+        give_up = time.monotonic() + settings.WORKER_SHUTDOWN_GRACE_SECONDS + 30
+        while self.running and time.monotonic() < give_up:
+            self._slot_freed.wait(0.5)
+            self._slot_freed.clear()
+        reconciler.stop()
+        monitor.stop()
+        self.calls.shutdown(wait=False)
+        self.db.shutdown()
+        try:
+            self.teardown()
+        except REDIS_ERRORS as exc:
+            logger.warning("worker %s: could not register its death (%s)", self.name, exc)
+
+
+# --- the one-job-per-process worker ------------------------------------------------------------
+
+class ForkingWorker(Worker):
+    """One work horse per job (RQ's `Worker`), with the durable-jobs settling on top: the parent
+    settles a job whatever way its horse ended, forwards a warm shutdown to the horse (which hands
+    its job back after the calls in flight), and runs the reconciler."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The parent's heartbeat is what the reconciler reads to tell a live worker from a dead one.
+        self.job_monitoring_interval = max(1, int(settings.JOB_LEASE_SECONDS // 3))
+
+    def work(self, *args, **kwargs):
+        use_as_rq_connection(self.connection)
+        preload_provider_modules()
+        warm_provider_clients()
+        reconciler = ReconcilerThread(worker_name=self.name)
+        reconciler.start()
+        batch_poller = BatchPollerThread(worker_name=self.name)
+        batch_poller.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            batch_poller.stop()
+            reconciler.stop()
+
+    def fork_work_horse(self, job, queue):
+        forget_connections()
+        super().fork_work_horse(job, queue)
+
+    def main_work_horse(self, job, queue):
+        # In the horse: never touch the parent's database socket; open a fresh one.
+        for conn in connections.all(initialized_only=True):
+            conn.connection = None
+        signal.signal(signal.SIGUSR1, shut_down_horse_runs)
+        super().main_work_horse(job, queue)
+
+    def execute_job(self, job, queue):
+        try:
+            super().execute_job(job, queue)
+        finally:
+            # Also on a cold shutdown (SystemExit raised while waiting for the horse, which RQ has
+            # killed by then): the job must not be left `started`.
+            if not self._horse_left_row_final(job):
+                self._settle(job.id)
+
+    @staticmethod
+    def _horse_left_row_final(job) -> bool:
+        try:
+            if job.get_status(refresh=True) != JobStatus.FINISHED:
+                return False
+            return job.return_value(refresh=True) in (RunEnd.FINISHED, RunEnd.FAILED, RunEnd.CANCELED,
+                                                      RunEnd.SKIPPED, RunEnd.WAITING)
+        except Exception:  # Redis hiccup or a vanished job: settle the safe way
+            return False
+
+    def _settle(self, job_id: str) -> None:
+        try:
+            db_retry(lambda: job_settle_after_run(job_id=job_id, worker=self.name,
+                                                  reason="its work horse exited before finishing."), tries=5)
+        except Exception:
+            logger.exception("could not settle job %s; the reconciler will recover it", job_id)
+        finally:
+            forget_connection()
+
+    def handle_warm_shutdown_request(self):
+        super().handle_warm_shutdown_request()
+        if self.horse_pid:
+            try:
+                os.kill(self.horse_pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+

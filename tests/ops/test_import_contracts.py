@@ -1,0 +1,65 @@
+"""The layers of DESIGN.md, checked by import-linter's contracts in pyproject.toml: kept by the code as it is,
+and broken (lint-imports fails, naming the contract) by an import that crosses one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+PACKAGES = ("scriptripper", "accounts", "analysis", "jobs", "tests", "emulator", "bench")
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def copy_of_the_code(tmp_path: Path) -> Path:
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def test_the_code_keeps_every_import_contract():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
+
+
+def test_django_in_the_engine_breaks_the_pure_engine_contract(tmp_path):
+    root = copy_of_the_code(tmp_path)
+    (root / "analysis" / "engine" / "probe.py").write_text("from django.conf import settings  # noqa: F401\n")
+    result = lint_imports(root)
+    assert result.returncode != 0
+    assert "The analysis engine imports neither Django nor the apps" in result.stdout
+    assert "analysis.engine.probe -> django" in result.stdout
+
+
+def test_an_import_inside_a_function_that_closes_a_circle_breaks_the_acyclic_contract(tmp_path):
+    root = copy_of_the_code(tmp_path)
+    # jobs.webhooks renders the job document (jobs.documents -> jobs.serializers); a serializer that reached
+    # back into jobs.webhooks from inside a method closes a circle all the same.
+    serializers = root / "jobs" / "serializers.py"
+    serializers.write_text(serializers.read_text() + "\n\ndef _probe():\n    from jobs.webhooks import webhook_deliver"
+                           "  # noqa: F401\n")
+    result = lint_imports(root)
+    assert result.returncode != 0
+    assert "No import circle among the modules of each app" in result.stdout
+    assert "BROKEN" in result.stdout
+
+
+def test_production_code_importing_the_emulator_breaks_a_contract(tmp_path):
+    root = copy_of_the_code(tmp_path)
+    services = root / "jobs" / "services.py"
+    services.write_text(services.read_text() + "\nimport emulator.server  # noqa: E402,F401\n")
+    result = lint_imports(root)
+    assert result.returncode != 0
+    assert "Production code never imports the tests, the provider emulator or the benchmarks" in result.stdout
