@@ -1,7 +1,7 @@
 """The analysis as the rest of the service calls it: a run's configuration from settings, the run itself,
 and the worker's preload. No database, no queue.
 
-The seed's function, pure:
+The one-shot function, pure (no job, no database):
 
     analyze_transcript_task(transcript, provider, model, system_prompt, tasks)
 

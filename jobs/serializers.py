@@ -95,7 +95,7 @@ class AnalyzeSerializer(JobOptionsSerializer):
 
 
 class BatchSerializer(JobOptionsSerializer):
-    """batch: the seed's analyze_batch_task shape, tasks as [{"task_name", "prompt"}]."""
+    """batch: tasks as a list, [{"task_name", "prompt"}] (the analyze_batch_task shape of the contract)."""
 
     tasks = BatchTasksField()
 

@@ -257,7 +257,8 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
 
 
 def _stop_running(job_id: uuid.UUID | str) -> None:
-    """Ask the worker running this job to kill its work horse (RQ's stop-job command); best effort."""
+    """Ask the worker running this job to stop it (RQ's stop-job command: the default worker stops that job's
+    slot, the forking worker kills its work horse); best effort."""
     try:
         send_stop_job_command(rq_connection(), str(job_id))
     except (InvalidJobOperation, NoSuchJobError, RedisError) as exc:

@@ -56,7 +56,7 @@ def job_analyze(*, owner: User, idempotency_key: str = "", **fields: Any) -> tup
 
 
 def job_batch(*, owner: User, **fields: Any) -> Job:
-    """POST jobs/batch: the seed's batch shape, run on the `low` queue (route_queue)."""
+    """POST jobs/batch: the contract's batch shape (tasks as a list), run on the `low` queue (route_queue)."""
     job, _ = job_submit(owner=owner, request=job_request_build(owner=owner, kind=Job.Kind.BATCH, **fields))
     return job
 

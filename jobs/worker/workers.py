@@ -12,7 +12,7 @@ RQ's own records stay truthful: each running job has its own RQ execution (refre
 monitor), the worker is `busy` while any slot runs, and RQ's stop-job command reaches the
 job it names.
 
-`ForkingWorker` is the one-job-per-process worker of earlier releases: choose it with
+`ForkingWorker` is RQ's one-job-per-process worker with the same durable settling: choose it with
 `--worker-class jobs.worker.ForkingWorker` for jobs that could hang in C code holding the
 GIL, which only a separate process can contain.
 """

@@ -1,5 +1,5 @@
-"""The layers of DESIGN.md, checked by import-linter's contracts in pyproject.toml: kept by the code as it is,
-and broken (lint-imports fails, naming the contract) by an import that crosses one."""
+"""The layers the README's "Layout" describes, checked by import-linter's contracts in pyproject.toml: kept by
+the code as it is, and broken (lint-imports fails, naming the contract) by an import that crosses one."""
 
 from __future__ import annotations
 

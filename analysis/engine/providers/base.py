@@ -35,7 +35,7 @@ class GenerationParams:
     temperature: float | None = None
     reasoning_model: bool = False
     # Structured output (analysis/engine/structured.py): the JSON Schema the answer must follow, sent through the
-    # provider's native structured output; None: free text, as before.
+    # provider's native structured output; None: free text.
     schema: dict | None = None
     schema_name: str = "answer"
     schema_strict: bool = False
