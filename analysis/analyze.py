@@ -18,11 +18,7 @@ from django.conf import settings
 
 from analysis.clients import endpoints, get_provider, preload_sdks
 from analysis.engine.catalogue import (
-    effective_context,
-    get_model,
-    load_catalogue,
-    parse_context_overrides,
-    resolve_model,
+    effective_context, get_model, load_catalogue, parse_context_overrides, resolve_model,
 )
 from analysis.engine.estimate import Estimate, estimate_run
 from analysis.engine.execution import CallPool, StopToken

@@ -14,10 +14,7 @@ from analysis.clients import provider_names, unknown_provider
 from analysis.engine.catalogue import prices_version
 from analysis.selectors import model_listing, profile_for_user, profiles_visible_to
 from analysis.serializers import (
-    ModelListOutputSerializer,
-    ProfileInputSerializer,
-    ProfileListSerializer,
-    ProfileOutputSerializer,
+    ModelListOutputSerializer, ProfileInputSerializer, ProfileListSerializer, ProfileOutputSerializer,
 )
 from analysis.services import profile_create, profile_delete, profile_update
 from scriptripper.errors import validation_error

@@ -31,13 +31,7 @@ from analysis.engine.chunking import split_transcript
 from analysis.engine.execution import CallPool, Stopped, StopToken
 from analysis.engine.limits import ProviderLimiter
 from analysis.engine.planning import (
-    RunConfig,
-    TaskSpec,
-    group_partials,
-    output_limit,
-    prompt_budget,
-    prompt_tokens,
-    reduce_budget,
+    RunConfig, TaskSpec, group_partials, output_limit, prompt_budget, prompt_tokens, reduce_budget,
 )
 from analysis.engine.pricing import cost_of
 from analysis.engine.provider_batch_calls import BatchCalls

@@ -34,18 +34,8 @@ from jobs.queues import rq_connection
 from jobs.services import job_enqueue
 from jobs.worker.dbpool import DatabasePool
 from jobs.worker.lifecycle import (
-    job_call_started,
-    job_claim,
-    job_fail,
-    job_finish,
-    job_settle_after_run,
-    job_status,
-    job_tasks,
-    jobs_heartbeat,
-    jobs_run_state,
-    task_may_start,
-    task_outcome_save,
-    tasks_reuse_finished,
+    job_call_started, job_claim, job_fail, job_finish, job_settle_after_run, job_status, job_tasks, jobs_heartbeat,
+    jobs_run_state, task_may_start, task_outcome_save, tasks_reuse_finished,
 )
 from jobs.worker.provider_batch_poller import job_batch_calls, job_batch_wait
 
