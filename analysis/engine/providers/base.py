@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 from analysis.engine.providers.usage import Usage
@@ -113,9 +115,6 @@ def parse_retry_after(headers) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
-            from datetime import datetime, timezone
-            from email.utils import parsedate_to_datetime
-
             try:
                 when = parsedate_to_datetime(value)
                 return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
