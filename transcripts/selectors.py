@@ -17,15 +17,15 @@ from operator import or_
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, FloatField, Q, QuerySet
+from django.db.models.functions import Cast
 
 from accounts.models import User
 from transcripts.models import Transcript, TranscriptTurn, search_config
 
 # A match in a snippet is between these; the rest of the turn is its plain text.
 HIGHLIGHT = "**"
-HEADLINE_OPTIONS = {"start_sel": HIGHLIGHT, "stop_sel": HIGHLIGHT, "max_words": 35, "min_words": 15,
-                    "max_fragments": 2, "fragment_delimiter": " … "}
+HEADLINE_OPTIONS = {"start_sel": HIGHLIGHT, "stop_sel": HIGHLIGHT, "max_words": 35, "min_words": 15}
 
 
 def transcripts_visible_to(user: User) -> QuerySet[Transcript]:
@@ -89,15 +89,13 @@ class SearchPosition:
     turn_id: int
 
 
-def turns_search(*, user: User, q: str, transcript: uuid.UUID | None = None, speaker: str | None = None,
-                 tag: str | None = None, occurred_after: datetime | None = None,
-                 occurred_before: datetime | None = None, after: SearchPosition | None = None,
-                 limit: int = 20) -> list[dict]:
-    """The caller's turns matching `q`, best first (cover density rank, then turn id), after `after`: dicts
-    with id, transcript_id, title, number, speaker, start, rank and snippet."""
+def turns_matching(*, user: User, q: str, transcript: uuid.UUID | None = None, speaker: str | None = None,
+                   tag: str | None = None, occurred_after: datetime | None = None,
+                   occurred_before: datetime | None = None) -> QuerySet[TranscriptTurn]:
+    """The caller's turns matching the web search query `q`, filtered (unordered)."""
     configs = search_configs(user)
     if not configs:
-        return []
+        return TranscriptTurn.objects.none()
     turns = TranscriptTurn.objects.filter(turn_match(q=q, configs=configs), transcript__owner=user)
     if transcript is not None:
         turns = turns.filter(transcript_id=transcript)
@@ -109,14 +107,24 @@ def turns_search(*, user: User, q: str, transcript: uuid.UUID | None = None, spe
         turns = turns.filter(transcript__occurred_at__gte=occurred_after)
     if occurred_before:
         turns = turns.filter(transcript__occurred_at__lt=occurred_before)
+    return turns
+
+
+def turns_search(*, user: User, q: str, after: SearchPosition | None = None, limit: int = 20,
+                 **filters) -> list[dict]:
+    """The caller's turns matching `q` (turns_matching's filters), best first (cover density rank, then turn
+    id), after `after`: dicts with id, transcript_id, title, number, speaker, start, rank and snippet."""
     # Rank and snippet read the query in the row's own configuration: only the rows that matched are read.
     query = SearchQuery(q, config=F("config"), search_type="websearch")
-    turns = turns.annotate(rank=SearchRank(F("search"), query, cover_density=True))
+    # In double precision: ts_rank_cd's `real` reaches Python as the nearest short decimal, which compared
+    # with the stored value in the next page's condition would skip or repeat hits of equal rank.
+    rank = Cast(SearchRank(F("search"), query, cover_density=True), FloatField())
+    turns = turns_matching(user=user, q=q, **filters).annotate(rank=rank)
     if after is not None:
         turns = turns.filter(Q(rank__lt=after.rank) | Q(rank=after.rank, id__gt=after.turn_id))
     page = list(turns.order_by("-rank", "id").values("id", "transcript_id", "number", "speaker", "start", "rank",
                                                      title=F("transcript__title"))[:limit])
-    # Snippets for the page only: ts_headline re-parses each turn's text.
+    # Snippets for the page only: ts_headline parses each turn's text again.
     snippets = dict(TranscriptTurn.objects.filter(id__in=[hit["id"] for hit in page]).annotate(
         snippet=SearchHeadline("text", query, config=F("config"), **HEADLINE_OPTIONS)).values_list("id", "snippet"))
     for hit in page:
