@@ -11,7 +11,6 @@ from rest_framework import serializers
 from analysis.engine import structured
 from scriptripper.input_fields import form_json
 
-
 TASK_OBJECT_SCHEMA = {
     "type": "object", "required": ["prompt"], "properties": {
         "prompt": {"type": "string"},
