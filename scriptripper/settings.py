@@ -38,6 +38,9 @@ if IS_PRODUCTION and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # First: its `runserver` replaces staticfiles' (scriptripper/management/commands/runserver.py), and its
+    # templates (the admin's front page, which links the charts) come before the admin's own.
+    "scriptripper",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -80,8 +83,7 @@ ASGI_APPLICATION = "scriptripper.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        # Project-wide overrides (the admin's front page, which links the charts); apps keep their own.
-        "DIRS": [BASE_DIR / "scriptripper" / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
