@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -35,8 +35,9 @@ from scriptripper.parsers import JSONParser  # DRF's, hardened against hostile J
 from scriptripper.schema import error_responses
 
 # Submissions take JSON, or a multipart form with the transcript as `file` (and JSON-valued fields such as
-# `tasks` as JSON strings). Every other endpoint stays JSON only (415 otherwise).
-SUBMISSION_PARSERS = [JSONParser, MultiPartParser, FormParser]
+# `tasks` as JSON strings). Every other endpoint stays JSON only (415 otherwise). No urlencoded form: what
+# `curl -d '{...}'` sends without a Content-Type is JSON read as a form, which is a 415 saying to send JSON.
+SUBMISSION_PARSERS = [JSONParser, MultiPartParser]
 
 # Request examples (Swagger UI's "Try it out", and the fuzzer's first valid submissions).
 _EXAMPLE_TRANSCRIPT = "Alice: We ship the beta on Friday.\nBob: Agreed; I will tell the customers."
