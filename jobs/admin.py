@@ -34,20 +34,9 @@ from jobs.selectors import (
 )
 from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
 from scriptripper.errors import ServiceError
-from scriptripper.output_fields import money
-from scriptripper.renderers import plain_number
+from scriptripper.output_fields import usd
 
 TRANSCRIPT_PREVIEW_CHARS = 2000
-
-
-def usd(value: Decimal | None) -> str:
-    """Money as people read it: $0.00, $1.50, $0.0000771 (the stored digits, never 0E-8 or 7.71E-5)."""
-    value = money(value)
-    if not value:
-        return "$0.00"
-    text = plain_number(value)
-    whole, _, fraction = text.partition(".")
-    return f"${whole}.{fraction.ljust(2, '0')}"
 
 
 def _duration(seconds: float | None) -> str:
@@ -366,7 +355,7 @@ def chart_set(*, since, until, unit: str) -> list[dict]:
     present = [b in waits for b in buckets]
     wait_chart = charts.lines(
         kind="wait", title=f"Time jobs waited in the queue, per {unit} they started (median, 95th percentile)",
-        buckets=buckets, bucket_label=label, fmt=_seconds, present=present,
+        buckets=buckets, bucket_label=label, fmt=_seconds, present=present, seconds=True,
         series=[charts.Series("median", [waits.get(b, (0, 0, 0))[0] for b in buckets], "#0072B2"),
                 charts.Series("p95", [waits.get(b, (0, 0, 0))[1] for b in buckets], "#D55E00")])
     return [
