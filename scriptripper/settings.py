@@ -95,7 +95,9 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db_url("DATABASE_URL", default="postgresql://localhost:5432/scriptripper")}
+# Not kept as a setting itself: its password would show wherever settings are listed (Django's debug page).
+DEFAULT_DATABASE_URL = "postgresql://localhost:5432/scriptripper"
+DATABASES = {"default": env.db_url("DATABASE_URL", default=DEFAULT_DATABASE_URL)}
 # Persistent connections, checked before reuse: a PostgreSQL restart must not leave
 # a worker holding a dead connection ("connection already closed").
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
