@@ -139,3 +139,30 @@ def lines(*, kind: str, title: str, buckets: list[datetime], series: list[Series
     total = sum(1 for p in present if p)
     return _frame(kind=kind, title=title, buckets=buckets, top=top, fmt=fmt, bucket_label=bucket_label,
                   body="".join(marks), legend=[(s.name, s.colour) for s in series], total=total, tick_fmt=tick_fmt)
+
+
+BAR_ROW, BAR_LABEL_WIDTH, BAR_VALUE_WIDTH = 24, 150, 70
+
+
+def horizontal_bars(*, kind: str, title: str, rows: list[tuple[str, float]], fmt: Callable[[float], str],
+                    colours: dict[str, str]) -> SafeString:
+    """One bar per labelled row (a speaker), longest value the full width, the value written after it."""
+    top = max((value for _, value in rows), default=0) or 1.0
+    plot_w = WIDTH - BAR_LABEL_WIDTH - BAR_VALUE_WIDTH
+    height = TOP + BAR_ROW * len(rows) + 4
+    parts = [f'<svg class="sr-chart" data-chart="{escape(kind)}" data-total="{sum(v for _, v in rows):g}" '
+             f'role="img" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="100%" '
+             f'preserveAspectRatio="xMinYMin meet" style="max-width:{WIDTH}px;font:12px sans-serif">',
+             f"<title>{escape(title)}</title>"]
+    for i, (label, value) in enumerate(rows):
+        y = TOP + BAR_ROW * i
+        w = max(1.0, plot_w * value / top) if value > 0 else 0.0
+        shown = label if len(label) <= 22 else label[:21] + "…"
+        parts.append(
+            f'<text x="{BAR_LABEL_WIDTH - 6}" y="{y + 15}" text-anchor="end" fill="#333">{escape(shown)}</text>'
+            f'<rect class="bar" data-series="{escape(label)}" data-value="{value:g}" x="{BAR_LABEL_WIDTH}" y="{y + 3}" '
+            f'width="{w:.1f}" height="{BAR_ROW - 6}" fill="{colours.get(label, PALETTE[0])}">'
+            f"<title>{escape(label)}: {escape(fmt(value))}</title></rect>"
+            f'<text x="{BAR_LABEL_WIDTH + w + 4:.1f}" y="{y + 15}" fill="#555">{escape(fmt(value))}</text>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))

@@ -120,6 +120,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# Dates and times on the server's pages with seconds (scriptripper/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["scriptripper.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -346,6 +348,16 @@ HEALTHZ_TIMEOUT_SECONDS = env_float("HEALTHZ_TIMEOUT_SECONDS", 1.0, minimum=0.05
 # An idle RQ worker heartbeats about every 405 s (its worker_ttl of 420 s - 15),
 # and its registration expires at 480 s: "seen recently" must allow that much.
 HEALTHZ_WORKER_MAX_AGE_SECONDS = env_float("HEALTHZ_WORKER_MAX_AGE_SECONDS", 480.0, minimum=1.0)
+# --- Reports and their share links (jobs/sharing.py) --------------------------------
+# Days a share link of a job's report works (POST /api/v1/jobs/{id}/share); DELETE ends them all sooner.
+SHARE_LINK_DAYS = env_int("SHARE_LINK_DAYS", 30, minimum=1)
+# The address clients reach this server at (https://scriptripper.example.com, behind a proxy): share links are
+# built on it. Empty: the request's own address, and a path without one where there is no request (the
+# webhook body, `analyze --json`).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").strip().rstrip("/")
+if PUBLIC_BASE_URL and not PUBLIC_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"PUBLIC_BASE_URL must start with http:// or https://, got {PUBLIC_BASE_URL!r}")
+
 JOBS_PAGE_SIZE = env_int("JOBS_PAGE_SIZE", 20, minimum=1)
 JOBS_MAX_PAGE_SIZE = env_int("JOBS_MAX_PAGE_SIZE", 100, minimum=1)
 # Probes speak plain HTTP to the container; an HTTPS redirect would fail them.
