@@ -11,7 +11,7 @@ much, and what it cost. Two renderings of one reading of the job document (jobs/
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -235,7 +235,6 @@ class JobReport:
     total_cost: str
     total_tokens: list[tuple[str, str]]
     reused: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def clock(seconds: float | None) -> str | None:

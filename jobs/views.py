@@ -22,11 +22,8 @@ REPORT_HEADERS = {
 }
 
 
-def report_response(request: HttpRequest, job: Job, *, status: int = 200, **context) -> HttpResponse:
-    response = TemplateResponse(request, "jobs/report.html", {"report": job_report(job), **context}, status=status)
-    for header, value in REPORT_HEADERS.items():
-        response[header] = value
-    return response
+def report_response(request: HttpRequest, job: Job, **context) -> HttpResponse:
+    return _page(TemplateResponse(request, "jobs/report.html", {"report": job_report(job), **context}))
 
 
 @require_safe
@@ -35,8 +32,11 @@ def job_report_shared(request: HttpRequest, token: str) -> HttpResponse:
     all answer the same 404."""
     job = job_for_share_token(token)
     if job is None:
-        response = TemplateResponse(request, "jobs/report_not_found.html", status=404)
-        for header, value in REPORT_HEADERS.items():
-            response[header] = value
-        return response
-    return report_response(request, job, shared=True)
+        return _page(TemplateResponse(request, "jobs/report_not_found.html", status=404))
+    return report_response(request, job)
+
+
+def _page(response: HttpResponse) -> HttpResponse:
+    for header, value in REPORT_HEADERS.items():
+        response[header] = value
+    return response
