@@ -177,7 +177,8 @@ class JobAdmin(admin.ModelAdmin):
         context = dict(extra_context or {})
         if job is not None and self.has_view_permission(request, job):
             report_url = reverse("admin:jobs_job_report", args=[job.pk])
-            report = job_report(job, turn_href=report_url)  # citations open the report at their turn
+            # The answers only (a long transcript is the report's to show); citations open the report at their turn.
+            report = job_report(job, turn_href=report_url, transcript=False)
             sources = reuse_sources(job)
             context.update(sr_report=report, sr_report_url=report_url, sr_tasks=[
                 {"task": task, "report": task_report, "request": task_request_view(task),

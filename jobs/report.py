@@ -275,7 +275,9 @@ def status_line(job: Job, tasks: list[TaskReport]) -> tuple[str, str]:
     return (f"Running: {done} of {len(tasks)} tasks done" if job.status == Job.Status.STARTED else "Queued"), "running"
 
 
-def job_report(job: Job, *, turn_href: str = "") -> JobReport:
+def job_report(job: Job, *, turn_href: str = "", transcript: bool = True) -> JobReport:
+    """The report of `job`; `turn_href`: where the turns' anchors are (another page's address, the admin's);
+    `transcript` false: the answers only, without the transcript's turns and the speakers' charts."""
     document = job_document(job)  # also reads the tasks, in order, into job.task_list
     result = document["result"] or {"results": {}, "errors": {}, "metadata": {"tasks": {}, "usage": {}}}
     metadata = result["metadata"]
@@ -303,8 +305,9 @@ def job_report(job: Job, *, turn_href: str = "") -> JobReport:
     title, date = meeting_title_and_date(job)
     return JobReport(
         job_id=str(job.id), title=title, date=date, status=status, state=state, final=job.is_final,
-        model=f"{job.provider}/{job.model}", tasks=tasks, turns=transcript_turns(job.transcript, cited),
-        charts=speaker_charts(result.get("speakers") or job.speakers),
+        model=f"{job.provider}/{job.model}", tasks=tasks,
+        turns=transcript_turns(job.transcript, cited) if transcript else [],
+        charts=speaker_charts(result.get("speakers") or job.speakers) if transcript else [],
         total_cost=usd(Decimal(str(metadata.get("total_cost", 0)))), total_tokens=_tokens(metadata.get("usage") or {}),
         reused=sum(1 for task in tasks if task.reused))
 
