@@ -73,6 +73,17 @@ def setup_django(emulator_url: str | None = None, **extra: str) -> None:
     call_command("migrate", verbosity=0)
 
 
+def drop_database() -> None:
+    """Drop the bench database (a throwaway one, such as the test suite's smoke run's), closing this
+    process's connections to it first and ending any other left behind."""
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+
+
 def redis():
     import redis as redis_lib
 

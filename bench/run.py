@@ -448,10 +448,20 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", action="store_true", help="a smoke run of seconds (CI)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(CASES)}")
+    parser.add_argument("--drop-database", action="store_true",
+                        help="drop the bench database (BENCH_DATABASE) when done: a throwaway one, such as the "
+                             "test suite's smoke run's (kept otherwise, to skip its migrations next time)")
     args = parser.parse_args()
-    selected = [c for c in CASES if not args.only or c in args.only.split(",")]
-
     common.setup_django()
+    try:
+        return run(args)
+    finally:
+        if args.drop_database:
+            common.drop_database()
+
+
+def run(args: argparse.Namespace) -> int:
+    selected = [c for c in CASES if not args.only or c in args.only.split(",")]
     user = common.bench_user()
     rows: list[Row] = []
     with common.emulator_process(0.0) as fast:

@@ -18,7 +18,7 @@ from typing import Any
 from emulator import structured
 from emulator.prompt import PROVIDERS, Prompt
 
-FAULT_KINDS = ("status", "malformed", "drop", "delay", "truncated", "blocked") + structured.FAULT_KINDS
+FAULT_KINDS = ("status", "malformed", "drop", "delay", "truncated", "blocked", "reply") + structured.FAULT_KINDS
 
 
 class faults:  # noqa: N801 - used as a namespace: faults.rate_limit("openai")
@@ -114,6 +114,14 @@ class faults:  # noqa: N801 - used as a namespace: faults.rate_limit("openai")
         return faults._base("blocked", provider, match, times, model, where=where)
 
 
+    @staticmethod
+    def reply(text: str, provider: str | None = None, *, match: str | None = None, times: int = 1,
+              model: str | None = None) -> dict[str, Any]:
+        """A normal answer whose text is ``text``, as a model may write anything (markup, links, scripts);
+        with a schema too (then ``text`` is the JSON the model sends)."""
+        return faults._base("reply", provider, match, times, model, text=text)
+
+
 def parse_fault(raw: Any, seq: int) -> dict[str, Any]:
     """Validate a fault spec early, so a typo fails the test that adds it, not a later call.
 
@@ -133,6 +141,8 @@ def parse_fault(raw: Any, seq: int) -> dict[str, Any]:
         status = spec.get("status")
         if not isinstance(status, int) or not 100 <= status <= 599 or status == 200:
             raise ValueError(f"a status fault needs an error 'status' (int), got {status!r}")
+    if kind == "reply" and not isinstance(spec.get("text"), str):
+        raise ValueError("a reply fault needs 'text' (a string)")
     if kind == "delay" and not isinstance(spec.get("seconds"), (int, float)):
         raise ValueError("a delay fault needs 'seconds'")
     times = spec.get("times", 1)

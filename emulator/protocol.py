@@ -208,7 +208,10 @@ def _answer(protocol: Protocol, request: Request, model: str | None, rec: dict[s
         text = fault["text"]
     # Structured output (emulator/structured.py): JSON generated from the request's schema.
     schema = protocol.schema(body)
-    if isinstance(schema, dict) and kind not in ("blocked", "truncated"):
+    if kind == "reply":
+        text = fault["text"]
+        usage.output = estimate_tokens(len(text))
+    elif isinstance(schema, dict) and kind not in ("blocked", "truncated"):
         text = structured.answer(prompt.text, schema, kind)
         usage.output = estimate_tokens(len(text))
     rec["status"] = 200

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import status
+from rest_framework import renderers, status
 from rest_framework.exceptions import NotFound
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,7 +17,8 @@ from rest_framework.views import APIView
 from analysis.serializers import JobEstimateSerializer
 from jobs.documents import job_document
 from jobs.models import Job
-from jobs.selectors import job_for_user, jobs_summaries, queues_overview, with_task_counts
+from jobs.report import meeting_title_and_date, report_markdown
+from jobs.selectors import job_for_user, jobs_summaries, queues_overview, reuse_sources, with_task_counts
 from jobs.serializers import (
     AnalyzeSerializer,
     BatchSerializer,
@@ -23,13 +26,15 @@ from jobs.serializers import (
     JobListFilterSerializer,
     JobListSerializer,
     JobSerializer,
+    JobShareSerializer,
     QueuesSerializer,
 )
-from jobs.services import job_cancel, job_delete, job_retry
+from jobs.services import job_cancel, job_delete, job_retry, job_share_create, job_share_revoke
 from jobs.submission import job_analyze, job_batch, job_estimate
 from scriptripper.errors import validation_error
 from scriptripper.pagination import ApiCursorPagination
 from scriptripper.parsers import SUBMISSION_PARSERS
+from scriptripper.renderers import JSONRenderer
 from scriptripper.schema import error_responses
 
 # Request examples (Swagger UI's "Try it out", and the fuzzer's first valid submissions).
@@ -90,7 +95,7 @@ class JobAnalyzeApi(APIView):
         serializer = AnalyzeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         job, created = job_analyze(owner=request.user, idempotency_key=key, **serializer.validated_data)
-        return accepted(job) if created else Response(job_document(job))
+        return accepted(job) if created else Response(job_document(job, request))
 
 
 class JobBatchApi(APIView):
@@ -118,7 +123,7 @@ def owned_job(request: Request, job_id: str) -> Job:
 class JobDetailApi(APIView):
     @extend_schema(responses={200: JobSerializer, **error_responses(401, 404)}, summary="A job's status and result")
     def get(self, request: Request, job_id: str) -> Response:
-        return Response(job_document(owned_job(request, job_id)))
+        return Response(job_document(owned_job(request, job_id), request))
 
     @extend_schema(responses={204: None, **error_responses(401, 404)},
                    summary="Delete a job with its transcript and results (stopping it first if it runs)")
@@ -132,7 +137,7 @@ class JobChangeApi(APIView):
     change: Callable[..., Job]
 
     def post(self, request: Request, job_id: str) -> Response:
-        return Response(job_document(self.change(job=owned_job(request, job_id))))
+        return Response(job_document(self.change(job=owned_job(request, job_id)), request))
 
 
 JOB_CHANGED = {200: JobSerializer, **error_responses(401, 404, 409)}
@@ -150,6 +155,61 @@ class JobCancelApi(JobChangeApi):
                                                  "tasks: only the tasks without a result run; 409 otherwise"))
 class JobRetryApi(JobChangeApi):
     change = staticmethod(job_retry)
+
+
+class JobShareApi(APIView):
+    @extend_schema(request=None, responses={201: JobShareSerializer, **error_responses(401, 404)},
+                   summary="A share link of the job's report page: read-only, no token needed, for SHARE_LINK_DAYS")
+    def post(self, request: Request, job_id: str) -> Response:
+        job = job_share_create(job=owned_job(request, job_id))
+        return Response(JobShareSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None, **error_responses(401, 404)},
+                   summary="Revoke every share link of the job at once")
+    def delete(self, request: Request, job_id: str) -> Response:
+        job_share_revoke(job=owned_job(request, job_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MarkdownRenderer(renderers.BaseRenderer):
+    media_type = "text/markdown"
+    format = "md"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return data.encode(self.charset)
+
+
+class MarkdownOnly(BaseContentNegotiation):
+    """The report is Markdown whatever the client's Accept says (its errors are JSON: JobReportMarkdownApi)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return MarkdownRenderer(), MarkdownRenderer.media_type
+
+
+class JobReportMarkdownApi(APIView):
+    renderer_classes = [MarkdownRenderer]
+    content_negotiation_class = MarkdownOnly
+
+    @extend_schema(responses={(200, "text/markdown"): OpenApiTypes.STR,
+                              # Its errors are JSON (the view's one renderer is Markdown's).
+                              **{(code, JSONRenderer.media_type): response
+                                 for code, response in error_responses(401, 404).items()}},
+                   summary="The job's report as Markdown (what `manage.py analyze --wait` prints)")
+    def get(self, request: Request, job_id: str) -> Response:
+        job = owned_job(request, job_id)
+        title, date = meeting_title_and_date(job)
+        reused_from = {name: str(source.id) for name, source in reuse_sources(job).items()}
+        return Response(report_markdown(job_document(job, request), title=title, date=date, reused_from=reused_from))
+
+    def finalize_response(self, request: Request, response, *args, **kwargs):
+        # Only the report is Markdown: its errors (the one JSON shape of the API) and OPTIONS are JSON.
+        if isinstance(response, Response) and not isinstance(response.data, str):
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
 
 class JobEstimateApi(APIView):

@@ -21,9 +21,10 @@ def job_with_tasks(job: Job) -> Job:
     return job
 
 
-def job_document(job: Job) -> dict:
-    """The job document: GET /api/v1/jobs/{id}, the webhook body and `analyze --json`."""
-    return JobSerializer(job_with_tasks(job)).data
+def job_document(job: Job, request=None) -> dict:
+    """The job document: GET /api/v1/jobs/{id}, the webhook body and `analyze --json`. `request`, when there
+    is one, gives `report_url` its host (jobs/sharing.py: absolute_url)."""
+    return JobSerializer(job_with_tasks(job), context={"request": request}).data
 
 
 def batch_summary(job: Job) -> dict | None:

@@ -109,6 +109,11 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    # Share links of the report page (jobs/sharing.py): each is signed over the job and this nonce, so
+    # rotating it (a revoke) ends every link at once; `share_expires_at` is the latest link's end (null: none).
+    share_nonce = models.CharField(max_length=32, blank=True, default="")
+    share_expires_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [

@@ -11,11 +11,13 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 from accounts.models import User
 from jobs.models import Job, Task
 from jobs.monitoring import queue_stats, redis_connection, workers_alive, workers_info
+from jobs.sharing import read_share_token
 from scriptripper.errors import ServiceUnavailable
 
 
@@ -29,6 +31,15 @@ def job_for_user(*, user: User, job_id) -> Job | None:
         return jobs_visible_to(user).get(id=job_id)
     except (Job.DoesNotExist, ValueError, ValidationError):  # ValidationError: not a UUID (Django's UUIDField)
         return None
+
+
+def job_for_share_token(token: str) -> Job | None:
+    """The job a share link opens, or None: a token that is not genuine, has expired, or was signed under
+    a nonce the job no longer has (revoked), and a job that is gone, all read the same."""
+    claim = read_share_token(token, now=timezone.now())
+    if claim is None:
+        return None
+    return Job.objects.filter(id=claim.job_id, share_nonce=claim.nonce).exclude(share_nonce="").first()
 
 
 def reuse_sources(job: Job) -> dict[str, Job]:

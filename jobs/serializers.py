@@ -8,6 +8,7 @@ WebVTT), as a list of segments, or as an uploaded file (multipart).
 from __future__ import annotations
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -19,6 +20,7 @@ from jobs.input_fields import BatchTasksField, TasksField
 from jobs.models import Job, Task
 from jobs.monitoring import QUEUE_REGISTRIES
 from scriptripper.input_fields import StrictCharField, check_range, no_nul
+from jobs.sharing import absolute_url, share_path
 from scriptripper.output_fields import BlankAsNullCharField, MoneyField, OptionalBooleanField, RoundedFloatField
 from transcripts.serializers import TranscriptSourceSerializer
 
@@ -222,7 +224,10 @@ class JobSerializer(serializers.Serializer):
     batch = JobBatchSerializer(source="batch_info", allow_null=True, help_text="null unless processing is batch")
     attempts = serializers.IntegerField(help_text="deliveries to a worker")
     progress = JobProgressSerializer(source="*")
-    error = BlankAsNullCharField(help_text="why the job failed, or null")
+    error = BlankAsNullCharField(help_text=(
+        "why the job failed, or null; a finished job whose tasks did not all answer says how many failed"))
+    partial = serializers.SerializerMethodField(help_text=(
+        "true when the job finished with some tasks answered and others failed (or not run): `errors` says which"))
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -232,9 +237,39 @@ class JobSerializer(serializers.Serializer):
     transcript_deleted = serializers.BooleanField(help_text=(
         "its transcript was deleted: the results stay, the text is gone, and the job cannot be retried"))
 
+    report_url = serializers.SerializerMethodField(help_text=(
+        "the job's report page for people (POST /api/v1/jobs/{id}/share makes the link), or null without a "
+        "link in force"))
+
+    def get_partial(self, job: Job) -> bool:
+        return job.status == Job.Status.FINISHED and any(task.status != Task.Status.SUCCEEDED
+                                                         for task in job.task_list)
+
     @extend_schema_field(JobResultSerializer(allow_null=True))
     def get_result(self, job: Job) -> dict | None:
         return JobResultSerializer(job).data if job.tasks_done else None
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_report_url(self, job: Job) -> str | None:
+        if job.share_expires_at is None or job.share_expires_at <= timezone.now() or not job.share_nonce:
+            return None
+        path = share_path(job_id=job.id, nonce=job.share_nonce, expires_at=job.share_expires_at)
+        return absolute_url(path, self.context.get("request"))
+
+
+class JobShareSerializer(serializers.Serializer):
+    """A share link of the job's report page (POST /api/v1/jobs/{id}/share)."""
+
+    url = serializers.SerializerMethodField(help_text=(
+        "the report page: read-only, opened without a token by anyone who has the link"))
+    expires_at = serializers.DateTimeField(source="share_expires_at", help_text=(
+        "when this link stops working (SHARE_LINK_DAYS after it was made; DELETE on the same path ends every link "
+        "of the job at once)"))
+
+    @extend_schema_field(serializers.URLField())
+    def get_url(self, job: Job) -> str:
+        path = share_path(job_id=job.id, nonce=job.share_nonce, expires_at=job.share_expires_at)
+        return absolute_url(path, self.context.get("request"))
 
 
 # --- output: the job list ------------------------------------------------------------------------

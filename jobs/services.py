@@ -31,6 +31,7 @@ from analysis.engine.processing import mode_refusal
 from analysis.engine.turns import stored_turns
 from jobs.models import Job, Task
 from jobs.queues import rq_connection, rq_queue, started_registry_entries
+from jobs.sharing import expiry_timestamp, new_nonce
 from jobs.webhooks import webhook_schedule
 from scriptripper.errors import Conflict, NotFoundError, validation_error
 from transcripts.services import transcript_hold, transcript_store
@@ -369,3 +370,26 @@ def jobs_purge_expired(*, now=None, batch: int = 500) -> int:
     if ids:
         Job.objects.filter(id__in=ids).delete()
     return len(ids)
+
+
+# --- Share links of the report page (jobs/sharing.py) ------------------------------------------------
+
+def job_share_create(*, job: Job) -> Job:
+    """A read-only link to the job's report for SHARE_LINK_DAYS, under the job's share nonce (made on the first
+    share). Links made earlier keep working until their own end; `job_share_revoke` ends them all."""
+    expires_at = expiry_timestamp(timezone.now() + timedelta(days=settings.SHARE_LINK_DAYS))
+    with transaction.atomic():
+        # Locked: two first shares at once must not each make a nonce (the first link would die at once).
+        nonce = Job.objects.select_for_update().filter(pk=job.pk).values_list("share_nonce", flat=True).first()
+        if nonce is None:
+            raise NotFoundError("No such job.")
+        nonce = nonce or new_nonce()
+        Job.objects.filter(pk=job.pk).update(share_nonce=nonce, share_expires_at=expires_at)
+    job.share_nonce, job.share_expires_at = nonce, expires_at
+    return job
+
+
+def job_share_revoke(*, job: Job) -> None:
+    """Every share link of the job stops working: a new nonce, which no link was signed with."""
+    Job.objects.filter(pk=job.pk).update(share_nonce=new_nonce(), share_expires_at=None)
+

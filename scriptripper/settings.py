@@ -38,6 +38,9 @@ if IS_PRODUCTION and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # First: its `runserver` replaces staticfiles' (scriptripper/management/commands/runserver.py), and its
+    # templates (the admin's front page, which links the charts) come before the admin's own.
+    "scriptripper",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -82,8 +85,7 @@ ASGI_APPLICATION = "scriptripper.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        # Project-wide overrides (the admin's front page, which links the charts); apps keep their own.
-        "DIRS": [BASE_DIR / "scriptripper" / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -95,7 +97,9 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db_url("DATABASE_URL", default="postgresql://localhost:5432/scriptripper")}
+# Not kept as a setting itself: its password would show wherever settings are listed (Django's debug page).
+DEFAULT_DATABASE_URL = "postgresql://localhost:5432/scriptripper"
+DATABASES = {"default": env.db_url("DATABASE_URL", default=DEFAULT_DATABASE_URL)}
 # Persistent connections, checked before reuse: a PostgreSQL restart must not leave
 # a worker holding a dead connection ("connection already closed").
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
@@ -118,6 +122,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# Dates and times on the server's pages with seconds (scriptripper/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["scriptripper.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -344,6 +350,16 @@ HEALTHZ_TIMEOUT_SECONDS = env_float("HEALTHZ_TIMEOUT_SECONDS", 1.0, minimum=0.05
 # An idle RQ worker heartbeats about every 405 s (its worker_ttl of 420 s - 15),
 # and its registration expires at 480 s: "seen recently" must allow that much.
 HEALTHZ_WORKER_MAX_AGE_SECONDS = env_float("HEALTHZ_WORKER_MAX_AGE_SECONDS", 480.0, minimum=1.0)
+# --- Reports and their share links (jobs/sharing.py) --------------------------------
+# Days a share link of a job's report works (POST /api/v1/jobs/{id}/share); DELETE ends them all sooner.
+SHARE_LINK_DAYS = env_int("SHARE_LINK_DAYS", 30, minimum=1)
+# The address clients reach this server at (https://scriptripper.example.com, behind a proxy): share links are
+# built on it. Empty: the request's own address, and a path without one where there is no request (the
+# webhook body, `analyze --json`).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").strip().rstrip("/")
+if PUBLIC_BASE_URL and not PUBLIC_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"PUBLIC_BASE_URL must start with http:// or https://, got {PUBLIC_BASE_URL!r}")
+
 JOBS_PAGE_SIZE = env_int("JOBS_PAGE_SIZE", 20, minimum=1)
 JOBS_MAX_PAGE_SIZE = env_int("JOBS_MAX_PAGE_SIZE", 100, minimum=1)
 # Pages of GET /api/v1/transcripts and of GET /api/v1/search (`limit` up to the maximum).

@@ -34,6 +34,38 @@ def normalise(text: str) -> str:
     return " ".join(_NON_WORD.sub(" ", text.casefold()).split())
 
 
+def quote_span(text: str, quote: str) -> tuple[int, int] | None:
+    """Where `quote` stands in `text` as the check reads it (both normalised): (start, end) of the quoted words
+    in `text` as written, for highlighting; None when it does not stand there (or is too short to check)."""
+    wanted = normalise(quote)
+    if len(wanted) < MIN_QUOTE_CHARS:
+        return None
+    # `text` normalised character by character, each output character keeping the index it came from.
+    blanked = list(text)
+    for marker in _MARKERS.finditer(text):
+        blanked[marker.start():marker.end()] = " " * (marker.end() - marker.start())
+    chars: list[tuple[str, int]] = [(out, index) for index, char in enumerate(blanked)
+                                    for out in unicodedata.normalize("NFKC", char).translate(_QUOTES)]
+    flat = "".join(char for char, _ in chars)
+    kept = [True] * len(chars)
+    for apostrophe in _APOSTROPHE.finditer(flat):
+        kept[apostrophe.start():apostrophe.end()] = [False] * (apostrophe.end() - apostrophe.start())
+    chars = [pair for pair, keep in zip(chars, kept) if keep]
+    words: list[tuple[str, int]] = []  # the normalised text, one space between words
+    for char, index in chars:
+        for out in char.casefold():
+            if _NON_WORD.fullmatch(out):
+                if words and words[-1][0] != " ":
+                    words.append((" ", index))
+            else:
+                words.append((out, index))
+    normalised = "".join(char for char, _ in words)
+    found = f" {normalised} ".find(f" {wanted} ")
+    if found < 0:
+        return None
+    return words[found][1], words[found + len(wanted) - 1][1] + 1
+
+
 @dataclass
 class CitationReport:
     checked: int = 0

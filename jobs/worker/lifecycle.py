@@ -215,11 +215,15 @@ def job_finish(*, job: Job, outcomes: list[tuple[str, str]]) -> str:
     succeeded = sum(1 for status, _ in outcomes if status == Task.Status.SUCCEEDED)
     pending = sum(1 for status, _ in outcomes if status == Task.Status.PENDING)
     failed_errors = [error for status, error in outcomes if status == Task.Status.FAILED]
-    if succeeded and not pending:
-        status, error = Job.Status.FINISHED, ""
-    elif succeeded:
-        status, error = Job.Status.FINISHED, (f"{pending} task(s) were not run (the job's max_cost or the "
-                                              f"monthly spending limit was reached).")
+    if succeeded:
+        # Finished, with the tasks that did not answer counted (the document then says "partial": true).
+        notes = []
+        if failed_errors:
+            notes.append(f"{len(failed_errors)} of {len(outcomes)} task(s) failed (see `errors`).")
+        if pending:
+            notes.append(f"{pending} task(s) were not run (the job's max_cost or the monthly spending limit "
+                         f"was reached).")
+        status, error = Job.Status.FINISHED, " ".join(notes)
     elif failed_errors:
         status, error = Job.Status.FAILED, f"All {len(outcomes)} task(s) failed; first error: {failed_errors[0]}"
     else:  # task_may_start refused every task

@@ -38,11 +38,14 @@ def test_the_job_document_keys_order_and_types(alice, alice_client):
     response = alice_client.get(f"/api/v1/jobs/{job.id}")
     assert response.status_code == 200
     body = json.loads(response.content, parse_float=Decimal)
-    assert list(body) == ["job_id", "status", "queue", "processing", "batch", "attempts", "progress", "error", "created_at", "started_at",
-                          "finished_at", "result", "transcript_id", "transcript_deleted"]
+    assert list(body) == ["job_id", "status", "queue", "processing", "batch", "attempts", "progress", "error", "partial",
+                          "created_at", "started_at", "finished_at", "result", "transcript_id", "transcript_deleted",
+                          "report_url"]
     assert body["job_id"] == str(job.id) and body["status"] == "finished" and body["attempts"] == 1
     assert body["progress"] == {"tasks_done": 2, "tasks_total": 3}
-    assert body["error"] is None
+    assert body["error"] is None  # the worker writes how many failed (tests/jobs/test_job_report.py)
+    assert body["partial"] is True  # finished, one task failed and one never ran
+    assert body["report_url"] is None  # never shared
     assert all(isinstance(body[k], str) and body[k].endswith("Z") for k in ("created_at", "started_at", "finished_at"))
     result = body["result"]
     assert list(result) == ["results", "errors", "metadata", "speakers"]
@@ -77,3 +80,4 @@ def test_a_queued_job_has_no_result(alice, alice_client):
     body = alice_client.get(f"/api/v1/jobs/{job.id}").json()
     assert body["result"] is None and body["started_at"] is None and body["progress"] == {"tasks_done": 0,
                                                                                            "tasks_total": 1}
+    assert body["partial"] is False and body["report_url"] is None

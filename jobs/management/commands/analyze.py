@@ -25,14 +25,14 @@ from django.db.models import Count, Q, Sum
 from rest_framework import serializers
 
 from accounts.models import User
-from analysis.engine import render
 from jobs.documents import job_document
 from jobs.models import Job, Task
+from jobs.report import report_markdown, reuse_lines
 from jobs.selectors import reuse_sources
 from jobs.serializers import AnalyzeSerializer, JobAcceptedSerializer
 from jobs.submission import job_analyze
 from scriptripper.errors import ServiceError, validation_message
-from scriptripper.renderers import JSONRenderer, plain_number
+from scriptripper.renderers import JSONRenderer
 
 BAR_WIDTH = 24
 
@@ -82,34 +82,6 @@ class ProgressBar:
             self.stream.flush()
 
 
-def reuse_lines(document: dict[str, Any], reused_from: dict[str, str]) -> list[str]:
-    """Which answers were not asked of the provider but copied from an earlier identical task, at $0."""
-    tasks = ((document["result"] or {}).get("metadata") or {}).get("tasks") or {}
-    reused = [name for name, meta in tasks.items() if meta.get("reused")]
-    if not reused:
-        return []
-    by_job: dict[str, list[str]] = {}
-    for name in reused:
-        by_job.setdefault(reused_from.get(name, "?"), []).append(name)
-    sources = "; ".join(f"{', '.join(names)} from job `{job_id}`" if job_id != "?" else
-                        f"{', '.join(names)} (source job gone)" for job_id, names in by_job.items())
-    return [f"- Reused: {len(reused)} of {len(tasks)} answers at $0, without a provider call: {sources} "
-            "(identical earlier task; --no-reuse asks the provider again)"]
-
-
-def structured_lines(task: dict[str, Any]) -> list[str]:
-    """Under a structured or cited task's answer: its references and the citation check's counts."""
-    lines: list[str] = []
-    for reference in task.get("references") or []:
-        lines.append(f"- {reference.get('claim', '')} ({render.citations_line(reference.get('citations') or [])})")
-    if lines:
-        lines = ["", "Sources:", *lines]
-    if "citations_checked" in task:
-        lines += ["", f"_Citations: {task['citations_checked']} checked against the transcript, "
-                      f"{task['citations_rejected']} rejected._"]
-    return lines
-
-
 def parse_schema(value: str) -> tuple[str, Any]:
     name, sep, path = value.partition("=")
     if not sep or not name.strip() or not path.strip():
@@ -118,35 +90,6 @@ def parse_schema(value: str) -> tuple[str, Any]:
         return name.strip(), json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CommandError(f"--schema {name}: cannot read a JSON Schema from {path}: {exc}") from None
-
-
-def markdown(document: dict[str, Any], *, source: str, reused_from: dict[str, str] | None = None) -> str:
-    result = document["result"] or {"results": {}, "errors": {}, "metadata": {}}
-    metadata = result.get("metadata") or {}
-    usage = metadata.get("usage") or {}
-    progress = document["progress"]
-    lines = [
-        f"# {source}",
-        "",
-        f"- Job: `{document['job_id']}` ({document['status']})",
-    ]
-    if metadata:
-        lines.append(f"- Model: {metadata.get('provider')} / {metadata.get('model')}")
-        lines.append(f"- Cost: ${plain_number(Decimal(metadata.get('total_cost') or 0))} "
-                     f"(input {usage.get('input_tokens', 0):,} tokens, cached {usage.get('cached_input_tokens', 0):,}, "
-                     f"output {usage.get('output_tokens', 0):,}, reasoning {usage.get('reasoning_tokens', 0):,})")
-    lines.append(f"- Tasks: {progress['tasks_done']}/{progress['tasks_total']}")
-    lines += reuse_lines(document, reused_from or {})
-    if document["error"]:
-        lines.append(f"- Error: {document['error']}")
-    tasks_meta = metadata.get("tasks") or {}
-    for name, value in result["results"].items():
-        lines += ["", f"## {name}", "", render.markdown(value)]
-        lines += structured_lines(tasks_meta.get(name) or {})
-    if result["errors"]:
-        lines += ["", "## Errors", ""]
-        lines += [f"- **{name}**: {message}" for name, message in result["errors"].items()]
-    return "\n".join(lines) + "\n"
 
 
 class Command(BaseCommand):
@@ -218,7 +161,7 @@ class Command(BaseCommand):
             for line in reuse_lines(document, reused_from):  # stdout stays the API's document
                 self.stderr.write(line.removeprefix("- "))
         else:
-            self.stdout.write(markdown(document, source=Path(options["file"]).name, reused_from=reused_from),
+            self.stdout.write(report_markdown(document, title=Path(options["file"]).name, reused_from=reused_from),
                               ending="")
         if job.status in (Job.Status.FAILED, Job.Status.CANCELED):
             raise CommandError(f"Job {job.id} {job.status}: {job.error or 'no task produced a result'}")
