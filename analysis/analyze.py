@@ -17,6 +17,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from analysis.clients import endpoints, get_provider, preload_sdks
+from analysis.engine.ask import AskScope, run_ask
 from analysis.engine.catalogue import (
     effective_context,
     get_model,
@@ -114,6 +115,15 @@ def run_analysis(*, transcript: str, config: RunConfig, tasks: list[TaskSpec], l
     runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks, call_pool=call_pool,
                     stop=stop, batch=batch)
     return runner.run(transcript, tasks)
+
+
+def ask_question(*, scope: AskScope, config: RunConfig, spec: TaskSpec, limiter: ProviderLimiter | None = None,
+                 hooks: RunHooks | None = None, call_pool: CallPool | None = None,
+                 stop: StopToken | None = None) -> list[TaskOutcome]:
+    """An ask job's one task (analysis/engine/ask.py): the question in `spec`, the meetings from `scope`."""
+    runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks, call_pool=call_pool,
+                    stop=stop)
+    return run_ask(runner, spec, scope)
 
 
 def result_document(*, config: RunConfig, outcomes: list[TaskOutcome]) -> dict:
