@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -31,12 +28,9 @@ from jobs.serializers import (
 from jobs.services import job_cancel, job_delete, job_retry
 from jobs.submission import job_analyze, job_batch, job_estimate
 from scriptripper.errors import validation_error
-from scriptripper.parsers import JSONParser  # DRF's, hardened against hostile JSON (depth, NUL, surrogates)
+from scriptripper.pagination import ApiCursorPagination
+from scriptripper.parsers import SUBMISSION_PARSERS
 from scriptripper.schema import error_responses
-
-# Submissions take JSON, or a multipart form with the transcript as `file` (and JSON-valued fields such as
-# `tasks` as JSON strings). Every other endpoint stays JSON only (415 otherwise).
-SUBMISSION_PARSERS = [JSONParser, MultiPartParser, FormParser]
 
 # Request examples (Swagger UI's "Try it out", and the fuzzer's first valid submissions).
 _EXAMPLE_TRANSCRIPT = "Alice: We ship the beta on Friday.\nBob: Agreed; I will tell the customers."
@@ -173,24 +167,9 @@ class JobEstimateApi(APIView):
 
 # --- Listing jobs, and the queues for operators ---------------------------------------------------
 
-class JobCursorPagination(CursorPagination):
-    """Newest first; a cursor stays valid while new jobs arrive (no page drift, no OFFSET scans)."""
-
+class JobCursorPagination(ApiCursorPagination):
     ordering = ("-created_at", "-id")
-    page_size_query_param = "limit"
-
-    def get_page_size(self, request):
-        # Read at request time (not class definition) so the settings apply as configured.
-        self.page_size = settings.JOBS_PAGE_SIZE
-        self.max_page_size = settings.JOBS_MAX_PAGE_SIZE
-        return super().get_page_size(request)
-
-    def decode_cursor(self, request):
-        try:
-            return super().decode_cursor(request)
-        except NotFound:
-            # DRF answers a bad cursor with 404; it is a malformed parameter, not a missing job.
-            raise validation_error("cursor", "Invalid cursor: pass back the `next` or `previous` link as given.") from None
+    page_size_setting, max_page_size_setting = "JOBS_PAGE_SIZE", "JOBS_MAX_PAGE_SIZE"
 
 
 class JobListApi(APIView):

@@ -7,11 +7,29 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import ProtectedError, Value
 from django.utils import timezone
 
 from analysis.analyze import price_known
 from analysis.engine.structured import stored_result
 from analysis.engine.turns import speaker_stats
+
+
+def keep_results_without_transcript(collector, field, sub_objs, using) -> None:
+    """on_delete of Job.transcript_ref: a job whose transcript is deleted keeps its results and loses every copy
+    of the text (its own, its turns' speakers and times, the requests of its provider batches), and says so
+    (`transcript_deleted`; it cannot be retried). A job still queued or running protects its transcript:
+    it would run on a text that is gone."""
+    ids = [job.pk for job in sub_objs]
+    jobs = Job.objects.filter(pk__in=ids)
+    active = list(jobs.exclude(status__in=Job.FINAL_STATUSES).only("id", "status"))
+    if active:
+        raise ProtectedError("Jobs that are queued or running use this transcript.", set(active))
+    for name, value in (("transcript_ref", None), ("transcript", ""), ("turns", Value([], models.JSONField())),
+                        ("transcript_deleted", True)):
+        collector.add_field_update(Job._meta.get_field(name), value, jobs)
+    collector.add_field_update(BatchRequest._meta.get_field("entry"), Value({}, models.JSONField()),
+                               BatchRequest.objects.filter(job_id__in=ids))
 
 
 class Job(models.Model):
@@ -41,7 +59,12 @@ class Job(models.Model):
     model = models.CharField(max_length=100)
     profile_name = models.CharField(max_length=100, blank=True, default="")
     system_prompt = models.TextField(blank=True, default="")
-    transcript = models.TextField()  # normalized (speaker turns, [hh:mm:ss] where known)
+    transcript = models.TextField()  # normalized (speaker turns, [hh:mm:ss] where known); "" once deleted
+    # The stored transcript the job analyzes (every job has one: given as text, it is stored or found again).
+    # The worker reads the job's own copy above, never this row. Null once the transcript is deleted.
+    transcript_ref = models.ForeignKey("transcripts.Transcript", on_delete=keep_results_without_transcript,
+                                       null=True, blank=True, related_name="jobs")
+    transcript_deleted = models.BooleanField(default=False)
     transcript_format = models.CharField(max_length=10, default="text")
     # The parsed turns of `transcript` ({index, speaker, start, end}; turn N is line N), what citations
     # point at (analysis/engine/turns.py).

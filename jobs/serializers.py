@@ -13,31 +13,25 @@ from rest_framework import serializers
 
 from analysis.engine.processing import FALLBACKS, PROCESSING_MODES
 from analysis.engine.providers.usage import USAGE_KEYS
-from analysis.engine.transcripts import FORMATS
 from analysis.serializers import PriceNoteField, provider_error, validate_language_tag, validate_provider_name
-from jobs.input_fields import BatchTasksField, SegmentsField, StrictCharField, TasksField, no_nul
+from jobs.input_fields import BatchTasksField, TasksField
 from jobs.models import Job, Task
 from jobs.monitoring import QUEUE_REGISTRIES
+from scriptripper.input_fields import StrictCharField, no_nul
 from scriptripper.output_fields import BlankAsNullCharField, MoneyField, OptionalBooleanField, RoundedFloatField
+from transcripts.serializers import TranscriptSourceSerializer
 
 QUEUED_MESSAGE = "Job queued for processing"
 
 
 # --- input -----------------------------------------------------------------------------------------
 
-class JobOptionsSerializer(serializers.Serializer):
-    """Fields shared by analyze, batch and estimate: the transcript in any shape, provider, model, options.
+class JobOptionsSerializer(TranscriptSourceSerializer):
+    """Fields shared by analyze, batch and estimate: the transcript in any shape (TranscriptSourceSerializer)
+    or a stored one's `transcript_id`, provider, model, options."""
 
-    Exactly one of `transcript` (text, SRT or WebVTT; `format` names it, else it is detected),
-    `segments` or `file` (multipart upload: .txt, .srt, .vtt, or .json segments).
-    """
-
-    transcript = StrictCharField(trim_whitespace=False, allow_blank=True, required=False)
-    format = serializers.ChoiceField(choices=FORMATS, required=False,
-                                     help_text="the transcript's format; detected when absent")
-    segments = SegmentsField(required=False, help_text='[{"speaker"?, "start"?, "end"?, "text"}, ...]')
-    file = serializers.FileField(required=False, allow_empty_file=False,
-                                 help_text="multipart upload: .txt, .srt, .vtt, or .json (a segments list)")
+    transcript_id = serializers.UUIDField(required=False, help_text=(
+        "a stored transcript of yours (POST /api/v1/transcripts), instead of `transcript`, `segments` or `file`"))
     provider = StrictCharField(required=False)
     model = StrictCharField(required=False, max_length=100)
     system_prompt = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
@@ -234,6 +228,10 @@ class JobSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     result = serializers.SerializerMethodField(help_text="null until a task has an outcome")
+    transcript_id = serializers.UUIDField(source="transcript_ref_id", allow_null=True, help_text=(
+        "the stored transcript it analyzes (GET /api/v1/transcripts/{id}); null once that was deleted"))
+    transcript_deleted = serializers.BooleanField(help_text=(
+        "its transcript was deleted: the results stay, the text is gone, and the job cannot be retried"))
 
     @extend_schema_field(JobResultSerializer(allow_null=True))
     def get_result(self, job: Job) -> dict | None:

@@ -32,11 +32,15 @@ from analysis.engine.turns import stored_turns
 from jobs.models import Job, Task
 from jobs.queues import rq_connection, rq_queue
 from jobs.webhooks import webhook_schedule
-from scriptripper.errors import Conflict, NotFoundError
+from scriptripper.errors import Conflict, NotFoundError, validation_error
+from transcripts.services import transcript_hold, transcript_store
 
 logger = logging.getLogger(__name__)
 
 RUN_JOB_FUNC = "jobs.tasks.run_job"
+NO_SUCH_TRANSCRIPT = "No such transcript: give the id of one of yours (GET /api/v1/transcripts)."
+TRANSCRIPT_GONE = ("The transcript of this job was deleted; it cannot run again. Store the transcript again "
+                   "(POST /api/v1/transcripts) and submit a new job.")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ class JobRequest:
     # Idempotency-Key fingerprint): the model as resolved, the transcript's tokens when counted.
     model_info: ModelInfo | None = field(default=None, compare=False)
     transcript_tokens: int | None = field(default=None, compare=False)
+    # The stored transcript named by `transcript_id` (its text is `transcript`); None: store the text, or find
+    # the owner's row of the same text (transcripts.services.transcript_store).
+    transcript_ref: uuid.UUID | None = field(default=None, compare=False)
 
 
 def job_processing(*, request: JobRequest, queue: str) -> str:
@@ -94,6 +101,13 @@ def route_queue(*, user: User, transcript_chars: int, kind: str) -> str:
 def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", request_fingerprint: str = "") -> Job:
     queue = request.queue or route_queue(user=owner, transcript_chars=len(request.transcript), kind=request.kind)
     with transaction.atomic():
+        # Held (locked against deletion) until the job is committed: a job never points at a deleted transcript.
+        if request.transcript_ref is not None:
+            stored = transcript_hold(owner=owner, transcript_id=request.transcript_ref)
+            if stored is None:
+                raise validation_error("transcript_id", NO_SUCH_TRANSCRIPT)  # deleted since it was read
+        else:
+            stored, _ = transcript_store(owner=owner, text=request.transcript, fmt=request.transcript_format)
         job = Job.objects.create(
             owner=owner,
             kind=request.kind,
@@ -103,6 +117,7 @@ def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", r
             profile_name=request.profile_name,
             system_prompt=request.system_prompt,
             transcript=request.transcript,
+            transcript_ref=stored,
             transcript_format=request.transcript_format,
             turns=stored_turns(request.transcript),
             language=request.language,
@@ -307,7 +322,14 @@ def job_retry(*, job: Job) -> Job:
     """Run a failed or canceled job again, or a finished one with failed (or not run) tasks:
     only the tasks without a result run; the others keep theirs. Otherwise Conflict."""
     with transaction.atomic():
+        # The transcript before the job, in the order its deletion takes them (transcripts.services.
+        # transcript_delete, then jobs.models.keep_results_without_transcript): the job is not re-queued
+        # while its transcript is being deleted.
+        if job.transcript_ref_id is not None:
+            transcript_hold(owner=job.owner, transcript_id=job.transcript_ref_id)
         locked = Job.objects.select_for_update().get(id=job.id)
+        if locked.transcript_deleted:
+            raise Conflict(TRANSCRIPT_GONE)
         unfinished = locked.tasks.exclude(status=Task.Status.SUCCEEDED)
         if locked.status not in (Job.Status.FAILED, Job.Status.CANCELED, Job.Status.FINISHED):
             raise Conflict(f"The job is {locked.status}; only a failed, canceled or finished job can be retried.")

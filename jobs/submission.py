@@ -3,18 +3,18 @@
 The input serializers (jobs/serializers.py) check each field on its own (its shape, a provider's name and
 key, a callback URL). Everything else happens here, once each: the saved profile, the model (resolved
 once; the ModelInfo goes on to the estimate and the resolved id into the job row), the transcript (read
-from whichever shape it came in, normalised, held to the size limits; its tokens counted at most once,
-and only when a check needs them), the spending checks, and the job, once per Idempotency-Key.
+from whichever shape it came in by transcripts/inputs.py, or a stored one's by `transcript_id`; its tokens
+counted at most once, and only when a check needs them), the spending checks, and the job, once per
+Idempotency-Key.
 
 Errors are ServiceErrors; a bad field's names the field, in the same words DRF would use.
 """
 
 from __future__ import annotations
 
-import json
+import uuid
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import PurePath
 from typing import Any
 
 from django.conf import settings
@@ -33,19 +33,15 @@ from analysis.engine.planning import TaskSpec
 from analysis.engine.processing import mode_refusal
 from analysis.engine.prompts import transcript_document
 from analysis.engine.tokens import count_tokens, token_upper_bound
-from analysis.engine.transcripts import TranscriptError, detect_format, normalize_transcript
 from analysis.selectors import profile_lookup
 from analysis.serializers import provider_error
 from jobs.models import Job
-from jobs.services import JobRequest, digest, job_create
+from jobs.services import NO_SUCH_TRANSCRIPT, JobRequest, digest, job_create
 from jobs.webhooks import CallbackUrlError, validate_callback_url
 from scriptripper.errors import Conflict, PayloadTooLarge, field_errors, validation_error
+from transcripts.inputs import TRANSCRIPT_REQUIRED, read_transcript
+from transcripts.selectors import transcript_for_user
 
-# Uploaded files by extension: the caption format they hold (None: detect; .txt files are often captions).
-UPLOAD_FORMATS: dict[str, str | None] = {".txt": None, ".srt": "srt", ".vtt": "vtt", ".json": "segments"}
-SEGMENTS_FORMAT = "segments"
-TRANSCRIPT_REQUIRED = ("A transcript is required: send `transcript` (plain text, SRT or WebVTT), `segments`, "
-                       "or upload a `file`.")
 TASKS_OR_PROFILE = "Send either `tasks` ({name: prompt}) or `profile` (a profile's name or id)"
 
 
@@ -68,7 +64,8 @@ def job_estimate(*, owner: User, **fields: Any) -> Estimate:
 
 
 def job_request_build(*, owner: User, kind: str, transcript: str | None = None, format: str | None = None,
-                      segments: list | None = None, file: File | None = None, provider: str | None = None,
+                      segments: list | None = None, file: File | None = None,
+                      transcript_id: uuid.UUID | None = None, provider: str | None = None,
                       model: str | None = None, system_prompt: str | None = None,
                       tasks: list[tuple[str, str]] | None = None, profile: str | None = None,
                       structured: bool = True, max_output_tokens: int | None = None,
@@ -115,8 +112,13 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
         # Every task of the job, the reduce step included, answers in it (analysis/engine/structured.py).
         tasks = [(name, structured_tasks.with_language(prompt, language)) for name, prompt in tasks]
     provider, model = (provider or "").strip(), (model or "").strip()
-    if transcript is None and segments is None and file is None:
-        errors["transcript"] = [TRANSCRIPT_REQUIRED]
+    sent = [name for name, value in (("transcript", transcript), ("segments", segments), ("file", file))
+            if value is not None]
+    if transcript_id is not None and sent:
+        errors["transcript_id"] = [f"Send either `transcript_id` or the transcript itself, not both (got "
+                                   f"transcript_id and {' and '.join(sent)})."]
+    elif transcript_id is None and not sent:
+        errors["transcript"] = [f"{TRANSCRIPT_REQUIRED} Or give the `transcript_id` of a stored one."]
     if not provider:
         errors["provider"] = [f"A provider is required: one of {', '.join(provider_names())}."]
     if not model:
@@ -135,7 +137,14 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
     # A mode the provider or model does not offer is refused here, never run at a silent standard price.
     if refusal := mode_refusal(provider=provider, info=info, processing=processing or "standard"):
         raise field_errors({"processing": [refusal]})
-    text, transcript_format = read_transcript(text=transcript, segments=segments, upload=file, fmt=format)
+    stored = None
+    if transcript_id is not None:
+        stored = transcript_for_user(user=owner, transcript_id=transcript_id)
+        if stored is None:  # not theirs, deleted, or never was: the same answer
+            raise field_errors({"transcript_id": [NO_SUCH_TRANSCRIPT]})
+        text, transcript_format = stored.text, stored.format
+    else:
+        text, transcript_format = read_transcript(text=transcript, segments=segments, upload=file, fmt=format)
     return JobRequest(
         provider=provider,
         # The exact id the name resolved to (an id or a listed alias, in the provider's spelling) is what the
@@ -143,6 +152,7 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
         model=info.name,
         transcript=text,
         transcript_format=transcript_format,
+        transcript_ref=stored.id if stored is not None else None,
         system_prompt=system_prompt or "",
         tasks=[TaskSpec(name=name, prompt=prompt) for name, prompt in tasks],
         kind=kind,
@@ -160,76 +170,7 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
     )
 
 
-# --- the transcript, in whichever shape it came ---------------------------------------------------
-
-def read_transcript(*, text: str | None, segments: list | None, upload: File | None,
-                    fmt: str | None) -> tuple[str, str]:
-    """(the normalised transcript: one speaker turn a line, [hh:mm:ss] where the source had times; its
-    source format), held to MAX_TRANSCRIPT_CHARS before and after normalising."""
-    if text is not None and not text.strip() and (segments is not None or upload is not None):
-        text = None  # an empty form field next to the real source
-    given = [name for name, value in (("transcript", text), ("segments", segments), ("file", upload))
-             if value is not None]
-    if not given:
-        raise field_errors({"transcript": [TRANSCRIPT_REQUIRED]})
-    if len(given) > 1:
-        raise field_errors({given[1]: [f"Send the transcript one way only; got {' and '.join(given)}."]})
-    field = given[0]
-    if upload is not None:
-        text, segments, fmt = _read_upload(upload, fmt)
-    if segments is not None:
-        fmt = SEGMENTS_FORMAT
-        source_chars = sum(len(s.get("text") or "") for s in segments if isinstance(s, dict)
-                           and isinstance(s.get("text"), str))
-    else:
-        source_chars = len(text)
-        if not text.strip():
-            raise field_errors({field: ["The transcript is empty."]})
-        if "\x00" in text:
-            raise field_errors({field: ["must not contain NUL characters"]})
-        fmt = fmt or detect_format(text)
-    _check_chars(source_chars)
-    try:
-        normalized = normalize_transcript(segments=segments) if segments is not None else normalize_transcript(text, fmt)
-    except TranscriptError as exc:
-        raise field_errors({field: [exc.message]}) from None
-    if not normalized.strip():
-        raise field_errors({field: ["The transcript has no text (only timings or markup)."]})
-    _check_chars(len(normalized))
-    return normalized, fmt
-
-
-def _read_upload(upload: File, fmt: str | None) -> tuple[str | None, list | None, str | None]:
-    suffix = PurePath(upload.name or "").suffix.lower()
-    if suffix not in UPLOAD_FORMATS:
-        raise field_errors({"file": [
-            f"Unsupported file type {suffix or '(no extension)'!r}: upload .txt, .srt, .vtt or .json (segments)."]})
-    if upload.size is not None and upload.size > settings.MAX_REQUEST_BYTES:
-        raise PayloadTooLarge(f"The uploaded file is {upload.size:,} bytes; the limit is "
-                              f"{settings.MAX_REQUEST_BYTES:,} bytes (MAX_REQUEST_BYTES).")
-    try:
-        raw = upload.read().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise field_errors({"file": [f"The file is not UTF-8 text (undecodable byte at position {exc.start})."]}) from None
-    if UPLOAD_FORMATS[suffix] == SEGMENTS_FORMAT:
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise field_errors({"file": [f"The file is not valid JSON: {exc}"]}) from None
-        if isinstance(data, dict) and "segments" in data:
-            data = data["segments"]  # {"segments": [...]}, as some exporters wrap it
-        if not isinstance(data, list):
-            raise field_errors({"file": ["A .json file must hold a list of segments "
-                                         '[{"speaker"?, "start"?, "end"?, "text"}, ...].']})
-        return None, data, SEGMENTS_FORMAT
-    return raw, None, fmt or UPLOAD_FORMATS[suffix]
-
-
-def _check_chars(chars: int) -> None:
-    if chars > settings.MAX_TRANSCRIPT_CHARS:
-        raise PayloadTooLarge(f"The transcript is {chars:,} characters long; the limit is "
-                              f"{settings.MAX_TRANSCRIPT_CHARS:,} (MAX_TRANSCRIPT_CHARS).")
-
+# --- the transcript's tokens --------------------------------------------------------------------
 
 def _transcript_tokens(text: str, *, provider: str, model: str) -> int | None:
     """The tokens of the transcript as every request carries it (its <transcript> document), held to

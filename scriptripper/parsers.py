@@ -65,3 +65,8 @@ class JSONParser(parsers.JSONParser):
             raise ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.") from None
         _check_document(data)
         return data
+
+
+# Submissions (a transcript, a job) take JSON, or a multipart form with the transcript as `file` (and JSON-valued
+# fields such as `tasks` as JSON strings). Every other endpoint stays JSON only (415 otherwise).
+SUBMISSION_PARSERS = [JSONParser, parsers.MultiPartParser, parsers.FormParser]

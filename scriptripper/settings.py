@@ -44,12 +44,14 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",  # full-text search, array fields and GIN indexes (transcripts)
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
     "accounts",
     "analysis",
+    "transcripts",
     "jobs",
 ]
 
@@ -336,6 +338,11 @@ HEALTHZ_TIMEOUT_SECONDS = env_float("HEALTHZ_TIMEOUT_SECONDS", 1.0, minimum=0.05
 HEALTHZ_WORKER_MAX_AGE_SECONDS = env_float("HEALTHZ_WORKER_MAX_AGE_SECONDS", 480.0, minimum=1.0)
 JOBS_PAGE_SIZE = env_int("JOBS_PAGE_SIZE", 20, minimum=1)
 JOBS_MAX_PAGE_SIZE = env_int("JOBS_MAX_PAGE_SIZE", 100, minimum=1)
+# Pages of GET /api/v1/transcripts and of GET /api/v1/search (`limit` up to the maximum).
+TRANSCRIPTS_PAGE_SIZE = env_int("TRANSCRIPTS_PAGE_SIZE", 20, minimum=1)
+TRANSCRIPTS_MAX_PAGE_SIZE = env_int("TRANSCRIPTS_MAX_PAGE_SIZE", 100, minimum=1)
+# The longest search query (`q` of GET /api/v1/search and GET /api/v1/transcripts), in characters.
+SEARCH_MAX_QUERY_CHARS = env_int("SEARCH_MAX_QUERY_CHARS", 300, minimum=1)
 # Probes speak plain HTTP to the container; an HTTPS redirect would fail them.
 SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^metrics/?$"]
 

@@ -10,6 +10,7 @@ from jobs import api as jobs_api
 from scriptripper import ops
 from scriptripper.api import ApiIndexApi
 from scriptripper.errors import api_not_found
+from transcripts import api as transcripts_api
 
 # The collapsible app list beside every admin page took 290 px from the job table (cramped at 1,400 px);
 # the front page and the breadcrumbs lead everywhere it did.
@@ -21,7 +22,9 @@ handler404 = "scriptripper.errors.json_404"
 handler500 = "scriptripper.errors.json_500"
 
 # A real UUID shape: 36 arbitrary hex digits and dashes would reach the lookup and fail there.
-UUID = r"(?P<job_id>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+UUID_SHAPE = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+UUID = rf"(?P<job_id>{UUID_SHAPE})"
+TRANSCRIPT_ID = rf"(?P<transcript_id>{UUID_SHAPE})"
 
 
 def api(route: str, view, name: str):
@@ -41,6 +44,9 @@ urlpatterns = [
     api(f"jobs/{UUID}", jobs_api.JobDetailApi.as_view(), "job-detail"),
     api(f"jobs/{UUID}/cancel", jobs_api.JobCancelApi.as_view(), "job-cancel"),
     api(f"jobs/{UUID}/retry", jobs_api.JobRetryApi.as_view(), "job-retry"),
+    api("transcripts", transcripts_api.TranscriptListCreateApi.as_view(), "transcript-list"),
+    api(f"transcripts/{TRANSCRIPT_ID}", transcripts_api.TranscriptDetailApi.as_view(), "transcript-detail"),
+    api("search", transcripts_api.SearchApi.as_view(), "search"),
     api("account", accounts_api.AccountApi.as_view(), "account"),
     api("account/webhook-secret", accounts_api.AccountWebhookSecretApi.as_view(), "account-webhook-secret"),
     api("queues", jobs_api.QueueListApi.as_view(), "queue-list"),

@@ -39,7 +39,7 @@ def test_the_job_document_keys_order_and_types(alice, alice_client):
     assert response.status_code == 200
     body = json.loads(response.content, parse_float=Decimal)
     assert list(body) == ["job_id", "status", "queue", "processing", "batch", "attempts", "progress", "error", "created_at", "started_at",
-                          "finished_at", "result"]
+                          "finished_at", "result", "transcript_id", "transcript_deleted"]
     assert body["job_id"] == str(job.id) and body["status"] == "finished" and body["attempts"] == 1
     assert body["progress"] == {"tasks_done": 2, "tasks_total": 3}
     assert body["error"] is None
