@@ -17,7 +17,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from analysis.clients import endpoints, get_provider, preload_sdks
-from analysis.engine.ask import AskScope, run_ask
+from analysis.engine.ask import AskScope, estimate_ask, run_ask
 from analysis.engine.catalogue import (
     effective_context,
     get_model,
@@ -35,6 +35,7 @@ from analysis.engine.provider_batch_calls import BatchCalls
 from analysis.engine.providers.usage import Usage
 from analysis.engine.retry import RetryPolicy
 from analysis.engine.runner import RunHooks, Runner, TaskOutcome
+from analysis.engine.structured import decode_task
 from analysis.engine.tokens import preload_encodings
 
 
@@ -124,6 +125,14 @@ def ask_question(*, scope: AskScope, config: RunConfig, spec: TaskSpec, limiter:
     runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks, call_pool=call_pool,
                     stop=stop)
     return run_ask(runner, spec, scope)
+
+
+def estimate_ask_job(*, scope: AskScope, provider: str, model: ModelInfo | str, system_prompt: str,
+                     question: TaskSpec, max_output_tokens: int | None) -> Estimate:
+    """Plan and price an ask job's task as it will run (analysis/engine/ask.py: estimate_ask)."""
+    config = run_config(provider=provider, model=model, system_prompt=system_prompt or "",
+                        max_output_tokens=max_output_tokens)
+    return estimate_ask(config=config, request=decode_task(question.prompt), scope=scope)
 
 
 def result_document(*, config: RunConfig, outcomes: list[TaskOutcome]) -> dict:

@@ -18,6 +18,7 @@ from jobs.models import Job
 from jobs.selectors import job_for_user, jobs_summaries, queues_overview, with_task_counts
 from jobs.serializers import (
     AnalyzeSerializer,
+    AskSerializer,
     BatchSerializer,
     JobAcceptedSerializer,
     JobListFilterSerializer,
@@ -26,7 +27,7 @@ from jobs.serializers import (
     QueuesSerializer,
 )
 from jobs.services import job_cancel, job_delete, job_retry
-from jobs.submission import job_analyze, job_batch, job_estimate
+from jobs.submission import job_analyze, job_ask, job_batch, job_estimate
 from scriptripper.errors import validation_error
 from scriptripper.pagination import ApiCursorPagination
 from scriptripper.parsers import SUBMISSION_PARSERS
@@ -105,6 +106,29 @@ class JobBatchApi(APIView):
         serializer = BatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return accepted(job_batch(owner=request.user, **serializer.validated_data))
+
+
+ASK_EXAMPLE = OpenApiExample("scope", request_only=True, value={
+    "question": "What did we decide about the launch date, and when?", "provider": "openai", "model": "gpt-4o-mini",
+    "scope": {"tag": "launch", "occurred_after": "2026-11-01T00:00:00Z"}})
+
+
+class AskApi(APIView):
+    throttle_scope = "submit"  # counted against the plan's submission rate too (accounts.throttling)
+
+    @extend_schema(request=AskSerializer, parameters=[IDEMPOTENCY_KEY], examples=[ASK_EXAMPLE],
+                   responses={202: JobAcceptedSerializer,
+                              200: OpenApiResponse(JobSerializer, description="Idempotency-Key seen before with the "
+                                                   "same body: that job, as GET /api/v1/jobs/{id} shows it"),
+                              **error_responses(400, 401, 402, 409, 415, 429)},
+                   summary="Ask a question across meetings: a job whose result.results.answer cites "
+                           "{transcript, turn, quote}, each checked")
+    def post(self, request: Request) -> Response:
+        key = idempotency_key(request)
+        serializer = AskSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job, created = job_ask(owner=request.user, idempotency_key=key, **serializer.validated_data)
+        return accepted(job) if created else Response(job_document(job))
 
 
 def owned_job(request: Request, job_id: str) -> Job:

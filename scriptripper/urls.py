@@ -47,6 +47,7 @@ urlpatterns = [
     api("transcripts", transcripts_api.TranscriptListCreateApi.as_view(), "transcript-list"),
     api(f"transcripts/{TRANSCRIPT_ID}", transcripts_api.TranscriptDetailApi.as_view(), "transcript-detail"),
     api("search", transcripts_api.SearchApi.as_view(), "search"),
+    api("ask", jobs_api.AskApi.as_view(), "ask"),
     api("account", accounts_api.AccountApi.as_view(), "account"),
     api("account/webhook-secret", accounts_api.AccountWebhookSecretApi.as_view(), "account-webhook-secret"),
     api("queues", jobs_api.QueueListApi.as_view(), "queue-list"),

@@ -89,18 +89,22 @@ class SearchPosition:
     turn_id: int
 
 
-def turns_search(*, user: User, q: str, transcript: uuid.UUID | None = None, speaker: str | None = None,
+def turns_search(*, user: User, q: str, transcript: uuid.UUID | None = None,
+                 transcripts: list[uuid.UUID] | None = None, speaker: str | None = None,
                  tag: str | None = None, occurred_after: datetime | None = None,
                  occurred_before: datetime | None = None, after: SearchPosition | None = None,
                  limit: int = 20) -> list[dict]:
     """The caller's turns matching `q`, best first (cover density rank, then turn id), after `after`: dicts
-    with id, transcript_id, title, number, speaker, start, rank and snippet."""
+    with id, transcript_id, title, number, speaker, start, rank and snippet. `transcripts`: only these transcripts'
+    turns (an ask's scope)."""
     configs = search_configs(user)
     if not configs:
         return []
     turns = TranscriptTurn.objects.filter(turn_match(q=q, configs=configs), transcript__owner=user)
     if transcript is not None:
         turns = turns.filter(transcript_id=transcript)
+    if transcripts is not None:
+        turns = turns.filter(transcript_id__in=transcripts)
     if speaker:
         turns = turns.filter(speaker=speaker)
     if tag:

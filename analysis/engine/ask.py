@@ -38,7 +38,7 @@ from analysis.engine.planning import RunConfig, TaskSpec, group_partials, output
 from analysis.engine.providers.base import Prompt
 from analysis.engine.runner import Runner, TaskOutcome, TaskState
 from analysis.engine.schemas import strict_compatible
-from analysis.engine.tokens import count_tokens
+from analysis.engine.tokens import context_tokens, count_tokens
 from analysis.engine.transcript_lines import Turn
 from analysis.engine.transcripts import render_turns
 
@@ -96,8 +96,9 @@ class Meeting:
 class AskScope(Protocol):
     """The meetings a question is asked over, as the caller reads them (jobs' worker: PostgreSQL)."""
 
-    chars: int  # characters of all the scope's turn texts: a lower bound of what reading it whole weighs
+    chars: int  # characters of all the scope's turn texts (or more): a lower bound of what reading it whole weighs
     languages: Sequence[str]  # BCP 47 tags of the meetings' languages, where known
+    read_tokens: int  # the most tokens of turns `search` reads (its bound, which the estimate prices)
 
     def whole(self) -> list[Meeting]:
         """Every meeting of the scope with every turn, in the order they are to be named (by date)."""
@@ -277,6 +278,18 @@ def _fixed_tokens(config: RunConfig, request: structured.TaskRequest, count: Cal
     return max(prompt_tokens(layout, count) for layout in layouts)
 
 
+def read_whole(scope: AskScope, *, budget: int, count: Callable[[str], int]) -> tuple[list[tuple[str, Meeting]], int]:
+    """(the scope's meetings with their names, their document's tokens) when reading them whole fits `budget`
+    tokens; ([], 0) when it does not."""
+    # Reading whole costs at least chars/4 tokens (Runner.count never counts fewer): a scope over that is
+    # searched without being read first.
+    if math.ceil(scope.chars / 4) > budget:
+        return [], 0
+    named = [(meeting_name(i), m) for i, m in enumerate(scope.whole(), 1)]
+    tokens = count(document(named))
+    return (named, tokens) if named and tokens <= budget else ([], 0)
+
+
 def read_budget(config: RunConfig, request: structured.TaskRequest, count: Callable[[str], int]) -> int:
     """Tokens left for the meetings in one request of this question."""
     return config.context - output_limit(config) - _fixed_tokens(config, request, count)
@@ -318,16 +331,9 @@ def answer(runner: Runner, state: TaskState, request: structured.TaskRequest, sc
                                      f"{config.model.name}'s context of {config.context} tokens")
 
     consulted = Consulted()
-    named: list[tuple[str, Meeting]] = []
-    # Reading whole costs at least chars/4 tokens (Runner.count never counts fewer): a scope over that is
-    # searched without reading it first.
-    if math.ceil(scope.chars / 4) <= budget:
-        named = [(meeting_name(i), m) for i, m in enumerate(scope.whole(), 1)]
-        if count(document(named)) > budget:
-            named = []
-        else:
-            consulted.meetings = [meeting for _, meeting in named]
-    if not consulted.meetings:
+    named, _ = read_whole(scope, budget=budget, count=count)
+    consulted.meetings = [meeting for _, meeting in named]
+    if not named:
         consulted.read = READ_SEARCH
         reply = runner.call(state, search_terms_prompt(system=system, question=request.prompt,
                                                        languages=scope.languages), _search_params(runner))
@@ -396,33 +402,36 @@ def _stored(output: str, named: list[tuple[str, Meeting]], consulted: Consulted)
 
 # --- what it can cost ----------------------------------------------------------------------------------
 
-def estimate_ask(*, config: RunConfig, request: structured.TaskRequest, whole_tokens: int | None,
-                 read_tokens: int) -> Estimate:
-    """The cost range of an ask before it runs. `whole_tokens`: the tokens of the scope's whole document
-    (`document` of every meeting) when the caller found that it fits one request, else None: the scope is
-    searched and reads at most `read_tokens` tokens of turns (the caller's bound on a search).
+def estimate_ask(*, config: RunConfig, request: structured.TaskRequest, scope: AskScope) -> Estimate:
+    """The cost range of an ask before it runs, planned as `answer` plans it: the scope read whole when it fits
+    one request, else searched, reading at most `scope.read_tokens` tokens of turns.
 
     Lowest: a whole read answered in one output token, or a search that finds nothing (the search-terms call
     alone). Highest: every planned call at its output limit, a search reading its whole bound, the meetings
-    cut and packed at their worst (each map request at most half empty), every reduce level full."""
-    def count(text: str) -> int:
+    cut and packed at their worst (each map request at most half full), every reduce level full."""
+    def count(text: str) -> int:  # the tokens billed
         return count_tokens(text, provider=config.provider, model=config.model.name)
+
+    def plan_count(text: str) -> int:  # as Runner.count (tokens.context_tokens), so the plan is the run's
+        return context_tokens(text, provider=config.provider, model=config.model.name)
 
     system = config.system_prompt or prompts.DEFAULT_SYSTEM_PROMPT
     max_output = output_limit(config)
-    budget = read_budget(config, request, count)
+    budget = read_budget(config, request, plan_count)
     fixed = _fixed_tokens(config, request, count)
     estimate = TaskEstimate(name="answer")
     if budget <= 0:
         estimate.chunks = 0
         estimate.error = f"The question leaves no room for the meetings in {config.model.name}'s context"
         return _estimate(config, estimate, max_output)
-    if whole_tokens is not None:
-        calls = [fixed + whole_tokens]
+    named, _ = read_whole(scope, budget=budget, count=plan_count)
+    if named:
+        calls = [fixed + count(document(named))]
         return _estimate(config, priced(config, estimate, calls, calls, max_output), max_output)
-    terms = prompt_tokens(search_terms_prompt(system=system, question=request.prompt, languages=()), count)
+    terms = prompt_tokens(search_terms_prompt(system=system, question=request.prompt, languages=scope.languages),
+                          count)
     # Cut pieces overlap (at most a tenth of a request) and carry their meeting's header.
-    read = math.ceil(read_tokens * 1.25)
+    read = math.ceil(scope.read_tokens * 1.25)
     if read <= budget:
         reads = [fixed + read]
     else:

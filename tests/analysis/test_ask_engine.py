@@ -37,6 +37,7 @@ class ListScope:
         self.meetings = meetings
         self.chars = sum(len(t.text) for m in meetings for t in m.turns)
         self.languages = ("en",)
+        self.read_tokens = 50_000
         self.neighbours = neighbours
         self.searched: list[tuple[str, list[str]]] = []
 
@@ -181,10 +182,24 @@ def test_a_citation_across_meetings_is_checked_exactly_as_one_of_a_single_transc
     assert bare.rejected == 2  # across meetings, a citation must name its meeting
 
 
-def test_the_estimate_bounds_a_search_and_prices_a_whole_read():
-    config = run_config(provider="openai", model="gpt-4o-mini")
+def test_the_estimate_plans_a_whole_read_or_a_bounded_search_as_the_run_does(settings):
     request = structured.TaskRequest(prompt="What was decided?", cite=True, across=True)
-    whole = ask.estimate_ask(config=config, request=request, whole_tokens=30_000, read_tokens=50_000)
-    searched = ask.estimate_ask(config=config, request=request, whole_tokens=None, read_tokens=50_000)
+    small = ListScope([meeting("TS3010a.txt", 1, 1), meeting("ES2009b.txt", 2, 2)])
+    large = ListScope([meeting(name, i, i) for i, name in enumerate(["Bed015.txt", "covid_2.txt", "Bro011.txt"], 1)])
+    large.read_tokens = 20_000
+
+    def estimate(scope, context=None):
+        settings.MODEL_CONTEXT_OVERRIDES_RAW = f"gpt-4o-mini={context}" if context else ""
+        return ask.estimate_ask(config=run_config(provider="openai", model="gpt-4o-mini"), request=request,
+                                scope=scope)
+
+    whole = estimate(small)
     assert whole.calls == 1 and whole.cost_low < whole.cost_high
+    assert whole.input_tokens > sum(len(t.text) for m in small.meetings for t in m.turns) / 5
+    # Over a 60,000-token context these meetings are searched: the terms call, then one request of the bound.
+    searched = estimate(large, 60_000)
     assert searched.calls == 2 and searched.cost_low < whole.cost_low < searched.cost_high
+    assert searched.input_tokens_per_call[1] > large.read_tokens
+    # Over a small context the bounded read is planned as map-reduce: more calls, each within the context.
+    mapped = estimate(large, 12_000)
+    assert mapped.calls > 5 and max(mapped.input_tokens_per_call) <= 12_000
