@@ -2,16 +2,16 @@
 whole or searched.
 
 A search is the transcripts' full-text search (selectors.turns_search: PostgreSQL, the GIN index, ranked by
-cover density) for the question's words or the model's search terms, any of them; the hits are taken best
-first, each with ASK_NEIGHBOUR_TURNS turns either side, until they weigh ASK_READ_TOKENS in the model's tokens
-or the hits run out.
+cover density) for each word of the question and each of the model's search terms; their hits are taken in
+turn, best first, each with ASK_NEIGHBOUR_TURNS turns either side, until they weigh ASK_READ_TOKENS in the
+model's tokens or the hits run out.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -26,8 +26,10 @@ from transcripts.selectors import SearchPosition, turns_search
 
 T = TypeVar("T")
 
-# Hits read from the search at a time (each page is one ranked query, continued by keyset).
-HITS_PER_PAGE = 50
+# Hits read from one search at a time (each page is one ranked query, continued by keyset), and hits whose
+# neighbours are read at a time (one query).
+HITS_PER_PAGE = 20
+HITS_PER_BATCH = 50
 # Words of the question shorter than this are left out of its search (articles, "is", "of": noise in any language).
 MIN_WORD_CHARS = 3
 _WORD = re.compile(r"\w+")
@@ -35,19 +37,28 @@ _WORD = re.compile(r"\w+")
 _OPERATORS = re.compile(r'["()]|(?:^|\s)-|\bOR\b')
 
 
-def search_query(question: str, terms: Iterable[str]) -> str:
-    """A web search query (selectors.turn_match) matching a turn with any word of the question or any term: a
-    term of several words as a phrase and as its words."""
+def search_query(words: Iterable[str]) -> str:
+    """A web search query (selectors.turn_match) matching a turn with any of these words or phrases: a phrase as
+    a phrase and as its words, every word of at least MIN_WORD_CHARS characters; "" when none is left."""
     parts: list[str] = []
-    for term in terms:
-        term = " ".join(_OPERATORS.sub(" ", term).split())
-        words = [w for w in _WORD.findall(term) if len(w) >= MIN_WORD_CHARS]
-        if len(term.split()) > 1:
-            parts.append(f'"{term}"')
-        parts += words
-    parts += [w for w in _WORD.findall(question) if len(w) >= MIN_WORD_CHARS]
-    unique = dict.fromkeys(part.casefold() if not part.startswith('"') else part for part in parts)
-    return " OR ".join(unique)
+    for text in words:
+        text = " ".join(_OPERATORS.sub(" ", text).split())
+        found = [w.casefold() for w in _WORD.findall(text) if len(w) >= MIN_WORD_CHARS]
+        if len(found) > 1:
+            parts.append(f'"{text}"')
+        parts += found
+    return " OR ".join(dict.fromkeys(parts))
+
+
+def _interleaved(streams: list[Iterator[dict]]) -> Iterator[dict]:
+    """One hit of each stream in turn, until all are spent."""
+    while streams:
+        for stream in list(streams):
+            hit = next(stream, None)
+            if hit is None:
+                streams.remove(stream)
+            else:
+                yield hit
 
 
 def _direct(fn: Callable[[], T]) -> T:
@@ -93,33 +104,46 @@ class TranscriptScope:
         return self._meetings(turns)
 
     def search(self, *, question: str, terms: list[str], count: Callable[[str], int]) -> list[Meeting]:
-        """The turns found for the question and the terms, best hit first, each with its neighbours, until they
-        weigh `read_tokens` (counted with `count`, the model's tokens) or the hits run out."""
-        query = search_query(question, terms)
-        if not query or not self.meetings:
+        """The turns found for the question and for the terms, best hits first, each with its neighbours, until
+        they weigh `read_tokens` (counted with `count`, the model's tokens) or the hits run out.
+
+        Each word of the question and each term is a search of its own, and their hits are taken in turn:
+        PostgreSQL ranks by how many of a query's words a turn holds and how close, not by how rare they are, so
+        in one query of them all the common words ("remote", "control") would outrank the turns that hold the
+        rare word that answers (a stop word of the transcript's language matches nothing)."""
+        queries = list(dict.fromkeys(query for query in map(search_query, [[w] for w in _WORD.findall(question)]
+                                                                          + [[term] for term in terms]) if query))
+        if not queries or not self.meetings:
             return []
         read: dict[tuple[uuid.UUID, int], tuple] = {}
-        tokens, after = 0, None
+        tokens = 0
+        hits = _interleaved([self._hits(query) for query in queries])
         while tokens < self.read_tokens:
-            hits = self.run(lambda after=after: turns_search(user=self.owner, q=query, transcripts=self.ids,
-                                                             after=after, limit=HITS_PER_PAGE))
-            if not hits:
+            batch = [hit for _, hit in zip(range(HITS_PER_BATCH), hits)]
+            if not batch:
                 break
-            after = SearchPosition(rank=hits[-1]["rank"], turn_id=hits[-1]["id"])
-            windows = self._windows(hits, read)
-            for hit in hits:
+            windows = self._windows(batch, read)
+            for hit in batch:
                 for row in windows.get((hit["transcript_id"], hit["number"]), []):
-                    key = (row[0], row[1])
-                    if key in read:
+                    if (row[0], row[1]) in read:
                         continue
                     cost = count(AskTurn(turn=row[1], speaker=row[2] or None, start=row[3], text=row[4]).line) + 1
                     if tokens + cost > self.read_tokens:
-                        return self._meetings(sorted(read.values(), key=lambda r: (str(r[0]), r[1])))
-                    read[key] = row
+                        return self._meetings(read.values())
+                    read[(row[0], row[1])] = row
                     tokens += cost
-            if len(hits) < HITS_PER_PAGE:
-                break
-        return self._meetings(sorted(read.values(), key=lambda r: (str(r[0]), r[1])))
+        return self._meetings(read.values())
+
+    def _hits(self, query: str) -> Iterator[dict]:
+        """The scope's turns matching `query`, best first, a page at a time (keyset pagination)."""
+        after = None
+        while True:
+            page = self.run(lambda after=after: turns_search(user=self.owner, q=query, transcripts=self.ids,
+                                                             after=after, limit=HITS_PER_PAGE))
+            yield from page
+            if len(page) < HITS_PER_PAGE:
+                return
+            after = SearchPosition(rank=page[-1]["rank"], turn_id=page[-1]["id"])
 
     def _windows(self, hits: list[dict], read: dict) -> dict[tuple[uuid.UUID, int], list[tuple]]:
         """Each hit's turns with its neighbours, in turn order (one query for a page of hits)."""
