@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import random
@@ -231,95 +230,23 @@ def case_inflight(small: bool, emulator_factory, user) -> list[Row]:
 
 
 # --- API ------------------------------------------------------------------------------------
-def _load_worker(args):
-    url, path, method, body, token, seconds, threads = args
-    import http.client
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-
-    def client():
-        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        mine = []
-        while time.monotonic() < deadline:
-            t = time.monotonic()
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                if response.status >= 400:
-                    with lock:
-                        errors[0] += 1
-            except Exception:
-                with lock:
-                    errors[0] += 1
-                conn.close()
-                conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-                continue
-            mine.append(time.monotonic() - t)
-        with lock:
-            latencies.extend(mine)
-
-    pool = [threading.Thread(target=client) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return latencies, errors[0]
-
-
-def _load(url, path, method, body, token, seconds, clients=20, procs=2):
-    with multiprocessing.get_context("spawn").Pool(procs) as pool:
-        parts = pool.map(_load_worker, [(url, path, method, body, token, seconds, clients // procs)] * procs)
-    latencies = [x for part, _ in parts for x in part]
-    errors = sum(e for _, e in parts)
-    latencies.sort()
-    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
-    return {"rps": len(latencies) / seconds, "p50": p(0.50), "p99": p(0.99), "errors": errors, "n": len(latencies)}
-
-
-GUNICORN_WORKERS, GUNICORN_THREADS = 2, 4  # as scripts/run.sh runs the API
-
-
 def case_api(small: bool, emulator, user) -> list[Row]:
-    import subprocess
-
     from accounts.services import api_token_create
 
     common.reset_state()
     token = api_token_create(user=user, name="bench").secret
-    port = common.free_port()
-    env = common.base_env(emulator.url)
-    gunicorn = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "scriptripper.wsgi", "--bind",
-                                 f"127.0.0.1:{port}", "--workers", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS), "--worker-class", "gthread",
-                                 "--log-level", "warning"], cwd=common.ROOT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        import urllib.request
-
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/api/schema/", timeout=2).read()
-                break
-            except Exception:
-                time.sleep(0.2)
+    with common.api_server(common.base_env(emulator.url)) as url:
         seconds = 2 if small else 20
         body = json.dumps({"transcript": common.sample_text(300), "provider": "openai", "model": "gpt-4o-mini",
                            "tasks": {"summary": "Provide a brief summary", "key_points": "Extract key points"},
                            "reuse": False})
         trivial_path = "/api/v1/account" if _has_route("account") else "/api/v1/models"
-        _load(url, trivial_path, "GET", None, token, 1)  # warm up both gunicorn workers
-        baseline = _load(url, trivial_path, "GET", None, token, seconds)
-        analyze = _load(url, "/api/v1/jobs/analyze", "POST", body, token, seconds)
-    finally:
-        common.stop(gunicorn)
-        common.redis().flushdb()
-    notes = f"20 clients, {seconds} s, gunicorn {GUNICORN_WORKERS}×{GUNICORN_THREADS} gthread; baseline GET {trivial_path}; errors {analyze['errors']}/{baseline['errors']}"
+        common.load(url, trivial_path, "GET", None, token, 1)  # warm up both gunicorn workers
+        baseline = common.load(url, trivial_path, "GET", None, token, seconds)
+        analyze = common.load(url, "/api/v1/jobs/analyze", "POST", body, token, seconds)
+    common.redis().flushdb()
+    notes = (f"20 clients, {seconds} s, gunicorn {common.GUNICORN_WORKERS}×{common.GUNICORN_THREADS} gthread; "
+             f"baseline GET {trivial_path}; errors {analyze['errors']}/{baseline['errors']}")
     return [
         ratio_row("API", "POST /api/v1/jobs/analyze requests/s", analyze["rps"], baseline["rps"],
                   higher_is_better=True, bound=0.7, unit="req/s", notes=notes),
@@ -418,7 +345,8 @@ def case_module(name: str, small: bool) -> list[Row]:
     return [Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__}) for r in out["rows"]]
 
 
-CASES = ["queue", "inflight", "fanout", "long", "api", "scale", "priority", "memory", "prices", "structured", "batch"]
+CASES = ["queue", "inflight", "fanout", "long", "api", "scale", "priority", "memory", "prices", "structured", "batch",
+         "transcripts"]
 
 
 # How a case runs, given (small, the shared fast emulator, the bench user): the cases that start emulators
@@ -433,6 +361,7 @@ RUNNERS = {
     "priority": lambda small, fast, user: case_priority(small, common.emulator_process, user),
     "memory": case_memory,
     "prices": lambda small, fast, user: case_module("prices", small),
+    "transcripts": lambda small, fast, user: case_module("transcripts", small),
 }
 
 

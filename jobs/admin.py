@@ -169,14 +169,15 @@ class JobAdmin(admin.ModelAdmin):
         # Collapsed: the transcript preview is long, and the task results below are what one comes for.
         ("Request", {"classes": ["collapse"],
                      "fields": ("system_prompt_text", "params", "max_cost", "reuse_results", "callback_url",
-                                "idempotency_key", "transcript_format", "transcript_preview")}),
+                                "idempotency_key", "transcript_ref", "transcript_deleted", "transcript_format",
+                                "transcript_preview")}),
     )
     readonly_fields = ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue",
                        "tasks_progress", "cost_usd", "reuse_note", "attempts", "lost_calls", "created_at",
                        "started_at",
                        "heartbeat_at", "finished_at", "duration", "system_prompt_text", "params", "max_cost",
-                       "reuse_results", "callback_url", "idempotency_key", "transcript_format",
-                       "transcript_preview")
+                       "reuse_results", "callback_url", "idempotency_key", "transcript_ref", "transcript_deleted",
+                       "transcript_format", "transcript_preview")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         # The transcript can be megabytes: the list never loads it (the detail page shows a preview).

@@ -117,8 +117,10 @@ class TranscriptTurn(models.Model):
         output_field=SearchVectorField(), db_persist=True)
 
     class Meta:
-        ordering = ["transcript", "number"]
-        indexes = [GinIndex(fields=["search"], name="transcript_turn_search")]
+        ordering = ["transcript_id", "number"]
+        # Without a pending list (fastupdate off): turns are written once and searched often, and a pending
+        # list is read in full by every search (and makes the planner shun the index) until a vacuum merges it.
+        indexes = [GinIndex(fields=["search"], name="transcript_turn_search", fastupdate=False)]
         constraints = [models.UniqueConstraint(fields=["transcript", "number"], name="unique_turn_number")]
 
     def __str__(self) -> str:

@@ -17,15 +17,15 @@ from operator import or_
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import Case, F, FloatField, Q, QuerySet, When
+from django.db.models.functions import Cast
 
 from accounts.models import User
 from transcripts.models import Transcript, TranscriptTurn, search_config
 
 # A match in a snippet is between these; the rest of the turn is its plain text.
 HIGHLIGHT = "**"
-HEADLINE_OPTIONS = {"start_sel": HIGHLIGHT, "stop_sel": HIGHLIGHT, "max_words": 35, "min_words": 15,
-                    "max_fragments": 2, "fragment_delimiter": " … "}
+HEADLINE_OPTIONS = {"start_sel": HIGHLIGHT, "stop_sel": HIGHLIGHT, "max_words": 35, "min_words": 15}
 
 
 def transcripts_visible_to(user: User) -> QuerySet[Transcript]:
@@ -50,6 +50,17 @@ def turn_match(*, q: str, configs: list[str]) -> Q:
     """Turns matching the web search query `q` (quoted phrases, OR, -word), one arm per configuration."""
     return reduce(or_, (Q(config=config, search=SearchQuery(q, config=config, search_type="websearch"))
                         for config in configs))
+
+
+def turn_rank(*, q: str, configs: list[str]):
+    """The cover density rank of a matching turn, with the query parsed once per configuration (a query parsed
+    in each row's own configuration would be parsed again for every row)."""
+    def rank(config: str) -> SearchRank:
+        return SearchRank(F("search"), SearchQuery(q, config=config, search_type="websearch"), cover_density=True)
+
+    if len(configs) == 1:
+        return rank(configs[0])
+    return Case(*(When(config=config, then=rank(config)) for config in configs), output_field=FloatField())
 
 
 def transcripts_list(*, user: User, filters: dict) -> QuerySet[Transcript]:
@@ -89,17 +100,16 @@ class SearchPosition:
     turn_id: int
 
 
-def turns_search(*, user: User, q: str, transcript: uuid.UUID | None = None,
-                 transcripts: list[uuid.UUID] | None = None, speaker: str | None = None,
-                 tag: str | None = None, occurred_after: datetime | None = None,
-                 occurred_before: datetime | None = None, after: SearchPosition | None = None,
-                 limit: int = 20) -> list[dict]:
-    """The caller's turns matching `q`, best first (cover density rank, then turn id), after `after`: dicts
-    with id, transcript_id, title, number, speaker, start, rank and snippet. `transcripts`: only these transcripts'
-    turns (an ask's scope)."""
-    configs = search_configs(user)
+def turns_matching(*, user: User, q: str, transcript: uuid.UUID | None = None,
+                   transcripts: list[uuid.UUID] | None = None, speaker: str | None = None,
+                   tag: str | None = None, occurred_after: datetime | None = None,
+                   occurred_before: datetime | None = None,
+                   configs: list[str] | None = None) -> QuerySet[TranscriptTurn]:
+    """The caller's turns matching the web search query `q`, filtered (unordered). `transcripts`: only these
+    transcripts' turns (an ask's scope). `configs`: search_configs(user), when the caller has them already."""
+    configs = search_configs(user) if configs is None else configs
     if not configs:
-        return []
+        return TranscriptTurn.objects.none()
     turns = TranscriptTurn.objects.filter(turn_match(q=q, configs=configs), transcript__owner=user)
     if transcript is not None:
         turns = turns.filter(transcript_id=transcript)
@@ -113,16 +123,23 @@ def turns_search(*, user: User, q: str, transcript: uuid.UUID | None = None,
         turns = turns.filter(transcript__occurred_at__gte=occurred_after)
     if occurred_before:
         turns = turns.filter(transcript__occurred_at__lt=occurred_before)
-    # Rank and snippet read the query in the row's own configuration: only the rows that matched are read.
-    query = SearchQuery(q, config=F("config"), search_type="websearch")
-    turns = turns.annotate(rank=SearchRank(F("search"), query, cover_density=True))
+    return turns
+
+
+def turns_search(*, user: User, q: str, after: SearchPosition | None = None, limit: int = 20,
+                 **filters) -> list[dict]:
+    """The caller's turns matching `q` (turns_matching's filters), best first (cover density rank, then turn
+    id), after `after`: dicts with id, transcript_id, title, number, speaker, start, rank and snippet."""
+    configs = search_configs(user)
+    # In double precision: ts_rank_cd's `real` reaches Python as the nearest short decimal, which compared
+    # with the stored value in the next page's condition would skip or repeat hits of equal rank.
+    rank = Cast(turn_rank(q=q, configs=configs), FloatField())
+    turns = turns_matching(user=user, q=q, configs=configs, **filters).annotate(rank=rank)
     if after is not None:
         turns = turns.filter(Q(rank__lt=after.rank) | Q(rank=after.rank, id__gt=after.turn_id))
-    page = list(turns.order_by("-rank", "id").values("id", "transcript_id", "number", "speaker", "start", "rank",
-                                                     title=F("transcript__title"))[:limit])
-    # Snippets for the page only: ts_headline re-parses each turn's text.
-    snippets = dict(TranscriptTurn.objects.filter(id__in=[hit["id"] for hit in page]).annotate(
-        snippet=SearchHeadline("text", query, config=F("config"), **HEADLINE_OPTIONS)).values_list("id", "snippet"))
-    for hit in page:
-        hit["snippet"] = snippets[hit["id"]]
-    return page
+    # The snippet is computed for the page's rows only: PostgreSQL evaluates a costly output column such as
+    # ts_headline (which parses each turn's text again) after the sort and the limit.
+    snippet = SearchHeadline("text", SearchQuery(q, config=F("config"), search_type="websearch"), config=F("config"),
+                             **HEADLINE_OPTIONS)
+    return list(turns.order_by("-rank", "id").values("id", "transcript_id", "number", "speaker", "start", "rank",
+                                                     title=F("transcript__title"), snippet=snippet)[:limit])

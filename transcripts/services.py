@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.core.files import File
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
@@ -28,7 +28,6 @@ from transcripts.models import TOKEN_COUNT_MODEL, TOKEN_COUNT_PROVIDER, Transcri
 
 logger = logging.getLogger(__name__)
 
-TURNS_PER_INSERT = 2000
 UNSET = object()
 
 
@@ -53,10 +52,21 @@ class ParsedTranscript:
                    speakers=list(dict.fromkeys(turn.speaker for turn in turns if turn.speaker)),
                    tokens=count_tokens(text, provider=TOKEN_COUNT_PROVIDER, model=TOKEN_COUNT_MODEL))
 
-    def turn_rows(self, *, model: type[models.Model], transcript_id: uuid.UUID, config: str) -> Iterator:
-        """Its turns as rows of `model` (TranscriptTurn, or its historical model in a migration)."""
-        return (model(transcript_id=transcript_id, number=turn.index, speaker=turn.speaker or "", start=turn.start,
-                      text=turn.text, config=config) for turn in self.turns)
+    def insert_turns(self, *, model: type[models.Model], transcript_id: uuid.UUID, config: str) -> None:
+        """Its turns as rows of `model` (TranscriptTurn, or its historical model in a migration), in one
+        INSERT of unnested arrays: PostgreSQL computes each row's search column as it inserts it."""
+        if not self.turns:
+            return
+        table = connection.ops.quote_name(model._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (transcript_id, number, speaker, start, text, config) "
+                "SELECT %s, number, speaker, start, text, %s::regconfig "
+                "FROM unnest(%s::integer[], %s::text[], %s::double precision[], %s::text[]) "
+                "AS turn(number, speaker, start, text)",
+                [transcript_id, config, [turn.index for turn in self.turns],
+                 [turn.speaker or "" for turn in self.turns], [turn.start for turn in self.turns],
+                 [turn.text for turn in self.turns]])
 
 
 def transcript_create(*, owner: User, transcript: str | None = None, format: str | None = None,
@@ -90,9 +100,7 @@ def transcript_store(*, owner: User, text: str, fmt: str, title: str = "", occur
                     owner=owner, title=title, occurred_at=occurred_at or timezone.now(), tags=list(tags),
                     transcript_language=transcript_language, text=text, format=fmt, digest=digest,
                     turn_count=len(parsed.turns), speakers=parsed.speakers, tokens=parsed.tokens)
-                TranscriptTurn.objects.bulk_create(
-                    parsed.turn_rows(model=TranscriptTurn, transcript_id=stored.id, config=stored.search_config),
-                    batch_size=TURNS_PER_INSERT)
+                parsed.insert_turns(model=TranscriptTurn, transcript_id=stored.id, config=stored.search_config)
         except IntegrityError:
             # A concurrent request stored the same text first (the unique (owner, digest) constraint).
             existing = _held(owner=owner, digest=digest)

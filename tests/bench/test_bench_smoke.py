@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ["queue overhead", "in flight", "fanout", "long transcript", "API", "scale-out", "priority", "memory",
-         "price lookup"]
+         "price lookup", "search", "transcript store"]
 
 pytestmark = pytest.mark.subprocess
 

@@ -54,7 +54,7 @@ class Migration(migrations.Migration):
                 ('transcript', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='turns', to='transcripts.transcript')),
             ],
             options={
-                'ordering': ['transcript', 'number'],
+                'ordering': ['transcript_id', 'number'],
             },
         ),
         migrations.AddIndex(
@@ -75,7 +75,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='transcriptturn',
-            index=django.contrib.postgres.indexes.GinIndex(fields=['search'], name='transcript_turn_search'),
+            index=django.contrib.postgres.indexes.GinIndex(fields=['search'], fastupdate=False, name='transcript_turn_search'),
         ),
         migrations.AddConstraint(
             model_name='transcriptturn',
