@@ -8,11 +8,12 @@ API (jobs.services.job_cancel / job_retry / job_enqueue / job_delete).
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Case, Count, OuterRef, Q, QuerySet, Subquery, Sum, When
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -21,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from redis.exceptions import RedisError
 
 from analysis.engine.providers.usage import USAGE_KEYS
+from analysis.engine.structured import decode_task
 from jobs import charts
 from jobs.models import Job, Task, WebhookDelivery
 from jobs.monitoring import queue_stats, redis_connection
@@ -36,8 +38,10 @@ from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
 from scriptripper.errors import ServiceError
 from scriptripper.output_fields import money
 from scriptripper.renderers import plain_number
+from transcripts.models import Transcript
 
 TRANSCRIPT_PREVIEW_CHARS = 2000
+QUESTION_COLUMN_CHARS = 50  # an ask's question in the list: one line a row (jobs/static/jobs/admin.css)
 
 
 def usd(value: Decimal | None) -> str:
@@ -149,8 +153,8 @@ class WebhookDeliveryInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "status", "owner", "provider", "model", "queue", "cost_usd", "tasks_progress",
-                    "created", "duration")
+    list_display = ("short_id", "status", "owner", "provider", "model", "queue", "question", "cost_usd",
+                    "tasks_progress", "created", "duration")
     list_filter = ("status", "provider", "queue", ("created_at", admin.DateFieldListFilter), "kind")
     # Search: a job id (or its beginning, as it appears in logs and URLs) or the owner's username.
     search_fields = ("id__istartswith", "owner__username")
@@ -177,7 +181,7 @@ class JobAdmin(admin.ModelAdmin):
                        "started_at",
                        "heartbeat_at", "finished_at", "duration", "system_prompt_text", "params", "max_cost",
                        "reuse_results", "callback_url", "idempotency_key", "transcript_ref", "transcript_deleted",
-                       "transcript_format", "transcript_preview")
+                       "transcript_format", "transcript_preview", "question_text", "scope_meetings")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         # The transcript can be megabytes: the list never loads it (the detail page shows a preview).
@@ -189,7 +193,19 @@ class JobAdmin(admin.ModelAdmin):
             tasks_done=Subquery(tasks.exclude(status=Task.Status.PENDING).annotate(n=Count("pk")).values("n")),
             tasks_cost=Subquery(tasks.annotate(c=Sum("cost")).values("c")),
             tasks_reused=Subquery(tasks.filter(reused=True).annotate(n=Count("pk")).values("n")),
+            # An ask job's question is its one task's prompt.
+            ask_prompt=Case(When(kind=Job.Kind.ASK, then=Subquery(
+                Task.objects.filter(job=OuterRef("pk"), name=Job.ASK_TASK).values("prompt")[:1]))),
         )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Job | None = None):
+        if obj is None or obj.kind != Job.Kind.ASK:
+            return self.fieldsets
+        # An ask reads its scope's transcripts, not one of its own: its question and meetings instead.
+        head, progress, (title, options) = self.fieldsets
+        request_fields = tuple(f for f in options["fields"] if not f.startswith("transcript"))
+        return (head, ("Question", {"fields": ("question_text", "scope_meetings")}), progress,
+                (title, {**options, "fields": request_fields}))
 
     # Read-only: no adding or editing jobs by hand; actions go through the services.
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -272,6 +288,40 @@ class JobAdmin(admin.ModelAdmin):
         if job.started_at and not job.finished_at and job.status == Job.Status.STARTED:
             return f"{_duration((timezone.now() - job.started_at).total_seconds())} (running)"
         return _duration(job.duration_s)
+
+    @admin.display(description="question")
+    def question(self, job: Job) -> str:
+        prompt = getattr(job, "ask_prompt", None)
+        if not prompt:
+            return "—"
+        text = decode_task(prompt).prompt
+        short = text if len(text) <= QUESTION_COLUMN_CHARS else text[:QUESTION_COLUMN_CHARS - 1] + "…"
+        return format_html('<span title="{}">{}</span>', text, short)
+
+    @admin.display(description="question")
+    def question_text(self, job: Job) -> str:
+        task = job.tasks.filter(name=Job.ASK_TASK).only("prompt").first()
+        return _pre(decode_task(task.prompt).prompt) if task else "—"
+
+    @admin.display(description="meetings")
+    def scope_meetings(self, job: Job) -> str:
+        """The scope as sent, and every meeting it was resolved to at submit (linked while it exists)."""
+        scope = job.scope or {}
+        ids = scope.get("transcripts") or []
+        found = {str(t.id): t for t in Transcript.objects.filter(id__in=ids).only("id", "title", "occurred_at")}
+
+        def item(transcript_id: str) -> str:
+            transcript = found.get(transcript_id)
+            if transcript is None:
+                return f"{transcript_id} (deleted since)"
+            return format_html('<a href="{}">{}</a> ({})', reverse("admin:transcripts_transcript_change",
+                                                                   args=[transcript.pk]),
+                               str(transcript), f"{transcript.occurred_at:%Y-%m-%d}")
+
+        given = scope.get("given")
+        return format_html("<p>Scope: {}; {} meeting(s).</p><ul>{}</ul>",
+                           json.dumps(given) if given else "all of the owner's transcripts", len(ids),
+                           format_html_join("", "<li>{}</li>", ((item(i),) for i in ids)))
 
     @admin.display(description="system prompt")
     def system_prompt_text(self, job: Job) -> str:
