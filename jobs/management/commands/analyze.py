@@ -97,16 +97,18 @@ def reuse_lines(document: dict[str, Any], reused_from: dict[str, str]) -> list[s
             "(identical earlier task; --no-reuse asks the provider again)"]
 
 
-def structured_lines(task: dict[str, Any]) -> list[str]:
-    """Under a structured or cited task's answer: its references and the citation check's counts."""
+def structured_lines(task: dict[str, Any], names: dict[str, str] | None = None) -> list[str]:
+    """Under a structured or cited task's answer: its references and the citation check's counts. `names`: the
+    meetings of an answer across meetings, by transcript id (render.citations_line)."""
     lines: list[str] = []
     for reference in task.get("references") or []:
-        lines.append(f"- {reference.get('claim', '')} ({render.citations_line(reference.get('citations') or [])})")
+        lines.append(f"- {reference.get('claim', '')} "
+                     f"({render.citations_line(reference.get('citations') or [], names)})")
     if lines:
         lines = ["", "Sources:", *lines]
     if "citations_checked" in task:
-        lines += ["", f"_Citations: {task['citations_checked']} checked against the transcript, "
-                      f"{task['citations_rejected']} rejected._"]
+        lines += ["", f"_Citations: {task['citations_checked']} checked against the "
+                      f"{'meetings' if names is not None else 'transcript'}, {task['citations_rejected']} rejected._"]
     return lines
 
 
@@ -120,7 +122,8 @@ def parse_schema(value: str) -> tuple[str, Any]:
         raise CommandError(f"--schema {name}: cannot read a JSON Schema from {path}: {exc}") from None
 
 
-def markdown(document: dict[str, Any], *, source: str, reused_from: dict[str, str] | None = None) -> str:
+def markdown(document: dict[str, Any], *, source: str, reused_from: dict[str, str] | None = None,
+             names: dict[str, str] | None = None) -> str:
     result = document["result"] or {"results": {}, "errors": {}, "metadata": {}}
     metadata = result.get("metadata") or {}
     usage = metadata.get("usage") or {}
@@ -142,7 +145,7 @@ def markdown(document: dict[str, Any], *, source: str, reused_from: dict[str, st
     tasks_meta = metadata.get("tasks") or {}
     for name, value in result["results"].items():
         lines += ["", f"## {name}", "", render.markdown(value)]
-        lines += structured_lines(tasks_meta.get(name) or {})
+        lines += structured_lines(tasks_meta.get(name) or {}, names)
     if result["errors"]:
         lines += ["", "## Errors", ""]
         lines += [f"- **{name}**: {message}" for name, message in result["errors"].items()]
@@ -212,16 +215,21 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             raise CommandError(f"Interrupted; job {job.id} goes on in the background.", returncode=130) from None
         document = job_document(job)
-        reused_from = {name: str(source.id) for name, source in reuse_sources(job).items()}
         if options["json"]:
             self.write_json(document)
+        self.report(job, document, options)
+        if job.status in (Job.Status.FAILED, Job.Status.CANCELED):
+            raise CommandError(f"Job {job.id} {job.status}: {job.error or 'no task produced a result'}")
+
+    def report(self, job: Job, document: dict[str, Any], options: dict[str, Any]) -> None:
+        """The finished job for people: Markdown on stdout, or (with --json, after the document) notes on stderr."""
+        reused_from = {name: str(source.id) for name, source in reuse_sources(job).items()}
+        if options["json"]:
             for line in reuse_lines(document, reused_from):  # stdout stays the API's document
                 self.stderr.write(line.removeprefix("- "))
         else:
             self.stdout.write(markdown(document, source=Path(options["file"]).name, reused_from=reused_from),
                               ending="")
-        if job.status in (Job.Status.FAILED, Job.Status.CANCELED):
-            raise CommandError(f"Job {job.id} {job.status}: {job.error or 'no task produced a result'}")
 
     # --- submitting ---------------------------------------------------------------------------
     def submit(self, user: User, options: dict[str, Any]) -> Job:
