@@ -93,8 +93,7 @@ def ask_request_build(*, owner: User, question: str, provider: str | None = None
         system_prompt=system_prompt or "",
         tasks=[TaskSpec(name=Job.ASK_TASK, prompt=structured_tasks.encode_task(request))],
         kind=Job.Kind.ASK,
-        params={key: value for key, value in (("max_output_tokens", max_output_tokens),
-                                              ("temperature", temperature)) if value is not None},
+        params=generation_params(max_output_tokens=max_output_tokens, temperature=temperature),
         max_cost=max_cost,
         # Its answer depends on the scope's transcripts as they are when it runs: never reused.
         reuse_results=False,
@@ -127,6 +126,12 @@ def ask_scope_transcripts(*, owner: User, scope: dict | None) -> list[uuid.UUID]
         raise field_errors({"scope": ["No transcript of yours matches this scope: nothing to ask over."
                                       if scope else "You have no transcripts to ask over yet (POST /api/v1/transcripts)."]})
     return ids
+
+
+def generation_params(*, max_output_tokens: int | None, temperature: float | None) -> dict:
+    """The generation parameters a job was given (Job.params): those sent, no others."""
+    return {key: value for key, value in (("max_output_tokens", max_output_tokens), ("temperature", temperature))
+            if value is not None}
 
 
 def _callback_url(callback_url: str, errors: dict[str, list[str]]) -> str:
@@ -239,8 +244,7 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
         tasks=[TaskSpec(name=name, prompt=prompt) for name, prompt in tasks],
         kind=kind,
         profile_name=profile_name,
-        params={key: value for key, value in (("max_output_tokens", max_output_tokens),
-                                              ("temperature", temperature)) if value is not None},
+        params=generation_params(max_output_tokens=max_output_tokens, temperature=temperature),
         max_cost=max_cost,
         reuse_results=reuse,
         callback_url=callback_url,

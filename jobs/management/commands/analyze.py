@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -267,14 +268,20 @@ class Command(BaseCommand):
                 data["language"] = options["language"]
             if options["text"]:
                 data["structured"] = False
-            serializer = AnalyzeSerializer(data=data)
-            try:
-                serializer.is_valid(raise_exception=True)
-                job, _ = job_analyze(owner=user, **serializer.validated_data)
-            except serializers.ValidationError as exc:
-                raise CommandError(validation_message(exc)) from None
-            except ServiceError as exc:
-                raise CommandError(exc.message) from None
+            return self.submitted(user, data, serializer_class=AnalyzeSerializer, service=job_analyze)
+
+    def submitted(self, user: User, data: dict[str, Any], *, serializer_class: type[serializers.Serializer],
+                  service: Callable[..., tuple[Job, bool]]) -> Job:
+        """The job `service` creates from `data` checked by `serializer_class`, as the API's view would; any
+        refusal one CommandError with the API's message."""
+        serializer = serializer_class(data=data)
+        try:
+            serializer.is_valid(raise_exception=True)
+            job, _ = service(owner=user, **serializer.validated_data)
+        except serializers.ValidationError as exc:
+            raise CommandError(validation_message(exc)) from None
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
         return job
 
     # --- waiting ------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
-from rest_framework import serializers
 
 from accounts.models import User
 from jobs.management.commands.analyze import Command as AnalyzeCommand
@@ -20,7 +19,6 @@ from jobs.management.commands.analyze import markdown
 from jobs.models import Job
 from jobs.serializers import AskSerializer
 from jobs.submission import job_ask
-from scriptripper.errors import ServiceError, validation_message
 
 
 def day(value: str) -> date:
@@ -96,15 +94,7 @@ class Command(AnalyzeCommand):
         for option in ("language", "max_cost"):
             if options[option] is not None:
                 data[option] = options[option]
-        serializer = AskSerializer(data=data)
-        try:
-            serializer.is_valid(raise_exception=True)
-            job, _ = job_ask(owner=user, **serializer.validated_data)
-        except serializers.ValidationError as exc:
-            raise CommandError(validation_message(exc)) from None
-        except ServiceError as exc:
-            raise CommandError(exc.message) from None
-        return job
+        return self.submitted(user, data, serializer_class=AskSerializer, service=job_ask)
 
     def report(self, job: Job, document: dict[str, Any], options: dict[str, Any]) -> None:
         if not options["json"]:
