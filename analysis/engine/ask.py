@@ -35,7 +35,7 @@ from analysis.engine.chunking import pack, split_transcript
 from analysis.engine.citations import CitationReport
 from analysis.engine.estimate import Estimate, TaskEstimate, priced, reduce_calls
 from analysis.engine.planning import RunConfig, TaskSpec, group_partials, output_limit, prompt_tokens
-from analysis.engine.providers.base import Prompt
+from analysis.engine.providers.base import CONTEXT_LENGTH, Prompt, ProviderError
 from analysis.engine.runner import Runner, TaskOutcome, TaskState
 from analysis.engine.schemas import strict_compatible
 from analysis.engine.tokens import context_tokens, count_tokens
@@ -327,8 +327,8 @@ def answer(runner: Runner, state: TaskState, request: structured.TaskRequest, sc
     state.params = structured.params_for(request, name=state.name, params=runner.params)
     budget = read_budget(config, request, count)
     if budget <= 0:
-        raise structured.AnswerError(f"The question and the output limit leave no room for the meetings in "
-                                     f"{config.model.name}'s context of {config.context} tokens")
+        raise ProviderError(config.provider, CONTEXT_LENGTH, f"The question and the output limit leave no room for "
+                            f"the meetings in {config.model.name}'s context of {config.context} tokens")
 
     consulted = Consulted()
     named, _ = read_whole(scope, budget=budget, count=count)
@@ -379,8 +379,9 @@ def _map_reduce(runner: Runner, state: TaskState, request: structured.TaskReques
             return runner.call(state, reduce_prompt(system=system, request=request, partials=packed[0])).text
         if len(packed) >= len(partials):
             # No two answers fit one request together: another level would not shrink them.
-            raise structured.AnswerError(f"The partial answers are too long to merge within {config.model.name}'s "
-                                         f"context of {config.context} tokens; set a lower max_output_tokens")
+            raise ProviderError(config.provider, CONTEXT_LENGTH, f"The partial answers are too long to merge within "
+                                f"{config.model.name}'s context of {config.context} tokens; set a lower "
+                                "max_output_tokens")
         partials = runner.gather([
             (lambda group=group: runner.call(state, reduce_prompt(system=system, request=request,
                                                                   partials=group)).text)

@@ -206,3 +206,14 @@ def test_the_final_document_is_posted_to_the_callback(alice_client, meetings, se
     finally:
         receiver.close()
     assert b'"answer"' in body and job_id.encode() in body and b'"turns_read"' in body
+
+
+def test_asks_count_against_the_plans_submission_rate(alice_client, meetings, settings):
+    settings.THROTTLE_RATES = {"free": {"submit": (2, 60), "api": (50, 60)}, "pro": {"submit": (4, 60), "api": (50, 60)}}
+    analyze = {"transcript_id": str(meetings["TS3010a"].id), "provider": "openai", "model": "gpt-4o-mini",
+               "tasks": {"summary": "Summarize"}}
+    assert alice_client.post("/api/v1/jobs/analyze", analyze, format="json").status_code == 202
+    assert ask(alice_client, "What?").status_code == 202
+    throttled = ask(alice_client, "And then?")
+    assert_error(throttled, 429, "throttled")
+    assert int(throttled["Retry-After"]) >= 1
