@@ -7,7 +7,7 @@ import threading
 
 from django.conf import settings
 
-from analysis.engine.providers import PROVIDER_LABELS, PROVIDER_NAMES
+from analysis.engine.providers import PROVIDER_LABELS, PROVIDER_NAMES, provider_label
 from analysis.engine.providers.base import NOT_CONFIGURED, Provider, ProviderError
 from analysis.engine.providers.provider_batches import BatchAPI
 
@@ -35,6 +35,19 @@ def provider_configured(name: str) -> bool:
     if name in _KEY_SETTINGS:
         return bool(getattr(settings, _KEY_SETTINGS[name], ""))
     return name in endpoints()
+
+
+def unknown_provider(value: str) -> str:
+    return f"Unknown provider {value!r}; choose one of: {', '.join(provider_names())}."
+
+
+def provider_error(value: str) -> str | None:
+    """Why `value` (lower-cased) cannot run a job here: an unknown name, or no key configured; None if it can."""
+    if value not in provider_names():
+        return unknown_provider(value)
+    if not provider_configured(value):
+        return f"{provider_label(value)} is not configured on this server ({provider_key_setting(value)} is not set)."
+    return None
 
 
 def get_provider(name: str) -> Provider:

@@ -11,7 +11,6 @@ from rest_framework import serializers
 from analysis.engine import structured
 from scriptripper.input_fields import form_json
 
-
 TASK_OBJECT_SCHEMA = {
     "type": "object", "required": ["prompt"], "properties": {
         "prompt": {"type": "string"},
@@ -63,7 +62,7 @@ class TasksField(_TaskCollectionField):
     "task_name": {"type": "string"}, "prompt": {"type": "string"},
     "schema": TASK_OBJECT_SCHEMA["properties"]["schema"], "cite": TASK_OBJECT_SCHEMA["properties"]["cite"]}}})
 class BatchTasksField(_TaskCollectionField):
-    """`tasks` for batch (the seed's analyze_batch_task): [{"task_name", "prompt"}, ...], order kept."""
+    """`tasks` for batch (analyze_batch_task's shape): [{"task_name", "prompt"}, ...], order kept."""
 
     container = list
     default_error_messages = {

@@ -25,7 +25,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import monthly_budget_of, spend_check
 from analysis.analyze import context_overrides, estimate_ask_job, estimate_job
-from analysis.clients import endpoints, provider_names
+from analysis.clients import endpoints, provider_error, provider_names
 from analysis.engine import structured as structured_tasks
 from analysis.engine.catalogue import UnknownModelError, UnknownProviderError, resolve_model
 from analysis.engine.estimate import Estimate
@@ -35,7 +35,6 @@ from analysis.engine.processing import mode_refusal
 from analysis.engine.prompts import transcript_document
 from analysis.engine.tokens import count_tokens, token_upper_bound
 from analysis.selectors import profile_lookup
-from analysis.serializers import provider_error
 from jobs.models import Job
 from jobs.services import NO_SUCH_TRANSCRIPT, JobRequest, digest, job_create
 from jobs.webhooks import CallbackUrlError, validate_callback_url
@@ -55,7 +54,7 @@ def job_analyze(*, owner: User, idempotency_key: str = "", **fields: Any) -> tup
 
 
 def job_batch(*, owner: User, **fields: Any) -> Job:
-    """POST jobs/batch: the seed's batch shape, run on the `low` queue (route_queue)."""
+    """POST jobs/batch: the contract's batch shape (tasks as a list), run on the `low` queue (route_queue)."""
     job, _ = job_submit(owner=owner, request=job_request_build(owner=owner, kind=Job.Kind.BATCH, **fields))
     return job
 
@@ -214,12 +213,12 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
     elif transcript_id is None and not sent:
         errors["transcript"] = [f"{TRANSCRIPT_REQUIRED} Or give the `transcript_id` of a stored one."]
     provider, model = _provider_model(provider, model, errors)
+    if provider and provider_from_profile and (problem := provider_error(provider)) is not None:
+        # The request's own provider was checked (and lower-cased) by the input serializer; a profile's is
+        # stored lower-cased and checked here, where the profile is read.
+        errors["provider"] = [problem]
     if errors:
         raise field_errors(errors)
-
-    if provider_from_profile and (problem := provider_error(provider.lower())) is not None:
-        raise field_errors({"provider": [problem]})  # the serializer checked the request's, not the profile's
-    provider = provider.lower()
     info = _model_info(provider, model)
     # A mode the provider or model does not offer is refused here, never run at a silent standard price.
     if refusal := mode_refusal(provider=provider, info=info, processing=processing or "standard"):

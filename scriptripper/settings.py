@@ -199,7 +199,7 @@ MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 10_000, minimum=1)
 MAX_SYSTEM_PROMPT_CHARS = env_int("MAX_SYSTEM_PROMPT_CHARS", 20_000, minimum=1)
 
 # --- Processing modes: flex and batch (analysis/engine/processing.py, jobs/worker/provider_batch_poller.py) ---------
-# The processing of a `low` job that names none: standard (the seed's behaviour), or batch / flex where the
+# The processing of a `low` job that names none: standard (the default), or batch / flex where the
 # model has that price (else standard: a deployment default never turns into a refused job).
 LOW_QUEUE_PROCESSING = env_choice("LOW_QUEUE_PROCESSING", "standard", ("standard", "flex", "batch"))
 # Seconds one flex request may take: flex is best-effort and slow (OpenAI advises 15 minutes).

@@ -23,13 +23,8 @@ from scriptripper.schema import error_responses
 from transcripts.models import Transcript
 from transcripts.selectors import SearchPosition, transcript_for_user, transcripts_list, turns_search
 from transcripts.serializers import (
-    SearchFilterSerializer,
-    SearchResultsSerializer,
-    TranscriptCreateSerializer,
-    TranscriptFieldsSerializer,
-    TranscriptListFilterSerializer,
-    TranscriptListSerializer,
-    TranscriptSerializer,
+    SearchFilterSerializer, SearchResultsSerializer, TranscriptCreateSerializer, TranscriptFieldsSerializer,
+    TranscriptListFilterSerializer, TranscriptListSerializer, TranscriptSerializer,
 )
 from transcripts.services import transcript_create, transcript_delete, transcript_update
 

@@ -1,6 +1,6 @@
 """Runs the named tasks of one analysis against one provider and model.
 
-Pure analysis: no Django models, no jobs. The caller (jobs, or the seed's
+Pure analysis: no Django models, no jobs. The caller (jobs, or the one-shot
 functions in analysis/analyze.py) hands in the transcript and the tasks and gets
 one `TaskOutcome` per task; callbacks let the caller save each outcome the
 moment it completes and stop starting new tasks (cancel, cost cap).
@@ -32,13 +32,7 @@ from analysis.engine.chunking import split_transcript
 from analysis.engine.execution import CallPool, Stopped, StopToken
 from analysis.engine.limits import ProviderLimiter
 from analysis.engine.planning import (
-    RunConfig,
-    TaskSpec,
-    group_partials,
-    output_limit,
-    prompt_budget,
-    prompt_tokens,
-    reduce_budget,
+    RunConfig, TaskSpec, group_partials, output_limit, prompt_budget, prompt_tokens, reduce_budget,
 )
 from analysis.engine.pricing import cost_of
 from analysis.engine.provider_batch_calls import BatchCalls
@@ -311,7 +305,7 @@ class Runner:
 
     def _answer(self, state: TaskState, spec: TaskSpec, transcript: str, transcript_tokens: int) -> str:
         # A task with a schema, citations or a language (analysis/engine/structured.py): its own instruction,
-        # transcript (turn numbers) and output format; a plain prompt runs exactly as before.
+        # transcript (turn numbers) and output format; a plain prompt is sent as it is.
         request = structured.decode_task(spec.prompt)
         stored_transcript = transcript  # turn N is its line N, whatever the prompt shows
         if not request.plain:
@@ -390,7 +384,7 @@ class Runner:
     @contextmanager
     def pool(self, tasks: int) -> Iterator[CallPool]:
         """The run's call pool: the caller's (the worker's one pool, shared by all its jobs), else, for a lone
-        run (the seed's functions, a forked work horse), one of its own as wide as the calls it can have in
+        run (analyze_transcript_task, a forked work horse), one of its own as wide as the calls it can have in
         flight at once, shut down when the run ends."""
         if self.call_pool is not None:
             yield self.call_pool

@@ -31,7 +31,7 @@ from rq.job import Job as RQJob
 from rq.worker import Worker
 
 from jobs.models import Job
-from jobs.queues import rq_connection, rq_queue
+from jobs.queues import rq_connection, rq_queue, started_registry_entries
 from jobs.services import job_enqueue, jobs_purge_expired
 from jobs.webhooks import webhooks_deliver_due
 from jobs.worker.dbpool import DatabasePool
@@ -71,8 +71,7 @@ def rq_held_job_ids(redis) -> set[str]:
             held.update(job_id for job_id, ok in zip(waiting, exists) if ok)
         # Being executed: a worker dequeued it and its horse is about to claim the row. Only
         # for a moment: a row still `queued` long after RQ started it is a dead run's leftover.
-        for entry in redis.zrange(queue.started_job_registry.key, 0, -1):
-            job_id = entry.decode().split(":", 1)[0]
+        for job_id, _ in started_registry_entries(queue, redis):
             status, started_at = redis.hmget(RQJob.key_for(job_id), "status", "started_at")
             if status == b"started" and started_at and _age_s(started_at.decode()) < STARTING_GRACE_S:
                 held.add(job_id)

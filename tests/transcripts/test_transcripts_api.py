@@ -117,7 +117,7 @@ def test_another_users_transcript_is_404_also_by_guessing(alice_client, bob_clie
 def test_patch_changes_the_description_and_a_new_language_reconfigures_the_turns(alice_client):
     created = post(alice_client, transcript="Ann: The runners were running late.").json()
     url = f"/api/v1/transcripts/{created['id']}"
-    search = lambda q: alice_client.get("/api/v1/search", {"q": q}).json()["results"]  # noqa: E731
+    search = lambda q: alice_client.get("/api/v1/search", {"q": q}).json()["results"]
     assert search("run") == []  # `simple`: no stemming
     response = alice_client.patch(url, {"title": "Standup", "tags": ["daily"], "transcript_language": "en-GB",
                                         "occurred_at": "2026-01-02T09:00:00Z"}, format="json")
@@ -151,7 +151,7 @@ def test_the_list_is_paginated_latest_meeting_first_and_filtered(alice_client, b
                                         ([], "Ann: Lunch?")], 1):
         made[day] = post(alice_client, transcript=text, tags=tags, occurred_at=f"2026-03-0{day}T10:00:00Z").json()["id"]
     post(bob_client, transcript="Ann: Pricing for bob.", tags=["sales"])
-    listed = lambda **params: [item["id"] for item in alice_client.get("/api/v1/transcripts", params).json()["results"]]  # noqa: E731
+    listed = lambda **params: [item["id"] for item in alice_client.get("/api/v1/transcripts", params).json()["results"]]
     assert listed() == [made[4], made[3], made[2], made[1]]
     assert listed(tag="sales") == [made[2], made[1]]
     assert listed(speaker="Cid") == [made[3]]

@@ -6,15 +6,7 @@ import anthropic
 
 from analysis.engine.providers import PROVIDER_LABELS
 from analysis.engine.providers.base import (
-    CONTEXT_LENGTH,
-    QUOTA,
-    Completion,
-    GenerationParams,
-    Prompt,
-    ProviderError,
-    SdkErrors,
-    retry_after,
-    sdk_errors,
+    CONTEXT_LENGTH, QUOTA, Completion, GenerationParams, Prompt, ProviderError, SdkErrors, retry_after, sdk_errors,
     status_error,
 )
 from analysis.engine.providers.usage import usage_from_anthropic

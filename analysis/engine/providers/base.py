@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 from analysis.engine.providers.usage import Usage
@@ -35,7 +37,7 @@ class GenerationParams:
     temperature: float | None = None
     reasoning_model: bool = False
     # Structured output (analysis/engine/structured.py): the JSON Schema the answer must follow, sent through the
-    # provider's native structured output; None: free text, as before.
+    # provider's native structured output; None: free text.
     schema: dict | None = None
     schema_name: str = "answer"
     schema_strict: bool = False
@@ -113,9 +115,6 @@ def parse_retry_after(headers) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
-            from datetime import datetime, timezone
-            from email.utils import parsedate_to_datetime
-
             try:
                 when = parsedate_to_datetime(value)
                 return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
