@@ -83,13 +83,15 @@ def test_cancel_stops_a_running_ask_and_counts_its_call_lost(alice, alice_client
 def test_sigkill_of_the_worker_mid_ask_reruns_it_elsewhere_counting_the_paid_calls_lost(alice, alice_client,
                                                                                       emulator, settings, tmp_path):
     store_all(alice, LARGER)
-    limit = 24_000  # the scope is searched: a search-terms call, then the answer
+    # The scope is over the context, so it is searched (a search-terms call), and what the search reads fits one
+    # request (one answer call): two calls of one task.
+    limit = 24_000
     question = "What was decided about the remote control's buttons?"
     emulator.add_faults([faults.reply(json.dumps({"terms": ["buttons", "rubber"]}), "openai", match="search terms",
                                       times=-1),
                          faults.delay(30, "openai", match=f"Question: {question}")])
     job_id = ask(alice_client, question).json()["job_id"]
-    env = {"MODEL_CONTEXT_OVERRIDES": f"gpt-4o-mini={limit}", "WORKER_CONCURRENCY": "4"}
+    env = {"MODEL_CONTEXT_OVERRIDES": f"gpt-4o-mini={limit}", "ASK_READ_TOKENS": "8000", "WORKER_CONCURRENCY": "4"}
     with WorkerProcess(emulator, tmp_path, "a", **env) as first:
         # The terms call answered, the answer's call in flight: two calls of the task not stored yet.
         wait_for(lambda: Job.objects.filter(id=job_id, calls_in_flight=2).exists(), PROCESS_WAIT,
