@@ -10,6 +10,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from analysis.serializers import JobEstimateSerializer
@@ -69,6 +70,21 @@ def accepted(job: Job) -> Response:
     return Response(JobAcceptedSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+IDEMPOTENT_REPLAY = OpenApiResponse(JobSerializer, description="Idempotency-Key seen before with the same body: "
+                                                               "that job, as GET /api/v1/jobs/{id} shows it")
+
+
+def idempotent_submission(request: Request, serializer_class: type[Serializer],
+                          service: Callable[..., tuple[Job, bool]]) -> Response:
+    """A submission under its Idempotency-Key: 202 with the new job, or 200 with the job of an earlier request
+    with the same key and body."""
+    key = idempotency_key(request)
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    job, created = service(owner=request.user, idempotency_key=key, **serializer.validated_data)
+    return accepted(job) if created else Response(job_document(job))
+
+
 class JobAnalyzeApi(APIView):
     parser_classes = SUBMISSION_PARSERS
     throttle_scope = "submit"  # counted against the plan's submission rate too (accounts.throttling)
@@ -76,16 +92,11 @@ class JobAnalyzeApi(APIView):
     @extend_schema(request={"application/json": AnalyzeSerializer, "multipart/form-data": AnalyzeSerializer},
                    parameters=[IDEMPOTENCY_KEY], examples=[ANALYZE_EXAMPLE, STRUCTURED_EXAMPLE],
                    responses={202: JobAcceptedSerializer,
-                              200: OpenApiResponse(JobSerializer, description="Idempotency-Key seen before with the "
-                                                   "same body: that job, as GET /api/v1/jobs/{id} shows it"),
+                              200: IDEMPOTENT_REPLAY,
                               **error_responses(400, 401, 402, 409, 413, 415, 429)},
                    summary="Submit a transcript and named tasks (or a profile) for analysis")
     def post(self, request: Request) -> Response:
-        key = idempotency_key(request)
-        serializer = AnalyzeSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job, created = job_analyze(owner=request.user, idempotency_key=key, **serializer.validated_data)
-        return accepted(job) if created else Response(job_document(job))
+        return idempotent_submission(request, AnalyzeSerializer, job_analyze)
 
 
 class JobBatchApi(APIView):
@@ -112,17 +123,12 @@ class AskApi(APIView):
 
     @extend_schema(request=AskSerializer, parameters=[IDEMPOTENCY_KEY], examples=[ASK_EXAMPLE],
                    responses={202: JobAcceptedSerializer,
-                              200: OpenApiResponse(JobSerializer, description="Idempotency-Key seen before with the "
-                                                   "same body: that job, as GET /api/v1/jobs/{id} shows it"),
+                              200: IDEMPOTENT_REPLAY,
                               **error_responses(400, 401, 402, 409, 415, 429)},
                    summary="Ask a question across meetings: a job whose result.results.answer cites "
                            "{transcript, turn, quote}, each checked")
     def post(self, request: Request) -> Response:
-        key = idempotency_key(request)
-        serializer = AskSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job, created = job_ask(owner=request.user, idempotency_key=key, **serializer.validated_data)
-        return accepted(job) if created else Response(job_document(job))
+        return idempotent_submission(request, AskSerializer, job_ask)
 
 
 def owned_job(request: Request, job_id: str) -> Job:
