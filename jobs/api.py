@@ -198,11 +198,7 @@ class JobCursorPagination(ApiCursorPagination):
 
 class JobListApi(APIView):
     @extend_schema(
-        parameters=[
-            JobListFilterSerializer,
-            OpenApiParameter("cursor", str, description="from the `next` / `previous` links"),
-            OpenApiParameter("limit", int, description="jobs per page (default JOBS_PAGE_SIZE, at most JOBS_MAX_PAGE_SIZE)"),
-        ],
+        parameters=[JobListFilterSerializer, *JobCursorPagination.parameters("jobs")],
         responses={200: JobListSerializer, **error_responses(400, 401)},
         summary="Your jobs, newest first (cursor-paginated, without transcripts or results)",
         operation_id="v1_jobs_list",
@@ -210,11 +206,8 @@ class JobListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = JobListFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        paginator = JobCursorPagination()
-        page = paginator.paginate_queryset(jobs_summaries(user=request.user, filters=filters.validated_data),
-                                           request, view=self)
-        return Response(JobListSerializer({"next": paginator.get_next_link(), "previous": paginator.get_previous_link(),
-                                           "results": with_task_counts(list(page))}).data)
+        return JobCursorPagination().page_response(jobs_summaries(user=request.user, filters=filters.validated_data),
+                                                   request, self, JobListSerializer, prepare=with_task_counts)
 
 
 class QueueListApi(APIView):

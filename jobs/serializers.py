@@ -18,7 +18,7 @@ from analysis.serializers import PriceNoteField, validate_language_tag, validate
 from jobs.input_fields import BatchTasksField, TasksField
 from jobs.models import Job, Task
 from jobs.monitoring import QUEUE_REGISTRIES
-from scriptripper.input_fields import StrictCharField, no_nul
+from scriptripper.input_fields import StrictCharField, check_range, no_nul
 from scriptripper.output_fields import BlankAsNullCharField, MoneyField, OptionalBooleanField, RoundedFloatField
 from transcripts.serializers import TranscriptListFilterSerializer, TranscriptSourceSerializer
 
@@ -154,10 +154,7 @@ class JobListFilterSerializer(serializers.Serializer):
         return validate_provider_name(value)
 
     def validate(self, attrs):
-        after, before = attrs.get("created_after"), attrs.get("created_before")
-        if after and before and after >= before:
-            raise serializers.ValidationError({"created_before": ["must be later than created_after"]})
-        return attrs
+        return check_range(attrs, "created_after", "created_before")
 
 
 # --- output: the job document (GET /api/v1/jobs/{id}, the webhook body, `analyze --json`) ----------

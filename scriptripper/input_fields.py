@@ -73,3 +73,10 @@ class SegmentsField(serializers.Field):
 
     def to_representation(self, value):
         return value
+
+
+def check_range(attrs: dict, start: str, end: str) -> dict:
+    """`attrs` of a serializer's validate() whose `end` (a datetime), when given with `start`, comes after it."""
+    if attrs.get(start) and attrs.get(end) and attrs[start] >= attrs[end]:
+        raise serializers.ValidationError({end: [f"must be later than {start}"]})
+    return attrs

@@ -8,7 +8,7 @@ import binascii
 import json
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -51,12 +51,7 @@ class TranscriptListCreateApi(APIView):
     parser_classes = SUBMISSION_PARSERS
 
     @extend_schema(
-        parameters=[
-            TranscriptListFilterSerializer,
-            OpenApiParameter("cursor", str, description="from the `next` / `previous` links"),
-            OpenApiParameter("limit", int, description="transcripts per page (default TRANSCRIPTS_PAGE_SIZE, at most "
-                                                       "TRANSCRIPTS_MAX_PAGE_SIZE)"),
-        ],
+        parameters=[TranscriptListFilterSerializer, *TranscriptCursorPagination.parameters("transcripts")],
         responses={200: TranscriptListSerializer, **error_responses(400, 401)},
         summary="Your transcripts, latest meeting first (cursor-paginated, without their text)",
         operation_id="v1_transcripts_list",
@@ -64,11 +59,8 @@ class TranscriptListCreateApi(APIView):
     def get(self, request: Request) -> Response:
         filters = TranscriptListFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        paginator = TranscriptCursorPagination()
-        page = paginator.paginate_queryset(transcripts_list(user=request.user, filters=filters.validated_data),
-                                           request, view=self)
-        return Response(TranscriptListSerializer({"next": paginator.get_next_link(),
-                                                  "previous": paginator.get_previous_link(), "results": page}).data)
+        return TranscriptCursorPagination().page_response(
+            transcripts_list(user=request.user, filters=filters.validated_data), request, self, TranscriptListSerializer)
 
     @extend_schema(
         request={"application/json": TranscriptCreateSerializer, "multipart/form-data": TranscriptCreateSerializer},

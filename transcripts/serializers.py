@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from analysis.engine.transcripts import FORMATS
 from analysis.serializers import validate_language_tag
-from scriptripper.input_fields import SegmentsField, StrictCharField, form_json, no_nul
+from scriptripper.input_fields import SegmentsField, StrictCharField, check_range, form_json, no_nul
 from scriptripper.output_fields import BlankAsNullCharField
 from transcripts.models import TOKEN_COUNT_MODEL
 
@@ -94,10 +94,7 @@ class TranscriptListFilterSerializer(serializers.Serializer):
         return search_text(value)
 
     def validate(self, attrs):
-        after, before = attrs.get("occurred_after"), attrs.get("occurred_before")
-        if after and before and after >= before:
-            raise serializers.ValidationError({"occurred_before": ["must be later than occurred_after"]})
-        return attrs
+        return check_range(attrs, "occurred_after", "occurred_before")
 
 
 class SearchFilterSerializer(TranscriptListFilterSerializer):

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import ProtectedError
@@ -90,7 +89,7 @@ def transcript_store(*, owner: User, text: str, fmt: str, title: str = "", occur
     """
     digest = transcript_digest(text)
     with transaction.atomic():
-        existing = _held(owner=owner, digest=digest)
+        existing = _held(owner_id=owner.pk, digest=digest)
         if existing is not None:
             return existing, False
         parsed = ParsedTranscript.of(text)
@@ -103,7 +102,7 @@ def transcript_store(*, owner: User, text: str, fmt: str, title: str = "", occur
                 parsed.insert_turns(model=TranscriptTurn, transcript_id=stored.id, config=stored.search_config)
         except IntegrityError:
             # A concurrent request stored the same text first (the unique (owner, digest) constraint).
-            existing = _held(owner=owner, digest=digest)
+            existing = _held(owner_id=owner.pk, digest=digest)
             if existing is None:
                 raise
             return existing, False
@@ -111,17 +110,26 @@ def transcript_store(*, owner: User, text: str, fmt: str, title: str = "", occur
     return stored, True
 
 
-def _held(*, owner: User, digest: str) -> Transcript | None:
-    return Transcript.objects.select_for_update(no_key=True).filter(owner=owner, digest=digest).first()
+def _held(**where) -> Transcript | None:
+    """The transcript whose columns have these values (without its text), held with FOR KEY SHARE until the
+    transaction ends: a deletion (FOR UPDATE) waits for it, while jobs created for the same transcript at once,
+    each holding it so, do not wait for one another. Django's select_for_update has no KEY SHARE."""
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in Transcript._meta.concrete_fields
+                        if field.name != "text")
+    conditions = " AND ".join(f"{connection.ops.quote_name(column)} = %s" for column in where)
+    rows = Transcript.objects.raw(f"SELECT {columns} FROM {connection.ops.quote_name(Transcript._meta.db_table)} "
+                                  f"WHERE {conditions} FOR KEY SHARE", list(where.values()))
+    return next(iter(rows), None)
 
 
 def transcript_hold(*, owner: User, transcript_id: uuid.UUID | str) -> Transcript | None:
     """The owner's transcript, locked against deletion until the caller's transaction ends (a job being
     created for it); None if there is none (not theirs, deleted, or not an id). Call inside a transaction."""
     try:
-        return Transcript.objects.select_for_update(no_key=True).filter(owner=owner, id=transcript_id).first()
-    except (ValueError, ValidationError):  # not a UUID
+        transcript_id = uuid.UUID(str(transcript_id))
+    except ValueError:
         return None
+    return _held(owner_id=owner.pk, id=transcript_id)
 
 
 def transcript_update(*, transcript: Transcript, title: str | object = UNSET, occurred_at: datetime | object = UNSET,
