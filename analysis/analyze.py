@@ -17,6 +17,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from analysis.clients import endpoints, get_provider, preload_sdks
+from analysis.engine.ask import AskScope, estimate_ask, run_ask
 from analysis.engine.catalogue import (
     effective_context, get_model, load_catalogue, parse_context_overrides, resolve_model,
 )
@@ -30,6 +31,7 @@ from analysis.engine.provider_batch_calls import BatchCalls
 from analysis.engine.providers.usage import Usage
 from analysis.engine.retry import RetryPolicy
 from analysis.engine.runner import RunHooks, Runner, TaskOutcome
+from analysis.engine.structured import decode_task
 from analysis.engine.tokens import preload_encodings
 
 
@@ -110,6 +112,23 @@ def run_analysis(*, transcript: str, config: RunConfig, tasks: list[TaskSpec], l
     runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks, call_pool=call_pool,
                     stop=stop, batch=batch)
     return runner.run(transcript, tasks)
+
+
+def ask_question(*, scope: AskScope, config: RunConfig, spec: TaskSpec, limiter: ProviderLimiter | None = None,
+                 hooks: RunHooks | None = None, call_pool: CallPool | None = None,
+                 stop: StopToken | None = None) -> list[TaskOutcome]:
+    """An ask job's one task (analysis/engine/ask.py): the question in `spec`, the meetings from `scope`."""
+    runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks, call_pool=call_pool,
+                    stop=stop)
+    return run_ask(runner, spec, scope)
+
+
+def estimate_ask_job(*, scope: AskScope, provider: str, model: ModelInfo | str, system_prompt: str,
+                     question: TaskSpec, max_output_tokens: int | None) -> Estimate:
+    """Plan and price an ask job's task as it will run (analysis/engine/ask.py: estimate_ask)."""
+    config = run_config(provider=provider, model=model, system_prompt=system_prompt or "",
+                        max_output_tokens=max_output_tokens)
+    return estimate_ask(config=config, request=decode_task(question.prompt), scope=scope)
 
 
 def result_document(*, config: RunConfig, outcomes: list[TaskOutcome]) -> dict:

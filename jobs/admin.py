@@ -8,12 +8,13 @@ API (jobs.services.job_cancel / job_retry / job_enqueue / job_delete).
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum, When
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -21,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from redis.exceptions import RedisError
 
+from analysis.engine.structured import decode_task
 from jobs import charts
 from jobs.models import Job, Task, WebhookDelivery
 from jobs.report import job_report, task_request_view
@@ -37,8 +39,10 @@ from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
 from jobs.views import report_response
 from scriptripper.errors import ServiceError
 from scriptripper.output_fields import usd
+from transcripts.models import Transcript
 
 TRANSCRIPT_PREVIEW_CHARS = 2000
+QUESTION_COLUMN_CHARS = 50  # an ask's question in the list: one line a row (jobs/static/jobs/admin.css)
 
 
 def _duration(seconds: float | None) -> str:
@@ -102,9 +106,6 @@ class OutcomeFilter(admin.SimpleListFilter):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "status", "owner", "provider", "model", "queue", "cost_usd", "tasks_progress",
-                    "created", "duration")
-    list_filter = ("status", OutcomeFilter, "provider", "queue", ("created_at", admin.DateFieldListFilter), "kind")
     # Search: a job id (or its beginning, as it appears in logs and URLs) or the owner's username.
     search_fields = ("id__istartswith", "owner__username")
     search_help_text = "A job id (or its first characters) or an owner's username."
@@ -132,7 +133,9 @@ class JobAdmin(admin.ModelAdmin):
                                 "idempotency_key", "transcript_ref", "transcript_deleted", "transcript_format", "language",
                                 "transcript_preview")}),
     )
-    readonly_fields = tuple(field for _, options in fieldsets for field in options["fields"])
+    # An ask's question and meetings: shown in its own section (get_fieldsets).
+    readonly_fields = (*(field for _, options in fieldsets for field in options["fields"]), "question_text",
+                       "scope_meetings")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         # The transcript can be megabytes: the list never loads it (the detail page shows a preview).
@@ -144,7 +147,19 @@ class JobAdmin(admin.ModelAdmin):
             tasks_done=Subquery(tasks.exclude(status=Task.Status.PENDING).annotate(n=Count("pk")).values("n")),
             tasks_cost=Subquery(tasks.annotate(c=Sum("cost")).values("c")),
             tasks_reused=Subquery(tasks.filter(reused=True).annotate(n=Count("pk")).values("n")),
+            # An ask job's question is its one task's prompt.
+            ask_prompt=Case(When(kind=Job.Kind.ASK, then=Subquery(
+                Task.objects.filter(job=OuterRef("pk"), name=Job.ASK_TASK).values("prompt")[:1]))),
         )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Job | None = None):
+        if obj is None or obj.kind != Job.Kind.ASK:
+            return self.fieldsets
+        # An ask reads its scope's transcripts, not one of its own: its question and meetings instead.
+        head, progress, (title, options) = self.fieldsets
+        request_fields = tuple(f for f in options["fields"] if not f.startswith("transcript"))
+        return (head, ("Question", {"fields": ("question_text", "scope_meetings")}), progress,
+                (title, {**options, "fields": request_fields}))
 
     # Read-only: no adding or editing jobs by hand; actions go through the services.
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -263,6 +278,40 @@ class JobAdmin(admin.ModelAdmin):
         if job.share_expires_at is None or job.share_expires_at <= timezone.now():
             return "not shared"
         return f"{timezone.localtime(job.share_expires_at):%Y-%m-%d %H:%M:%S} (a link of the owner's works)"
+
+    @admin.display(description="question")
+    def question(self, job: Job) -> str:
+        prompt = getattr(job, "ask_prompt", None)
+        if not prompt:
+            return "—"
+        text = decode_task(prompt).prompt
+        short = text if len(text) <= QUESTION_COLUMN_CHARS else text[:QUESTION_COLUMN_CHARS - 1] + "…"
+        return format_html('<span title="{}">{}</span>', text, short)
+
+    @admin.display(description="question")
+    def question_text(self, job: Job) -> str:
+        task = job.tasks.filter(name=Job.ASK_TASK).only("prompt").first()
+        return _pre(decode_task(task.prompt).prompt) if task else "—"
+
+    @admin.display(description="meetings")
+    def scope_meetings(self, job: Job) -> str:
+        """The scope as sent, and every meeting it was resolved to at submit (linked while it exists)."""
+        scope = job.scope or {}
+        ids = scope.get("transcripts") or []
+        found = {str(t.id): t for t in Transcript.objects.filter(id__in=ids).only("id", "title", "occurred_at")}
+
+        def item(transcript_id: str) -> str:
+            transcript = found.get(transcript_id)
+            if transcript is None:
+                return f"{transcript_id} (deleted since)"
+            return format_html('<a href="{}">{}</a> ({})', reverse("admin:transcripts_transcript_change",
+                                                                   args=[transcript.pk]),
+                               str(transcript), f"{transcript.occurred_at:%Y-%m-%d}")
+
+        given = scope.get("given")
+        return format_html("<p>Scope: {}; {} meeting(s).</p><ul>{}</ul>",
+                           json.dumps(given) if given else "all of the owner's transcripts", len(ids),
+                           format_html_join("", "<li>{}</li>", ((item(i),) for i in ids)))
 
     @admin.display(description="system prompt")
     def system_prompt_text(self, job: Job) -> str:

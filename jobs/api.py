@@ -12,6 +12,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from analysis.serializers import JobEstimateSerializer
@@ -20,17 +21,11 @@ from jobs.models import Job
 from jobs.report import meeting_title_and_date, report_markdown
 from jobs.selectors import job_for_user, jobs_summaries, queues_overview, reuse_sources, with_task_counts
 from jobs.serializers import (
-    AnalyzeSerializer,
-    BatchSerializer,
-    JobAcceptedSerializer,
-    JobListFilterSerializer,
-    JobListSerializer,
-    JobSerializer,
-    JobShareSerializer,
-    QueuesSerializer,
+    AnalyzeSerializer, AskSerializer, BatchSerializer, JobAcceptedSerializer, JobListFilterSerializer,
+    JobListSerializer, JobSerializer, JobShareSerializer, QueuesSerializer,
 )
 from jobs.services import job_cancel, job_delete, job_retry, job_share_create, job_share_revoke
-from jobs.submission import job_analyze, job_batch, job_estimate
+from jobs.submission import job_analyze, job_ask, job_batch, job_estimate
 from scriptripper.errors import validation_error
 from scriptripper.pagination import ApiCursorPagination
 from scriptripper.parsers import SUBMISSION_PARSERS
@@ -79,6 +74,21 @@ def accepted(job: Job) -> Response:
     return Response(JobAcceptedSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+IDEMPOTENT_REPLAY = OpenApiResponse(JobSerializer, description="Idempotency-Key seen before with the same body: "
+                                                               "that job, as GET /api/v1/jobs/{id} shows it")
+
+
+def idempotent_submission(request: Request, serializer_class: type[Serializer],
+                          service: Callable[..., tuple[Job, bool]]) -> Response:
+    """A submission under its Idempotency-Key: 202 with the new job, or 200 with the job of an earlier request
+    with the same key and body."""
+    key = idempotency_key(request)
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    job, created = service(owner=request.user, idempotency_key=key, **serializer.validated_data)
+    return accepted(job) if created else Response(job_document(job, request))
+
+
 class JobAnalyzeApi(APIView):
     parser_classes = SUBMISSION_PARSERS
     throttle_scope = "submit"  # counted against the plan's submission rate too (accounts.throttling)
@@ -86,16 +96,11 @@ class JobAnalyzeApi(APIView):
     @extend_schema(request={"application/json": AnalyzeSerializer, "multipart/form-data": AnalyzeSerializer},
                    parameters=[IDEMPOTENCY_KEY], examples=[ANALYZE_EXAMPLE, STRUCTURED_EXAMPLE],
                    responses={202: JobAcceptedSerializer,
-                              200: OpenApiResponse(JobSerializer, description="Idempotency-Key seen before with the "
-                                                   "same body: that job, as GET /api/v1/jobs/{id} shows it"),
+                              200: IDEMPOTENT_REPLAY,
                               **error_responses(400, 401, 402, 409, 413, 415, 429)},
                    summary="Submit a transcript and named tasks (or a profile) for analysis")
     def post(self, request: Request) -> Response:
-        key = idempotency_key(request)
-        serializer = AnalyzeSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job, created = job_analyze(owner=request.user, idempotency_key=key, **serializer.validated_data)
-        return accepted(job) if created else Response(job_document(job, request))
+        return idempotent_submission(request, AnalyzeSerializer, job_analyze)
 
 
 class JobBatchApi(APIView):
@@ -110,6 +115,24 @@ class JobBatchApi(APIView):
         serializer = BatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return accepted(job_batch(owner=request.user, **serializer.validated_data))
+
+
+ASK_EXAMPLE = OpenApiExample("scope", request_only=True, value={
+    "question": "What did we decide about the launch date, and when?", "provider": "openai", "model": "gpt-4o-mini",
+    "scope": {"tag": "launch", "occurred_after": "2026-11-01T00:00:00Z"}})
+
+
+class AskApi(APIView):
+    throttle_scope = "submit"  # counted against the plan's submission rate too (accounts.throttling)
+
+    @extend_schema(request=AskSerializer, parameters=[IDEMPOTENCY_KEY], examples=[ASK_EXAMPLE],
+                   responses={202: JobAcceptedSerializer,
+                              200: IDEMPOTENT_REPLAY,
+                              **error_responses(400, 401, 402, 409, 415, 429)},
+                   summary="Ask a question across meetings: a job whose result.results.answer cites "
+                           "{transcript, turn, quote}, each checked")
+    def post(self, request: Request) -> Response:
+        return idempotent_submission(request, AskSerializer, job_ask)
 
 
 def owned_job(request: Request, job_id: str) -> Job:

@@ -18,6 +18,9 @@ def job_with_tasks(job: Job) -> Job:
     job.tasks_done = sum(1 for task in job.task_list if task.status != Task.Status.PENDING)
     job.tasks_cost = sum((task.cost for task in job.task_list), Decimal("0"))
     job.batch_info = batch_summary(job)  # null unless batch mode: provider batch ids, where its calls are
+    # An ask job's answer says what it read (analysis/engine/ask.py): the metadata's meetings and turns_read.
+    job.consulted = next((task.report.get("consulted") for task in job.task_list if task.name == Job.ASK_TASK),
+                         None) if job.kind == Job.Kind.ASK else None
     return job
 
 

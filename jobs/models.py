@@ -47,6 +47,9 @@ class Job(models.Model):
     class Kind(models.TextChoices):
         ANALYZE = "analyze"
         BATCH = "batch"
+        ASK = "ask"  # one question across meetings (POST /api/v1/ask): its task ASK_TASK, the meetings in `scope`
+
+    ASK_TASK = "answer"  # an ask job's one task: `results.answer` of its document
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No single-column indexes where a composite below covers them (owner; status): every write of a job
@@ -65,6 +68,10 @@ class Job(models.Model):
     transcript_ref = models.ForeignKey("transcripts.Transcript", on_delete=keep_results_without_transcript,
                                        null=True, blank=True, related_name="jobs")
     transcript_deleted = models.BooleanField(default=False)
+    # An ask job's meetings: {"given": the scope as sent (null: all of the owner's), "transcripts": [their ids]},
+    # resolved at submit, so that a retry asks over the same meetings (those deleted since are left out). The
+    # question is its task's prompt. Null for other jobs.
+    scope = models.JSONField(null=True, blank=True)
     transcript_format = models.CharField(max_length=10, default="text")
     # The parsed turns of `transcript` ({index, speaker, start, end}; turn N is line N), what citations
     # point at (analysis/engine/turns.py).

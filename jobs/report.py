@@ -369,24 +369,26 @@ def reuse_lines(document: dict[str, Any], reused_from: dict[str, str]) -> list[s
             "(identical earlier task; --no-reuse asks the provider again)"]
 
 
-def task_lines(task: dict[str, Any]) -> list[str]:
-    """Under a task's answer: who answered when a fallback did, its references and the citation check's counts."""
+def task_lines(task: dict[str, Any], names: dict[str, str] | None = None) -> list[str]:
+    """Under a task's answer: who answered when a fallback did, its references and the citation check's counts.
+    `names`: the meetings of an answer across meetings, by transcript id (render.citations_line)."""
     lines: list[str] = []
     if task.get("fallback_from"):
         lines += ["", f"_Answered by the fallback model {_model_name(task)} (after "
                       f"{', '.join(_model_name(item) for item in task['fallback_from'])})._"]
-    references = [f"- {reference.get('claim', '')} ({render.citations_line(reference.get('citations') or [])})"
+    references = [f"- {reference.get('claim', '')} ({render.citations_line(reference.get('citations') or [], names)})"
                   for reference in task.get("references") or []]
     if references:
         lines += ["", "Sources:", *references]
     if "citations_checked" in task:
-        lines += ["", f"_Citations: {task['citations_checked']} checked against the transcript, "
-                      f"{task['citations_rejected']} rejected._"]
+        lines += ["", f"_Citations: {task['citations_checked']} checked against the "
+                      f"{'meetings' if names is not None else 'transcript'}, {task['citations_rejected']} rejected._"]
     return lines
 
 
 def report_markdown(document: dict[str, Any], *, title: str, reused_from: dict[str, str] | None = None,
-                    date: datetime | None = None) -> str:
+                    date: datetime | None = None, names: dict[str, str] | None = None) -> str:
+    """The report as Markdown. `names`: an answer across meetings names each cited meeting (by transcript id)."""
     result = document["result"] or {"results": {}, "errors": {}, "metadata": {}}
     metadata = result.get("metadata") or {}
     usage = metadata.get("usage") or {}
@@ -408,7 +410,7 @@ def report_markdown(document: dict[str, Any], *, title: str, reused_from: dict[s
     tasks_meta = metadata.get("tasks") or {}
     for name, value in result["results"].items():
         lines += ["", f"## {name}", "", render.markdown(value)]
-        lines += task_lines(tasks_meta.get(name) or {})
+        lines += task_lines(tasks_meta.get(name) or {}, names)
     if result["errors"]:
         lines += ["", "## Errors", ""]
         lines += [f"- **{name}**: {message}" for name, message in result["errors"].items()]

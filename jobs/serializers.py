@@ -22,19 +22,16 @@ from jobs.monitoring import QUEUE_REGISTRIES
 from scriptripper.input_fields import StrictCharField, check_range, no_nul
 from jobs.sharing import absolute_url, share_path
 from scriptripper.output_fields import BlankAsNullCharField, MoneyField, OptionalBooleanField, RoundedFloatField
-from transcripts.serializers import TranscriptSourceSerializer
+from transcripts.serializers import TranscriptListFilterSerializer, TranscriptSourceSerializer
 
 QUEUED_MESSAGE = "Job queued for processing"
 
 
 # --- input -----------------------------------------------------------------------------------------
 
-class JobOptionsSerializer(TranscriptSourceSerializer):
-    """Fields shared by analyze, batch and estimate: the transcript in any shape (TranscriptSourceSerializer)
-    or a stored one's `transcript_id`, provider, model, options."""
+class JobModelOptionsSerializer(serializers.Serializer):
+    """Fields of every submission (analyze, batch, estimate, ask): provider, model and the job's options."""
 
-    transcript_id = serializers.UUIDField(required=False, help_text=(
-        "a stored transcript of yours (POST /api/v1/transcripts), instead of `transcript`, `segments` or `file`"))
     provider = StrictCharField(required=False)
     model = StrictCharField(required=False, max_length=100)
     system_prompt = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
@@ -44,25 +41,12 @@ class JobOptionsSerializer(TranscriptSourceSerializer):
         required=False, allow_null=True, max_digits=12, decimal_places=6, min_value=0, coerce_to_string=False,
         help_text="USD. Refused at submit (400) if the job's lowest estimated cost is above it; "
                   "while running, no further task is started once the job's real cost reaches it.")
-    reuse = serializers.BooleanField(
-        required=False, default=True,
-        help_text="reuse the output of an identical task of yours (same transcript, provider, model, system prompt, "
-                  "prompt and parameters) finished within RESULT_REUSE_TTL_SECONDS, at no cost; false: always call")
     language = StrictCharField(
         required=False, allow_blank=True, max_length=35,
         help_text="BCP 47 tag (en, pt-BR) of the language every answer is written in; absent: the transcript's")
     callback_url = StrictCharField(
         required=False, allow_blank=True, max_length=2000,
         help_text="http(s) URL called with the job document (Standard Webhooks signature) when the job ends")
-    processing = serializers.ChoiceField(
-        choices=PROCESSING_MODES, required=False,
-        help_text="standard (default; `low` jobs: LOW_QUEUE_PROCESSING), flex (OpenAI and Gemini's best-effort tier, "
-                  "synchronous, at the flex price) or batch (the provider's batch API: results within hours at the "
-                  "batch price); a mode the provider or model does not offer is a 400")
-    fallback = serializers.ChoiceField(
-        choices=FALLBACKS, required=False,
-        help_text="what a call its processing mode cannot finish does (flex refused, batch expired or failed, "
-                  "BATCH_MAX_WAIT passed): standard (sent again at the standard price; the default) or fail")
 
     def validate_provider(self, value: str) -> str:
         # Checked here, with the other fields' errors; a profile's default provider is checked by the service.
@@ -80,6 +64,27 @@ class JobOptionsSerializer(TranscriptSourceSerializer):
         return no_nul(value)
 
 
+class JobOptionsSerializer(TranscriptSourceSerializer, JobModelOptionsSerializer):
+    """Fields shared by analyze, batch and estimate: the transcript in any shape (TranscriptSourceSerializer)
+    or a stored one's `transcript_id`, provider, model, options."""
+
+    transcript_id = serializers.UUIDField(required=False, help_text=(
+        "a stored transcript of yours (POST /api/v1/transcripts), instead of `transcript`, `segments` or `file`"))
+    reuse = serializers.BooleanField(
+        required=False, default=True,
+        help_text="reuse the output of an identical task of yours (same transcript, provider, model, system prompt, "
+                  "prompt and parameters) finished within RESULT_REUSE_TTL_SECONDS, at no cost; false: always call")
+    processing = serializers.ChoiceField(
+        choices=PROCESSING_MODES, required=False,
+        help_text="standard (default; `low` jobs: LOW_QUEUE_PROCESSING), flex (OpenAI and Gemini's best-effort tier, "
+                  "synchronous, at the flex price) or batch (the provider's batch API: results within hours at the "
+                  "batch price); a mode the provider or model does not offer is a 400")
+    fallback = serializers.ChoiceField(
+        choices=FALLBACKS, required=False,
+        help_text="what a call its processing mode cannot finish does (flex refused, batch expired or failed, "
+                  "BATCH_MAX_WAIT passed): standard (sent again at the standard price; the default) or fail")
+
+
 class AnalyzeSerializer(JobOptionsSerializer):
     """analyze (and estimate): the tasks as {name: prompt}, or the name or id of a saved profile."""
 
@@ -94,6 +99,47 @@ class BatchSerializer(JobOptionsSerializer):
     """batch: tasks as a list, [{"task_name", "prompt"}] (the analyze_batch_task shape of the contract)."""
 
     tasks = BatchTasksField()
+
+
+# The most transcripts a scope may name (a larger set is better selected by its filters).
+MAX_SCOPE_TRANSCRIPTS = 10_000
+
+
+class AskScopeSerializer(TranscriptListFilterSerializer):
+    """The meetings a question is asked over: `transcripts` named by id, or every transcript the filters select
+    (as GET /api/v1/transcripts filters them)."""
+
+    q = None  # the list's full-text filter is not a scope: the ask searches its scope itself
+    transcripts = serializers.ListField(
+        child=serializers.UUIDField(), required=False, max_length=MAX_SCOPE_TRANSCRIPTS,
+        help_text="ids of transcripts of yours (instead of the filters)")
+
+
+class AskSerializer(JobModelOptionsSerializer):
+    """POST /api/v1/ask: a question across meetings, answered with citations {transcript, turn, quote}."""
+
+    question = StrictCharField(help_text="what to ask of the meetings")
+    scope = AskScopeSerializer(required=False, allow_null=True, help_text=(
+        '{"transcripts": [ids]} or {"tag", "occurred_after", "occurred_before", "speaker"} (the meetings they '
+        "select); absent: all your transcripts"))
+
+    def validate_question(self, value: str) -> str:
+        if len(value) > settings.MAX_PROMPT_CHARS:
+            raise serializers.ValidationError(f"is {len(value)} characters long; the limit is "
+                                              f"{settings.MAX_PROMPT_CHARS} (MAX_PROMPT_CHARS)")
+        return no_nul(value)
+
+    def validate_scope(self, value: dict | None) -> dict | None:
+        if value is None:
+            return None
+        if "transcripts" in value and len(value) > 1:
+            raise serializers.ValidationError("Name `transcripts` or give filters (tag, speaker, occurred_after, "
+                                              "occurred_before), not both.")
+        if not value or value.get("transcripts") == []:
+            raise serializers.ValidationError("The scope is empty: name `transcripts` or give a filter (tag, speaker, "
+                                              "occurred_after, occurred_before); leave `scope` out to ask over all "
+                                              "your transcripts.")
+        return value
 
 
 class JobListFilterSerializer(serializers.Serializer):
@@ -158,6 +204,17 @@ class TaskMetadataSerializer(serializers.Serializer):
     references = serializers.ListField(child=serializers.JSONField(), source="report.references", required=False)
 
 
+class ConsultedMeetingSerializer(serializers.Serializer):
+    """A meeting an ask read (analysis/engine/ask.py: Consulted)."""
+
+    transcript = serializers.UUIDField(help_text="the transcript's id, as the answer's citations name it")
+    title = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+    turns_read = serializers.IntegerField()
+    turn_ranges = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()), help_text=(
+        "[first, last] turn numbers of each run of consecutive turns read"))
+
+
 class JobMetadataSerializer(serializers.Serializer):
     provider = serializers.CharField()
     model = serializers.CharField()
@@ -167,6 +224,16 @@ class JobMetadataSerializer(serializers.Serializer):
     lost_calls = serializers.IntegerField(help_text="calls in flight when a worker died: paid, answer lost")
     price_unknown = OptionalBooleanField()
     note = PriceNoteField()
+    # Ask jobs with an answer only (jobs.documents.job_with_tasks: `consulted`): what the question read.
+    read = serializers.ChoiceField(choices=["whole", "search"], source="consulted.read", required=False, help_text=(
+        "ask jobs: whole (the meetings in scope fit one request) or search (the turns a full-text search found, "
+        "with their neighbours)"))
+    search_terms = serializers.ListField(child=serializers.CharField(), source="consulted.search_terms",
+                                         required=False, help_text="ask jobs that searched: the model's search terms")
+    meetings = ConsultedMeetingSerializer(many=True, source="consulted.meetings", required=False, help_text=(
+        "ask jobs: the meetings consulted, by date"))
+    turns_read = serializers.IntegerField(source="consulted.turns_read", required=False, help_text=(
+        "ask jobs: the turns read, over every meeting"))
 
     @extend_schema_field(UsageSerializer)
     def get_usage(self, job: Job) -> dict:

@@ -34,6 +34,7 @@ from jobs.queues import rq_connection, rq_queue, started_registry_entries
 from jobs.sharing import expiry_timestamp, new_nonce
 from jobs.webhooks import webhook_schedule
 from scriptripper.errors import Conflict, NotFoundError, validation_error
+from transcripts.retrieval import TranscriptScope
 from transcripts.services import transcript_hold, transcript_store
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,15 @@ class JobRequest:
     # The stored transcript named by `transcript_id` (its text is `transcript`); None: store the text, or find
     # the owner's row of the same text (transcripts.services.transcript_store).
     transcript_ref: uuid.UUID | None = field(default=None, compare=False)
+    # An ask job (kind ask, its one task the question): its scope as sent (None: all of the owner's transcripts),
+    # and as read at submit (transcripts/retrieval.py: its transcripts and their size), which the job keeps.
+    scope: dict | None = None
+    scope_read: TranscriptScope | None = field(default=None, compare=False)
+
+    @property
+    def chars(self) -> int:
+        """The size of what the job reads, for routing: its transcript, or its scope's transcripts."""
+        return self.scope_read.chars if self.scope_read is not None else len(self.transcript)
 
 
 def job_processing(*, request: JobRequest, queue: str) -> str:
@@ -100,10 +110,12 @@ def route_queue(*, user: User, transcript_chars: int, kind: str) -> str:
 
 
 def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", request_fingerprint: str = "") -> Job:
-    queue = request.queue or route_queue(user=owner, transcript_chars=len(request.transcript), kind=request.kind)
+    queue = request.queue or route_queue(user=owner, transcript_chars=request.chars, kind=request.kind)
     with transaction.atomic():
         # Held (locked against deletion) until the job is committed: a job never points at a deleted transcript.
-        if request.transcript_ref is not None:
+        if request.scope_read is not None:
+            stored = None  # an ask reads its scope's transcripts, and holds none of them (retrieval reads what is left)
+        elif request.transcript_ref is not None:
             stored = transcript_hold(owner=owner, transcript_id=request.transcript_ref)
             if stored is None:
                 raise validation_error("transcript_id", NO_SUCH_TRANSCRIPT)  # deleted since it was read
@@ -130,10 +142,13 @@ def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", r
             callback_url=request.callback_url,
             idempotency_key=idempotency_key,
             request_fingerprint=request_fingerprint,
+            scope=None if request.scope_read is None else {
+                "given": request.scope, "transcripts": [str(i) for i in request.scope_read.ids]},
         )
         Task.objects.bulk_create(
+            # An ask's answer depends on its scope, which no reuse key holds: it is never reused (nor offered).
             Task(job=job, position=position, name=spec.name, prompt=spec.prompt,
-                 reuse_key=task_reuse_key(job=job, prompt=spec.prompt))
+                 reuse_key=task_reuse_key(job=job, prompt=spec.prompt) if request.scope_read is None else "")
             for position, spec in enumerate(request.tasks)
         )
         job_id = job.id

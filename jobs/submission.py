@@ -5,7 +5,7 @@ key, a callback URL). Everything else happens here, once each: the saved profile
 once; the ModelInfo goes on to the estimate and the resolved id into the job row), the transcript (read
 from whichever shape it came in by transcripts/inputs.py, or a stored one's by `transcript_id`; its tokens
 counted at most once, and only when a check needs them), the spending checks, and the job, once per
-Idempotency-Key.
+Idempotency-Key. A question across meetings (job_ask) goes the same way, its scope read instead of a transcript.
 
 Errors are ServiceErrors; a bad field's names the field, in the same words DRF would use.
 """
@@ -24,11 +24,12 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import monthly_budget_of, spend_check
-from analysis.analyze import context_overrides, estimate_job
+from analysis.analyze import context_overrides, estimate_ask_job, estimate_job
 from analysis.clients import endpoints, provider_error, provider_names
 from analysis.engine import structured as structured_tasks
 from analysis.engine.catalogue import UnknownModelError, UnknownProviderError, resolve_model
 from analysis.engine.estimate import Estimate
+from analysis.engine.model_info import ModelInfo
 from analysis.engine.planning import TaskSpec
 from analysis.engine.processing import mode_refusal
 from analysis.engine.prompts import transcript_document
@@ -39,7 +40,8 @@ from jobs.services import NO_SUCH_TRANSCRIPT, JobRequest, digest, job_create
 from jobs.webhooks import CallbackUrlError, validate_callback_url
 from scriptripper.errors import Conflict, PayloadTooLarge, field_errors, validation_error
 from transcripts.inputs import TRANSCRIPT_REQUIRED, read_transcript
-from transcripts.selectors import transcript_for_user
+from transcripts.retrieval import transcript_scope
+from transcripts.selectors import transcript_for_user, transcripts_list, transcripts_visible_to
 
 TASKS_OR_PROFILE = "Send either `tasks` ({name: prompt}) or `profile` (a profile's name or id)"
 
@@ -62,6 +64,105 @@ def job_estimate(*, owner: User, **fields: Any) -> Estimate:
     return request_estimate(job_request_build(owner=owner, kind=Job.Kind.ANALYZE, **fields))
 
 
+def job_ask(*, owner: User, idempotency_key: str = "", **fields: Any) -> tuple[Job, bool]:
+    """POST /api/v1/ask and `manage.py ask`: a question across meetings, as a job of kind ask; (job, created) as
+    job_analyze. `fields`: AskSerializer's validated data."""
+    return job_submit(owner=owner, request=ask_request_build(owner=owner, **fields), idempotency_key=idempotency_key)
+
+
+def ask_request_build(*, owner: User, question: str, provider: str | None = None, model: str | None = None,
+                      scope: dict | None = None,
+                      system_prompt: str | None = None, max_output_tokens: int | None = None,
+                      temperature: float | None = None, max_cost: Decimal | None = None,
+                      language: str | None = None, callback_url: str = "") -> JobRequest:
+    """The JobRequest of a question across meetings, everything checked: its one task `answer` (the question as a
+    cited task across meetings, analysis/engine/ask.py), and its scope resolved to the owner's transcripts."""
+    errors: dict[str, list[str]] = {}
+    callback_url = _callback_url(callback_url, errors)
+    provider, model = _provider_model(provider, model, errors)
+    if errors:
+        raise field_errors(errors)
+    info = _model_info(provider, model)
+    request = structured_tasks.TaskRequest(prompt=question, cite=True, language=language or "", across=True)
+    return JobRequest(
+        provider=provider,
+        model=info.name,
+        transcript="",
+        transcript_format="",
+        system_prompt=system_prompt or "",
+        tasks=[TaskSpec(name=Job.ASK_TASK, prompt=structured_tasks.encode_task(request))],
+        kind=Job.Kind.ASK,
+        params=generation_params(max_output_tokens=max_output_tokens, temperature=temperature),
+        max_cost=max_cost,
+        # Its answer depends on the scope's transcripts as they are when it runs: never reused.
+        reuse_results=False,
+        callback_url=callback_url,
+        language=language or "",
+        # Standard requests only: a batch round would search again on each delivery.
+        processing="standard",
+        model_info=info,
+        scope=None if scope is None else {key: [str(i) for i in value] if key == "transcripts" else
+                                          value.isoformat() if hasattr(value, "isoformat") else value
+                                          for key, value in scope.items()},
+        scope_read=transcript_scope(owner=owner, transcript_ids=ask_scope_transcripts(owner=owner, scope=scope)),
+    )
+
+
+def ask_scope_transcripts(*, owner: User, scope: dict | None) -> list[uuid.UUID]:
+    """The owner's transcripts an ask is over: those named, those the filters select, or (no scope) all of them.
+    A scope that names another user's transcript, or selects none, is a 400 on `scope`."""
+    if scope is not None and "transcripts" in scope:
+        named = list(dict.fromkeys(scope["transcripts"]))
+        found = set(transcripts_visible_to(owner).filter(id__in=named).values_list("id", flat=True))
+        missing = [str(i) for i in named if i not in found]
+        if missing:  # not theirs, deleted, or never was: the same answer
+            raise field_errors({"scope": [f"No such transcript: {', '.join(missing[:5])}"
+                                          f"{' …' if len(missing) > 5 else ''}. Name transcripts of yours "
+                                          "(GET /api/v1/transcripts)."]})
+        return named
+    ids = list(transcripts_list(user=owner, filters=scope or {}).order_by().values_list("id", flat=True))
+    if not ids:
+        raise field_errors({"scope": ["No transcript of yours matches this scope: nothing to ask over."
+                                      if scope else "You have no transcripts to ask over yet (POST /api/v1/transcripts)."]})
+    return ids
+
+
+def generation_params(*, max_output_tokens: int | None, temperature: float | None) -> dict:
+    """The generation parameters a job was given (Job.params): those sent, no others."""
+    return {key: value for key, value in (("max_output_tokens", max_output_tokens), ("temperature", temperature))
+            if value is not None}
+
+
+def _callback_url(callback_url: str, errors: dict[str, list[str]]) -> str:
+    """The callback URL checked (errors noted under `callback_url`), or "" for none."""
+    if not callback_url.strip():
+        return ""
+    try:
+        return validate_callback_url(callback_url)
+    except CallbackUrlError as exc:
+        errors["callback_url"] = [str(exc)]
+        return callback_url
+
+
+def _provider_model(provider: str | None, model: str | None, errors: dict[str, list[str]]) -> tuple[str, str]:
+    """Provider and model as sent, trimmed; each one missing noted in `errors`."""
+    provider, model = (provider or "").strip(), (model or "").strip()
+    if not provider:
+        errors["provider"] = [f"A provider is required: one of {', '.join(provider_names())}."]
+    if not model:
+        errors["model"] = ["A model is required."]
+    return provider, model
+
+
+def _model_info(provider: str, model: str) -> ModelInfo:
+    """The model a job runs (an id or a listed alias, resolved once); a field error on `model` otherwise."""
+    try:
+        return resolve_model(provider, model, allow_unlisted=settings.ALLOW_UNLISTED_MODELS,
+                             context_overrides=context_overrides(), endpoints=endpoints())
+    except (UnknownModelError, UnknownProviderError) as exc:
+        raise field_errors({"model": [str(exc)]}) from None
+
+
 def job_request_build(*, owner: User, kind: str, transcript: str | None = None, format: str | None = None,
                       segments: list | None = None, file: File | None = None,
                       transcript_id: uuid.UUID | None = None, provider: str | None = None,
@@ -73,13 +174,7 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
                       fallback: str | None = None) -> JobRequest:
     """The JobRequest of a submission, everything checked. None: the field was not sent (a profile may fill it)."""
     errors: dict[str, list[str]] = {}  # what is missing, reported together
-    if callback_url.strip():
-        try:
-            callback_url = validate_callback_url(callback_url)
-        except CallbackUrlError as exc:
-            errors["callback_url"] = [str(exc)]
-    else:
-        callback_url = ""
+    callback_url = _callback_url(callback_url, errors)
     profile_name, provider_from_profile = "", False
     if kind == Job.Kind.ANALYZE:
         ref = (profile or "").strip()
@@ -110,7 +205,6 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
     if language and tasks:
         # Every task of the job, the reduce step included, answers in it (analysis/engine/structured.py).
         tasks = [(name, structured_tasks.with_language(prompt, language)) for name, prompt in tasks]
-    provider, model = (provider or "").strip(), (model or "").strip()
     sent = [name for name, value in (("transcript", transcript), ("segments", segments), ("file", file))
             if value is not None]
     if transcript_id is not None and sent:
@@ -118,22 +212,14 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
                                    f"transcript_id and {' and '.join(sent)})."]
     elif transcript_id is None and not sent:
         errors["transcript"] = [f"{TRANSCRIPT_REQUIRED} Or give the `transcript_id` of a stored one."]
-    if not provider:
-        errors["provider"] = [f"A provider is required: one of {', '.join(provider_names())}."]
-    elif provider_from_profile and (problem := provider_error(provider)) is not None:
+    provider, model = _provider_model(provider, model, errors)
+    if provider and provider_from_profile and (problem := provider_error(provider)) is not None:
         # The request's own provider was checked (and lower-cased) by the input serializer; a profile's is
         # stored lower-cased and checked here, where the profile is read.
         errors["provider"] = [problem]
-    if not model:
-        errors["model"] = ["A model is required."]
     if errors:
         raise field_errors(errors)
-
-    try:
-        info = resolve_model(provider, model, allow_unlisted=settings.ALLOW_UNLISTED_MODELS,
-                             context_overrides=context_overrides(), endpoints=endpoints())
-    except (UnknownModelError, UnknownProviderError) as exc:
-        raise field_errors({"model": [str(exc)]}) from None
+    info = _model_info(provider, model)
     # A mode the provider or model does not offer is refused here, never run at a silent standard price.
     if refusal := mode_refusal(provider=provider, info=info, processing=processing or "standard"):
         raise field_errors({"processing": [refusal]})
@@ -157,8 +243,7 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
         tasks=[TaskSpec(name=name, prompt=prompt) for name, prompt in tasks],
         kind=kind,
         profile_name=profile_name,
-        params={key: value for key, value in (("max_output_tokens", max_output_tokens),
-                                              ("temperature", temperature)) if value is not None},
+        params=generation_params(max_output_tokens=max_output_tokens, temperature=temperature),
         max_cost=max_cost,
         reuse_results=reuse,
         callback_url=callback_url,
@@ -188,7 +273,12 @@ def _transcript_tokens(text: str, *, provider: str, model: str) -> int | None:
 # --- spending -------------------------------------------------------------------------------------
 
 def request_estimate(request: JobRequest) -> Estimate:
-    """The estimate of a checked request, from the model it resolved to and the tokens already counted."""
+    """The estimate of a checked request, from the model it resolved to and the tokens already counted (an ask:
+    from its scope as read at submit)."""
+    if request.scope_read is not None:
+        return estimate_ask_job(scope=request.scope_read, provider=request.provider,
+                                model=request.model_info or request.model, system_prompt=request.system_prompt,
+                                question=request.tasks[0], max_output_tokens=request.params.get("max_output_tokens"))
     return estimate_job(transcript=request.transcript, provider=request.provider,
                         model=request.model_info or request.model, system_prompt=request.system_prompt,
                         tasks=request.tasks, max_output_tokens=request.params.get("max_output_tokens"),

@@ -186,6 +186,11 @@ TASK_CONCURRENCY = env_int("TASK_CONCURRENCY", 8, minimum=1)
 # Map calls of one chunked task at once (a transcript longer than the model's context).
 CHUNK_CONCURRENCY = env_int("CHUNK_CONCURRENCY", 16, minimum=1)
 CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 200)
+# A question across meetings whose scope does not fit one request searches it (transcripts/retrieval.py): it reads
+# the hits best first, each with this many turns either side, up to this many tokens of turns in all (more than
+# one request holds: map-reduce over meetings).
+ASK_READ_TOKENS = env_int("ASK_READ_TOKENS", 40_000, minimum=1_000)
+ASK_NEIGHBOUR_TURNS = env_int("ASK_NEIGHBOUR_TURNS", 2)
 DEFAULT_MAX_OUTPUT_TOKENS = env_int("DEFAULT_MAX_OUTPUT_TOKENS", 8192, minimum=1)
 
 # --- Limits ---------------------------------------------------------------------

@@ -52,6 +52,7 @@ urlpatterns = [
     # "." unescaped: the schema shows the path as written (a regex escape would show in it); any other character
     # there matches no other endpoint either.
     api(f"jobs/{UUID}/report.md", jobs_api.JobReportMarkdownApi.as_view(), "job-report-markdown"),
+    api("ask", jobs_api.AskApi.as_view(), "ask"),
     api("account", accounts_api.AccountApi.as_view(), "account"),
     api("account/webhook-secret", accounts_api.AccountWebhookSecretApi.as_view(), "account-webhook-secret"),
     api("queues", jobs_api.QueueListApi.as_view(), "queue-list"),

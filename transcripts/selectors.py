@@ -100,18 +100,21 @@ class SearchPosition:
     turn_id: int
 
 
-def turns_matching(*, user: User, q: str, transcript: uuid.UUID | None = None, speaker: str | None = None,
+def turns_matching(*, user: User, q: str, transcript: uuid.UUID | None = None,
+                   transcripts: list[uuid.UUID] | None = None, speaker: str | None = None,
                    tag: str | None = None, occurred_after: datetime | None = None,
                    occurred_before: datetime | None = None,
                    configs: list[str] | None = None) -> QuerySet[TranscriptTurn]:
-    """The caller's turns matching the web search query `q`, filtered (unordered). `configs`: search_configs(user),
-    when the caller has them already."""
+    """The caller's turns matching the web search query `q`, filtered (unordered). `transcripts`: only these
+    transcripts' turns (an ask's scope). `configs`: search_configs(user), when the caller has them already."""
     configs = search_configs(user) if configs is None else configs
     if not configs:
         return TranscriptTurn.objects.none()
     turns = TranscriptTurn.objects.filter(turn_match(q=q, configs=configs), transcript__owner=user)
     if transcript is not None:
         turns = turns.filter(transcript_id=transcript)
+    if transcripts is not None:
+        turns = turns.filter(transcript_id__in=transcripts)
     if speaker:
         turns = turns.filter(speaker=speaker)
     if tag:

@@ -21,8 +21,9 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -92,7 +93,7 @@ class RunHooks:
     on_call: Callable[[str], None] | None = None  # a request of this task is about to go out
 
 
-class _TaskState:
+class TaskState:
     """Figures accumulated over the calls of one task (map, reduce and retries).
 
     Map calls of a chunked task run in parallel threads: every update goes through the lock.
@@ -112,6 +113,7 @@ class _TaskState:
         self.truncated = False
         self.finish_reasons: list[str] = []
         self.last_error = ""
+        self.chunks = 1  # pieces of the transcript read (more than one: map-reduce)
         self.params: GenerationParams | None = None  # this task's own (a schema), else the run's
 
     def note_error(self, message: str) -> None:
@@ -145,14 +147,16 @@ class Runner:
         return context_tokens(text, provider=self.config.provider, model=self.config.model.name)
 
     # --- one provider call ------------------------------------------------------------
-    def _call(self, state: _TaskState, prompt: Prompt) -> Completion:
+    def call(self, state: TaskState, prompt: Prompt, params: GenerationParams | None = None) -> Completion:
+        """One provider call of a task (retried, rate-limited, billed to the task); `params`: this call's own
+        (a short call with another schema), else the task's, else the run's."""
         # The last line of defence: whatever the planning above did, no request over the context is sent.
         tokens = prompt_tokens(prompt, self.count)
         if tokens + self.max_output > self.context:
             raise ProviderError(self.config.provider, "context_length",
                                 f"A request of {tokens} tokens plus {self.max_output} for the answer would exceed "
                                 f"{self.config.model.name}'s context of {self.context} tokens")
-        params = state.params or self.params
+        params = params or state.params or self.params
         processing = "standard"
         if self.batch is not None:
             # Batch mode: answered from the job's provider batches, or registered for the next one (the
@@ -220,7 +224,7 @@ class Runner:
                 raise
         return self._billed(state, result.completion, tries=result.tries, processing=processing)
 
-    def _billed(self, state: _TaskState, completion: Completion, *, tries: int, processing: str,
+    def _billed(self, state: TaskState, completion: Completion, *, tries: int, processing: str,
                 at: dt.datetime | None = None) -> Completion:
         """Count and bill one answered call (at its mode's price in force at `at`, else at the task's start)."""
         cost = cost_of(self.config.model, completion.usage, at=at or state.priced_at, processing=processing)
@@ -252,7 +256,7 @@ class Runner:
         assert self.call_pool is not None, "Runner.run() provides a pool"
         return self.call_pool.submit(send)
 
-    def _gather(self, calls: list[Callable[[], str]]) -> list[str]:
+    def gather(self, calls: list[Callable[[], str]]) -> list[str]:
         """Run `calls` (each one provider call, waits included) side by side, at most chunk_concurrency
         at a time, on threads of this task: the requests themselves go to the call pool."""
         if len(calls) == 1:
@@ -267,34 +271,17 @@ class Runner:
         return prompt_budget(self.config, spec, self.count)
 
     def run_task(self, spec: TaskSpec, transcript: str, transcript_tokens: int) -> TaskOutcome:
+        return self.task_outcome(spec.name, lambda state: self._answer(state, spec, transcript, transcript_tokens))
+
+    def task_outcome(self, name: str, work: Callable[[TaskState], str]) -> TaskOutcome:
+        """The outcome of one task whose calls `work(state)` makes: its answer from what `work` returns, its
+        failure from what it raises, and its usage, cost, tries and chunks from `state`."""
         started = time.monotonic()
         # One deadline for the whole task (all its calls, retries and waits): PROVIDER_RETRY_MAX_TOTAL.
-        state = _TaskState(spec.name, deadline=started + self.config.policy.max_total)
-        outcome = TaskOutcome(name=spec.name)
-        # A task with a schema, citations or a language (analysis/engine/structured.py): its own instruction,
-        # transcript (turn numbers) and output format; a plain prompt is sent as it is.
-        request = structured.decode_task(spec.prompt)
-        stored_transcript = transcript  # turn N is its line N, whatever the prompt shows
-        if not request.plain:
-            spec = TaskSpec(name=spec.name, prompt=structured.instruction(request))
-            state.params = structured.params_for(request, name=spec.name, params=self.params)
-            if request.cites:
-                transcript = structured.transcript_for(request, transcript)
-                transcript_tokens = self.count(prompts.transcript_document(transcript))
+        state = TaskState(name, deadline=started + self.config.policy.max_total)
+        outcome = TaskOutcome(name=name)
         try:
-            budget = self.prompt_budget(spec)
-            if budget <= 0:
-                raise ProviderError(self.config.provider, "context_length",
-                                    f"The task prompt and output limit leave no room for the transcript in "
-                                    f"{self.config.model.name}'s context of {self.context} tokens")
-            if transcript_tokens <= budget:
-                prompt = prompts.task_prompt(system_prompt=self.config.system_prompt, transcript=transcript,
-                                             instruction=spec.prompt)
-                outcome.text = self._call(state, prompt).text
-            else:
-                outcome.text, outcome.chunks = self._map_reduce(state, spec, transcript, budget)
-            if request.structured:
-                outcome.text = self._checked(state, request, outcome.text, stored_transcript)
+            outcome.text = work(state)
         except Stopped:
             raise
         except CallFailed as failed:
@@ -305,9 +292,9 @@ class Runner:
         except structured.AnswerError as error:
             outcome.error, outcome.error_kind = str(error), "invalid_answer"
         except Exception as exc:  # a bug or an SDK surprise: fail this task, keep the others
-            logger.exception("task %s failed unexpectedly", spec.name)
+            logger.exception("task %s failed unexpectedly", name)
             outcome.error, outcome.error_kind = f"Internal error: {type(exc).__name__}", "internal"
-        outcome.usage, outcome.cost = state.usage, state.cost
+        outcome.usage, outcome.cost, outcome.chunks = state.usage, state.cost, state.chunks
         outcome.tries, outcome.calls = state.tries, state.calls
         outcome.last_error = state.last_error
         outcome.priced_at = state.priced_at
@@ -316,17 +303,43 @@ class Runner:
         outcome.latency_s = time.monotonic() - started
         return outcome
 
-    def _checked(self, state: _TaskState, request: structured.TaskRequest, text: str, transcript: str) -> str:
+    def _answer(self, state: TaskState, spec: TaskSpec, transcript: str, transcript_tokens: int) -> str:
+        # A task with a schema, citations or a language (analysis/engine/structured.py): its own instruction,
+        # transcript (turn numbers) and output format; a plain prompt is sent as it is.
+        request = structured.decode_task(spec.prompt)
+        stored_transcript = transcript  # turn N is its line N, whatever the prompt shows
+        if not request.plain:
+            spec = TaskSpec(name=spec.name, prompt=structured.instruction(request))
+            state.params = structured.params_for(request, name=spec.name, params=self.params)
+            if request.cites:
+                transcript = structured.transcript_for(request, transcript)
+                transcript_tokens = self.count(prompts.transcript_document(transcript))
+        budget = self.prompt_budget(spec)
+        if budget <= 0:
+            raise ProviderError(self.config.provider, "context_length",
+                                f"The task prompt and output limit leave no room for the transcript in "
+                                f"{self.config.model.name}'s context of {self.context} tokens")
+        if transcript_tokens <= budget:
+            prompt = prompts.task_prompt(system_prompt=self.config.system_prompt, transcript=transcript,
+                                         instruction=spec.prompt)
+            text = self.call(state, prompt).text
+        else:
+            text, state.chunks = self._map_reduce(state, spec, transcript, budget)
+        if request.structured:
+            text = self._checked(state, request, text, stored_transcript)
+        return text
+
+    def _checked(self, state: TaskState, request: structured.TaskRequest, text: str, transcript: str) -> str:
         """A structured answer validated (one repair call if it fails) and its citations checked."""
         system = self.config.system_prompt or prompts.DEFAULT_SYSTEM_PROMPT
 
         def repair(answer: str, problem: str) -> str:
-            return self._call(state, structured.repair_prompt(system=system, request=request, answer=answer,
+            return self.call(state, structured.repair_prompt(system=system, request=request, answer=answer,
                                                               problem=problem)).text
 
         return structured.finish(text, request, transcript=transcript, repair=repair)
 
-    def _map_reduce(self, state: _TaskState, spec: TaskSpec, transcript: str, budget: int) -> tuple[str, int]:
+    def _map_reduce(self, state: TaskState, spec: TaskSpec, transcript: str, budget: int) -> tuple[str, int]:
         """Map: every chunk answered at once. Reduce: the partial answers merged, level by level while
         they do not fit one request. Returns (answer, number of chunks)."""
         system = self.config.system_prompt
@@ -334,10 +347,10 @@ class Runner:
                                   overlap_tokens=min(self.config.overlap_tokens, budget // 10))
         if len(chunks) == 1:
             # Only the <transcript> wrapper, counted twice in the plan, tipped it over: its text fits.
-            return self._call(state, prompts.task_prompt(system_prompt=system, transcript=chunks[0],
+            return self.call(state, prompts.task_prompt(system_prompt=system, transcript=chunks[0],
                                                          instruction=spec.prompt)).text, 1
-        partials = self._gather([
-            (lambda part=part, chunk=chunk: self._call(state, prompts.map_prompt(
+        partials = self.gather([
+            (lambda part=part, chunk=chunk: self.call(state, prompts.map_prompt(
                 system_prompt=system, chunk=chunk, instruction=spec.prompt, part=part, parts=len(chunks))).text)
             for part, chunk in enumerate(chunks, 1)
         ])
@@ -345,15 +358,15 @@ class Runner:
         while True:
             groups = group_partials(partials, max_tokens=room, count=self.count)
             if len(groups) == 1:
-                return self._call(state, prompts.reduce_prompt(system_prompt=system, partials=groups[0],
+                return self.call(state, prompts.reduce_prompt(system_prompt=system, partials=groups[0],
                                                                instruction=spec.prompt)).text, len(chunks)
             if len(groups) >= len(partials):
                 # No two answers fit one request together: another level would not shrink them.
                 raise ProviderError(self.config.provider, "context_length",
                                     f"The partial answers are too long to merge within {self.config.model.name}'s "
                                     f"context of {self.context} tokens; set a lower max_output_tokens")
-            partials = self._gather([
-                (lambda group=group: self._call(state, prompts.reduce_prompt(
+            partials = self.gather([
+                (lambda group=group: self.call(state, prompts.reduce_prompt(
                     system_prompt=system, partials=group, instruction=spec.prompt)).text)
                 for group in groups
             ])
@@ -364,24 +377,36 @@ class Runner:
         back `skipped`, without on_done: the caller stores nothing for it."""
         if not tasks:
             return []
-        if self.call_pool is None:
-            # A lone run (analyze_transcript_task, a forked work horse): a pool of its own, as wide as
-            # the calls it can have in flight at once.
-            size = min(self.config.concurrency, len(tasks)) * self.config.chunk_concurrency
-            self.call_pool = CallPool(max(1, min(size, 64)), name="run-call")
-            try:
-                return self.run(transcript, tasks)
-            finally:
-                self.call_pool.shutdown(wait=False)
-                self.call_pool = None
-        transcript_tokens = self.count(prompts.transcript_document(transcript))
+        with self.pool(len(tasks)):
+            transcript_tokens = self.count(prompts.transcript_document(transcript))
+            return self.run_specs(tasks, lambda spec: self.run_task(spec, transcript, transcript_tokens))
+
+    @contextmanager
+    def pool(self, tasks: int) -> Iterator[CallPool]:
+        """The run's call pool: the caller's (the worker's one pool, shared by all its jobs), else, for a lone
+        run (analyze_transcript_task, a forked work horse), one of its own as wide as the calls it can have in
+        flight at once, shut down when the run ends."""
+        if self.call_pool is not None:
+            yield self.call_pool
+            return
+        size = min(self.config.concurrency, tasks) * self.config.chunk_concurrency
+        self.call_pool = CallPool(max(1, min(size, 64)), name="run-call")
+        try:
+            yield self.call_pool
+        finally:
+            self.call_pool.shutdown(wait=False)
+            self.call_pool = None
+
+    def run_specs(self, tasks: list[TaskSpec], run_one: Callable[[TaskSpec], TaskOutcome]) -> list[TaskOutcome]:
+        """`run_one` for every task, side by side (TASK_CONCURRENCY), with the run's hooks around each: a task
+        the caller refuses or a stopped run abandons comes back `skipped`, without on_done."""
 
         def one(spec: TaskSpec) -> TaskOutcome:
             try:
                 if self.stop.stopped or (self.hooks.should_start and not self.hooks.should_start(spec.name)):
                     outcome = TaskOutcome(name=spec.name, skipped=True, chunks=0)
                 else:
-                    outcome = self.run_task(spec, transcript, transcript_tokens)
+                    outcome = run_one(spec)
                 self.stop.check()
                 if self.hooks.on_done:
                     self.hooks.on_done(outcome)
@@ -394,4 +419,3 @@ class Runner:
         with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(tasks))) as pool:
             futures = [pool.submit(one, spec) for spec in tasks]
             return [future.result() for future in futures]
-

@@ -19,7 +19,7 @@ from typing import TypeVar
 from django.conf import settings
 
 from accounts.services import monthly_budget_of
-from analysis.analyze import run_analysis, run_config, stored_model
+from analysis.analyze import ask_question, run_analysis, run_config, stored_model
 from analysis.clients import endpoints
 from analysis.engine.catalogue import UnknownModelError
 from analysis.engine.execution import CallPool, Stopped, StopToken
@@ -35,6 +35,7 @@ from jobs.worker.lifecycle import (
 )
 from jobs.worker.provider_batch_poller import job_batch_calls, job_batch_wait
 from jobs.worker.provider_limits import provider_limiter
+from transcripts.retrieval import transcript_scope
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class RunEnd(enum.StrEnum):
 
 # The ends after which the row is final or rests with someone else: nothing to settle.
 SETTLED_ENDS = frozenset({RunEnd.FINISHED, RunEnd.FAILED, RunEnd.CANCELED, RunEnd.SKIPPED, RunEnd.WAITING})
+
+SCOPE_GONE = "Every transcript this question was asked over has been deleted since: there is nothing to ask."
 
 # Why a run was stopped (StopToken.reason).
 STOP_CANCELED = "canceled"
@@ -260,9 +263,19 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
     # Batch mode (jobs/worker/provider_batch_poller.py): this round answers what the job's batches answered and registers the rest.
     batch = db(lambda: job_batch_calls(job=job)) if job.processing == "batch" and pending else None
     try:
-        run_analysis(transcript=job.transcript, config=config, tasks=specs,
-                     limiter=provider_limiter(holder=slot.worker),
-                     hooks=hooks, call_pool=slot.calls, stop=stop, batch=batch)
+        if job.kind == Job.Kind.ASK:
+            if specs:
+                # The meetings as they are now, read on this run's database threads (retrieval included).
+                scope = transcript_scope(owner=job.owner, transcript_ids=job.scope["transcripts"], run=db)
+                if not scope.ids:
+                    db(lambda: job_fail(job=job, message=SCOPE_GONE))
+                    return RunEnd.FAILED
+                ask_question(scope=scope, config=config, spec=specs[0], limiter=provider_limiter(holder=slot.worker),
+                             hooks=hooks, call_pool=slot.calls, stop=stop)
+        else:
+            run_analysis(transcript=job.transcript, config=config, tasks=specs,
+                         limiter=provider_limiter(holder=slot.worker), hooks=hooks, call_pool=slot.calls, stop=stop,
+                         batch=batch)
     except ProviderError as exc:  # e.g. the provider's key was removed since submission
         message = exc.message
         db(lambda: job_fail(job=job, message=message))

@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -155,16 +156,21 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             raise CommandError(f"Interrupted; job {job.id} goes on in the background.", returncode=130) from None
         document = job_document(job)
-        reused_from = {name: str(source.id) for name, source in reuse_sources(job).items()}
         if options["json"]:
             self.write_json(document)
+        self.report(job, document, options)
+        if job.status in (Job.Status.FAILED, Job.Status.CANCELED):
+            raise CommandError(f"Job {job.id} {job.status}: {job.error or 'no task produced a result'}")
+
+    def report(self, job: Job, document: dict[str, Any], options: dict[str, Any]) -> None:
+        """The finished job for people: Markdown on stdout, or (with --json, after the document) notes on stderr."""
+        reused_from = {name: str(source.id) for name, source in reuse_sources(job).items()}
+        if options["json"]:
             for line in reuse_lines(document, reused_from):  # stdout stays the API's document
                 self.stderr.write(line.removeprefix("- "))
         else:
             self.stdout.write(report_markdown(document, title=Path(options["file"]).name, reused_from=reused_from),
                               ending="")
-        if job.status in (Job.Status.FAILED, Job.Status.CANCELED):
-            raise CommandError(f"Job {job.id} {job.status}: {job.error or 'no task produced a result'}")
 
     # --- submitting ---------------------------------------------------------------------------
     def submit(self, user: User, options: dict[str, Any]) -> Job:
@@ -202,14 +208,20 @@ class Command(BaseCommand):
                 data["language"] = options["language"]
             if options["text"]:
                 data["structured"] = False
-            serializer = AnalyzeSerializer(data=data)
-            try:
-                serializer.is_valid(raise_exception=True)
-                job, _ = job_analyze(owner=user, **serializer.validated_data)
-            except serializers.ValidationError as exc:
-                raise CommandError(validation_message(exc)) from None
-            except ServiceError as exc:
-                raise CommandError(exc.message) from None
+            return self.submitted(user, data, serializer_class=AnalyzeSerializer, service=job_analyze)
+
+    def submitted(self, user: User, data: dict[str, Any], *, serializer_class: type[serializers.Serializer],
+                  service: Callable[..., tuple[Job, bool]]) -> Job:
+        """The job `service` creates from `data` checked by `serializer_class`, as the API's view would; any
+        refusal one CommandError with the API's message."""
+        serializer = serializer_class(data=data)
+        try:
+            serializer.is_valid(raise_exception=True)
+            job, _ = service(owner=user, **serializer.validated_data)
+        except serializers.ValidationError as exc:
+            raise CommandError(validation_message(exc)) from None
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
         return job
 
     # --- waiting ------------------------------------------------------------------------------
