@@ -106,6 +106,9 @@ class OutcomeFilter(admin.SimpleListFilter):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
+    list_display = ("short_id", "status", "owner", "provider", "model", "queue", "question", "cost_usd",
+                    "tasks_progress", "created", "duration")
+    list_filter = ("status", OutcomeFilter, "provider", "queue", ("created_at", admin.DateFieldListFilter), "kind")
     # Search: a job id (or its beginning, as it appears in logs and URLs) or the owner's username.
     search_fields = ("id__istartswith", "owner__username")
     search_help_text = "A job id (or its first characters) or an owner's username."
