@@ -88,7 +88,9 @@ def transcript_store(*, owner: User, text: str, fmt: str, title: str = "", occur
     transaction cannot point at a transcript deleted meanwhile.
     """
     digest = transcript_digest(text)
-    with transaction.atomic():
+    # No savepoint of its own: within the caller's transaction (a job's) it would cost two round trips for
+    # nothing, the creation below having one.
+    with transaction.atomic(savepoint=False):
         existing = _held(owner_id=owner.pk, digest=digest)
         if existing is not None:
             return existing, False
