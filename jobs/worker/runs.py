@@ -20,10 +20,11 @@ from typing import TypeVar
 from django.conf import settings
 
 from accounts.services import monthly_budget_of
-from analysis.analyze import run_analysis, run_config, stored_model
+from analysis.analyze import fallback_routes, provider_health, run_analysis, run_config, stored_model
 from analysis.clients import endpoints
 from analysis.engine.catalogue import UnknownModelError
 from analysis.engine.execution import CallPool, Stopped, StopToken
+from analysis.engine.health import RedisProviderHealth
 from analysis.engine.limits import ProviderLimiter
 from analysis.engine.openai_compatible import in_flight_limits
 from analysis.engine.planning import TaskSpec
@@ -31,7 +32,7 @@ from analysis.engine.providers.base import ProviderError
 from analysis.engine.runner import RunHooks, TaskOutcome
 from jobs.models import Job, Task
 from jobs.queues import rq_connection
-from jobs.services import job_enqueue
+from jobs.services import job_enqueue, task_reuse_key
 from jobs.worker.dbpool import DatabasePool
 from jobs.worker.lifecycle import (
     job_call_started, job_claim, job_fail, job_finish, job_settle_after_run, job_status, job_tasks, jobs_heartbeat,
@@ -181,6 +182,17 @@ def _limiter(connection, max_in_flight: int, per_minute: int, lease_seconds: flo
                            lease_seconds=lease_seconds, limits=dict(limits))
 
 
+def worker_provider_health() -> RedisProviderHealth:
+    """The provider health every worker and API process shares through Redis (analysis/engine/health.py), on the
+    worker's Redis client; one per process and client (it holds no state of its own)."""
+    return _health(rq_connection())
+
+
+@functools.lru_cache(maxsize=8)
+def _health(connection) -> RedisProviderHealth:
+    return provider_health(connection)
+
+
 def job_run(slot: JobSlot) -> RunEnd:
     """Run the job this slot holds, to an end that leaves no row `started` by this run."""
     # Not abandoned on a stop (unlike the reads): a claim left to run later would leave the row
@@ -244,9 +256,13 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
         message = str(exc)
         db(lambda: job_fail(job=job, message=message))
         return RunEnd.FAILED
-    task_ids = {task.name: task.id for task in pending}
-    # An endpoint's own prices or an unlisted model (priced at 0, marked unknown) have no dated price to record.
-    priced_model = None if job.provider in endpoints() or not model.listed else model
+    tasks_by_name = {task.name: task for task in pending}
+    # The chain (analysis/analyze.py): each model's client and configuration, after the job's own.
+    chain = fallback_routes(chain=job.fallback_models, config=config) if job.fallback_models else []
+    # The models whose dated price a task's provenance records, by (provider, model): not an endpoint's own prices
+    # nor an unlisted model (priced at 0, marked unknown).
+    priced_models = {(c.provider, c.model.name): c.model for c in (config, *(route.config for route in chain))
+                     if c.provider not in endpoints() and c.model.listed}
     check_budget = monthly_budget_of(job.owner) is not None  # the owner came with the claim: no query
     # The row as read at the claim serves the first task: no read before it when nothing can refuse it.
     claimed_state_fresh = OneShot(not job.cancel_requested and job.max_cost is None and not check_budget)
@@ -267,9 +283,14 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
         if outcome.skipped:
             return
         started = slot.calls_of(outcome.name)
+        task = tasks_by_name[outcome.name]
+        # An answer of another model of the chain is stored under that model's reuse key: reused only for it.
+        reuse_key = (task_reuse_key(job=job, prompt=task.prompt, provider=outcome.provider, model=outcome.model)
+                     if outcome.ok and (outcome.provider, outcome.model) != (job.provider, job.model) else None)
+        priced_model = priced_models.get((outcome.provider, outcome.model))
         # The answer is paid for: it waits out a database outage until the job's own deadline.
-        if db(lambda: task_outcome_save(job=job, outcome=outcome, calls_started=started,
-                                        task_id=task_ids[outcome.name], priced_model=priced_model)):
+        if db(lambda: task_outcome_save(job=job, outcome=outcome, calls_started=started, task_id=task.id,
+                                        priced_model=priced_model, reuse_key=reuse_key)):
             outcomes[outcome.name] = ((Task.Status.SUCCEEDED, "") if outcome.ok else
                                       (Task.Status.FAILED, outcome.error))
         slot.calls_stored(outcome.name)
@@ -280,7 +301,8 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
     batch = db(lambda: job_batch_calls(job=job)) if job.processing == "batch" and pending else None
     try:
         run_analysis(transcript=job.transcript, config=config, tasks=specs, limiter=provider_limiter(),
-                     hooks=hooks, call_pool=slot.calls, stop=stop, batch=batch)
+                     hooks=hooks, call_pool=slot.calls, stop=stop, batch=batch, fallbacks=chain,
+                     health=worker_provider_health())
     except ProviderError as exc:  # e.g. the provider's key was removed since submission
         message = exc.message
         db(lambda: job_fail(job=job, message=message))

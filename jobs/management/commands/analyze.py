@@ -26,6 +26,7 @@ from rest_framework import serializers
 
 from accounts.models import User
 from analysis.engine import render
+from analysis.engine.fallbacks import ChainError, parse_cli_entry
 from jobs.documents import job_document
 from jobs.models import Job, Task
 from jobs.selectors import reuse_sources
@@ -42,6 +43,13 @@ def parse_task(value: str) -> tuple[str, str]:
     if not sep or not name.strip() or not prompt.strip():
         raise CommandError(f"--task must be NAME=PROMPT (e.g. --task 'summary=Provide a brief summary'), got {value!r}")
     return name.strip(), prompt
+
+
+def parse_fallback_model(value: str) -> dict[str, str]:
+    try:
+        return parse_cli_entry(value)
+    except ChainError as exc:
+        raise CommandError(f"--fallback-model: {exc}") from None
 
 
 def format_elapsed(seconds: float) -> str:
@@ -97,6 +105,17 @@ def reuse_lines(document: dict[str, Any], reused_from: dict[str, str]) -> list[s
             "(identical earlier task; --no-reuse asks the provider again)"]
 
 
+def fallback_lines(document: dict[str, Any]) -> list[str]:
+    """Which tasks another model of the chain answered, and why their own did not."""
+    tasks = ((document["result"] or {}).get("metadata") or {}).get("tasks") or {}
+    lines = []
+    for name, meta in tasks.items():
+        if meta.get("fallback_from"):
+            moved = ", ".join(f"{entry['provider']}/{entry['model']}: {entry['reason']}" for entry in meta["fallback_from"])
+            lines.append(f"- Fallback: {name} by {meta['provider']}/{meta['model']} (after {moved})")
+    return lines
+
+
 def structured_lines(task: dict[str, Any]) -> list[str]:
     """Under a structured or cited task's answer: its references and the citation check's counts."""
     lines: list[str] = []
@@ -137,6 +156,7 @@ def markdown(document: dict[str, Any], *, source: str, reused_from: dict[str, st
                      f"output {usage.get('output_tokens', 0):,}, reasoning {usage.get('reasoning_tokens', 0):,})")
     lines.append(f"- Tasks: {progress['tasks_done']}/{progress['tasks_total']}")
     lines += reuse_lines(document, reused_from or {})
+    lines += fallback_lines(document)
     if document["error"]:
         lines.append(f"- Error: {document['error']}")
     tasks_meta = metadata.get("tasks") or {}
@@ -176,6 +196,12 @@ class Command(BaseCommand):
                                  "about half price, results within hours)")
         parser.add_argument("--fallback", choices=("standard", "fail"),
                             help="when flex or batch cannot finish a call: send it standard (default) or fail it")
+        chain = parser.add_mutually_exclusive_group()
+        chain.add_argument("--fallback-model", action="append", type=parse_fallback_model, metavar="PROVIDER:MODEL",
+                           help="a model a task moves on to when its own cannot answer (repeatable, at most 3, in "
+                                "order; default: the profile's, else the server's MODEL_FALLBACKS)")
+        chain.add_argument("--no-fallback-models", action="store_true",
+                           help="no fallback chain, not even the server's default")
         parser.add_argument("--no-reuse", action="store_true",
                             help="always call the provider (by default an identical task of yours finished recently "
                                  "is reused at $0, and the output says so)")
@@ -253,6 +279,10 @@ class Command(BaseCommand):
                                   ("max_cost", "max_cost"), ("processing", "processing"), ("fallback", "fallback")):
                 if options[option] is not None:
                     data[field] = options[option]
+            if options["fallback_model"]:
+                data["fallback_models"] = options["fallback_model"]
+            elif options["no_fallback_models"]:
+                data["fallback_models"] = []
             if options["no_reuse"]:
                 data["reuse"] = False
             if options["language"]:
