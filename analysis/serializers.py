@@ -13,6 +13,7 @@ from analysis.clients import provider_names, unknown_provider
 from analysis.engine import structured
 from analysis.engine.estimate import Estimate
 from analysis.engine.fallbacks import MAX_FALLBACK_MODELS, ChainError, parse_chain
+from analysis.engine.health import STATES
 from analysis.engine.model_info import RATE_KINDS
 from analysis.engine.pricing import price_unknown_note
 from analysis.engine.processing import FALLBACKS, PROCESSING_MODES
@@ -247,6 +248,19 @@ class ModelPriceSetSerializer(serializers.Serializer):
     output = serializers.FloatField()
 
 
+class ModelHealthSerializer(serializers.Serializer):
+    """A model's health as every worker sees it (analysis/engine/health.py)."""
+
+    state = serializers.ChoiceField(choices=STATES, help_text=(
+        "ok; degraded: failing lately (consecutive failures below the circuit's threshold); open: its circuit is "
+        "open, no request goes to it (tasks with a fallback chain move on, the others wait for its probe)"))
+    since = serializers.DateTimeField(allow_null=True, help_text="when this state began (null: nothing on record)")
+    failures = serializers.IntegerField(help_text="consecutive failures")
+    last_error_kind = serializers.CharField(allow_null=True, help_text="rate_limit, server_error, timeout, auth, ...")
+    last_error_at = serializers.DateTimeField(allow_null=True)
+    next_probe_at = serializers.DateTimeField(allow_null=True, help_text="open: when the next probe may go out")
+
+
 class ModelOutputSerializer(serializers.Serializer):
     """One usable model. Prices are USD per million tokens, as JSON numbers, for display: bills are computed
     from the exact Decimals (analysis.engine.pricing)."""
@@ -264,6 +278,7 @@ class ModelOutputSerializer(serializers.Serializer):
     max_output_tokens = serializers.IntegerField()
     reasoning_model = serializers.BooleanField()
     accepts_temperature = serializers.BooleanField()
+    structured_output = serializers.BooleanField(help_text="takes a JSON Schema (tasks with a schema or citations)")
     min_cache_tokens = serializers.IntegerField(allow_null=True)
     price_unit = serializers.CharField()
     input = serializers.FloatField()
@@ -284,6 +299,7 @@ class ModelOutputSerializer(serializers.Serializer):
     deprecated = serializers.BooleanField()
     retires_on = serializers.DateField(allow_null=True, help_text="served until this day, refused from the next")
     sources = serializers.ListField(child=serializers.CharField(), help_text="where the overlay's figures come from")
+    health = ModelHealthSerializer()
 
 
 class ModelListOutputSerializer(serializers.Serializer):

@@ -21,15 +21,17 @@ from django.utils.html import format_html, format_html_join
 from redis.exceptions import RedisError
 
 from analysis.engine.providers.usage import USAGE_KEYS
+from analysis.selectors import health_row, models_health
 from jobs import charts
 from jobs.models import Job, Task, WebhookDelivery
-from jobs.monitoring import queue_stats, redis_connection
+from jobs.monitoring import queue_stats
 from jobs.selectors import (
     CHART_RANGES, chart_buckets, jobs_per_hour_by_status, queue_wait_percentiles, reuse_sources,
     spend_by_provider_model,
 )
 from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
 from scriptripper.errors import ServiceError
+from scriptripper.monitoring import redis_connection
 from scriptripper.output_fields import money
 from scriptripper.renderers import plain_number
 
@@ -85,8 +87,8 @@ class TaskInline(admin.StackedInline):
     can_delete = False
     show_change_link = False
     ordering = ("position",)
-    fields = ("name", "status", "prompt_text", "output_text", "tokens", "cost_usd", "tries", "calls", "chunks",
-              "flags", "latency", "error_text", "last_error_text")
+    fields = ("name", "status", "answered_by", "prompt_text", "output_text", "tokens", "cost_usd", "tries", "calls",
+              "chunks", "flags", "latency", "error_text", "last_error_text")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
@@ -99,6 +101,16 @@ class TaskInline(admin.StackedInline):
     output_text = _pre_column("output", "output")
     error_text = _pre_column("error", "error")
     last_error_text = _pre_column("last_error", "last failed try")
+
+    @admin.display(description="answered by")
+    def answered_by(self, task: Task) -> str:
+        """The model that answered (a failed task: the last one tried), and the models it fell back from, why."""
+        model = f"{task.provider} / {task.model}"
+        if not task.fallback_from:
+            return model
+        moves = format_html_join("", "<li>{} / {}: <b>{}</b> — {}</li>", (
+            (entry["provider"], entry["model"], entry["reason"], entry["message"]) for entry in task.fallback_from))
+        return format_html("{} <span class=\"sr-fallback\">after falling back from:</span><ul>{}</ul>", model, moves)
 
     @admin.display(description="tokens")
     def tokens(self, task: Task) -> str:
@@ -159,7 +171,8 @@ class JobAdmin(admin.ModelAdmin):
     inlines = (TaskInline, WebhookDeliveryInline)
     actions = ("cancel_jobs", "retry_jobs", "requeue_jobs", "delete_jobs")
     fieldsets = (
-        (None, {"fields": ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue")}),
+        (None, {"fields": ("id", "status", "error", "owner", "kind", "provider", "model", "fallback_chain",
+                           "profile_name", "queue")}),
         ("Progress and cost", {"fields": ("tasks_progress", "cost_usd", "reuse_note", "attempts", "lost_calls",
                                           "created_at", "started_at", "heartbeat_at", "finished_at", "duration")}),
         # Collapsed: the transcript preview is long, and the task results below are what one comes for.
@@ -167,7 +180,8 @@ class JobAdmin(admin.ModelAdmin):
                      "fields": ("system_prompt_text", "params", "max_cost", "reuse_results", "callback_url",
                                 "idempotency_key", "transcript_format", "transcript_preview")}),
     )
-    readonly_fields = ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue",
+    readonly_fields = ("id", "status", "error", "owner", "kind", "provider", "model", "fallback_chain",
+                       "profile_name", "queue",
                        "tasks_progress", "cost_usd", "reuse_note", "attempts", "lost_calls", "created_at",
                        "started_at",
                        "heartbeat_at", "finished_at", "duration", "system_prompt_text", "params", "max_cost",
@@ -216,13 +230,18 @@ class JobAdmin(admin.ModelAdmin):
             since = now - span
             sections.append({"label": label, "charts": chart_set(since=since, until=now, unit=unit)})
         context = {**self.admin_site.each_context(request), "title": "Charts", "opts": self.opts,
-                   "sections": sections, "queues": queue_depths(), "generated_at": now}
+                   "sections": sections, "queues": queue_depths(), "health": provider_health_now(),
+                   "generated_at": now}
         return TemplateResponse(request, "admin/jobs/charts.html", context)
 
     # --- columns ---------------------------------------------------------------------------------
     class Media:
         # One line a row: at 1,400 px the model names and dates wrapped into three-line rows.
         css = {"all": ["jobs/admin.css"]}
+
+    @admin.display(description="fallback models")
+    def fallback_chain(self, job: Job) -> str:
+        return " → ".join(f"{entry['provider']} / {entry['model']}" for entry in job.fallback_models) or "—"
 
     @admin.display(description="job", ordering="id")
     def short_id(self, job: Job) -> str:
@@ -373,6 +392,16 @@ def chart_set(*, since, until, unit: str) -> list[dict]:
         {"title": "Queue wait", "svg": wait_chart,
          "summary": f"{sum(n for _, _, n in waits.values())} jobs started"},
     ]
+
+
+def provider_health_now() -> dict:
+    """Every model with failures on record, as every worker sees it now (analysis/engine/health.py, in Redis)."""
+    try:
+        health = models_health()
+    except RedisError as exc:
+        return {"available": False, "error": type(exc).__name__, "models": []}
+    return {"available": True, "models": [{"provider": provider, "model": model, **health_row(state)}
+                                          for (provider, model), state in sorted(health.items())]}
 
 
 def queue_depths() -> dict:
