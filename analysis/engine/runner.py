@@ -60,6 +60,9 @@ logger = logging.getLogger(__name__)
 # limited, its circuit open), cannot answer us (no quota, a refused key, the model gone), cannot read the
 # request (context_length: only to a later model with a larger window), or refused this answer (blocked). Never
 # bad_request: a request that is wrong in itself would be wrong on any model.
+# How often a task waiting for an open circuit on its last model asks it again.
+PROBE_POLL_S = 1.0
+
 FALLBACK_KINDS = frozenset({RATE_LIMIT, SERVER, TIMEOUT, CONNECTION, MALFORMED, CIRCUIT_OPEN, QUOTA, AUTH,
                             PERMISSION, NOT_FOUND, CONTEXT_LENGTH, BLOCKED})
 
@@ -358,8 +361,9 @@ class Runner:
                                     f"{why}; its next probe is due after the task's time budget ends", sent=False,
                                     retry_after=admission.retry_in)
             state.note_error(why)
-            # Waiting for the probe is no try: whoever asks first when it is due sends it.
-            state.stop.sleep(admission.retry_in)
+            # Waiting for the probe is no try: whoever asks first when it is due sends it. Asked again at least every
+            # PROBE_POLL_S, so that a probe's success (the circuit closed) is seen soon by every task waiting.
+            state.stop.sleep(min(admission.retry_in, PROBE_POLL_S))
 
     def _billed(self, state: _TaskState, completion: Completion, *, tries: int, processing: str,
                 at: dt.datetime | None = None) -> Completion:
