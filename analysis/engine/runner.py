@@ -123,6 +123,8 @@ class RunHooks:
     should_start: Callable[[str], bool] | None = None  # False: skip this task (cancel, cost cap)
     on_done: Callable[[TaskOutcome], None] | None = None  # not called for a task its run's stop abandoned
     on_call: Callable[[str], None] | None = None  # a request of this task is about to go out
+    # A request of this task came back with an error status (5xx, 429, 4xx): no answer, nothing to pay.
+    on_call_refused: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +297,10 @@ class Runner:
             # bounds that) and releases the lease then. So does the end of the model's time slice.
             try:
                 return state.stop.result(future, timeout=state.wait_limit())
+            except ProviderError as error:
+                if error.status is not None and self.hooks.on_call_refused:
+                    self.hooks.on_call_refused(state.name)
+                raise
             except Stopped:
                 state.abandoned_call()
                 raise
@@ -313,7 +319,9 @@ class Runner:
         deadline: Callable[[], float] = state.deadline_now
         if processing == "flex" and model.config.fallback == "standard":
             flex_end = time.monotonic() + model.config.policy.max_total / 2
-            deadline = lambda: min(state.deadline_now(), flex_end)  # noqa: E731
+
+            def deadline() -> float:
+                return min(state.deadline_now(), flex_end)
         try:
             result = call_with_retries(attempt, policy=model.config.policy, deadline=deadline,
                                        sleep=state.stop.sleep, on_try=note)

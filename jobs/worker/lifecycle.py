@@ -66,6 +66,8 @@ CLAIM_WITH_OWNER_SQL = (f"WITH claimed AS ({CLAIM_SQL}) SELECT claimed.*, "
 # The attempt's fence: the row is this attempt's only while it is `started` with this attempt number.
 THIS_ATTEMPT_SQL = "id = %(id)s AND attempts = %(attempt)s AND status = %(started)s"
 CALL_STARTED_SQL = f'UPDATE "{JOB}" SET calls_in_flight = calls_in_flight + 1 WHERE {THIS_ATTEMPT_SQL}'
+CALL_REFUSED_SQL = (f'UPDATE "{JOB}" SET calls_in_flight = GREATEST(calls_in_flight - 1, 0) '
+                    f'WHERE {THIS_ATTEMPT_SQL}')
 # A task's stored calls leave the in-flight count; those it abandoned (a fallback model answered while they were
 # still out) are lost calls: paid for, their answer never used.
 CALLS_STORED_SQL = (f'UPDATE "{JOB}" SET calls_in_flight = GREATEST(calls_in_flight - %(calls)s, 0), '
@@ -98,6 +100,12 @@ def job_call_started(*, job: Job) -> None:
     """A provider call of this attempt is going out: counted in the row until its answer is stored,
     so whoever recovers the job after a crash counts it as lost (paid, answer never stored)."""
     execute_sql(CALL_STARTED_SQL, _attempt_params(job))
+
+
+def job_call_refused(*, job: Job) -> None:
+    """A provider call of this attempt came back with an error status (a 503, a 429): no answer and nothing to
+    pay, so no longer in flight (a run stopped later does not count it as lost)."""
+    execute_sql(CALL_REFUSED_SQL, _attempt_params(job))
 
 
 def task_may_start(*, job: Job, check_budget: bool) -> bool:

@@ -35,8 +35,8 @@ from jobs.queues import rq_connection
 from jobs.services import job_enqueue, task_reuse_key
 from jobs.worker.dbpool import DatabasePool
 from jobs.worker.lifecycle import (
-    job_call_started, job_claim, job_fail, job_finish, job_settle_after_run, job_status, job_tasks, jobs_heartbeat,
-    jobs_run_state, task_may_start, task_outcome_save, tasks_reuse_finished,
+    job_call_refused, job_call_started, job_claim, job_fail, job_finish, job_settle_after_run, job_status, job_tasks,
+    jobs_heartbeat, jobs_run_state, task_may_start, task_outcome_save, tasks_reuse_finished,
 )
 from jobs.worker.provider_batch_poller import job_batch_calls, job_batch_wait
 
@@ -139,6 +139,12 @@ class JobSlot:
         with self._lock:
             self.stop.check()
             self._calls[task] = self._calls.get(task, 0) + 1
+
+    def call_refused(self, task: str) -> None:
+        """A call of the task came back with an error status: it is no longer in flight."""
+        with self._lock:
+            if self._calls.get(task):
+                self._calls[task] -= 1
 
     def calls_of(self, task: str) -> int:
         with self._lock:
@@ -279,6 +285,10 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
         # Not abandoned either: a count left to land after the run was settled would be a phantom lost call.
         slot.db.run(lambda: job_call_started(job=job), deadline=slot.deadline)
 
+    def on_call_refused(name: str) -> None:
+        slot.call_refused(name)
+        slot.db.run(lambda: job_call_refused(job=job), deadline=slot.deadline)
+
     def on_done(outcome: TaskOutcome) -> None:
         if outcome.skipped:
             return
@@ -295,7 +305,7 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
                                       (Task.Status.FAILED, outcome.error))
         slot.calls_stored(outcome.name)
 
-    hooks = RunHooks(should_start=should_start, on_done=on_done, on_call=on_call)
+    hooks = RunHooks(should_start=should_start, on_done=on_done, on_call=on_call, on_call_refused=on_call_refused)
     specs = [TaskSpec(name=task.name, prompt=task.prompt) for task in pending]
     # Batch mode (jobs/worker/provider_batch_poller.py): this round answers what the job's batches answered and registers the rest.
     batch = db(lambda: job_batch_calls(job=job)) if job.processing == "batch" and pending else None
