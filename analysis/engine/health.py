@@ -93,6 +93,8 @@ class ProviderHealth(Protocol):
 
     def alert_once(self, provider: str, kind: str) -> bool: ...
 
+    def is_open(self, provider: str, model: str) -> bool: ...
+
 
 # KEYS[1] the model's hash; ARGV now
 _ADMIT = """
@@ -198,6 +200,13 @@ class RedisProviderHealth:
         except RedisError:
             return ""
         return _text(result)
+
+    def is_open(self, provider: str, model: str) -> bool:
+        """Whether the model's circuit is open now (a read: the probe, when due, is left to admit)."""
+        try:
+            return self.redis.hget(self._key(provider, model), "state") == b"open"
+        except RedisError:
+            return False
 
     def alert_once(self, provider: str, kind: str) -> bool:
         """True for the first caller in a cooldown, across every process: who should tell the operator loudly."""

@@ -97,7 +97,8 @@ def call_with_retries(
     responses only, it runs out of tries).
 
     `deadline` is a time.monotonic() value (the task's), or a function giving it as it stands at each failure (a
-    model's fallback time slice starts at its first failure); without one, policy.max_total from now.
+    model's fallback time slice starts at its first failure); without one, policy.max_total from now. `sleep` may
+    end a wait by raising ProviderError: the call then fails with that error.
     """
     started = time.monotonic()
     if deadline is None:
@@ -123,7 +124,11 @@ def call_with_retries(
             if now + delay >= current_deadline():
                 # Waiting less than the provider asked would only earn another 429; give up instead.
                 raise CallFailed(error, tries=attempt, elapsed=elapsed, gave_up=True) from error
-            sleep(delay)
+            try:
+                sleep(delay)
+            except ProviderError as moved:
+                # The wait was cut short (the model's circuit opened and the task has another model to go to).
+                raise CallFailed(moved, tries=attempt, elapsed=time.monotonic() - started, gave_up=False) from moved
             continue
         if on_try:
             on_try(attempt, None)

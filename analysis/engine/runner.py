@@ -62,6 +62,9 @@ logger = logging.getLogger(__name__)
 # bad_request: a request that is wrong in itself would be wrong on any model.
 # How often a task waiting for an open circuit on its last model asks it again.
 PROBE_POLL_S = 1.0
+# How often a task waiting to retry a failing model, with a later model to go to, looks whether the model's
+# circuit has opened meanwhile (then it moves on at once).
+BACKOFF_POLL_S = 0.2
 
 FALLBACK_KINDS = frozenset({RATE_LIMIT, SERVER, TIMEOUT, CONNECTION, MALFORMED, CIRCUIT_OPEN, QUOTA, AUTH,
                             PERMISSION, NOT_FOUND, CONTEXT_LENGTH, BLOCKED})
@@ -190,6 +193,7 @@ class _TaskState:
         self.truncated = False
         self.finish_reasons: list[str] = []
         self.last_error = ""
+        self.last_kind = ""
         self._run_stop = stop
         # The model the task is on, and what its calls on it share: their own stop token (stopped when the task
         # leaves the model, so that sibling map calls stop waiting), the params of a task with a schema, and the
@@ -211,9 +215,10 @@ class _TaskState:
         self.stop.stop("the task moved to another model")
         self._run_stop.release(self.stop)
 
-    def note_error(self, message: str) -> None:
+    def note_error(self, message: str, kind: str = "") -> None:
         with self.lock:
             self.last_error = message
+            self.last_kind = kind or self.last_kind
 
     def failed_try(self) -> None:
         """A try on the current model failed: its time slice runs from the first, unless it is the last model."""
@@ -311,7 +316,7 @@ class Runner:
 
         def note(_attempt: int, error: ProviderError | None) -> None:
             if error:
-                state.note_error(error.message)
+                state.note_error(error.message, error.kind)
                 state.failed_try()
 
         # Flex capacity refusals (429) are retried with backoff for half the task's budget, so that a standard
@@ -324,7 +329,7 @@ class Runner:
                 return min(state.deadline_now(), flex_end)
         try:
             result = call_with_retries(attempt, policy=model.config.policy, deadline=deadline,
-                                       sleep=state.stop.sleep, on_try=note)
+                                       sleep=self._backoff(state, model), on_try=note)
         except CallFailed as failed:
             with state.lock:
                 state.tries += failed.tries
@@ -372,6 +377,27 @@ class Runner:
             # Waiting for the probe is no try: whoever asks first when it is due sends it. Asked again at least every
             # PROBE_POLL_S, so that a probe's success (the circuit closed) is seen soon by every task waiting.
             state.stop.sleep(min(admission.retry_in, PROBE_POLL_S))
+
+    def _backoff(self, state: _TaskState, model: _Model) -> Callable[[float], None]:
+        """The wait before a retry: cut short (ProviderError circuit_open) once the model's circuit is open and the
+        task has a later model to go to, so that tasks which failed before it opened move on with the others."""
+        if self.health is None or state.last:
+            return state.stop.sleep
+        health = self.health
+
+        def backoff(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while True:
+                if health.is_open(model.name, model.model):
+                    raise ProviderError(model.name, CIRCUIT_OPEN, f"{model.label} is not sent requests for now: its "
+                                        f"circuit opened after repeated failures ({state.last_kind}; last: "
+                                        f"{state.last_error})", sent=False)
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                state.stop.sleep(min(left, BACKOFF_POLL_S))
+
+        return backoff
 
     def _billed(self, state: _TaskState, completion: Completion, *, tries: int, processing: str,
                 at: dt.datetime | None = None) -> Completion:

@@ -82,7 +82,7 @@ def test_a_primary_answering_only_503_every_task_answered_by_the_fallback_and_bi
         [moved] = task["fallback_from"]
         # Its own failures, or the circuit they opened meanwhile (the tasks run side by side).
         assert (moved["provider"], moved["model"]) == PRIMARY and moved["reason"] in ("server_error", "circuit_open")
-        assert "server error" in moved["message"] or "(server_error)" in moved["message"]
+        assert "server error" in moved["message"] or "(server_error" in moved["message"]
         assert task["calls"] == 1 and task["tries"] >= 2
     # Every call billed at the price of the model that answered it (the 503s cost nothing).
     total = Decimal(str(metadata["total_cost"]))
@@ -233,7 +233,7 @@ def test_a_map_step_paid_on_the_failed_model_stays_on_the_bill(alice_client, emu
 
 
 def test_every_model_down_waits_out_the_budget_then_fails_naming_each_model_and_why(alice_client, emulator, settings):
-    settings.PROVIDER_RETRY_MAX_TOTAL = 3.0
+    settings.PROVIDER_RETRY_MAX_TOTAL = 4.0
     emulator.add_faults([faults.server_error("openai", status=503, model="gpt-4o-mini", times=-1),
                          faults.overloaded("anthropic", model="claude-haiku-4-5", times=-1)])
     data = run_job(alice_client, tasks={"summary": "Provide a brief summary"})
