@@ -26,7 +26,11 @@ from jobs import charts
 from jobs.models import Job, Task, WebhookDelivery
 from jobs.monitoring import queue_stats
 from jobs.selectors import (
-    CHART_RANGES, chart_buckets, jobs_per_hour_by_status, queue_wait_percentiles, reuse_sources,
+    CHART_RANGES,
+    chart_buckets,
+    jobs_per_hour_by_status,
+    queue_wait_percentiles,
+    reuse_sources,
     spend_by_provider_model,
 )
 from jobs.services import job_cancel, job_delete, job_enqueue, job_retry

@@ -20,8 +20,13 @@ from jobs.documents import job_document
 from jobs.models import Job
 from jobs.selectors import job_for_user, jobs_summaries, queues_overview, with_task_counts
 from jobs.serializers import (
-    AnalyzeSerializer, BatchSerializer, JobAcceptedSerializer, JobListFilterSerializer, JobListSerializer,
-    JobSerializer, QueuesSerializer,
+    AnalyzeSerializer,
+    BatchSerializer,
+    JobAcceptedSerializer,
+    JobListFilterSerializer,
+    JobListSerializer,
+    JobSerializer,
+    QueuesSerializer,
 )
 from jobs.services import job_cancel, job_delete, job_retry
 from jobs.submission import job_analyze, job_batch, job_estimate

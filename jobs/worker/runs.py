@@ -9,7 +9,6 @@ it completes; a re-run only runs the tasks that have no result yet.
 from __future__ import annotations
 
 import enum
-import functools
 import logging
 import threading
 import time
@@ -20,18 +19,14 @@ from typing import TypeVar
 from django.conf import settings
 
 from accounts.services import monthly_budget_of
-from analysis.analyze import fallback_routes, provider_health, run_analysis, run_config, stored_model
+from analysis.analyze import fallback_routes, run_analysis, run_config, stored_model
 from analysis.clients import endpoints
 from analysis.engine.catalogue import UnknownModelError
 from analysis.engine.execution import CallPool, Stopped, StopToken
-from analysis.engine.health import RedisProviderHealth
-from analysis.engine.limits import ProviderLimiter
-from analysis.engine.openai_compatible import in_flight_limits
 from analysis.engine.planning import TaskSpec
 from analysis.engine.providers.base import ProviderError
 from analysis.engine.runner import RunHooks, TaskOutcome
 from jobs.models import Job, Task
-from jobs.queues import rq_connection
 from jobs.services import job_enqueue, task_reuse_key
 from jobs.worker.dbpool import DatabasePool
 from jobs.worker.lifecycle import (
@@ -39,6 +34,7 @@ from jobs.worker.lifecycle import (
     jobs_heartbeat, jobs_run_state, task_may_start, task_outcome_save, tasks_reuse_finished,
 )
 from jobs.worker.provider_batch_poller import job_batch_calls, job_batch_wait
+from jobs.worker.provider_limits import provider_limiter, worker_provider_health
 
 logger = logging.getLogger(__name__)
 
@@ -172,33 +168,6 @@ class JobSlot:
         timer.start()
 
 
-def provider_limiter() -> ProviderLimiter:
-    """The limits shared by every worker through Redis: per provider, and each named endpoint its own.
-    One per process and configuration (every job of a worker shares it; it holds no per-job state)."""
-    # A flex request may take FLEX_REQUEST_TIMEOUT: its lease must outlive it.
-    return _limiter(rq_connection(), settings.PROVIDER_MAX_IN_FLIGHT, settings.PROVIDER_MAX_PER_MINUTE,
-                    max(settings.PROVIDER_REQUEST_TIMEOUT, settings.FLEX_REQUEST_TIMEOUT) + 30,
-                    tuple(sorted(in_flight_limits(endpoints()).items())))
-
-
-@functools.lru_cache(maxsize=8)
-def _limiter(connection, max_in_flight: int, per_minute: int, lease_seconds: float,
-             limits: tuple[tuple[str, int], ...]) -> ProviderLimiter:
-    return ProviderLimiter(connection, max_in_flight=max_in_flight, per_minute=per_minute,
-                           lease_seconds=lease_seconds, limits=dict(limits))
-
-
-def worker_provider_health() -> RedisProviderHealth:
-    """The provider health every worker and API process shares through Redis (analysis/engine/health.py), on the
-    worker's Redis client; one per process and client (it holds no state of its own)."""
-    return _health(rq_connection())
-
-
-@functools.lru_cache(maxsize=8)
-def _health(connection) -> RedisProviderHealth:
-    return provider_health(connection)
-
-
 def job_run(slot: JobSlot) -> RunEnd:
     """Run the job this slot holds, to an end that leaves no row `started` by this run."""
     # Not abandoned on a stop (unlike the reads): a claim left to run later would leave the row
@@ -310,9 +279,9 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
     # Batch mode (jobs/worker/provider_batch_poller.py): this round answers what the job's batches answered and registers the rest.
     batch = db(lambda: job_batch_calls(job=job)) if job.processing == "batch" and pending else None
     try:
-        run_analysis(transcript=job.transcript, config=config, tasks=specs, limiter=provider_limiter(),
-                     hooks=hooks, call_pool=slot.calls, stop=stop, batch=batch, fallbacks=chain,
-                     health=worker_provider_health())
+        run_analysis(transcript=job.transcript, config=config, tasks=specs,
+                     limiter=provider_limiter(holder=slot.worker), hooks=hooks, call_pool=slot.calls, stop=stop,
+                     batch=batch, fallbacks=chain, health=worker_provider_health())
     except ProviderError as exc:  # e.g. the provider's key was removed since submission
         message = exc.message
         db(lambda: job_fail(job=job, message=message))

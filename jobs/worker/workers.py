@@ -36,9 +36,10 @@ from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from analysis.analyze import preload_provider_modules
-from analysis.clients import client_connection_limit, warm_provider_clients
+from analysis.clients import configured_provider_names, provider_connections, warm_provider_clients
 from analysis.engine.execution import CallPool
 from jobs.queues import use_as_rq_connection
+from jobs.worker.capacity import Capacity, ensure_descriptors
 from jobs.worker.dbpool import DatabasePool, db_retry, forget_connection, forget_connections
 from jobs.worker.entry import shut_down_horse_runs
 from jobs.worker.provider_batch_poller import BatchPollerThread
@@ -47,6 +48,11 @@ from jobs.worker.rq_records import REDIS_ERRORS, RQRecordsMixin, RunningJob
 from jobs.worker.runs import SETTLED_ENDS, JobSlot, RunEnd, SlotMonitor, job_run, run_hand_over, run_settle
 
 logger = logging.getLogger(__name__)
+
+
+def worker_capacity() -> Capacity:
+    return Capacity(call_threads=settings.WORKER_CALL_THREADS, provider_pools=len(configured_provider_names()),
+                    connections_per_pool=provider_connections(), db_connections=settings.WORKER_DB_CONNECTIONS)
 
 
 def process_rss_mb() -> float:
@@ -80,7 +86,8 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         # The SDK imports and token encodings (seconds) before the worker says it is listening.
         preload_provider_modules()
         self.db = DatabasePool(settings.WORKER_DB_CONNECTIONS)
-        self.calls = CallPool(min(settings.WORKER_CALL_THREADS, client_connection_limit()))
+        ensure_descriptors(worker_capacity())
+        self.calls = CallPool(settings.WORKER_CALL_THREADS)
         # rqworker passes INFO unless -v says otherwise; RQ would then log three lines a job whatever
         # LOG_LEVEL asks (its bootstrap sets the level of its loggers): an explicit -v still wins.
         self._bootstrap(settings.LOG_LEVEL if logging_level in (None, "INFO") else logging_level, date_format,
