@@ -141,9 +141,10 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
         raise field_errors({"processing": [refusal]})
     if refusal := structured_refusal(info, tasks):
         raise field_errors({"model": [refusal]})
-    chain = fallback_chain_check(settings.MODEL_FALLBACKS.get(info.name, []) if fallback_models is None else fallback_models,
-                        provider=provider, info=info, processing=processing or "standard",
-                        fallback=fallback or "standard", tasks=tasks)
+    if fallback_models is None:  # the server's default for the model, by the id or alias it was asked by
+        fallback_models = settings.MODEL_FALLBACKS.get(info.name, settings.MODEL_FALLBACKS.get(info.catalogue_id, []))
+    chain = fallback_chain_check(fallback_models, provider=provider, info=info, processing=processing or "standard",
+                                 fallback=fallback or "standard", tasks=tasks)
     text, transcript_format = read_transcript(text=transcript, segments=segments, upload=file, fmt=format)
     return JobRequest(
         provider=provider,

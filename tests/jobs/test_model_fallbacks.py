@@ -98,6 +98,25 @@ def test_a_primary_answering_only_503_every_task_answered_by_the_fallback_and_bi
         assert task.reuse_key != task_reuse_key(job=job, prompt=task.prompt)
 
 
+def test_the_admin_shows_who_answered_and_the_charts_the_provider_health(alice_client, emulator, operators_group):
+    from django.test import Client
+
+    from accounts.services import user_upsert
+
+    emulator.add_faults(faults.server_error("openai", status=503, model="gpt-4o-mini", times=-1))
+    data = run_job(alice_client, tasks={"summary": "Provide a brief summary"})
+    olga, _ = user_upsert(username="olga", plan="pro", is_staff=True)  # an operator, not a superuser
+    operator = Client()
+    operator.force_login(olga)
+    page = operator.get(f"/admin/jobs/job/{data['job_id']}/change/").content.decode()
+    assert "Fallback models" in page and '<div class="readonly">anthropic / claude-haiku-4-5</div>' in page
+    assert "anthropic / claude-haiku-4-5 <span" in page and "after falling back from:" in page
+    assert "openai / gpt-4o-mini: <b>server_error</b>" in page or "openai / gpt-4o-mini: <b>circuit_open</b>" in page
+    charts = operator.get("/admin/jobs/job/charts/").content.decode()
+    row = charts.split('data-model="openai/gpt-4o-mini"', 1)[1].split("</tr>", 1)[0]
+    assert 'data-state="' in charts and "server_error" in row
+
+
 def test_a_fallbacks_answer_is_reused_for_that_model_only(alice_client, emulator):
     emulator.add_faults(faults.server_error("openai", status=503, model="gpt-4o-mini", times=-1))
     run_job(alice_client, tasks={"summary": "Provide a brief summary"}, reuse=True)

@@ -115,6 +115,11 @@ def test_the_servers_defaults_apply_when_a_job_names_none_and_an_empty_list_opts
     assert opted_out.fallback_models == []
     other_model = Job.objects.get(id=analyze(alice_client, model="gpt-4o").json()["job_id"])
     assert other_model.fallback_models == []
+    # Keyed by the catalogue id, a default also serves a job that names the model by an alias.
+    settings.MODEL_FALLBACKS = {"claude-haiku-4-5": [{"provider": "openai", "model": "gpt-4o-mini"}]}
+    by_alias = Job.objects.get(id=analyze(alice_client, provider="anthropic",
+                                          model="claude-haiku-4-5-20251001").json()["job_id"])
+    assert by_alias.fallback_models == [{"provider": "openai", "model": "gpt-4o-mini"}]
     own = Job.objects.get(id=analyze(alice_client, fallback_models=[{"provider": "gemini",
                                                                      "model": "gemini-2.5-flash"}]).json()["job_id"])
     assert own.fallback_models == [{"provider": "gemini", "model": "gemini-2.5-flash"}]
