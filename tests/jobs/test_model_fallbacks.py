@@ -318,3 +318,44 @@ def test_an_open_circuit_sends_a_task_with_a_chain_straight_on_and_one_without_w
     assert alone["status"] == "finished" and (task["provider"], task["model"]) == PRIMARY
     assert len(sent_to(emulator, *PRIMARY)) == 1 and task["tries"] == 1
     assert health.snapshot([PRIMARY])[PRIMARY].state == "ok"
+
+
+def test_a_batch_jobs_call_its_batch_could_not_answer_goes_on_through_the_chain(alice_client, emulator):
+    from emulator.batches import configure_batches
+    from jobs.worker.provider_batch_poller import batches_poll
+
+    # The batch answers one call and lets the other expire; the job's fallback (standard) sends that one directly,
+    # where the model answers only 503: the chain's model answers it, at its standard price.
+    configure_batches(emulator.url, outcome="expired", expire_answered=1)
+    job_id = submit(alice_client, tasks={"summary": "Provide a brief summary", "actions": "List the action items"},
+                    processing="batch")
+    work_burst()
+    batches_poll(worker="test-poller")
+    emulator.add_faults(faults.server_error("openai", status=503, model="gpt-4o-mini", times=-1))
+    work_burst()
+    data = alice_client.get(f"/api/v1/jobs/{job_id}").json()
+    assert data["status"] == "finished" and data["result"]["errors"] == {}, data
+    tasks = data["result"]["metadata"]["tasks"]
+    by_batch = [name for name, task in tasks.items() if not task["fallback_from"]]
+    [moved] = [name for name, task in tasks.items() if task["fallback_from"]]
+    assert len(by_batch) == 1 and (tasks[by_batch[0]]["provider"], tasks[by_batch[0]]["model"]) == PRIMARY
+    assert (tasks[moved]["provider"], tasks[moved]["model"]) == FALLBACK
+    assert Decimal(str(tasks[moved]["cost"])) == billed(emulator, *FALLBACK)
+
+
+@pytest.mark.parametrize("chain,tier", [([{"provider": "gemini", "model": "gemini-3.5-flash"}], "flex"),
+                                        ([{"provider": "anthropic", "model": "claude-haiku-4-5"}], None)])
+def test_a_flex_jobs_chain_model_runs_flex_where_it_has_the_price_else_standard(alice_client, emulator, chain, tier):
+    emulator.add_faults(faults.server_error("openai", status=503, model="gpt-5-mini", times=-1))
+    data = run_job(alice_client, model="gpt-5-mini", processing="flex", chain=chain,
+                   tasks={"summary": "Provide a brief summary"})
+    task = data["result"]["metadata"]["tasks"]["summary"]
+    provider, model = chain[0]["provider"], chain[0]["model"]
+    assert data["status"] == "finished" and (task["provider"], task["model"]) == (provider, model)
+    [answered] = sent_to(emulator, provider, model)
+    asked = answered["body"].get("serviceTier") if provider == "gemini" else answered["body"].get("service_tier")
+    assert (str(asked).lower() if asked else None) == tier
+    # Billed at that tier's price: flex where asked, standard otherwise.
+    info = get_model(provider, model)
+    usage = Usage(input_tokens=answered["prompt_tokens"], output_tokens=answered["output_tokens"])
+    assert Decimal(str(task["cost"])) == cost_of(info, usage, processing=tier or "standard")
