@@ -93,9 +93,10 @@ def run(small: bool = False) -> dict:
         straight = _round(user, emulator, env, jobs, chain=False, text=text)
         chained = _round(user, emulator, env, jobs, chain=True, text=text)
     ok_runs = straight["statuses"] == chained["statuses"] == {"finished"} and chained["answered"] == {FALLBACK}
-    # Requests let through just before the circuit opened may arrive a moment after it.
+    # Requests let through just before the circuit opened may arrive a moment after it; no probe is due before a
+    # cooldown has passed.
     opened_at = chained["opened_at"]
-    after = [t for t in chained["primary_times"] if opened_at is not None and t > opened_at + 0.3]
+    after = [t for t in chained["primary_times"] if opened_at is not None and t > opened_at + 0.9 * COOLDOWN_S]
     open_s = max(chained["t_end"] - (opened_at or chained["t_end"]), 0.0)
     cooldowns = max(1, -(-open_s // COOLDOWN_S))  # the cooldowns begun while it was open
     probes_per_cooldown = len(after) / cooldowns

@@ -83,7 +83,8 @@ def test_a_primary_answering_only_503_every_task_answered_by_the_fallback_and_bi
         # Its own failures, or the circuit they opened meanwhile (the tasks run side by side).
         assert (moved["provider"], moved["model"]) == PRIMARY and moved["reason"] in ("server_error", "circuit_open")
         assert "server error" in moved["message"] or "(server_error" in moved["message"]
-        assert task["calls"] == 1 and task["tries"] >= 2
+        # Its failed tries on the primary (none when the circuit had opened before it asked) and the fallback's.
+        assert task["calls"] == 1 and task["tries"] >= 1
     # Every call billed at the price of the model that answered it (the 503s cost nothing).
     total = Decimal(str(metadata["total_cost"]))
     assert total == billed(emulator, *FALLBACK) > 0
@@ -135,12 +136,12 @@ def test_a_fallbacks_answer_is_reused_for_that_model_only(alice_client, emulator
 
 def test_a_primary_hanging_past_the_request_timeout_is_left_for_the_fallback(alice_client, emulator, settings):
     settings.PROVIDER_REQUEST_TIMEOUT = 0.5
-    emulator.add_faults(faults.delay(2.0, "openai", model="gpt-4o-mini", times=-1))
+    emulator.add_faults(faults.delay(4.0, "openai", model="gpt-4o-mini", times=-1))
     data = run_job(alice_client, tasks={"summary": "Provide a brief summary"})
     task = data["result"]["metadata"]["tasks"]["summary"]
     assert data["status"] == "finished" and (task["provider"], task["model"]) == FALLBACK
     assert task["fallback_from"][0]["reason"] == "timeout"
-    assert task["latency_s"] < 1.8  # a timeout, a slice of 0.5 s, then the fallback: not the hang's 2 s
+    assert task["latency_s"] < 3.5  # a timeout, a slice of 0.5 s, then the fallback: not the hang's 4 s
     wait_idle(emulator)
 
 
@@ -253,6 +254,7 @@ def test_a_map_step_paid_on_the_failed_model_stays_on_the_bill(alice_client, emu
 
 def test_every_model_down_waits_out_the_budget_then_fails_naming_each_model_and_why(alice_client, emulator, settings):
     settings.PROVIDER_RETRY_MAX_TOTAL = 4.0
+    settings.CIRCUIT_FAILURE_THRESHOLD = 1000  # the failures themselves, not a circuit (tested on its own below)
     emulator.add_faults([faults.server_error("openai", status=503, model="gpt-4o-mini", times=-1),
                          faults.overloaded("anthropic", model="claude-haiku-4-5", times=-1)])
     data = run_job(alice_client, tasks={"summary": "Provide a brief summary"})
@@ -262,7 +264,7 @@ def test_every_model_down_waits_out_the_budget_then_fails_naming_each_model_and_
     assert "; Anthropic claude-haiku-4-5: Anthropic " in error
     task = data["result"]["metadata"]["tasks"]["summary"]
     assert (task["provider"], task["model"]) == FALLBACK and task["fallback_from"][0]["reason"] == "server_error"
-    assert task["latency_s"] > 1.2  # the last model had the rest of the budget, not a slice of half a second
+    assert task["latency_s"] > 3.0  # the last model had the rest of the budget, not a slice of half a second
     assert task["cost"] == 0
 
 
