@@ -288,6 +288,18 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
                 pass
 
 
+def wait_workers(count: int, timeout: float = 60) -> None:
+    """Until `count` RQ workers are registered in the bench Redis."""
+    from rq import Worker
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if len(Worker.all(connection=redis())) >= count:
+            return
+        time.sleep(0.1)
+    raise TimeoutError("workers did not register")
+
+
 def wait_final(job_ids, timeout: float = 600, poll: float = 0.05) -> float:
     """Seconds until every job is final (polls PostgreSQL every `poll` seconds)."""
     from jobs.models import Job

@@ -53,17 +53,6 @@ def ratio_row(case, measure, value, baseline, *, higher_is_better: bool, bound: 
 
 
 # --- queue overhead -----------------------------------------------------------------------
-def _wait_workers(count: int, timeout: float = 60) -> None:
-    from rq import Worker
-
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if len(Worker.all(connection=common.redis())) >= count:
-            return
-        time.sleep(0.1)
-    raise TimeoutError("workers did not register")
-
-
 def _wait_done(queue, jobs: int, started: float, timeout: float = 900) -> float:
     """Seconds from `started` until RQ has `jobs` jobs finished or failed on `queue` (a Redis count
     every 20 ms: polling PostgreSQL for a thousand ids that often would itself take CPU)."""
@@ -98,7 +87,7 @@ def _noop_throughput(jobs: int, workers: int, env: dict, worker_class: str | Non
     procs = [common.start_pool(workers, env, burst=False, worker_class=worker_class)] if pool else \
         common.start_workers(workers, env, worker_class=worker_class)
     try:
-        _wait_workers(workers)
+        common.wait_workers(workers)
         queue = django_rq.get_queue("default")
         return _throughput_after_resume(jobs, lambda: [queue.enqueue("bench.noop.noop") for _ in range(jobs)])
     finally:
@@ -112,7 +101,7 @@ def _job_throughput(user, jobs: int, workers: int, env: dict, worker_class: str 
     procs = [common.start_pool(workers, env, burst=False, worker_class=worker_class)] if pool else \
         common.start_workers(workers, env, worker_class=worker_class)
     try:
-        _wait_workers(workers)
+        common.wait_workers(workers)
         ids = []
         # Waited for like the baseline: a run ends only after its row is final, so RQ's
         # registries are complete when PostgreSQL is (the rows are checked below).
@@ -180,7 +169,7 @@ def _inflight_run(user, jobs: int, env: dict, text: str, *, pool_workers: int = 
             sampling.wait(0.2)
 
     try:
-        _wait_workers(pool_workers or 1)
+        common.wait_workers(pool_workers or 1)
         common.wait_final(common.submit_jobs(user, 1, text=text, queue="default"))  # one warm job
         time.sleep(1.0)
         idle = common.pss_kib_tree(proc.pid)
@@ -207,7 +196,7 @@ def case_inflight(small: bool, emulator_factory, user) -> list[Row]:
         common.reset_state()
         [proc] = common.start_workers(1, env)
         try:
-            _wait_workers(1)
+            common.wait_workers(1)
             common.wait_final(common.submit_jobs(user, 1, text=text, queue="default"))  # warm
             one = common.wait_final(common.submit_jobs(user, 1, text=text, queue="default"), poll=0.02)
         finally:
@@ -255,7 +244,7 @@ def _scale_run(user, jobs: int, emulator, text: str) -> dict:
             sampling.wait(0.5)
 
     try:
-        _wait_workers(1)
+        common.wait_workers(1)
         common.wait_final(common.submit_jobs(user, 1, text=text, queue="default"))  # one warm job
         time.sleep(1.0)
         idle = common.pss_kib_tree(proc.pid)
@@ -380,7 +369,7 @@ def case_priority(small: bool, emulator_factory, user) -> list[Row]:
         common.reset_state()
         procs = common.start_workers(1, env)
         try:
-            _wait_workers(1)
+            common.wait_workers(1)
             time_high()  # warm-up
             # Medians of 7: with one worker a high job waits for the low job in hand (between none and
             # all of one job's time), so single samples range from 1x to 2x the empty-queue time.
@@ -403,7 +392,7 @@ def case_memory(small: bool, emulator, user) -> list[Row]:
     common.reset_state()
     [proc] = common.start_workers(1, env)
     try:
-        _wait_workers(1)
+        common.wait_workers(1)
         common.wait_final(common.submit_jobs(user, first, text=text, queue="default"))
         after_first = common.rss_kib(proc.pid)
         common.wait_final(common.submit_jobs(user, total - first, text=text, queue="default"))
@@ -424,7 +413,7 @@ def case_module(name: str, small: bool) -> list[Row]:
 
 
 CASES = ["queue", "inflight", "thousand", "fanout", "long", "api", "scale", "priority", "memory", "prices",
-         "structured", "batch", "transcripts"]
+         "structured", "batch", "transcripts", "fallbacks"]
 
 
 # How a case runs, given (small, the shared fast emulator, the bench user): the cases that start emulators
@@ -441,6 +430,7 @@ RUNNERS = {
     "memory": case_memory,
     "prices": lambda small, fast, user: case_module("prices", small),
     "transcripts": lambda small, fast, user: case_module("transcripts", small),
+    "fallbacks": lambda small, fast, user: case_module("fallbacks", small),
 }
 
 

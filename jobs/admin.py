@@ -23,10 +23,11 @@ from django.utils.html import format_html, format_html_join
 from redis.exceptions import RedisError
 
 from analysis.engine.structured import decode_task
+from analysis.selectors import health_row, models_health
 from jobs import charts
 from jobs.models import Job, Task, WebhookDelivery
+from jobs.monitoring import queue_stats
 from jobs.report import job_report, task_request_view
-from jobs.monitoring import queue_stats, redis_connection
 from jobs.selectors import (
     CHART_RANGES,
     chart_buckets,
@@ -38,6 +39,7 @@ from jobs.selectors import (
 from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
 from jobs.views import report_response
 from scriptripper.errors import ServiceError
+from scriptripper.monitoring import redis_connection
 from scriptripper.output_fields import usd
 from transcripts.models import Transcript
 
@@ -68,6 +70,16 @@ def _pre(text: str) -> str:
     if not text:
         return "—"
     return format_html('<pre style="white-space: pre-wrap; margin: 0; max-width: 60em">{}</pre>', text)
+
+
+def _answered_by(task: Task) -> str:
+    """The model that answered (a failed task: the last one tried), and the models it fell back from, why."""
+    model = f"{task.provider} / {task.model}"
+    if not task.fallback_from:
+        return model
+    moves = format_html_join("", "<li>{} / {}: <b>{}</b> — {}</li>", (
+        (entry["provider"], entry["model"], entry["reason"], entry["message"]) for entry in task.fallback_from))
+    return format_html("{} <span class=\"sr-fallback\">after falling back from:</span><ul>{}</ul>", model, moves)
 
 
 class WebhookDeliveryInline(admin.TabularInline):
@@ -124,8 +136,8 @@ class JobAdmin(admin.ModelAdmin):
     change_form_template = "admin/jobs/job/change_form.html"
     fieldsets = (
         (None, {"classes": ["sr-grid"],
-                "fields": ("id", "status", "owner", "provider", "model", "profile_name", "kind", "queue",
-                           "processing", "error")}),  # the long ones last, across the grid
+                "fields": ("id", "status", "owner", "provider", "model", "fallback_chain", "profile_name", "kind",
+                           "queue", "processing", "error")}),  # the long ones last, across the grid
         ("Progress and cost", {"classes": ["sr-grid"],
                                "fields": ("tasks_progress", "cost_usd", "duration", "created_at", "started_at",
                                           "finished_at", "heartbeat_at", "attempts", "lost_calls", "shared_until",
@@ -201,7 +213,7 @@ class JobAdmin(admin.ModelAdmin):
             sources = reuse_sources(job)
             context.update(sr_report=report, sr_report_url=report_url, sr_tasks=[
                 {"task": task, "report": task_report, "request": task_request_view(task),
-                 "reused_from": sources.get(task.name)}
+                 "reused_from": sources.get(task.name), "answered_by": _answered_by(task)}
                 for task, task_report in zip(job.task_list, report.tasks)])
         return super().change_view(request, object_id, form_url, context)
 
@@ -224,13 +236,18 @@ class JobAdmin(admin.ModelAdmin):
             since = now - span
             sections.append({"label": label, "charts": chart_set(since=since, until=now, unit=unit)})
         context = {**self.admin_site.each_context(request), "title": "Charts", "opts": self.opts,
-                   "sections": sections, "queues": queue_depths(), "generated_at": now}
+                   "sections": sections, "queues": queue_depths(), "health": provider_health_now(),
+                   "generated_at": now}
         return TemplateResponse(request, "admin/jobs/charts.html", context)
 
     # --- columns ---------------------------------------------------------------------------------
     class Media:
         # One line a row: at 1,400 px the model names and dates wrapped into three-line rows.
         css = {"all": ["jobs/admin.css"]}
+
+    @admin.display(description="fallback models")
+    def fallback_chain(self, job: Job) -> str:
+        return " → ".join(f"{entry['provider']} / {entry['model']}" for entry in job.fallback_models) or "—"
 
     @admin.display(description="job", ordering="id")
     def short_id(self, job: Job) -> str:
@@ -421,6 +438,16 @@ def chart_set(*, since, until, unit: str) -> list[dict]:
         {"title": "Queue wait", "svg": wait_chart,
          "summary": f"{sum(n for _, _, n in waits.values())} jobs started"},
     ]
+
+
+def provider_health_now() -> dict:
+    """Every model with failures on record, as every worker sees it now (analysis/engine/health.py, in Redis)."""
+    try:
+        health = models_health()
+    except RedisError as exc:
+        return {"available": False, "error": type(exc).__name__, "models": []}
+    return {"available": True, "models": [{"provider": provider, "model": model, **health_row(state)}
+                                          for (provider, model), state in sorted(health.items())]}
 
 
 def queue_depths() -> dict:

@@ -124,3 +124,4 @@ def clean_prompt(prompt, *, name: str) -> str:
     if "\x00" in prompt:
         raise serializers.ValidationError(f"the prompt of task {name!r} must not contain NUL characters")
     return prompt
+

@@ -81,6 +81,9 @@ class Job(models.Model):
     # mode cannot finish falls back to: standard (at the standard price) or fail.
     processing = models.CharField(max_length=10, default="standard")
     fallback = models.CharField(max_length=10, default="standard")
+    # The models a task moves on to when its own cannot answer (analysis/engine/fallbacks.py), in order:
+    # [{"provider", "model"}], as checked at submit (the job's, its profile's, or the server's MODEL_FALLBACKS).
+    fallback_models = models.JSONField(default=list, blank=True)
     # Batch mode (jobs/worker/provider_batch_poller.py): waiting for provider batches with no worker (`started`, no heartbeat, so
     # the reconciler leaves it alone), since when (BATCH_MAX_WAIT counts from the first submission), and
     # whether the next claim continues the same attempt (a continuation delivery is not counted in attempts).
@@ -204,8 +207,13 @@ class Task(models.Model):
     blocked = models.BooleanField(default=False)
     finish_reason = models.CharField(max_length=100, blank=True, default="")
     latency_s = models.FloatField(null=True, blank=True)
-    # Hash of everything that determines the answer (for result reuse).
+    # Hash of everything that determines the answer (for result reuse), for the model that answered.
     reuse_key = models.CharField(max_length=64, blank=True, default="")
+    # The model that answered (the job's, or one of its fallback chain; a failed task: the last one it tried), and
+    # those it moved away from: [{"provider", "model", "reason", "message"}] (reason: the error kind).
+    provider = models.CharField(max_length=32, blank=True, default="")
+    model = models.CharField(max_length=100, blank=True, default="")
+    fallback_from = models.JSONField(default=list, blank=True)
 
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

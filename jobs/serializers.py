@@ -15,7 +15,7 @@ from rest_framework import serializers
 from analysis.clients import provider_error
 from analysis.engine.processing import FALLBACKS, PROCESSING_MODES
 from analysis.engine.providers.usage import USAGE_KEYS
-from analysis.serializers import PriceNoteField, validate_language_tag, validate_provider_name
+from analysis.serializers import FallbackModelsField, PriceNoteField, validate_language_tag, validate_provider_name
 from jobs.input_fields import BatchTasksField, TasksField
 from jobs.models import Job, Task
 from jobs.monitoring import QUEUE_REGISTRIES
@@ -83,6 +83,12 @@ class JobOptionsSerializer(TranscriptSourceSerializer, JobModelOptionsSerializer
         choices=FALLBACKS, required=False,
         help_text="what a call its processing mode cannot finish does (flex refused, batch expired or failed, "
                   "BATCH_MAX_WAIT passed): standard (sent again at the standard price; the default) or fail")
+    fallback_models = FallbackModelsField(
+        required=False, help_text=(
+            "the models a task moves on to, in order, when its own cannot answer (5xx, 429, timeouts, its circuit "
+            "open, no quota, a refused key, the model gone, a blocked answer; a context overflow only to a larger "
+            "window; never a bad request): at most 3, each a provider or endpoint with one of its models, checked "
+            "like `model`. Absent: the profile's, else the server's MODEL_FALLBACKS for the model; [] for none"))
 
 
 class AnalyzeSerializer(JobOptionsSerializer):
@@ -181,7 +187,19 @@ UsageSerializer = type("UsageSerializer", (serializers.Serializer,), {
     **{key: serializers.IntegerField() for key in USAGE_KEYS}})
 
 
+class FallbackFromSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    model = serializers.CharField()
+    reason = serializers.CharField(help_text="the error kind that moved the task on (rate_limit, server_error, "
+                                             "timeout, circuit_open, context_length, blocked, ...)")
+    message = serializers.CharField()
+
+
 class TaskMetadataSerializer(serializers.Serializer):
+    provider = serializers.CharField(help_text="who answered: the job's provider, or one of its fallback chain "
+                                               "(a failed task: the last one tried)")
+    model = serializers.CharField()
+    fallback_from = FallbackFromSerializer(many=True, help_text="the models the task moved away from, in order")
     cost = MoneyField()
     usage = UsageSerializer(source="*")
     tries = serializers.IntegerField(help_text="provider calls including retries")
@@ -216,8 +234,10 @@ class ConsultedMeetingSerializer(serializers.Serializer):
 
 
 class JobMetadataSerializer(serializers.Serializer):
-    provider = serializers.CharField()
+    provider = serializers.CharField(help_text="the job's request (each task says who answered it)")
     model = serializers.CharField()
+    fallback_models = serializers.ListField(child=serializers.DictField(child=serializers.CharField()),
+                                            help_text='the job\'s fallback chain: [{"provider", "model"}]')
     total_cost = MoneyField(source="tasks_cost", help_text="USD")
     usage = serializers.SerializerMethodField()
     tasks = serializers.SerializerMethodField()

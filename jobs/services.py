@@ -66,6 +66,8 @@ class JobRequest:
     # None: the queue's default (LOW_QUEUE_PROCESSING for `low`, else standard); checked at submit.
     processing: str | None = None
     fallback: str = "standard"
+    # The fallback chain, checked: [{"provider", "model"}] (analysis/engine/fallbacks.py).
+    fallback_models: list[dict] = field(default_factory=list)
     # Derived by the submission, not part of what was asked (compare=False keeps them out of the
     # Idempotency-Key fingerprint): the model as resolved, the transcript's tokens when counted.
     model_info: ModelInfo | None = field(default=None, compare=False)
@@ -136,6 +138,7 @@ def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", r
             language=request.language,
             processing=job_processing(request=request, queue=queue),
             fallback=request.fallback,
+            fallback_models=request.fallback_models,
             params=request.params,
             reuse_results=request.reuse_results,
             max_cost=request.max_cost,
@@ -147,7 +150,8 @@ def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", r
         )
         Task.objects.bulk_create(
             # An ask's answer depends on its scope, which no reuse key holds: it is never reused (nor offered).
-            Task(job=job, position=position, name=spec.name, prompt=spec.prompt,
+            Task(job=job, position=position, name=spec.name, prompt=spec.prompt, provider=job.provider,
+                 model=job.model,
                  reuse_key=task_reuse_key(job=job, prompt=spec.prompt) if request.scope_read is None else "")
             for position, spec in enumerate(request.tasks)
         )
@@ -232,12 +236,15 @@ def digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
 
 
-def task_reuse_key(*, job: Job, prompt: str) -> str:
+def task_reuse_key(*, job: Job, prompt: str, provider: str | None = None, model: str | None = None) -> str:
     """Everything that determines a task's answer; equal keys may share one provider call (result reuse).
 
-    The owner is not in the key: reuse is looked up within the same owner's tasks only.
+    For the job's own model, or for `provider` and `model` (a task answered by its fallback chain is stored
+    under the key of the model that answered, so only a job asking that model reuses it). The owner is not in
+    the key: reuse is looked up within the same owner's tasks only.
     """
-    return digest(["v1", job.transcript, job.provider, job.model, job.system_prompt, prompt, job.params])
+    return digest(["v1", job.transcript, provider or job.provider, model or job.model, job.system_prompt, prompt,
+                   job.params])
 
 
 # --- final states --------------------------------------------------------------------

@@ -35,6 +35,7 @@ from analysis.engine.processing import mode_refusal
 from analysis.engine.prompts import transcript_document
 from analysis.engine.tokens import count_tokens, token_upper_bound
 from analysis.selectors import profile_lookup
+from analysis.services import fallback_chain_check, structured_refusal
 from jobs.models import Job
 from jobs.services import NO_SUCH_TRANSCRIPT, JobRequest, digest, job_create
 from jobs.webhooks import CallbackUrlError, validate_callback_url
@@ -171,8 +172,9 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
                       structured: bool = True, max_output_tokens: int | None = None,
                       temperature: float | None = None, max_cost: Decimal | None = None, reuse: bool = True,
                       language: str | None = None, callback_url: str = "", processing: str | None = None,
-                      fallback: str | None = None) -> JobRequest:
-    """The JobRequest of a submission, everything checked. None: the field was not sent (a profile may fill it)."""
+                      fallback: str | None = None, fallback_models: list[dict] | None = None) -> JobRequest:
+    """The JobRequest of a submission, everything checked. None: the field was not sent (a profile, or for
+    `fallback_models` the server's MODEL_FALLBACKS, may fill it)."""
     errors: dict[str, list[str]] = {}  # what is missing, reported together
     callback_url = _callback_url(callback_url, errors)
     profile_name, provider_from_profile = "", False
@@ -193,6 +195,8 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
                     processing = found.processing
                 if fallback is None and found.fallback:
                     fallback = found.fallback
+                if fallback_models is None and found.fallback_models is not None:
+                    fallback_models = found.fallback_models
                 # The request's provider, model and system prompt override the profile's defaults. The default
                 # model goes with the default provider only: it means nothing to another provider.
                 if not provider:
@@ -223,6 +227,12 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
     # A mode the provider or model does not offer is refused here, never run at a silent standard price.
     if refusal := mode_refusal(provider=provider, info=info, processing=processing or "standard"):
         raise field_errors({"processing": [refusal]})
+    if refusal := structured_refusal(info, tasks):
+        raise field_errors({"model": [refusal]})
+    if fallback_models is None:  # the server's default for the model, by the id or alias it was asked by
+        fallback_models = settings.MODEL_FALLBACKS.get(info.name, settings.MODEL_FALLBACKS.get(info.catalogue_id, []))
+    chain = fallback_chain_check(fallback_models, provider=provider, info=info, processing=processing or "standard",
+                                 fallback=fallback or "standard", tasks=tasks)
     stored = None
     if transcript_id is not None:
         stored = transcript_for_user(user=owner, transcript_id=transcript_id)
@@ -250,6 +260,7 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
         language=language or "",
         processing=processing,
         fallback=fallback or "standard",
+        fallback_models=chain,
         model_info=info,
         transcript_tokens=_transcript_tokens(text, provider=provider, model=info.name),
     )
@@ -282,7 +293,8 @@ def request_estimate(request: JobRequest) -> Estimate:
     return estimate_job(transcript=request.transcript, provider=request.provider,
                         model=request.model_info or request.model, system_prompt=request.system_prompt,
                         tasks=request.tasks, max_output_tokens=request.params.get("max_output_tokens"),
-                        transcript_tokens=request.transcript_tokens, processing=request.processing or "standard")
+                        transcript_tokens=request.transcript_tokens, processing=request.processing or "standard",
+                        fallback=request.fallback, fallback_models=request.fallback_models)
 
 
 def job_check_spending(*, owner: User, requests: list[JobRequest]) -> None:
@@ -292,6 +304,7 @@ def job_check_spending(*, owner: User, requests: list[JobRequest]) -> None:
       so it is refused as invalid input (400, field `max_cost`);
     - the HIGHEST the submission can cost (all its jobs together), added to the real
       spend this month, over the owner's monthly budget: 402 `budget_exceeded`.
+    A job with a fallback chain is held to the chain's most expensive model, whichever ends up answering.
     The worker enforces both again while running (jobs.worker.lifecycle.task_may_start: no task is started once
     the job's cost reaches max_cost or the owner's spend reaches the budget).
     """
@@ -301,7 +314,7 @@ def job_check_spending(*, owner: User, requests: list[JobRequest]) -> None:
     total_high = Decimal("0")
     for request in requests:
         try:
-            estimate = request_estimate(request)
+            estimate = request_estimate(request).most_expensive
         except (UnknownModelError, UnknownProviderError):
             continue  # cannot run, so cannot spend: the worker fails it with the reason
         if request.max_cost is not None and estimate.cost_low > request.max_cost:

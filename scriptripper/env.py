@@ -95,3 +95,14 @@ def env_seconds_list(name: str, default: str) -> list[float]:
     if any(v < 0 for v in values):
         raise ImproperlyConfigured(f"{name} must not contain negative delays, got {raw!r}")
     return values
+
+
+def env_model_fallbacks(name: str) -> dict[str, list[dict[str, str]]]:
+    """The server's fallback chains per model (JSON {"model": [{"provider", "model"}, ...]}); whether their
+    providers and models can run is checked by the system checks (analysis/checks.py)."""
+    from analysis.engine.fallbacks import ChainError, parse_defaults
+
+    try:
+        return parse_defaults(env.str(name, default=""))
+    except ChainError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None

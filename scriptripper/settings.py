@@ -12,7 +12,9 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from scriptripper.env import env, env_bool, env_choice, env_endpoints, env_float, env_int, env_rate, env_seconds_list
+from scriptripper.env import (
+    env, env_bool, env_choice, env_endpoints, env_float, env_int, env_model_fallbacks, env_rate, env_seconds_list,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env.read_env(BASE_DIR / ".env", overwrite=False)
@@ -203,6 +205,21 @@ MAX_TASKS = env_int("MAX_TASKS", 20, minimum=1)
 MAX_TASK_NAME_CHARS = env_int("MAX_TASK_NAME_CHARS", 100, minimum=1)
 MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 10_000, minimum=1)
 MAX_SYSTEM_PROMPT_CHARS = env_int("MAX_SYSTEM_PROMPT_CHARS", 20_000, minimum=1)
+
+# --- Model fallbacks and provider health (analysis/engine/fallbacks.py, runner.py, health.py) ---------------
+# Fallback chains per model, used by the jobs on that model that name none (JSON {"model": [{"provider", "model"}]}).
+MODEL_FALLBACKS = env_model_fallbacks("MODEL_FALLBACKS")
+# With a chain, the seconds a model may go on failing for one task (from its first failed try) before the task moves
+# to its next model; the chain's last model has the rest of PROVIDER_RETRY_MAX_TOTAL.
+FALLBACK_AFTER_SECONDS = env_float("FALLBACK_AFTER_SECONDS", 30.0)
+# A model's circuit opens after this many consecutive failures (5xx, 429, timeouts, refused keys, ...), for
+# CIRCUIT_COOLDOWN_SECONDS, doubled after each failed probe up to CIRCUIT_COOLDOWN_MAX_SECONDS.
+CIRCUIT_FAILURE_THRESHOLD = env_int("CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1)
+CIRCUIT_COOLDOWN_SECONDS = env_float("CIRCUIT_COOLDOWN_SECONDS", 30.0, minimum=0.1)
+CIRCUIT_COOLDOWN_MAX_SECONDS = env_float("CIRCUIT_COOLDOWN_MAX_SECONDS", 300.0, minimum=0.1)
+if CIRCUIT_COOLDOWN_MAX_SECONDS < CIRCUIT_COOLDOWN_SECONDS:
+    raise ImproperlyConfigured(f"CIRCUIT_COOLDOWN_MAX_SECONDS ({CIRCUIT_COOLDOWN_MAX_SECONDS:g}) must not be below "
+                               f"CIRCUIT_COOLDOWN_SECONDS ({CIRCUIT_COOLDOWN_SECONDS:g})")
 
 # --- Processing modes: flex and batch (analysis/engine/processing.py, jobs/worker/provider_batch_poller.py) ---------
 # The processing of a `low` job that names none: standard (the default), or batch / flex where the

@@ -281,7 +281,7 @@ def _fixed_tokens(config: RunConfig, request: structured.TaskRequest, count: Cal
 def read_whole(scope: AskScope, *, budget: int, count: Callable[[str], int]) -> tuple[list[tuple[str, Meeting]], int]:
     """(the scope's meetings with their names, their document's tokens) when reading them whole fits `budget`
     tokens; ([], 0) when it does not."""
-    # Reading whole costs at least chars/4 tokens (Runner.count never counts fewer): a scope over that is
+    # Reading whole costs at least chars/4 tokens (a model's count never counts fewer): a scope over that is
     # searched without being read first.
     if math.ceil(scope.chars / 4) > budget:
         return [], 0
@@ -302,9 +302,10 @@ def _reduce_room(config: RunConfig, request: structured.TaskRequest, count: Call
     return fixed, config.context - output_limit(config) - fixed
 
 
-def _search_params(runner: Runner):
-    limit = runner.max_output if runner.params.reasoning_model else min(runner.max_output, SEARCH_TERMS_MAX_OUTPUT)
-    return dataclasses.replace(runner.params, max_output_tokens=limit, schema=SEARCH_TERMS_SCHEMA,
+def _search_params(state: TaskState):
+    model = state.model
+    limit = model.max_output if model.params.reasoning_model else min(model.max_output, SEARCH_TERMS_MAX_OUTPUT)
+    return dataclasses.replace(model.params, max_output_tokens=limit, schema=SEARCH_TERMS_SCHEMA,
                                schema_name="search_terms", schema_strict=strict_compatible(SEARCH_TERMS_SCHEMA))
 
 
@@ -312,19 +313,22 @@ def _search_params(runner: Runner):
 
 def run_ask(runner: Runner, spec: TaskSpec, scope: AskScope) -> list[TaskOutcome]:
     """The one outcome of an ask task (`spec.prompt`: a cited task across meetings), through the runner's
-    hooks (should_start, on_call, on_done) and its stop token, as Runner.run gives those of a job's tasks."""
+    hooks (should_start, on_call, on_done) and its stop token, as Runner.run gives those of a job's tasks, and on
+    its model chain as they are: `answer` runs again from the start on each model the task moves to (planned for
+    that model's context, its calls billed at its prices)."""
     with runner.pool(1):
         return runner.run_specs([spec], lambda one: runner.task_outcome(
             one.name, lambda state: answer(runner, state, structured.decode_task(one.prompt), scope)))
 
 
 def answer(runner: Runner, state: TaskState, request: structured.TaskRequest, scope: AskScope) -> str:
-    """The stored output of the question's answer (structured.encode_result's, with `consulted`)."""
+    """The stored output of the question's answer on the model the task is on (structured.encode_result's, with
+    `consulted`)."""
     if not request.across:
         raise ValueError("an ask task is a cited task across meetings (TaskRequest.across)")
-    count, config = runner.count, runner.config
+    count, config = state.model.count, state.model.config
     system = config.system_prompt or prompts.DEFAULT_SYSTEM_PROMPT
-    state.params = structured.params_for(request, name=state.name, params=runner.params)
+    state.params = structured.params_for(request, name=state.name, params=state.model.params)
     budget = read_budget(config, request, count)
     if budget <= 0:
         raise ProviderError(config.provider, CONTEXT_LENGTH, f"The question and the output limit leave no room for "
@@ -336,7 +340,7 @@ def answer(runner: Runner, state: TaskState, request: structured.TaskRequest, sc
     if not named:
         consulted.read = READ_SEARCH
         reply = runner.call(state, search_terms_prompt(system=system, question=request.prompt,
-                                                       languages=scope.languages), _search_params(runner))
+                                                       languages=scope.languages), _search_params(state))
         consulted.search_terms = parse_search_terms(reply.text)
         consulted.meetings = scope.search(question=request.prompt, terms=consulted.search_terms, count=count)
         named = [(meeting_name(i), m) for i, m in enumerate(consulted.meetings, 1)]
@@ -364,17 +368,17 @@ def answer(runner: Runner, state: TaskState, request: structured.TaskRequest, sc
 
 def _map_reduce(runner: Runner, state: TaskState, request: structured.TaskRequest, groups: list[str], *,
                 read: str) -> str:
-    config = runner.config
+    count, config = state.model.count, state.model.config
     system = config.system_prompt or prompts.DEFAULT_SYSTEM_PROMPT
-    partials = runner.gather([
+    partials = runner.gather(state, [
         (lambda part=part, group=group: runner.call(state, map_prompt(
             system=system, request=request, meetings_document=group, read=read, part=part,
             parts=len(groups))).text)
         for part, group in enumerate(groups, 1)
     ])
-    _, room = _reduce_room(config, request, runner.count)
+    _, room = _reduce_room(config, request, count)
     while True:
-        packed = group_partials(partials, max_tokens=room, count=runner.count)
+        packed = group_partials(partials, max_tokens=room, count=count)
         if len(packed) == 1:
             return runner.call(state, reduce_prompt(system=system, request=request, partials=packed[0])).text
         if len(packed) >= len(partials):
@@ -382,7 +386,7 @@ def _map_reduce(runner: Runner, state: TaskState, request: structured.TaskReques
             raise ProviderError(config.provider, CONTEXT_LENGTH, f"The partial answers are too long to merge within "
                                 f"{config.model.name}'s context of {config.context} tokens; set a lower "
                                 "max_output_tokens")
-        partials = runner.gather([
+        partials = runner.gather(state, [
             (lambda group=group: runner.call(state, reduce_prompt(system=system, request=request,
                                                                   partials=group)).text)
             for group in packed
@@ -413,7 +417,7 @@ def estimate_ask(*, config: RunConfig, request: structured.TaskRequest, scope: A
     def count(text: str) -> int:  # the tokens billed
         return count_tokens(text, provider=config.provider, model=config.model.name)
 
-    def plan_count(text: str) -> int:  # as Runner.count (tokens.context_tokens), so the plan is the run's
+    def plan_count(text: str) -> int:  # as the runner counts (tokens.context_tokens), so the plan is the run's
         return context_tokens(text, provider=config.provider, model=config.model.name)
 
     system = config.system_prompt or prompts.DEFAULT_SYSTEM_PROMPT

@@ -62,6 +62,8 @@ class Estimate:
     max_output_tokens: int  # the output limit sent with every call
     tasks: list[TaskEstimate]
     processing: str = "standard"
+    # The same job priced on each model of its fallback chain, alone (in the mode that model would run it in).
+    fallbacks: list[Estimate] = field(default_factory=list)
 
     @property
     def calls(self) -> int:
@@ -92,6 +94,21 @@ class Estimate:
     @property
     def cost_high(self) -> Decimal:
         return sum((t.cost_high for t in self.tasks), Decimal("0"))
+
+    @property
+    def most_expensive(self) -> Estimate:
+        """The estimate of the chain's model that can cost the most: what the spending checks hold the job to,
+        whichever model ends up answering."""
+        return max([self, *self.fallbacks], key=lambda estimate: estimate.cost_high)
+
+    @property
+    def chain_cost_low(self) -> Decimal:
+        """The least the job can cost on any model of its chain."""
+        return min(estimate.cost_low for estimate in [self, *self.fallbacks])
+
+    @property
+    def chain_cost_high(self) -> Decimal:
+        return self.most_expensive.cost_high
 
     @property
     def by_processing(self) -> dict[str, dict[str, Decimal]]:

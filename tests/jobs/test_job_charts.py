@@ -25,7 +25,9 @@ def job_at(owner, *, created_ago: timedelta, status: str = "finished", waited_s:
     job = Job.objects.create(owner=owner, provider=provider, model=model, transcript="A: hi", status=status,
                              created_at=created, started_at=started,
                              finished_at=started + timedelta(seconds=1) if started and status != "started" else None)
-    Task.objects.create(job=job, position=0, name="summary", prompt="Sum up", cost=Decimal(cost),
+    # Answered by the job's own model, as the worker stores it (the spend chart counts by the model that answered).
+    Task.objects.create(job=job, position=0, name="summary", prompt="Sum up", cost=Decimal(cost), provider=provider,
+                        model=model,
                         status="succeeded" if status == "finished" else "pending",
                         finished_at=job.finished_at)
     return job

@@ -26,6 +26,7 @@ from django.db.models import Count, Q, Sum
 from rest_framework import serializers
 
 from accounts.models import User
+from analysis.engine.fallbacks import ChainError, parse_cli_entry
 from jobs.documents import job_document
 from jobs.models import Job, Task
 from jobs.report import report_markdown, reuse_lines
@@ -43,6 +44,13 @@ def parse_task(value: str) -> tuple[str, str]:
     if not sep or not name.strip() or not prompt.strip():
         raise CommandError(f"--task must be NAME=PROMPT (e.g. --task 'summary=Provide a brief summary'), got {value!r}")
     return name.strip(), prompt
+
+
+def parse_fallback_model(value: str) -> dict[str, str]:
+    try:
+        return parse_cli_entry(value)
+    except ChainError as exc:
+        raise CommandError(f"--fallback-model: {exc}") from None
 
 
 def format_elapsed(seconds: float) -> str:
@@ -120,6 +128,12 @@ class Command(BaseCommand):
                                  "about half price, results within hours)")
         parser.add_argument("--fallback", choices=("standard", "fail"),
                             help="when flex or batch cannot finish a call: send it standard (default) or fail it")
+        chain = parser.add_mutually_exclusive_group()
+        chain.add_argument("--fallback-model", action="append", type=parse_fallback_model, metavar="PROVIDER:MODEL",
+                           help="a model a task moves on to when its own cannot answer (repeatable, at most 3, in "
+                                "order; default: the profile's, else the server's MODEL_FALLBACKS)")
+        chain.add_argument("--no-fallback-models", action="store_true",
+                           help="no fallback chain, not even the server's default")
         parser.add_argument("--no-reuse", action="store_true",
                             help="always call the provider (by default an identical task of yours finished recently "
                                  "is reused at $0, and the output says so)")
@@ -202,6 +216,10 @@ class Command(BaseCommand):
                                   ("max_cost", "max_cost"), ("processing", "processing"), ("fallback", "fallback")):
                 if options[option] is not None:
                     data[field] = options[option]
+            if options["fallback_model"]:
+                data["fallback_models"] = options["fallback_model"]
+            elif options["no_fallback_models"]:
+                data["fallback_models"] = []
             if options["no_reuse"]:
                 data["reuse"] = False
             if options["language"]:
