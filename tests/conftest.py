@@ -28,6 +28,7 @@ from rest_framework.test import APIClient
 from accounts.services import api_token_create, user_upsert
 from analysis.clients import reset_provider_clients
 from emulator.server import Emulator
+from scriptripper.redis_clients import configured_redis_connection, redis_location
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIPTS = ROOT.parent / "shared" / "transcripts"
@@ -78,13 +79,15 @@ def claim_test_redis(conn) -> None:
     """
     me = _this_run()
     holder = conn.get(TEST_RUN_LEASE)
+    where = redis_location(configured_redis_connection())
     if holder is not None and holder.decode() != me and not _lease_is_stale(holder.decode()):
-        pytest.exit(f"REDIS_URL={settings.REDIS_URL} is in use by another test run ({holder.decode()}); give each "
-                    "run its own REDIS_URL database and SR_TEST_ID", returncode=3)
+        pytest.exit(f"Redis {where} is in use by another test run ({holder.decode()}); give each "
+                    "run its own REDIS_URL database (REDIS_DB through Sentinels) and SR_TEST_ID", returncode=3)
     if not conn.exists(TEST_DATABASE_MARK) and conn.dbsize():
-        pytest.exit(f"REDIS_URL={settings.REDIS_URL} holds {conn.dbsize()} keys that no test run created, and the "
-                    "suite flushes its Redis database around every test: point REDIS_URL at an empty database "
-                    "(if this one is a leftover of yours: redis-cli -u REDIS_URL flushdb)", returncode=3)
+        pytest.exit(f"Redis {where} holds {conn.dbsize()} keys that no test run created, and the "
+                    "suite flushes its Redis database around every test: point REDIS_URL (REDIS_DB through "
+                    "Sentinels) at an empty database (if this one is a leftover of yours: redis-cli -u REDIS_URL "
+                    "flushdb)", returncode=3)
     mark_test_redis(conn)
 
 

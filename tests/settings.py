@@ -15,11 +15,15 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
 # default) and its own SR_TEST_ID (pytest-django already gives each worker its own PostgreSQL test database).
 # Done once per worker: the processes a test starts inherit the result (and PYTEST_XDIST_WORKER) in their
 # environment and must not shift it again.
+# Through Sentinels (REDIS_SENTINELS set), the database number is REDIS_DB's, or REDIS_URL's when REDIS_DB is unset.
 _xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _xdist_worker.startswith("gw") and os.environ.get("SR_TEST_XDIST_WORKER") != _xdist_worker:
     _base, _, _number = os.environ["REDIS_URL"].rpartition("/")
     # Modulo the 16 databases of a default Redis; a database that is not the suite's stops the run (conftest).
-    os.environ["REDIS_URL"] = f"{_base}/{(int(_number or 0) - int(_xdist_worker[2:])) % 16}"
+    if os.environ.get("REDIS_SENTINELS"):
+        os.environ["REDIS_DB"] = str((int(os.environ.get("REDIS_DB") or _number or 0) - int(_xdist_worker[2:])) % 16)
+    else:
+        os.environ["REDIS_URL"] = f"{_base}/{(int(_number or 0) - int(_xdist_worker[2:])) % 16}"
     os.environ["SR_TEST_ID"] = f"{os.environ.get('SR_TEST_ID', '')}_{_xdist_worker}"
     os.environ["SR_TEST_XDIST_WORKER"] = _xdist_worker
 os.environ.setdefault("DATABASE_URL", "postgresql://root@127.0.0.1:5432/scriptripper")
