@@ -12,6 +12,7 @@ run's server, the benchmark smoke run) uses that same database, never another on
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 import subprocess
@@ -38,6 +39,73 @@ if not TRANSCRIPTS.is_dir():  # a checkout without ../shared: the copies under t
 
 def transcript(name: str) -> str:
     return (TRANSCRIPTS / name).read_text(encoding="utf-8")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--pgbouncer", action="store_true",
+                     help="run the database through a private PgBouncer in transaction mode, with the settings of "
+                          "DATABASE_POOL_MODE=transaction (scripts/test.sh reruns the tests marked `pgbouncer` so)")
+
+
+def pytest_configure(config):
+    if config.getoption("pgbouncer") and settings.DATABASE_POOL_MODE != "transaction":
+        pytest.exit("--pgbouncer: the settings were loaded without DATABASE_POOL_MODE=transaction (tests/settings.py "
+                    "reads the option from the command line; run `python -m pytest --pgbouncer ...`)", returncode=4)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """With DATABASE_POOL_MODE session or transaction (`pytest --pgbouncer`): the test database is created and
+    dropped on PostgreSQL itself (a pooler's server connections would block the DROP), and everything in between,
+    this process and every process it starts (worker_env), goes through a private PgBouncer in that pool mode,
+    whose wildcard entry routes the test database to the same server."""
+    if settings.DATABASE_POOL_MODE == "none":
+        yield
+        return
+    from django.db import connection, connections
+
+    from tests.servers import PgBouncer, pgbouncer_missing
+
+    if pgbouncer_missing():
+        pytest.exit(f"DATABASE_POOL_MODE={settings.DATABASE_POOL_MODE}: {pgbouncer_missing()}", returncode=4)
+    database = settings.DATABASES["default"]
+    direct = database["HOST"], database["PORT"]
+    bouncer = PgBouncer(pg_host=direct[0] or "127.0.0.1", pg_port=int(direct[1] or 5432),
+                        pool_mode=settings.DATABASE_POOL_MODE,
+                        users=(database.get("USER") or getpass.getuser(),)).start()
+    with django_db_blocker.unblock():
+        connections.close_all()
+        database["HOST"], database["PORT"] = "127.0.0.1", bouncer.port
+        # PgBouncer's entry gives the server connections the time zone Django wants, so Django never SETs it.
+        connection.ensure_connection()
+        assert connection.connection.info.parameter_status("TimeZone") == "UTC"
+    try:
+        yield
+    finally:
+        with django_db_blocker.unblock():
+            connections.close_all()
+        database["HOST"], database["PORT"] = direct
+        bouncer.close()
+
+
+@pytest.fixture(autouse=True)
+def no_session_state():
+    """Through a transaction pooler, every statement this process sends is checked for session state
+    (tests/pooling.py): it would land on another client's server connection."""
+    if settings.DATABASE_POOL_MODE != "transaction":
+        yield
+        return
+    from django.db import connection
+
+    from tests.pooling import session_state
+
+    def refuse(execute, sql, params, many, context):
+        what = session_state(str(sql))
+        assert what is None, f"{what} through a transaction pooler: {sql}"
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(refuse):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -123,6 +123,8 @@ class RedisSentinelGroup:
     def _start_server(self, port: int, *extra: str) -> None:
         self.servers[port] = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             # The replica syncs at once (Redis waits 5 s by default for more replicas to share a diskless sync).
+             "--repl-diskless-sync-delay", "0",
              "--dir", str(self.dir), "--logfile", str(self.dir / f"redis-{port}.log"), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait(lambda: _answers(self.client(port), "PING"), f"redis-server on {port} to answer")
@@ -212,11 +214,16 @@ def pgbouncer_missing() -> str | None:
     return None
 
 
+# The deployment's file (README: "PgBouncer"): what the tests run is it, with the settings of this machine.
+PGBOUNCER_INI = Path(__file__).resolve().parent.parent / "docker" / "pgbouncer.ini"
+
+
 class PgBouncer:
-    """PgBouncer on a free loopback port in front of PostgreSQL at `pg_host:pg_port`, in `pool_mode`, with a
-    wildcard [databases] entry (any database name goes to the same server) that sets the time zone, and
-    `ignore_startup_parameters = options`, as the README's pgbouncer.ini. `users` may connect, trusted (the
-    local PostgreSQL trusts loopback connections); the first is its admin (`SHOW POOLS`, `RECONNECT`)."""
+    """PgBouncer on a free loopback port in front of PostgreSQL at `pg_host:pg_port`, configured by
+    docker/pgbouncer.ini with only what differs here: the address, the files, `pool_mode` (transaction, as the
+    file, unless asked), trusted `users` (the local PostgreSQL trusts loopback connections; the first is the
+    admin: `SHOW POOLS`), and the file's one [databases] entry turned into a wildcard (any database name, the
+    tests' own included, goes to the same server, with the same parameters)."""
 
     def __init__(self, *, pg_host: str = "127.0.0.1", pg_port: int = 5432, pool_mode: str = "transaction",
                  users: tuple[str, ...] = ("root",), default_pool_size: int = 20) -> None:
@@ -237,24 +244,27 @@ class PgBouncer:
         return self.dir / "pgbouncer.log"
 
     def config(self) -> str:
-        return "\n".join([
-            "[databases]",
-            f"* = host={self.pg_host} port={self.pg_port} timezone=UTC",
-            "",
-            "[pgbouncer]",
-            "listen_addr = 127.0.0.1",
-            f"listen_port = {self.port}",
-            "unix_socket_dir =",
-            "auth_type = trust",
-            f"auth_file = {self.dir / 'userlist.txt'}",
-            f"admin_users = {self.users[0]}",
-            f"pool_mode = {self.pool_mode}",
-            "ignore_startup_parameters = options",
-            "max_client_conn = 1000",
-            f"default_pool_size = {self.default_pool_size}",
-            f"logfile = {self.log}",
-            f"pidfile = {self.dir / 'pgbouncer.pid'}",
-            ""])
+        import configparser
+        import io
+
+        ini = configparser.ConfigParser(interpolation=None)
+        ini.optionxform = str  # database names keep their case
+        ini.read(PGBOUNCER_INI)
+        [(_, entry)] = ini.items("databases")
+        parameters = dict(pair.split("=", 1) for pair in entry.split())
+        parameters.update(host=self.pg_host, port=str(self.pg_port))
+        parameters.pop("dbname", None)  # a wildcard entry keeps the name the client asked for
+        ini.remove_section("databases")
+        ini.add_section("databases")
+        ini.set("databases", "*", " ".join(f"{key}={value}" for key, value in parameters.items()))
+        ini["pgbouncer"].update({
+            "listen_addr": "127.0.0.1", "listen_port": str(self.port), "unix_socket_dir": "",
+            "auth_type": "trust", "auth_file": str(self.dir / "userlist.txt"), "admin_users": self.users[0],
+            "pool_mode": self.pool_mode, "default_pool_size": str(self.default_pool_size),
+            "logfile": str(self.log), "pidfile": str(self.dir / "pgbouncer.pid")})
+        text = io.StringIO()
+        ini.write(text)
+        return text.getvalue()
 
     def start(self) -> PgBouncer:
         (self.dir / "pgbouncer.ini").write_text(self.config())

@@ -8,6 +8,7 @@ themselves are scriptripper/settings.py, unchanged.
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
 # Under pytest-xdist (`scripts/test.sh -n 4`) each worker process is a test run of its own: the suite flushes
@@ -27,6 +28,11 @@ if _xdist_worker.startswith("gw") and os.environ.get("SR_TEST_XDIST_WORKER") != 
     os.environ["SR_TEST_ID"] = f"{os.environ.get('SR_TEST_ID', '')}_{_xdist_worker}"
     os.environ["SR_TEST_XDIST_WORKER"] = _xdist_worker
 os.environ.setdefault("DATABASE_URL", "postgresql://root@127.0.0.1:5432/scriptripper")
+# `pytest --pgbouncer`: the run goes through a private PgBouncer in transaction mode (tests/conftest.py starts it),
+# with the settings of that mode. Read here, where the settings are made: pytest-django loads them before any
+# conftest is imported. The processes the run starts (xdist's workers, rqworkers) inherit the variable.
+if "--pgbouncer" in sys.argv:
+    os.environ["DATABASE_POOL_MODE"] = "transaction"
 for key in ("GEMINI_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
     os.environ.setdefault(key, f"test-{key.lower()}")
 # Fast retries in tests: the retry loop is the same, its waits are shorter.

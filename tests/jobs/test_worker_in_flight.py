@@ -35,6 +35,9 @@ from tests.jobs.faults import (
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
+# The tests marked so also run through PgBouncer in transaction mode (scripts/test.sh: pytest --pgbouncer -m
+# pgbouncer): the slots' lifecycle writes, a kill, a cancel, a timeout, a shutdown, the bound on connections.
+through_pgbouncer = pytest.mark.pgbouncer
 
 
 @pytest.fixture
@@ -42,6 +45,7 @@ def staff_client(db):
     return client_for(make_user("operator", is_staff=True))
 
 
+@through_pgbouncer
 def test_one_process_runs_many_jobs_at_once(alice_client, emulator, tmp_path, staff_client):
     emulator.configure(latency=2.0)
     jobs = submit_many(alice_client, "many", 12)
@@ -92,6 +96,7 @@ def test_reserved_slots_start_a_high_job_while_low_jobs_fill_the_rest(alice_clie
     assert emulator.stats()["in_flight_max"] == 4
 
 
+@through_pgbouncer
 def test_cancel_stops_one_running_job_and_leaves_the_others(alice_client, emulator, tmp_path):
     from emulator.server import faults
 
@@ -117,6 +122,7 @@ def test_cancel_stops_one_running_job_and_leaves_the_others(alice_client, emulat
     assert Task.objects.filter(job_id=target, status="pending").count() == 2
 
 
+@through_pgbouncer
 def test_timeout_stops_one_job_among_many(alice_client, emulator, tmp_path, settings):
     from emulator.server import faults
 
@@ -134,6 +140,7 @@ def test_timeout_stops_one_job_among_many(alice_client, emulator, tmp_path, sett
     assert_all_finished(finished)
 
 
+@through_pgbouncer
 def test_sigkill_of_a_worker_holding_many_jobs_recovers_every_one(alice_client, emulator, tmp_path):
     emulator.configure(latency=1.0)
     jobs = submit_many(alice_client, "kill", 6, tasks=3)
@@ -151,6 +158,7 @@ def test_sigkill_of_a_worker_holding_many_jobs_recovers_every_one(alice_client, 
     assert sum(job.lost_calls for job in finished.values()) >= 1
 
 
+@through_pgbouncer
 def test_sigterm_hands_back_idle_jobs_at_once_and_busy_ones_after_the_grace(alice_client, emulator, tmp_path):
     from emulator.server import faults
 
@@ -241,6 +249,7 @@ def test_worker_recycles_itself_after_max_jobs(alice_client, emulator, tmp_path)
     assert_all_finished(finished)
 
 
+@through_pgbouncer
 def test_database_connections_stay_within_worker_db_connections(alice_client, emulator, tmp_path):
     db = connection.settings_dict
     url = (f"postgresql://{db.get('USER') or 'root'}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
