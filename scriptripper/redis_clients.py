@@ -25,6 +25,11 @@ from redis.sentinel import Sentinel
 # A Sentinel answers discovery from memory: one that does not answer within this is skipped for the next, so a
 # dead Sentinel host never holds a client up for longer (redis-py asks them in turn).
 SENTINEL_SOCKET_TIMEOUT = 1.0
+# Through Sentinels, a primary can vanish without closing its connections (a host lost, a network cut, a frozen
+# process): a client that waited on it forever would never ask the Sentinels for the new one. Every command the
+# project sends answers in milliseconds; blocking dequeues are bounded by their own timeout (RQ raises the
+# socket timeout of a worker's connection above it: jobs/worker/workers.py).
+PRIMARY_SOCKET_TIMEOUT = 5.0
 
 # The keys of a connection in an RQ_QUEUES entry (the rest are the queue's: DEFAULT_TIMEOUT, ...).
 CONNECTION_KEYS = ("URL", "SENTINELS", "MASTER_NAME", "DB", "PASSWORD", "SENTINEL_KWARGS", "CONNECTION_KWARGS")
@@ -43,7 +48,8 @@ def redis_connection_config(*, url: str, sentinels: list[tuple[str, int]], maste
         "PASSWORD": password or None,
         "SENTINEL_KWARGS": {"password": sentinel_password or None, "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
                             "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT, **tls},
-        "CONNECTION_KWARGS": tls,
+        "CONNECTION_KWARGS": {"socket_timeout": PRIMARY_SOCKET_TIMEOUT, "socket_connect_timeout": PRIMARY_SOCKET_TIMEOUT,
+                              **tls},
     }
 
 

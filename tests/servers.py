@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
 # Bounds a wait on a server starting or a failover ending: only a hang is caught by it.
 SERVER_WAIT = 120.0
 
@@ -149,6 +150,24 @@ class RedisSentinelGroup:
         return {"REDIS_SENTINELS": ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports),
                 "REDIS_SENTINEL_MASTER": self.master, "REDIS_DB": "0"}
 
+    def project_settings(self) -> dict:
+        """The Redis settings that scriptripper/settings.py makes of env() (its own code, run again with it), for a
+        process whose settings are loaded already: a test's (through pytest-django's `settings`), the benchmark's."""
+        import runpy
+
+        saved = {name: os.environ.get(name) for name in self.env()}
+        os.environ.update(self.env())
+        try:
+            made = runpy.run_path(str(ROOT / "scriptripper" / "settings.py"))
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        return {name: made[name] for name in ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_DB", "RQ_QUEUES",
+                                              "CACHES")}
+
     def primary(self) -> int | None:
         """The primary's port, as the Sentinels answer now."""
         for port in self.sentinel_ports:
@@ -215,7 +234,7 @@ def pgbouncer_missing() -> str | None:
 
 
 # The deployment's file (README: "PgBouncer"): what the tests run is it, with the settings of this machine.
-PGBOUNCER_INI = Path(__file__).resolve().parent.parent / "docker" / "pgbouncer.ini"
+PGBOUNCER_INI = ROOT / "docker" / "pgbouncer.ini"
 
 
 class PgBouncer:
@@ -284,6 +303,11 @@ class PgBouncer:
                 return True
         except OSError:
             return False
+
+    def version(self) -> str:
+        """PgBouncer's version, as `pgbouncer --version` says it (1.18.0 on Debian 12)."""
+        answer = subprocess.run(["pgbouncer", "--version"], capture_output=True, text=True, timeout=30).stdout
+        return answer.split()[1] if answer.startswith("PgBouncer ") else answer.strip()
 
     def url(self, database: str, user: str | None = None) -> str:
         return f"postgresql://{user or self.users[0]}@127.0.0.1:{self.port}/{database}"

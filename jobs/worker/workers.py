@@ -107,6 +107,14 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         self.db: DatabasePool | None = None
         self.calls: CallPool | None = None
 
+    @property
+    def connection_timeout(self) -> int:
+        """The socket timeout RQ gives the worker's Redis connection. RQ sizes it for its own blocking dequeue
+        (worker_ttl - 15 s, so about 7 minutes); this worker's dequeue blocks for a second at most, so a read
+        unanswered for this long is a primary that vanished without closing its connections (a host lost, a
+        network cut, a frozen process): the worker gives up on it and, through Sentinels, finds the new one."""
+        return 10
+
     def _set_ip_address(self, connection) -> None:
         # RQ asks Redis for this client's address while constructing the worker; a Redis that is not
         # up yet must not stop the worker from starting (its bootstrap waits for Redis).

@@ -1,4 +1,5 @@
-"""Redis behind Sentinel: the primary SIGKILLed with jobs in flight, the replica promoted by the Sentinels.
+"""Redis behind Sentinel: the primary SIGKILLed with jobs in flight, the replica promoted by the Sentinels; and a
+primary that stops answering without closing its connections.
 
 Everything is real: a private Redis primary with a replica and three Sentinels (tests/servers.py), two
 `manage.py rqworker` processes and a gunicorn API configured with REDIS_SENTINELS (no REDIS_URL host in
@@ -10,6 +11,7 @@ the promotion.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -18,12 +20,22 @@ import urllib.error
 import urllib.request
 
 import pytest
+from rq import Worker
 
 from accounts.services import api_token_create
 from jobs.models import Job
 from tests.conftest import PROCESS_WAIT, ROOT, make_user, wait_answering, wait_for, worker_env
-from tests.jobs.faults import FAST, TEXT, WorkerProcess, assert_all_finished, children, sent, task_prompts, \
-    wait_all_final
+from tests.jobs.faults import (
+    FAST,
+    TEXT,
+    WorkerProcess,
+    assert_all_finished,
+    children,
+    sent,
+    submit,
+    task_prompts,
+    wait_all_final,
+)
 from tests.servers import RedisSentinelGroup
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
@@ -165,3 +177,26 @@ def test_primary_killed_mid_run_replica_promoted_nothing_lost_nothing_twice(emul
     back = [a for a in answers if a["status"] == 202 and a["started"] >= promoted_at]
     assert back and back[0]["ended"] - promoted_at <= BACK_WITHIN_S, \
         [(round(a["started"] - promoted_at, 2), round(a["ended"] - promoted_at, 2), a["status"]) for a in answers]
+
+
+def test_a_primary_that_stops_answering_is_given_up_and_the_new_one_found(emulator, tmp_path, alice_client, settings):
+    """SIGSTOP: the primary keeps its connections open and answers nothing, as a lost host or a network cut
+    leaves them. An idle worker, blocked on it, gives up on the socket and takes the next job from the new
+    primary (left to RQ's socket timeout, it would wait about 7 minutes, past this test's wait)."""
+    with RedisSentinelGroup(tmp_path / "redis") as group:
+        env = {**SETTINGS, **group.env()}
+        with WorkerProcess(emulator, tmp_path, **env) as worker:
+            wait_for(lambda: Worker.all(connection=group.client(group.primary_port)), PROCESS_WAIT,
+                     "the worker registered")
+            frozen = group.servers[group.primary_port]
+            frozen.send_signal(signal.SIGSTOP)
+            try:
+                group.wait_promoted()
+                for name, value in group.project_settings().items():  # this process too, for the submission
+                    setattr(settings, name, value)
+                job_id = submit(alice_client, task_prompts("frozen", 1))
+                job = wait_all_final([job_id])[job_id]
+                assert worker.alive(), worker.output()
+            finally:
+                frozen.send_signal(signal.SIGCONT)
+    assert job.status == "finished", job.error

@@ -19,7 +19,6 @@ import pytest
 from django.core.cache import cache
 from rq import Queue
 
-from scriptripper.redis_clients import redis_connection_config
 from tests.conftest import PROCESS_WAIT, ROOT, run_manage
 from tests.servers import RedisSentinelGroup
 
@@ -78,7 +77,8 @@ def test_the_settings_read_the_sentinels_loudly():
     assert own_db["queue"]["DB"] == 7
     assert secrets["queue"]["PASSWORD"] == "server-secret"
     assert secrets["queue"]["SENTINEL_KWARGS"]["password"] == "sentinel-secret"
-    assert secrets["queue"]["SENTINEL_KWARGS"]["ssl"] is True and secrets["queue"]["CONNECTION_KWARGS"] == {"ssl": True}
+    assert secrets["queue"]["SENTINEL_KWARGS"]["ssl"] is True and secrets["queue"]["CONNECTION_KWARGS"]["ssl"] is True
+    assert "ssl" not in through["queue"]["CONNECTION_KWARGS"]
     assert "REDIS_SENTINEL_MASTER must name the primary" in no_master["error"]
     assert "REDIS_SENTINELS must be host:port" in malformed["error"]
     assert "REDIS_PASSWORD: read only with REDIS_SENTINELS set" in stray["error"]
@@ -95,19 +95,8 @@ def group(tmp_path_factory):
 @pytest.fixture
 def through_sentinels(group, settings):
     """This process's settings pointed at the Sentinels, as the environment would; the primary, emptied."""
-    env = group.env()
-    settings.REDIS_SENTINELS = [("127.0.0.1", port) for port in group.sentinel_ports]
-    settings.REDIS_SENTINEL_MASTER = env["REDIS_SENTINEL_MASTER"]
-    settings.REDIS_DB = 0
-    connection = redis_connection_config(url=settings.REDIS_URL, sentinels=settings.REDIS_SENTINELS,
-                                         master=settings.REDIS_SENTINEL_MASTER, db=0, password="",
-                                         sentinel_password="", sentinel_tls=False)
-    settings.RQ_QUEUES = {name: {**connection, "DEFAULT_TIMEOUT": queue["DEFAULT_TIMEOUT"]}
-                          for name, queue in settings.RQ_QUEUES.items()}
-    settings.CACHES = {"default": {"BACKEND": "scriptripper.cache.SentinelRedisCache",
-                                   "LOCATION": env["REDIS_SENTINELS"], "KEY_PREFIX": "sr-cache",
-                                   "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2,
-                                               "connection": connection}}}
+    for name, value in group.project_settings().items():
+        setattr(settings, name, value)
     primary = group.client(group.primary())
     primary.flushdb()
     yield primary
