@@ -55,19 +55,19 @@ def test_the_settings_read_the_sentinels_loudly():
     sentinels = {"REDIS_SENTINELS": "10.0.0.1:26379, 10.0.0.2:26379,[fd00::3]:26380",
                  "REDIS_SENTINEL_MASTER": "queues"}
     plain, tls_url, through, own_db, secrets, no_master, malformed, stray = settings_under(
-        {"REDIS_URL": "redis://cache.internal:6379/4"},
+        {"REDIS_URL": "redis://cache.internal:7000/4"},
         {"REDIS_URL": "rediss://:pw@cache.internal:6380/2"},
-        {"REDIS_URL": "redis://cache.internal:6379/4", **sentinels},
+        {"REDIS_URL": "redis://cache.internal:7000/4", **sentinels},
         {**sentinels, "REDIS_DB": "7"},
         {**sentinels, "REDIS_PASSWORD": "server-secret", "REDIS_SENTINEL_PASSWORD": "sentinel-secret",
          "REDIS_SENTINEL_TLS": "true"},
         {"REDIS_SENTINELS": "10.0.0.1:26379"},
         {"REDIS_SENTINELS": "10.0.0.1", "REDIS_SENTINEL_MASTER": "queues"},
-        {"REDIS_URL": "redis://cache.internal:6379/4", "REDIS_PASSWORD": "ignored?"},
+        {"REDIS_URL": "redis://cache.internal:7000/4", "REDIS_PASSWORD": "ignored?"},
     )
     # REDIS_URL alone: as it always was, TLS included; Django's own cache backend.
-    assert plain == {"queue": {"URL": "redis://cache.internal:6379/4"},
-                     "cache": "django.core.cache.backends.redis.RedisCache", "location": "redis://cache.internal:6379/4"}
+    assert plain == {"queue": {"URL": "redis://cache.internal:7000/4"},
+                     "cache": "django.core.cache.backends.redis.RedisCache", "location": "redis://cache.internal:7000/4"}
     assert tls_url["queue"] == {"URL": "rediss://:pw@cache.internal:6380/2"}
     # The Sentinels win; REDIS_URL lends its database number unless REDIS_DB is set.
     assert through["queue"]["SENTINELS"] == [["10.0.0.1", 26379], ["10.0.0.2", 26379], ["fd00::3", 26380]]
