@@ -452,8 +452,8 @@ def case_module(name: str, small: bool) -> list[Row]:
     return [Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__}) for r in out["rows"]]
 
 
-CASES = ["queue", "pgbouncer", "inflight", "fanout", "long", "api", "scale", "priority", "memory", "prices", "structured",
-         "batch", "failover"]
+CASES = ["queue", "pgbouncer", "inflight", "fanout", "long", "api", "scale", "priority", "memory", "prices",
+         "structured", "batch", "failover"]
 
 
 # How a case runs, given (small, the shared fast emulator, the bench user): the cases that start emulators

@@ -48,8 +48,8 @@ def redis_connection_config(*, url: str, sentinels: list[tuple[str, int]], maste
         "PASSWORD": password or None,
         "SENTINEL_KWARGS": {"password": sentinel_password or None, "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
                             "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT, **tls},
-        "CONNECTION_KWARGS": {"socket_timeout": PRIMARY_SOCKET_TIMEOUT, "socket_connect_timeout": PRIMARY_SOCKET_TIMEOUT,
-                              **tls},
+        "CONNECTION_KWARGS": {"socket_timeout": PRIMARY_SOCKET_TIMEOUT,
+                              "socket_connect_timeout": PRIMARY_SOCKET_TIMEOUT, **tls},
     }
 
 

@@ -30,6 +30,7 @@ from accounts.services import api_token_create, user_upsert
 from analysis.clients import reset_provider_clients
 from emulator.server import Emulator
 from scriptripper.redis_clients import configured_redis_connection, redis_location
+from tests.waits import wait_for  # noqa: F401  (the tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIPTS = ROOT.parent / "shared" / "transcripts"
@@ -221,17 +222,6 @@ def operators_group(db):
 # coming up. It only guards against a hang (a passing test goes on as soon as its condition holds), so it
 # measures nothing and is generous: at load 8 on a 2-core machine a worker's start-up alone took 28 s.
 PROCESS_WAIT = 300.0
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    """predicate()'s first true value, polled until `timeout` seconds: a wait on a condition, not a sleep."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def http_status(url: str) -> int:

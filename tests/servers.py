@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from tests.waits import wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
 # Bounds a wait on a server starting or a failover ending: only a hang is caught by it.
 SERVER_WAIT = 120.0
@@ -32,16 +34,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _wait(predicate, what: str, timeout: float = SERVER_WAIT, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _answers(client, *command) -> object:
@@ -103,8 +95,8 @@ class RedisSentinelGroup:
     def start(self) -> RedisSentinelGroup:
         self._start_server(self.primary_port)
         self._start_server(self.replica_port, "--replicaof", "127.0.0.1", str(self.primary_port))
-        _wait(lambda: (_answers(self.client(self.replica_port), "INFO", "replication") or {}).get(
-            "master_link_status") == "up", "the replica to sync")
+        wait_for(lambda: (_answers(self.client(self.replica_port), "INFO", "replication") or {}).get(
+            "master_link_status") == "up", SERVER_WAIT, "the replica to sync", interval=0.05)
         for index, port in enumerate(self.sentinel_ports):
             conf = self.dir / f"sentinel-{index}.conf"
             conf.write_text("\n".join([
@@ -118,7 +110,8 @@ class RedisSentinelGroup:
         # Ready once every Sentinel knows the replica and the two other Sentinels (their hellos): only then
         # can a majority agree on a failover, and promote the replica.
         for port in self.sentinel_ports:
-            _wait(lambda port=port: self._sentinel_ready(port), f"the Sentinel on {port} to see its peers")
+            wait_for(lambda port=port: self._sentinel_ready(port), SERVER_WAIT,
+                     f"the Sentinel on {port} to see its peers", interval=0.05)
         return self
 
     def _start_server(self, port: int, *extra: str) -> None:
@@ -128,7 +121,8 @@ class RedisSentinelGroup:
              "--repl-diskless-sync-delay", "0",
              "--dir", str(self.dir), "--logfile", str(self.dir / f"redis-{port}.log"), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(lambda: _answers(self.client(port), "PING"), f"redis-server on {port} to answer")
+        wait_for(lambda: _answers(self.client(port), "PING"), SERVER_WAIT, f"redis-server on {port} to answer",
+                 interval=0.05)
 
     def _sentinel_ready(self, port: int) -> bool:
         try:
@@ -188,7 +182,8 @@ class RedisSentinelGroup:
 
     def wait_promoted(self) -> float:
         """Once the Sentinels name the replica as the primary: the time they were seen doing so (epoch)."""
-        _wait(lambda: self.primary() == self.replica_port, "the Sentinels to promote the replica", interval=0.02)
+        wait_for(lambda: self.primary() == self.replica_port, SERVER_WAIT, "the Sentinels to promote the replica",
+                 interval=0.02)
         return time.time()
 
     def failover_times(self) -> FailoverTimes:
@@ -293,7 +288,7 @@ class PgBouncer:
             os.chown(path, owner.pw_uid, owner.pw_gid)
         self.proc = subprocess.Popen(["pgbouncer", "-u", PGBOUNCER_USER, str(self.dir / "pgbouncer.ini")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(self._answers, f"pgbouncer on {self.port} to answer")
+        wait_for(self._answers, SERVER_WAIT, f"pgbouncer on {self.port} to answer", interval=0.05)
         return self
 
     def _answers(self) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import django_rq
 import pytest
@@ -25,6 +24,7 @@ from tests.jobs.faults import (
     WorkerProcess,
     assert_all_finished,
     assert_sent_once_except_lost,
+    database_outage_mid_run,
     sent,
     statuses,
     submit,
@@ -216,24 +216,12 @@ def test_a_30_s_postgresql_outage_asks_no_paid_answer_again(alice_client, emulat
     proxy = TcpProxy(db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432))
     url = f"postgresql://{db.get('USER') or 'root'}@127.0.0.1:{proxy.port}/{db['NAME']}"
     try:
-        emulator.configure(latency=2.0)
-        jobs = submit_many(alice_client, "pgdown", 4, tasks=2)
-        with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="8", DATABASE_URL=url,
-                           TASK_CONCURRENCY="2") as worker:
-            wait_for(lambda: emulator.stats()["in_flight"] >= 8, PROCESS_WAIT, "every call in flight")
-            proxy.down()  # PostgreSQL unreachable for the worker, answers on their way
-            wait_for(lambda: len(emulator.requests()) >= 8, PROCESS_WAIT, "the answers sent back")
-            # 30 s without a database, as a failover can take; the worker keeps the answers meanwhile.
-            time.sleep(30)  # the outage itself, not a synchronisation
-            assert worker.alive(), worker.output()
-            proxy.up()
-            finished = wait_all_final(jobs)
+        # PostgreSQL unreachable for the worker with answers on their way, for 30 s, as a failover can take; the
+        # worker keeps the answers meanwhile.
+        database_outage_mid_run(alice_client, emulator, tmp_path, tag="pgdown", outage_s=30, cut=proxy.down,
+                                restore=proxy.up, DATABASE_URL=url)
     finally:
         proxy.close()
-    assert_all_finished(finished)
-    for job_id, job in finished.items():
-        assert job.lost_calls == 0
-        assert all(sent(emulator, prompt) == 1 for prompt in jobs[job_id].values())
 
 
 def test_worker_recycles_itself_after_max_jobs(alice_client, emulator, tmp_path):

@@ -67,7 +67,8 @@ def test_the_settings_read_the_sentinels_loudly():
     )
     # REDIS_URL alone: as it always was, TLS included; Django's own cache backend.
     assert plain == {"queue": {"URL": "redis://cache.internal:7000/4"},
-                     "cache": "django.core.cache.backends.redis.RedisCache", "location": "redis://cache.internal:7000/4"}
+                     "cache": "django.core.cache.backends.redis.RedisCache",
+                     "location": "redis://cache.internal:7000/4"}
     assert tls_url["queue"] == {"URL": "rediss://:pw@cache.internal:6380/2"}
     # The Sentinels win; REDIS_URL lends its database number unless REDIS_DB is set.
     assert through["queue"]["SENTINELS"] == [["10.0.0.1", 26379], ["10.0.0.2", 26379], ["fd00::3", 26380]]
