@@ -63,8 +63,9 @@ class FailoverTimes:
 
     @property
     def failover_s(self) -> float:
-        """The failover itself, from the leader's attempt to the switch."""
-        return self.switch_master - self.try_failover
+        """The failover, as the Sentinels log it after down-after-milliseconds: from the first one seeing the
+        primary down (+sdown) to the switch, agreeing it is down and electing a leader included."""
+        return self.switch_master - self.sdown
 
 
 _LOG_LINE = re.compile(r"^\d+:X (\d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2}\.\d{3}) [#*.-] (\+[\w-]+) ")

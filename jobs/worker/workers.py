@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 # While Redis is unreachable, the worker tries again after a wait that doubles from the first up to the last: a
 # Sentinel failover ends within seconds, and the take must follow it then, not a minute later; a try costs one
 # refused connection, or one question to the Sentinels. The error is logged once, then every REDIS_LOG_EVERY_S.
-REDIS_RETRY_WAITS_S = (0.25, 1.0)
+REDIS_RETRY_WAITS_S = (0.1, 0.5)
 REDIS_LOG_EVERY_S = 30.0
 
 
