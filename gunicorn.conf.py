@@ -25,9 +25,9 @@ if os.environ.get("LOG_FORMAT", "json" if _production else "plain").strip().lowe
 
 
 def post_worker_init(worker):
-    """Once a worker has loaded the application, its ~110,000 objects (Django, DRF, the SDKs) live as long
-    as the process: frozen, a full garbage collection no longer walks them. Unfrozen, one took about 36 ms,
-    with every thread of the worker waiting on the GIL meanwhile: the API's p99 (bench/run.py, API case)."""
+    """Once a worker has loaded the application, its objects (Django, DRF, the SDKs) live as long as the
+    process: frozen, a full garbage collection does not walk them, so no request waits on the GIL while one
+    does (the API's tail latency: bench/run.py's API case, figures in bench/results/)."""
     import gc
 
     gc.freeze()

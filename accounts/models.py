@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import secrets
 from decimal import Decimal
 
@@ -11,8 +12,6 @@ from django.utils import timezone
 
 def new_webhook_secret() -> str:
     # Standard Webhooks secrets are base64 with a "whsec_" prefix.
-    import base64
-
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import TypedDict
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -87,8 +88,6 @@ def user_upsert(*, username: str, plan: str | None = None, is_staff: bool | None
 
 def user_sync_operator_group(*, user: User) -> None:
     """Staff users are operators (the group's permissions); a user who stops being staff stops being one."""
-    from django.contrib.auth.models import Group
-
     group = Group.objects.filter(name=OPERATORS_GROUP).first()
     if group is None:  # only before accounts' migration 0004 has run
         return

@@ -1,7 +1,7 @@
 """The analysis as the rest of the service calls it: a run's configuration from settings, the run itself,
 and the worker's preload. No database, no queue.
 
-The seed's function, pure:
+The one-shot function, pure (no job, no database):
 
     analyze_transcript_task(transcript, provider, model, system_prompt, tasks)
 
@@ -18,11 +18,7 @@ from django.conf import settings
 
 from analysis.clients import endpoints, get_provider, preload_sdks
 from analysis.engine.catalogue import (
-    effective_context,
-    get_model,
-    load_catalogue,
-    parse_context_overrides,
-    resolve_model,
+    effective_context, get_model, load_catalogue, parse_context_overrides, resolve_model,
 )
 from analysis.engine.estimate import Estimate, estimate_run
 from analysis.engine.execution import CallPool, StopToken

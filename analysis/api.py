@@ -10,15 +10,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analysis.clients import provider_names
+from analysis.clients import provider_names, unknown_provider
 from analysis.engine.catalogue import prices_version
 from analysis.selectors import model_listing, profile_for_user, profiles_visible_to
 from analysis.serializers import (
-    ModelListOutputSerializer,
-    ProfileInputSerializer,
-    ProfileListSerializer,
-    ProfileOutputSerializer,
-    unknown_provider,
+    ModelListOutputSerializer, ProfileInputSerializer, ProfileListSerializer, ProfileOutputSerializer,
 )
 from analysis.services import profile_create, profile_delete, profile_update
 from scriptripper.errors import validation_error

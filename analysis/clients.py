@@ -7,7 +7,7 @@ import threading
 
 from django.conf import settings
 
-from analysis.engine.providers import PROVIDER_LABELS, PROVIDER_NAMES
+from analysis.engine.providers import PROVIDER_LABELS, PROVIDER_NAMES, provider_label
 from analysis.engine.providers.base import NOT_CONFIGURED, Provider, ProviderError
 from analysis.engine.providers.provider_batches import BatchAPI
 
@@ -27,6 +27,11 @@ def provider_names() -> tuple[str, ...]:
     return (*PROVIDER_NAMES, *endpoints())
 
 
+def configured_provider_names() -> tuple[str, ...]:
+    """The providers with a key here, then the configured endpoints: the clients a worker may build."""
+    return (*(name for name in PROVIDER_NAMES if provider_configured(name)), *endpoints())
+
+
 def provider_key_setting(name: str) -> str:
     return _KEY_SETTINGS.get(name, "OPENAI_COMPATIBLE_ENDPOINTS")
 
@@ -35,6 +40,19 @@ def provider_configured(name: str) -> bool:
     if name in _KEY_SETTINGS:
         return bool(getattr(settings, _KEY_SETTINGS[name], ""))
     return name in endpoints()
+
+
+def unknown_provider(value: str) -> str:
+    return f"Unknown provider {value!r}; choose one of: {', '.join(provider_names())}."
+
+
+def provider_error(value: str) -> str | None:
+    """Why `value` (lower-cased) cannot run a job here: an unknown name, or no key configured; None if it can."""
+    if value not in provider_names():
+        return unknown_provider(value)
+    if not provider_configured(value):
+        return f"{provider_label(value)} is not configured on this server ({provider_key_setting(value)} is not set)."
+    return None
 
 
 def get_provider(name: str) -> Provider:
@@ -51,7 +69,7 @@ def get_provider(name: str) -> Provider:
 
                 client = OpenAIProvider(api_key=endpoint.api_key, base_url=endpoint.base_url,
                                         timeout=settings.PROVIDER_REQUEST_TIMEOUT, name=endpoint.name,
-                                        label=endpoint.label)
+                                        label=endpoint.label, max_connections=provider_connections())
                 _clients[config] = client
         return client
     if name not in PROVIDER_NAMES:
@@ -76,18 +94,26 @@ def get_provider(name: str) -> Provider:
 
 
 def _build(config: tuple) -> Provider:
-    name = config[0]
+    name, connections = config[0], provider_connections()
     if name == "openai":
         from analysis.engine.providers.openai_provider import OpenAIProvider
 
-        return OpenAIProvider(api_key=config[1], base_url=config[2], timeout=config[3])
+        return OpenAIProvider(api_key=config[1], base_url=config[2], timeout=config[3], max_connections=connections)
     if name == "anthropic":
         from analysis.engine.providers.anthropic_provider import AnthropicProvider
 
-        return AnthropicProvider(api_key=config[1], base_url=config[2], timeout=config[3])
+        return AnthropicProvider(api_key=config[1], base_url=config[2], timeout=config[3],
+                                 max_connections=connections)
     from analysis.engine.providers.gemini_provider import GeminiProvider
 
-    return GeminiProvider(api_key=config[1], base_url=config[2], api_version=config[3], timeout=config[4])
+    return GeminiProvider(api_key=config[1], base_url=config[2], api_version=config[3], timeout=config[4],
+                          max_connections=connections)
+
+
+def provider_connections() -> int:
+    """The HTTP connections each provider's client may hold (its own pool: one provider's calls never wait on
+    another's): PROVIDER_HTTP_CONNECTIONS, by default as many as a worker process sends requests at once."""
+    return settings.PROVIDER_HTTP_CONNECTIONS or settings.WORKER_CALL_THREADS
 
 
 def preload_sdks() -> None:
@@ -122,22 +148,6 @@ def reset_provider_clients() -> None:
     """Drop cached clients (after fork, or when settings change in tests)."""
     with _lock:
         _clients.clear()
-
-
-def client_connection_limit() -> int:
-    """The fewest connections any provider SDK client opens at once (its httpx pool's limit).
-
-    A worker sends at most this many requests at a time: more would queue inside a client's pool,
-    where they count against the request timeout without being sent.
-    """
-    import anthropic._constants
-    import httpx2
-    import openai._constants
-
-    return min(openai._constants.DEFAULT_CONNECTION_LIMITS.max_connections,
-               anthropic._constants.DEFAULT_CONNECTION_LIMITS.max_connections,
-               # google-genai builds a plain httpx2.Client, with httpx's default limits
-               httpx2._config.DEFAULT_LIMITS.max_connections)
 
 
 def batch_api(name: str) -> BatchAPI:

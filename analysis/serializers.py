@@ -9,13 +9,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import SkipField
 
-from analysis.clients import provider_configured, provider_key_setting, provider_names
+from analysis.clients import provider_names, unknown_provider
 from analysis.engine import structured
 from analysis.engine.estimate import Estimate
 from analysis.engine.model_info import RATE_KINDS
 from analysis.engine.pricing import price_unknown_note
 from analysis.engine.processing import FALLBACKS, PROCESSING_MODES
-from analysis.engine.providers import provider_label
 from analysis.models import AnalysisProfile
 from scriptripper.output_fields import MoneyField, OptionalBooleanField, OptionalCharField
 
@@ -60,19 +59,6 @@ def _structured_keys(item: dict, *, index: int, name: str) -> dict:
     if text_prompt is not None:
         checked["text_prompt"] = _no_nul(text_prompt, "prompts")
     return checked
-
-
-def unknown_provider(value: str) -> str:
-    return f"Unknown provider {value!r}; choose one of: {', '.join(provider_names())}."
-
-
-def provider_error(value: str) -> str | None:
-    """Why `value` (lower-cased) cannot run a job here: an unknown name, or no key configured; None if it can."""
-    if value not in provider_names():
-        return unknown_provider(value)
-    if not provider_configured(value):
-        return f"{provider_label(value)} is not configured on this server ({provider_key_setting(value)} is not set)."
-    return None
 
 
 def validate_provider_name(value: str) -> str:

@@ -264,6 +264,84 @@ def case_inflight(small: bool, emulator_factory, user) -> list[Row]:
     ]
 
 
+# --- a thousand jobs in flight in one worker process -------------------------------------------
+def _scale_env(emulator_url: str, jobs: int) -> dict:
+    # Configured for `jobs` in flight with these three alone: every pool and connection size follows from them.
+    return common.base_env(emulator_url, WORKER_CONCURRENCY=str(jobs), WORKER_CALL_THREADS=str(jobs),
+                           PROVIDER_MAX_IN_FLIGHT=str(jobs), WORKER_HIGH_RESERVED_SLOTS="0")
+
+
+def _scale_run(user, jobs: int, emulator, text: str) -> dict:
+    """`jobs` single-task jobs queued while one worker is suspended, timed from `rq resume` to the last job's
+    finished_at; the peak of requests in flight at the emulator and the worker's PSS, idle and at the peak."""
+    import django_rq
+    from rq.suspension import resume, suspend
+
+    from jobs.models import Job
+
+    common.reset_state()
+    [proc] = common.start_workers(1, _scale_env(emulator.url, jobs))
+    peak = [0]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            peak[0] = max(peak[0], common.pss_kib_tree(proc.pid))
+            sampling.wait(0.5)
+
+    try:
+        _wait_workers(1)
+        common.wait_final(common.submit_jobs(user, 1, text=text, queue="default"))  # one warm job
+        time.sleep(1.0)
+        idle = common.pss_kib_tree(proc.pid)
+        emulator.reset()  # counts the peak of this run alone
+        emulator.configure(max_recorded=0)
+        suspend(common.redis())
+        ids = common.submit_jobs(user, jobs, text=text, queue="default")
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        resumed = django_rq.get_queue("default").connection.time()  # the clock jobs' finished_at share
+        resume(common.redis())
+        common.wait_final(ids, timeout=1800, poll=0.5)
+        sampling.set()
+        sampler.join()
+        last = max(Job.objects.filter(id__in=ids).values_list("finished_at", flat=True))
+        elapsed = last.timestamp() - (resumed[0] + resumed[1] / 1e6)
+        bad = Job.objects.filter(id__in=ids).exclude(status="finished").count()
+        if bad:
+            raise RuntimeError(f"{bad} jobs did not finish")
+        return {"elapsed": elapsed, "in_flight_max": emulator.stats()["in_flight_max"], "idle_kib": idle,
+                "peak_kib": max(peak[0], idle)}
+    finally:
+        common.stop(proc)
+
+
+def case_thousand(small: bool, emulator_factory, user) -> list[Row]:
+    sizes = (40,) if small else (256, 1000)
+    latency = 1.0 if small else 10.0
+    text = common.sample_text(200)
+    rows = []
+    for jobs in sizes:
+        with emulator_factory(0.0) as fast:
+            # What this worker can take at zero latency, measured in the same run: the CPU-bound part of the bound.
+            rate = _job_throughput(user, jobs, 1, _scale_env(fast.url, jobs), None, False, text)
+        with emulator_factory(latency) as emulator:
+            run = _scale_run(user, jobs, emulator, text)
+        allowed = latency + jobs / rate
+        settings_note = (f"WORKER_CONCURRENCY = WORKER_CALL_THREADS = PROVIDER_MAX_IN_FLIGHT = {jobs}, provider "
+                         f"latency {latency:g} s; this worker takes {rate:.0f} jobs/s at zero latency")
+        rows += [
+            ratio_row("thousand in flight", f"time of {jobs} single-task jobs on one worker vs latency + "
+                      f"{jobs} / its zero-latency rate", run["elapsed"], allowed, higher_is_better=False, bound=1.2,
+                      unit="s", notes=f"{settings_note}; timed from rq resume to the last finished_at"),
+            ratio_row("thousand in flight", f"peak requests in flight at the provider, of {jobs}",
+                      run["in_flight_max"], jobs, higher_is_better=True, bound=0.95, unit="requests"),
+            ratio_row("thousand in flight", f"worker PSS at the peak of {jobs} jobs vs idle after one warm job",
+                      run["peak_kib"] / 1024, run["idle_kib"] / 1024, higher_is_better=False, bound=1.5, unit="MiB"),
+        ]
+    return rows
+
+
 # --- API ------------------------------------------------------------------------------------
 def _load_worker(args):
     url, path, method, body, token, seconds, threads = args
@@ -452,7 +530,7 @@ def case_module(name: str, small: bool) -> list[Row]:
     return [Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__}) for r in out["rows"]]
 
 
-CASES = ["queue", "pgbouncer", "inflight", "fanout", "long", "api", "scale", "priority", "memory", "prices",
+CASES = ["queue", "pgbouncer", "inflight", "thousand", "fanout", "long", "api", "scale", "priority", "memory", "prices",
          "structured", "batch", "failover"]
 
 
@@ -462,6 +540,7 @@ RUNNERS = {
     "queue": case_queue,
     "pgbouncer": case_pgbouncer,
     "inflight": lambda small, fast, user: case_inflight(small, common.emulator_process, user),
+    "thousand": lambda small, fast, user: case_thousand(small, common.emulator_process, user),
     "fanout": lambda small, fast, user: case_module("fanout", small),
     "long": lambda small, fast, user: case_module("long_transcript", small),
     "api": case_api,

@@ -1,5 +1,5 @@
-"""The job document of DESIGN.md, rendered in one place from the models: GET /api/v1/jobs/{id}, the webhook body
-and `analyze --json` all come from `job_document`. Reads only: this module imports no service."""
+"""The job document (README, "The API": `GET jobs/{id}`), rendered in one place from the models: the API's
+answer, the webhook body and `analyze --json` all come from `job_document`. Reads only: no service here."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def job_with_tasks(job: Job) -> Job:
 
 
 def job_document(job: Job) -> dict:
-    """The job document of DESIGN.md: GET /api/v1/jobs/{id}, the webhook body and `analyze --json`."""
+    """The job document: GET /api/v1/jobs/{id}, the webhook body and `analyze --json`."""
     return JobSerializer(job_with_tasks(job)).data
 
 

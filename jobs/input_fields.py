@@ -128,7 +128,7 @@ class TasksField(_TaskCollectionField):
     "task_name": {"type": "string"}, "prompt": {"type": "string"},
     "schema": TASK_OBJECT_SCHEMA["properties"]["schema"], "cite": TASK_OBJECT_SCHEMA["properties"]["cite"]}}})
 class BatchTasksField(_TaskCollectionField):
-    """`tasks` for batch (the seed's analyze_batch_task): [{"task_name", "prompt"}, ...], order kept."""
+    """`tasks` for batch (analyze_batch_task's shape): [{"task_name", "prompt"}, ...], order kept."""
 
     container = list
     default_error_messages = {

@@ -78,8 +78,8 @@ class Job(models.Model):
     # Deliveries that do not count against JOB_MAX_ATTEMPTS (before a manual retry, graceful
     # hand-backs on worker shutdown): the limit applies to `attempts - attempts_base`.
     attempts_base = models.PositiveIntegerField(default=0)
-    # The RQ worker whose work horse claimed the current attempt: after its horse exits, only
-    # that worker may settle the row (a duplicate delivery elsewhere must not touch it).
+    # The RQ worker that claimed the current attempt: after its run is over (its slot ended, its work horse
+    # exited), only that worker may settle the row (a duplicate delivery elsewhere must not touch it).
     worker = models.CharField(max_length=200, blank=True, default="")
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -19,6 +19,7 @@ from django.conf import settings
 from redis import Redis
 from redis.driver_info import DriverInfo
 from rq.queue import Queue
+from rq.utils import as_text, parse_composite_key
 
 from scriptripper.redis_clients import connection_key, redis_client
 
@@ -59,3 +60,11 @@ def use_as_rq_connection(client: Redis, queue_name: str = "default") -> None:
 
 def rq_queue(name: str) -> Queue:
     return django_rq.get_queue(name, connection=rq_connection(name))
+
+
+def started_registry_entries(queue: Queue, connection: Redis | None = None) -> list[tuple[str, bytes]]:
+    """(job id, raw entry) of every entry of the queue's started registry: RQ 3 keys it by execution,
+    "{job_id}:{execution_id}", parsed here by RQ's own parser and nowhere else."""
+    connection = connection or queue.connection
+    return [(parse_composite_key(as_text(entry))[0], entry)
+            for entry in connection.zrange(queue.started_job_registry.key, 0, -1)]

@@ -8,6 +8,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from redis.exceptions import RedisError
@@ -159,8 +160,6 @@ def spend_by_provider_model(*, since: datetime, unit: str) -> dict[tuple[datetim
 
 def queue_wait_percentiles(*, since: datetime, unit: str) -> dict[datetime, tuple[float, float, int]]:
     """Per bucket of start time: median and 95th percentile of the seconds jobs waited queued, and how many."""
-    from django.db import connection
-
     # percentile_cont has no ORM aggregate; one GROUP BY in PostgreSQL instead of every row in Python.
     with connection.cursor() as cursor:
         cursor.execute(

@@ -11,10 +11,11 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from analysis.clients import provider_error
 from analysis.engine.processing import FALLBACKS, PROCESSING_MODES
 from analysis.engine.providers.usage import USAGE_KEYS
 from analysis.engine.transcripts import FORMATS
-from analysis.serializers import PriceNoteField, provider_error, validate_language_tag, validate_provider_name
+from analysis.serializers import PriceNoteField, validate_language_tag, validate_provider_name
 from jobs.input_fields import BatchTasksField, SegmentsField, StrictCharField, TasksField, no_nul
 from jobs.models import Job, Task
 from jobs.monitoring import QUEUE_REGISTRIES
@@ -68,6 +69,7 @@ class JobOptionsSerializer(serializers.Serializer):
                   "BATCH_MAX_WAIT passed): standard (sent again at the standard price; the default) or fail")
 
     def validate_provider(self, value: str) -> str:
+        # Checked here, with the other fields' errors; a profile's default provider is checked by the service.
         value = value.strip().lower()
         if (problem := provider_error(value)) is not None:
             raise serializers.ValidationError(problem)
@@ -93,7 +95,7 @@ class AnalyzeSerializer(JobOptionsSerializer):
 
 
 class BatchSerializer(JobOptionsSerializer):
-    """batch: the seed's analyze_batch_task shape, tasks as [{"task_name", "prompt"}]."""
+    """batch: tasks as a list, [{"task_name", "prompt"}] (the analyze_batch_task shape of the contract)."""
 
     tasks = BatchTasksField()
 

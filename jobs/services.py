@@ -30,7 +30,7 @@ from analysis.engine.planning import TaskSpec
 from analysis.engine.processing import mode_refusal
 from analysis.engine.turns import stored_turns
 from jobs.models import Job, Task
-from jobs.queues import rq_connection, rq_queue
+from jobs.queues import rq_connection, rq_queue, started_registry_entries
 from jobs.webhooks import webhook_schedule
 from scriptripper.errors import Conflict, NotFoundError
 
@@ -139,13 +139,11 @@ def remove_rq_job(*, job_id: uuid.UUID | str, connection=None) -> None:
         queue = rq_queue(name)
         queue.remove(job_id)
         connection.lrem(queue.intermediate_queue_key, 0, job_id)
-        # RQ 3's started registry holds "{job_id}:{execution_id}" entries and its remove()
-        # is not implemented: drop every execution of this job by hand.
-        started = queue.started_job_registry
-        stale = [entry for entry in connection.zrange(started.key, 0, -1)
-                 if (entry.decode() if isinstance(entry, bytes) else entry).startswith(f"{job_id}:")]
+        # RQ 3's started registry is keyed by execution and its remove() is not implemented: drop every
+        # execution of this job by hand.
+        stale = [entry for entry_job_id, entry in started_registry_entries(queue, connection) if entry_job_id == job_id]
         if stale:
-            connection.zrem(started.key, *stale)
+            connection.zrem(queue.started_job_registry.key, *stale)
         for registry in (queue.failed_job_registry, queue.finished_job_registry,
                          queue.canceled_job_registry, queue.deferred_job_registry, queue.scheduled_job_registry):
             try:
@@ -259,7 +257,8 @@ def job_finalize_row(*, job_id: uuid.UUID | str, status: str, error: str, from_s
 
 
 def _stop_running(job_id: uuid.UUID | str) -> None:
-    """Ask the worker running this job to kill its work horse (RQ's stop-job command); best effort."""
+    """Ask the worker running this job to stop it (RQ's stop-job command: the default worker stops that job's
+    slot, the forking worker kills its work horse); best effort."""
     try:
         send_stop_job_command(rq_connection(), str(job_id))
     except (InvalidJobOperation, NoSuchJobError, RedisError) as exc:

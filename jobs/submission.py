@@ -25,7 +25,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import monthly_budget_of, spend_check
 from analysis.analyze import context_overrides, estimate_job
-from analysis.clients import endpoints, provider_names
+from analysis.clients import endpoints, provider_error, provider_names
 from analysis.engine import structured as structured_tasks
 from analysis.engine.catalogue import UnknownModelError, UnknownProviderError, resolve_model
 from analysis.engine.estimate import Estimate
@@ -35,7 +35,6 @@ from analysis.engine.prompts import transcript_document
 from analysis.engine.tokens import count_tokens, token_upper_bound
 from analysis.engine.transcripts import TranscriptError, detect_format, normalize_transcript
 from analysis.selectors import profile_lookup
-from analysis.serializers import provider_error
 from jobs.models import Job
 from jobs.services import JobRequest, digest, job_create
 from jobs.webhooks import CallbackUrlError, validate_callback_url
@@ -57,7 +56,7 @@ def job_analyze(*, owner: User, idempotency_key: str = "", **fields: Any) -> tup
 
 
 def job_batch(*, owner: User, **fields: Any) -> Job:
-    """POST jobs/batch: the seed's batch shape, run on the `low` queue (route_queue)."""
+    """POST jobs/batch: the contract's batch shape (tasks as a list), run on the `low` queue (route_queue)."""
     job, _ = job_submit(owner=owner, request=job_request_build(owner=owner, kind=Job.Kind.BATCH, **fields))
     return job
 
@@ -119,14 +118,15 @@ def job_request_build(*, owner: User, kind: str, transcript: str | None = None, 
         errors["transcript"] = [TRANSCRIPT_REQUIRED]
     if not provider:
         errors["provider"] = [f"A provider is required: one of {', '.join(provider_names())}."]
+    elif provider_from_profile and (problem := provider_error(provider)) is not None:
+        # The request's own provider was checked (and lower-cased) by the input serializer; a profile's is
+        # stored lower-cased and checked here, where the profile is read.
+        errors["provider"] = [problem]
     if not model:
         errors["model"] = ["A model is required."]
     if errors:
         raise field_errors(errors)
 
-    if provider_from_profile and (problem := provider_error(provider.lower())) is not None:
-        raise field_errors({"provider": [problem]})  # the serializer checked the request's, not the profile's
-    provider = provider.lower()
     try:
         info = resolve_model(provider, model, allow_unlisted=settings.ALLOW_UNLISTED_MODELS,
                              context_overrides=context_overrides(), endpoints=endpoints())

@@ -244,7 +244,7 @@ MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 10_000, minimum=1)
 MAX_SYSTEM_PROMPT_CHARS = env_int("MAX_SYSTEM_PROMPT_CHARS", 20_000, minimum=1)
 
 # --- Processing modes: flex and batch (analysis/engine/processing.py, jobs/worker/provider_batch_poller.py) ---------
-# The processing of a `low` job that names none: standard (the seed's behaviour), or batch / flex where the
+# The processing of a `low` job that names none: standard (the default), or batch / flex where the
 # model has that price (else standard: a deployment default never turns into a refused job).
 LOW_QUEUE_PROCESSING = env_choice("LOW_QUEUE_PROCESSING", "standard", ("standard", "flex", "batch"))
 # Seconds one flex request may take: flex is best-effort and slow (OpenAI advises 15 minutes).
@@ -292,9 +292,17 @@ WORKER_HIGH_RESERVED_SLOTS = env_int("WORKER_HIGH_RESERVED_SLOTS", WORKER_CONCUR
 # PostgreSQL connections one worker process opens at most, whatever WORKER_CONCURRENCY (every ORM
 # statement of its jobs runs on this many database threads): plan max_connections with it.
 WORKER_DB_CONNECTIONS = env_int("WORKER_DB_CONNECTIONS", 8, minimum=1)
-# Provider requests one worker process sends at once, for all its jobs (never above the SDK
-# clients' connection pools: jobs.worker caps it).
+# Provider requests one worker process sends at once, for all its jobs.
 WORKER_CALL_THREADS = env_int("WORKER_CALL_THREADS", 64, minimum=1)
+# HTTP connections each provider's SDK client keeps (0: WORKER_CALL_THREADS, so every call thread has one). Set
+# lower, the calls above it would wait inside the client's pool, where the request timeout runs without a request
+# on the wire: refused. PROVIDER_MAX_IN_FLIGHT (or an endpoint's max_in_flight) is the bound to lower instead.
+PROVIDER_HTTP_CONNECTIONS = env_int("PROVIDER_HTTP_CONNECTIONS", 0, minimum=0)
+if PROVIDER_HTTP_CONNECTIONS and PROVIDER_HTTP_CONNECTIONS < WORKER_CALL_THREADS:
+    raise ImproperlyConfigured(
+        f"PROVIDER_HTTP_CONNECTIONS={PROVIDER_HTTP_CONNECTIONS} is below WORKER_CALL_THREADS={WORKER_CALL_THREADS}: "
+        "calls would wait for a connection while their timeout runs. Leave it unset (it follows WORKER_CALL_THREADS), "
+        "or bound the requests with PROVIDER_MAX_IN_FLIGHT instead.")
 # Recycle the worker gracefully after this many jobs, or once its RSS passes this many MiB (0: never).
 WORKER_MAX_JOBS = env_int("WORKER_MAX_JOBS", 0)
 WORKER_MAX_MEMORY_MB = env_int("WORKER_MAX_MEMORY_MB", 0)

@@ -10,14 +10,7 @@ import html
 import re
 
 from analysis.engine.transcript_lines import (
-    TIMING_LINE,
-    TranscriptError,
-    Turn,
-    clean_spaces,
-    is_vtt_header,
-    merge_turns,
-    parse_timestamp,
-    split_speaker,
+    TIMING_LINE, TranscriptError, Turn, clean_spaces, is_vtt_header, merge_turns, parse_timestamp, split_speaker,
     text_lines,
 )
 

@@ -27,11 +27,7 @@ from typing import Any
 
 from analysis.engine.catalogue_sources import Skipped, build_catalogue, library_version, parse_overlay
 from analysis.engine.model_info import (
-    UNLISTED_CONTEXT_WINDOW,
-    UNLISTED_MAX_OUTPUT_TOKENS,
-    ModelInfo,
-    simple_model,
-    utc_today,
+    UNLISTED_CONTEXT_WINDOW, UNLISTED_MAX_OUTPUT_TOKENS, ModelInfo, simple_model, utc_today,
 )
 from analysis.engine.providers import PROVIDER_NAMES
 

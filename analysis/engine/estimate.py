@@ -30,13 +30,7 @@ from decimal import Decimal
 from analysis.engine import prompts
 from analysis.engine.chunking import split_transcript
 from analysis.engine.planning import (
-    PARTIAL_WRAPPER_TOKENS,
-    RunConfig,
-    TaskSpec,
-    output_limit,
-    prompt_budget,
-    prompt_tokens,
-    reduce_budget,
+    PARTIAL_WRAPPER_TOKENS, RunConfig, TaskSpec, output_limit, prompt_budget, prompt_tokens, reduce_budget,
 )
 from analysis.engine.pricing import estimate_cost_range
 from analysis.engine.processing import PROCESSING_MODES, modes_offered

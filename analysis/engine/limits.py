@@ -3,7 +3,9 @@
 Two limits per provider: requests in flight, and requests started per minute.
 A slot is a lease (a sorted-set member scored by its expiry), so a worker that
 is SIGKILLed while holding one cannot hold it forever: expired members are
-dropped by the next acquire. Waiting for a slot is not an error.
+dropped by the next acquire. Each lease names its holder (the worker), so whoever
+finds that worker dead releases all its leases at once (release_holder) instead of
+leaving the fleet short of slots until they expire. Waiting for a slot is not an error.
 """
 
 from __future__ import annotations
@@ -47,10 +49,16 @@ return {1, '0'}
 """
 
 
+# Between a lease's holder and its own id: worker names (RQ's) never contain it.
+HOLDER_SEPARATOR = "|"
+
+
 class ProviderLimiter:
     def __init__(self, redis: Redis, *, max_in_flight: int, per_minute: int, lease_seconds: float,
-                 prefix: str = "scriptripper:limits", limits: Mapping[str, int] | None = None) -> None:
+                 prefix: str = "scriptripper:limits", limits: Mapping[str, int] | None = None,
+                 holder: str = "") -> None:
         self.redis = redis
+        self.holder = holder  # written into every lease this limiter takes (release_holder)
         self.max_in_flight = max_in_flight
         # Per-name in-flight limits that replace max_in_flight (named endpoints: a 2-slot local server).
         self.limits: dict[str, int] = dict(limits or {})
@@ -87,7 +95,7 @@ class ProviderLimiter:
         if not self.enabled:
             return None
         max_in_flight = self.limits.get(provider, self.max_in_flight)
-        member = uuid.uuid4().hex
+        member = f"{self.holder}{HOLDER_SEPARATOR}{uuid.uuid4().hex}"
         keys = self._keys(provider)
         waited_from = time.monotonic()
         while True:
@@ -116,6 +124,16 @@ class ProviderLimiter:
             self.redis.zrem(self._keys(provider)[0], member)
         except (RedisConnectionError, RedisTimeoutError):
             pass  # the lease expires by itself (lease_seconds)
+
+    def release_holder(self, holder: str) -> int:
+        """Drop every in-flight lease `holder` took, for every provider: it is known dead (its calls went with
+        it). Returns how many were dropped."""
+        dropped = 0
+        for key in self.redis.scan_iter(match=f"{self.prefix}:*:inflight", count=100):
+            members = [member for member, _ in self.redis.zscan_iter(key, match=f"{holder}{HOLDER_SEPARATOR}*")]
+            if members:
+                dropped += self.redis.zrem(key, *members)
+        return dropped
 
     def _keys(self, provider: str) -> list[str]:
         return [f"{self.prefix}:{provider}:inflight", f"{self.prefix}:{provider}:minute"]

@@ -1,6 +1,6 @@
 """Processing modes: how a job's provider calls are sent, and what they cost.
 
-- `standard`: one synchronous request per call, at the standard price (the seed's behaviour).
+- `standard`: one synchronous request per call, at the standard price (the default).
 - `flex`: synchronous too, on the provider's best-effort flex tier (OpenAI `service_tier="flex"`, Gemini
   `ServiceTier.FLEX`), at the flex price, with the longer timeout flex needs (FLEX_REQUEST_TIMEOUT). A
   capacity refusal (429) is retried with backoff; when the task's retry budget is spent, the job's fallback

@@ -1,6 +1,6 @@
 """Runs the named tasks of one analysis against one provider and model.
 
-Pure analysis: no Django models, no jobs. The caller (jobs, or the seed's
+Pure analysis: no Django models, no jobs. The caller (jobs, or the one-shot
 functions in analysis/analyze.py) hands in the transcript and the tasks and gets
 one `TaskOutcome` per task; callbacks let the caller save each outcome the
 moment it completes and stop starting new tasks (cancel, cost cap).
@@ -31,13 +31,7 @@ from analysis.engine.chunking import split_transcript
 from analysis.engine.execution import CallPool, Stopped, StopToken
 from analysis.engine.limits import ProviderLimiter
 from analysis.engine.planning import (
-    RunConfig,
-    TaskSpec,
-    group_partials,
-    output_limit,
-    prompt_budget,
-    prompt_tokens,
-    reduce_budget,
+    RunConfig, TaskSpec, group_partials, output_limit, prompt_budget, prompt_tokens, reduce_budget,
 )
 from analysis.engine.pricing import cost_of
 from analysis.engine.provider_batch_calls import BatchCalls
@@ -278,7 +272,7 @@ class Runner:
         state = _TaskState(spec.name, deadline=started + self.config.policy.max_total)
         outcome = TaskOutcome(name=spec.name)
         # A task with a schema, citations or a language (analysis/engine/structured.py): its own instruction,
-        # transcript (turn numbers) and output format; a plain prompt runs exactly as before.
+        # transcript (turn numbers) and output format; a plain prompt is sent as it is.
         request = structured.decode_task(spec.prompt)
         stored_transcript = transcript  # turn N is its line N, whatever the prompt shows
         if not request.plain:
@@ -371,7 +365,7 @@ class Runner:
         if not tasks:
             return []
         if self.call_pool is None:
-            # A lone run (the seed's functions, a forked work horse): a pool of its own, as wide as
+            # A lone run (analyze_transcript_task, a forked work horse): a pool of its own, as wide as
             # the calls it can have in flight at once.
             size = min(self.config.concurrency, len(tasks)) * self.config.chunk_concurrency
             self.call_pool = CallPool(max(1, min(size, 64)), name="run-call")

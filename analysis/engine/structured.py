@@ -1,8 +1,8 @@
 """Structured, cited and language-bound tasks: what they send, and how their answers are checked.
 
-A task is a prompt string (as in the seed) or `{"prompt", "schema"?, "cite"?}`, and a job or profile may
-name an output `language`. A plain prompt without a language is sent, stored and answered exactly as
-before. Anything else is stored in the task's `prompt` column as one envelope string (ENVELOPE + JSON),
+A task is a prompt string or `{"prompt", "schema"?, "cite"?}`, and a job or profile may
+name an output `language`. A plain prompt without a language is sent, stored and answered as it is.
+Anything else is stored in the task's `prompt` column as one envelope string (ENVELOPE + JSON),
 so that everything keyed on the prompt (result reuse, the worker's TaskSpec, the estimate) carries the
 schema with it, and the runner turns it back into a `TaskRequest` (decode_task).
 

@@ -20,20 +20,8 @@ from typing import Any
 
 from analysis.engine.captions import parse_captions
 from analysis.engine.transcript_lines import (
-    FORMATS,
-    MERGE_SPAN_SECONDS,
-    TEXT_TIMESTAMP,
-    TIMING_LINE,
-    TranscriptError,
-    Turn,
-    clean_spaces,
-    detect_format,
-    format_timestamp,
-    is_vtt_header,
-    merge_turns,
-    parse_timestamp,
-    split_speaker,
-    text_lines,
+    FORMATS, MERGE_SPAN_SECONDS, TEXT_TIMESTAMP, TIMING_LINE, TranscriptError, Turn, clean_spaces, detect_format,
+    format_timestamp, is_vtt_header, merge_turns, parse_timestamp, split_speaker, text_lines,
 )
 
 __all__ = [

@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 JOB = Job._meta.db_table
 TASK = Task._meta.db_table
 
+# Calls in flight when their attempt ended: paid for, answer never stored (job_calls_lost, and the claim).
+LOST_CALLS_SQL = "lost_calls = lost_calls + GREATEST(calls_in_flight, 0), calls_in_flight = 0"
+
 CLAIM_SQL = f"""
 UPDATE "{JOB}" SET
     status = %(started)s,
@@ -48,7 +51,7 @@ UPDATE "{JOB}" SET
     batch_wait_started_at = CASE WHEN batch_continuation THEN batch_wait_started_at END,
     heartbeat_at = %(now)s, error = '', worker = %(worker)s, awaiting_batch = false, batch_continuation = false,
     -- Anything still counted in flight belongs to a dead earlier attempt: paid, lost.
-    lost_calls = lost_calls + GREATEST(calls_in_flight, 0), calls_in_flight = 0
+    {LOST_CALLS_SQL}
 WHERE id = %(id)s AND status = %(queued)s
 RETURNING *"""
 # What a run reads of the job's owner (its monthly budget: accounts.services.monthly_budget_of), in the
@@ -302,7 +305,7 @@ def job_recover(*, job_id: uuid.UUID | str, reason: str, stale_before=None, work
         if worker is not None and job.worker != worker:
             return None
         lost = max(job.calls_in_flight, 0)
-        Job.objects.filter(id=job.id).update(lost_calls=F("lost_calls") + lost, calls_in_flight=0)
+        job_calls_lost(job_id=job.id)
         if job.cancel_requested:
             job_finalize_row(job_id=job.id, status=Job.Status.CANCELED, error=CANCELED_MESSAGE,
                              from_statuses=(Job.Status.STARTED,))
@@ -327,17 +330,17 @@ def job_recover(*, job_id: uuid.UUID | str, reason: str, stale_before=None, work
     return new_status
 
 
-def job_settle_after_run(*, job_id: uuid.UUID | str, worker: str, reason: str, counts: bool = True,
-                         enqueue: bool = True) -> str | None:
+def job_settle_after_run(*, job_id: uuid.UUID | str, worker: str, reason: str, counts: bool = True) -> str | None:
     """Called once a run of this job is over, whatever way it ended (returned, stopped by a cancel
     or a timeout, handed back, its work horse killed): nothing of the attempt runs any more, so a
-    row still `started` by this worker is handed on (job_recover), a row handed back as `queued` is
-    enqueued, and calls still counted in flight are lost calls. Returns the row's status."""
+    row still `started` by this worker is handed on (job_recover, not enqueued: the run's worker does
+    that once RQ's record of the run is closed, jobs.worker.runs.run_hand_over), and calls still counted in
+    flight are lost calls. Returns the row's status, or None when the row is not this worker's."""
     row = Job.objects.filter(id=job_id).values("status", "worker", "calls_in_flight").first()
     if row is None or row["worker"] != worker or not worker:
         return None  # deleted, or another worker's attempt (this delivery was a duplicate)
     if row["status"] == Job.Status.STARTED:
-        recovered = job_recover(job_id=job_id, worker=worker, reason=reason, counts=counts, enqueue=enqueue)
+        recovered = job_recover(job_id=job_id, worker=worker, reason=reason, counts=counts, enqueue=False)
         if recovered is not None:
             return recovered
         # Ended by someone else meanwhile (a cancel writes its flag, then the final state): its calls
@@ -346,8 +349,24 @@ def job_settle_after_run(*, job_id: uuid.UUID | str, worker: str, reason: str, c
         if row is None or row["worker"] != worker:
             return None
     if row["calls_in_flight"] > 0:
-        Job.objects.filter(id=job_id, worker=worker, calls_in_flight__gt=0).update(
-            lost_calls=F("lost_calls") + Greatest(F("calls_in_flight"), 0), calls_in_flight=0)
-    if row["status"] == Job.Status.QUEUED and enqueue:
-        job_enqueue(job_id=job_id, at_front=True)  # handed back on shutdown: to another worker, first
+        job_calls_lost(job_id=job_id, worker=worker)
     return row["status"]
+
+
+def job_calls_lost(*, job_id: uuid.UUID | str, worker: str | None = None, calls: int | None = None) -> int:
+    """Count calls of the job as lost: paid for, their answer never stored. `calls` None: every call its row
+    still counts in flight (their attempt is over; the claim does the same in SQL, LOST_CALLS_SQL); a number:
+    that many more (a provider batch's requests discarded after they were sent). `worker`: only while that
+    worker holds the row. Returns the rows updated."""
+    rows = Job.objects.filter(id=job_id)
+    if worker is not None:
+        rows = rows.filter(worker=worker)
+    if calls is None:
+        return rows.filter(calls_in_flight__gt=0).update(
+            lost_calls=F("lost_calls") + Greatest(F("calls_in_flight"), 0), calls_in_flight=0)
+    return rows.update(lost_calls=F("lost_calls") + calls)
+
+
+def job_status(*, job_id: uuid.UUID | str) -> str | None:
+    """The row's status now (None: deleted)."""
+    return Job.objects.filter(id=job_id).values_list("status", flat=True).first()

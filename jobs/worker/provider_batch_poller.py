@@ -50,6 +50,7 @@ from analysis.engine.providers.provider_batches import COMPLETED, ENDED, EXPIRED
 from analysis.engine.providers.usage import Usage
 from jobs.models import BatchRequest, Job, ProviderBatch
 from jobs.services import job_enqueue
+from jobs.worker.lifecycle import job_calls_lost
 from jobs.worker.periodic import PeriodicPass
 from jobs.worker.reconcile import workers_heartbeating
 
@@ -207,7 +208,7 @@ def _discard_unwanted() -> int:
     with transaction.atomic():
         discarded = unwanted.update(status=BatchRequest.Status.DISCARDED)
         for job_id, count in lost.items():
-            Job.objects.filter(id=job_id).update(lost_calls=F("lost_calls") + count)
+            job_calls_lost(job_id=job_id, calls=count)
     for row in ProviderBatch.objects.filter(status=ProviderBatch.Status.SUBMITTED, cancel_sent=False).exclude(
             requests__status__in=LIVE).exclude(provider_batch_id=""):
         try:

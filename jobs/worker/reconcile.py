@@ -31,12 +31,13 @@ from rq.job import Job as RQJob
 from rq.worker import Worker
 
 from jobs.models import Job
-from jobs.queues import rq_connection, rq_queue
+from jobs.queues import rq_connection, rq_queue, started_registry_entries
 from jobs.services import job_enqueue, jobs_purge_expired
 from jobs.webhooks import webhooks_deliver_due
 from jobs.worker.dbpool import DatabasePool
 from jobs.worker.lifecycle import job_recover
 from jobs.worker.periodic import PeriodicPass
+from jobs.worker.provider_limits import provider_limiter
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class ReconcileReport:
     purged: int = 0
     webhooks_tried: int = 0
     redis_ok: bool = True
+    leases_released: int = 0  # provider request slots dead workers held
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,8 +73,7 @@ def rq_held_job_ids(redis) -> set[str]:
             held.update(job_id for job_id, ok in zip(waiting, exists) if ok)
         # Being executed: a worker dequeued it and its horse is about to claim the row. Only
         # for a moment: a row still `queued` long after RQ started it is a dead run's leftover.
-        for entry in redis.zrange(queue.started_job_registry.key, 0, -1):
-            job_id = entry.decode().split(":", 1)[0]
+        for job_id, _ in started_registry_entries(queue, redis):
             status, started_at = redis.hmget(RQJob.key_for(job_id), "status", "started_at")
             if status == b"started" and started_at and _age_s(started_at.decode()) < STARTING_GRACE_S:
                 held.add(job_id)
@@ -92,6 +93,17 @@ def _age_s(rq_timestamp: str) -> float:
     return (timezone.now() - started).total_seconds()
 
 
+def provider_leases_release(*, workers: set[str]) -> int:
+    """Give back the provider request slots that dead workers held (their calls died with them), so the jobs
+    recovered from them find the slots free rather than waiting for the leases to expire."""
+    limiter = provider_limiter()
+    try:
+        return sum(limiter.release_holder(worker) for worker in workers)
+    except RedisError as exc:  # the leases expire by themselves
+        logger.warning("reconcile: dead workers' provider leases not released (%s)", type(exc).__name__)
+        return 0
+
+
 def jobs_reconcile(*, now=None) -> ReconcileReport:
     report = ReconcileReport()
     now = now or timezone.now()
@@ -101,6 +113,9 @@ def jobs_reconcile(*, now=None) -> ReconcileReport:
     stale = list(Job.objects.filter(status=Job.Status.STARTED, heartbeat_at__lt=stale_before, awaiting_batch=False)
                  .values_list("id", "worker"))
     alive = workers_heartbeating({worker for _, worker in stale if worker})
+    dead = {worker for _, worker in stale if worker and worker not in alive}
+    if dead:
+        report.leases_released = provider_leases_release(workers=dead)
     for job_id, worker in stale:
         if worker in alive:
             continue

@@ -18,6 +18,7 @@ from rq.queue import Queue
 from rq.utils import now
 from rq.worker import WorkerStatus
 
+from jobs.worker.rq_private import RQWorkerPrivates, rq_job_record_success
 from jobs.worker.runs import STOP_CANCELED, JobSlot, RunEnd
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class RunningJob:
     thread: threading.Thread | None = None
 
 
-class RQRecordsMixin:
+class RQRecordsMixin(RQWorkerPrivates):
     """RQ's records of the jobs a worker runs in its slots (`self.running`, under `self._running_lock`)."""
 
     def _prepare_rq_execution(self, rq_job: RQJob, queue: Queue, *, from_intermediate: bool) -> Execution:
@@ -68,13 +69,11 @@ class RQRecordsMixin:
                     pipeline.execute()
                 return
             rq_job.ended_at = now()
-            rq_job._result = end.value
-            rq_job._status = JobStatus.FINISHED
-            self._record_rq_success(rq_job, running.execution)
+            self._record_rq_success(rq_job, running.execution, return_value=end.value)
         except REDIS_ERRORS as exc:
             logger.warning("job %s: RQ records not updated (Redis unreachable: %s)", rq_job.id, exc)
 
-    def _record_rq_success(self, rq_job: RQJob, execution: Execution) -> None:
+    def _record_rq_success(self, rq_job: RQJob, execution: Execution, *, return_value: str) -> None:
         """RQ's records of a run that ended, in one round trip: what its handle_job_success writes
         (counts, result, finished registry, execution cleanup) without what these jobs never have.
         The project enqueues them itself (jobs.services.job_enqueue) with no dependents, repeats,
@@ -84,10 +83,8 @@ class RQRecordsMixin:
             self.increment_successful_job_count(pipeline=pipeline)
             self.increment_total_working_time(rq_job.ended_at - rq_job.started_at, pipeline)
             result_ttl = rq_job.get_result_ttl(self.default_result_ttl)
-            if result_ttl != 0:
-                rq_job._handle_success(result_ttl, pipeline=pipeline, worker_name=self.name,
-                                       execution_id=execution.id, execution_started_at=execution.created_at,
-                                       execution_ended_at=rq_job.ended_at)
+            rq_job_record_success(rq_job, return_value=return_value, result_ttl=result_ttl, pipeline=pipeline,
+                                  worker_name=self.name, execution=execution)
             rq_job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
             self.cleanup_execution(rq_job, pipeline=pipeline, execution=execution)
             pipeline.execute()

@@ -9,7 +9,6 @@ it completes; a re-run only runs the tasks that have no result yet.
 from __future__ import annotations
 
 import enum
-import functools
 import logging
 import threading
 import time
@@ -24,28 +23,18 @@ from analysis.analyze import run_analysis, run_config, stored_model
 from analysis.clients import endpoints
 from analysis.engine.catalogue import UnknownModelError
 from analysis.engine.execution import CallPool, Stopped, StopToken
-from analysis.engine.limits import ProviderLimiter
-from analysis.engine.openai_compatible import in_flight_limits
 from analysis.engine.planning import TaskSpec
 from analysis.engine.providers.base import ProviderError
 from analysis.engine.runner import RunHooks, TaskOutcome
 from jobs.models import Job, Task
-from jobs.queues import rq_connection
+from jobs.services import job_enqueue
 from jobs.worker.dbpool import DatabasePool
 from jobs.worker.lifecycle import (
-    job_call_started,
-    job_claim,
-    job_fail,
-    job_finish,
-    job_settle_after_run,
-    job_tasks,
-    jobs_heartbeat,
-    jobs_run_state,
-    task_may_start,
-    task_outcome_save,
-    tasks_reuse_finished,
+    job_call_started, job_claim, job_fail, job_finish, job_settle_after_run, job_status, job_tasks, jobs_heartbeat,
+    jobs_run_state, task_may_start, task_outcome_save, tasks_reuse_finished,
 )
 from jobs.worker.provider_batch_poller import job_batch_calls, job_batch_wait
+from jobs.worker.provider_limits import provider_limiter
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +42,23 @@ T = TypeVar("T")
 
 
 class RunEnd(enum.StrEnum):
-    """How a run left its job (also the RQ job's return value)."""
+    """How a run left its job (also the RQ job's return value). Every run ends in exactly one of these;
+    a run that did not write a final state itself is settled by `run_settle`, and `run_hand_over` is the
+    one place that enqueues a handed-back job again."""
 
     FINISHED = "finished"
     FAILED = "failed"
     CANCELED = "canceled"
-    REQUEUED = "requeued"  # handed back or recovered: to be enqueued again once this delivery is closed
+    # Handed back (a shutdown, a timeout, a crash of the run) and `queued` again: enqueued by run_hand_over once
+    # this delivery's RQ record is closed.
+    HANDED_BACK = "handed back"
     SKIPPED = "skipped"  # not claimed: another delivery had it, or it was canceled or deleted meanwhile
     WAITING = "waiting"  # a batch job's round ended: it waits for its provider batches, in no slot
-    GONE = "gone"  # deleted while it ran, or taken over by another worker
+    LOST = "lost"  # deleted while it ran, or taken over by another worker: nothing of it is this run's any more
 
+
+# The ends after which the row is final or rests with someone else: nothing to settle.
+SETTLED_ENDS = frozenset({RunEnd.FINISHED, RunEnd.FAILED, RunEnd.CANCELED, RunEnd.SKIPPED, RunEnd.WAITING})
 
 # Why a run was stopped (StopToken.reason).
 STOP_CANCELED = "canceled"
@@ -73,7 +69,43 @@ STOP_TAKEN_OVER = "taken over"
 
 def run_end_of(status: str | None) -> RunEnd:
     return {Job.Status.FINISHED: RunEnd.FINISHED, Job.Status.FAILED: RunEnd.FAILED,
-            Job.Status.CANCELED: RunEnd.CANCELED, Job.Status.QUEUED: RunEnd.REQUEUED}.get(status, RunEnd.GONE)
+            Job.Status.CANCELED: RunEnd.CANCELED, Job.Status.QUEUED: RunEnd.HANDED_BACK}.get(status, RunEnd.LOST)
+
+
+def run_settle(*, job_id: str, worker: str, reason: str, counts: bool = True,
+               db: Callable[[Callable[[], T]], T]) -> RunEnd:
+    """End a run that left its job without a final state of its own (stopped, shut down, crashed, its work
+    horse killed): the row is handed on (queued again, or failed after JOB_MAX_ATTEMPTS, or canceled as asked)
+    and the calls still counted in flight become lost calls (jobs.worker.lifecycle.job_settle_after_run).
+    `counts`: False for a graceful hand-back, which does not count against the attempt limit. `db` runs a
+    statement the way the caller's worker does (its pool, or db_retry in a forking worker's parent)."""
+    status = db(lambda: job_settle_after_run(job_id=job_id, worker=worker, reason=reason, counts=counts))
+    if status is None:  # not this run's any more, or never claimed by it
+        status = db(lambda: job_status(job_id=job_id))
+    return run_end_of(status)
+
+
+def run_hand_over(end: RunEnd, *, job_id: str, close_rq_record: Callable[[], None],
+                  db: Callable[[Callable[[], T]], T]) -> None:
+    """After a run, whatever its end: close RQ's record of this delivery, then, and only then, enqueue a
+    handed-back job again (the new delivery reuses the job id: enqueued before the old record is closed, RQ
+    would count it as still running)."""
+    close_rq_record()
+    if end is RunEnd.HANDED_BACK:
+        db(lambda: job_enqueue(job_id=job_id, at_front=True))
+
+
+class OneShot:
+    """True for the first caller of take(), False for every other, whichever threads ask."""
+
+    def __init__(self, armed: bool) -> None:
+        self._armed = armed
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            armed, self._armed = self._armed, False
+            return armed
 
 
 @dataclass(eq=False)
@@ -130,22 +162,6 @@ class JobSlot:
         timer.start()
 
 
-def provider_limiter() -> ProviderLimiter:
-    """The limits shared by every worker through Redis: per provider, and each named endpoint its own.
-    One per process and configuration (every job of a worker shares it; it holds no per-job state)."""
-    # A flex request may take FLEX_REQUEST_TIMEOUT: its lease must outlive it.
-    return _limiter(rq_connection(), settings.PROVIDER_MAX_IN_FLIGHT, settings.PROVIDER_MAX_PER_MINUTE,
-                    max(settings.PROVIDER_REQUEST_TIMEOUT, settings.FLEX_REQUEST_TIMEOUT) + 30,
-                    tuple(sorted(in_flight_limits(endpoints()).items())))
-
-
-@functools.lru_cache(maxsize=8)
-def _limiter(connection, max_in_flight: int, per_minute: int, lease_seconds: float,
-             limits: tuple[tuple[str, int], ...]) -> ProviderLimiter:
-    return ProviderLimiter(connection, max_in_flight=max_in_flight, per_minute=per_minute,
-                           lease_seconds=lease_seconds, limits=dict(limits))
-
-
 def job_run(slot: JobSlot) -> RunEnd:
     """Run the job this slot holds, to an end that leaves no row `started` by this run."""
     # Not abandoned on a stop (unlike the reads): a claim left to run later would leave the row
@@ -180,13 +196,10 @@ def _end_stopped(slot: JobSlot) -> RunEnd:
     on the database without it, for a bounded time."""
     reason = slot.stop.reason
     text = _STOP_REASONS.get(reason, "its run was stopped ({reason}).").format(timeout=slot.timeout, reason=reason)
-    status = slot.db.run(lambda: job_settle_after_run(job_id=slot.job_id, worker=slot.worker, reason=text,
-                                                      counts=reason != STOP_SHUTDOWN, enqueue=False),
-                         deadline=time.monotonic() + 30)
-    if status is None:  # not this run's any more, or never claimed by it
-        status = slot.db.run(lambda: Job.objects.filter(id=slot.job_id).values_list("status", flat=True).first())
+    end = run_settle(job_id=slot.job_id, worker=slot.worker, reason=text, counts=reason != STOP_SHUTDOWN,
+                     db=lambda fn: slot.db.run(fn, deadline=time.monotonic() + 30))
     logger.info("job %s stopped (%s)", slot.job_id, reason)
-    return run_end_of(status)
+    return end
 
 
 def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
@@ -217,12 +230,12 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
     priced_model = None if job.provider in endpoints() or not model.listed else model
     check_budget = monthly_budget_of(job.owner) is not None  # the owner came with the claim: no query
     # The row as read at the claim serves the first task: no read before it when nothing can refuse it.
-    claimed_state_fresh = [not job.cancel_requested and job.max_cost is None and not check_budget]
+    claimed_state_fresh = OneShot(not job.cancel_requested and job.max_cost is None and not check_budget)
 
     def should_start(name: str) -> bool:
         if slot.draining.is_set():
             return False  # the worker is shutting down: hand the rest back
-        if claimed_state_fresh and claimed_state_fresh.pop():
+        if claimed_state_fresh.take():
             return True
         return db(lambda: task_may_start(job=job, check_budget=check_budget))
 
@@ -247,7 +260,8 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
     # Batch mode (jobs/worker/provider_batch_poller.py): this round answers what the job's batches answered and registers the rest.
     batch = db(lambda: job_batch_calls(job=job)) if job.processing == "batch" and pending else None
     try:
-        run_analysis(transcript=job.transcript, config=config, tasks=specs, limiter=provider_limiter(),
+        run_analysis(transcript=job.transcript, config=config, tasks=specs,
+                     limiter=provider_limiter(holder=slot.worker),
                      hooks=hooks, call_pool=slot.calls, stop=stop, batch=batch)
     except ProviderError as exc:  # e.g. the provider's key was removed since submission
         message = exc.message
@@ -256,11 +270,10 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
     stop.check()  # stopped while it ran: the abandoned tasks stored nothing
     if batch is not None and batch.waiting:
         # The slot is given back now; the batch poller delivers the job again when its batches answer.
-        return RunEnd.WAITING if db(lambda: job_batch_wait(job=job, calls=batch)) else RunEnd.GONE
+        return RunEnd.WAITING if db(lambda: job_batch_wait(job=job, calls=batch)) else RunEnd.LOST
     if slot.draining.is_set() and db(lambda: job.tasks.filter(status=Task.Status.PENDING).exists()):
-        status = db(lambda: job_settle_after_run(job_id=job.id, worker=slot.worker, counts=False,
-                                                 enqueue=False, reason="its worker was shut down."))
-        return run_end_of(status)
+        return run_settle(job_id=str(job.id), worker=slot.worker, counts=False, reason="its worker was shut down.",
+                          db=db)
     return run_end_of(db(lambda: job_finish(job=job, outcomes=list(outcomes.values()))))
 
 

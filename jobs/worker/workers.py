@@ -12,7 +12,7 @@ RQ's own records stay truthful: each running job has its own RQ execution (refre
 monitor), the worker is `busy` while any slot runs, and RQ's stop-job command reaches the
 job it names.
 
-`ForkingWorker` is the one-job-per-process worker of earlier releases: choose it with
+`ForkingWorker` is RQ's one-job-per-process worker with the same durable settling: choose it with
 `--worker-class jobs.worker.ForkingWorker` for jobs that could hang in C code holding the
 GIL, which only a separate process can contain.
 """
@@ -36,17 +36,16 @@ from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from analysis.analyze import preload_provider_modules
-from analysis.clients import client_connection_limit, warm_provider_clients
+from analysis.clients import configured_provider_names, provider_connections, warm_provider_clients
 from analysis.engine.execution import CallPool
 from jobs.queues import use_as_rq_connection
-from jobs.services import job_enqueue
+from jobs.worker.capacity import Capacity, ensure_descriptors
 from jobs.worker.dbpool import DatabasePool, db_retry, forget_connection, forget_connections
 from jobs.worker.entry import shut_down_horse_runs
-from jobs.worker.lifecycle import job_settle_after_run
 from jobs.worker.provider_batch_poller import BatchPollerThread
 from jobs.worker.reconcile import ReconcilerThread
 from jobs.worker.rq_records import REDIS_ERRORS, RQRecordsMixin, RunningJob
-from jobs.worker.runs import JobSlot, RunEnd, SlotMonitor, job_run
+from jobs.worker.runs import SETTLED_ENDS, JobSlot, RunEnd, SlotMonitor, job_run, run_hand_over, run_settle
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +83,11 @@ class RedisRetry:
         self.__init__(self.what)
 
 
+def worker_capacity() -> Capacity:
+    return Capacity(call_threads=settings.WORKER_CALL_THREADS, provider_pools=len(configured_provider_names()),
+                    connections_per_pool=provider_connections(), db_connections=settings.WORKER_DB_CONNECTIONS)
+
+
 def process_rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
@@ -115,14 +119,6 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         network cut, a frozen process): the worker gives up on it and, through Sentinels, finds the new one."""
         return 10
 
-    def _set_ip_address(self, connection) -> None:
-        # RQ asks Redis for this client's address while constructing the worker; a Redis that is not
-        # up yet must not stop the worker from starting (its bootstrap waits for Redis).
-        try:
-            super()._set_ip_address(connection)
-        except REDIS_ERRORS:
-            self.ip_address = "unknown"
-
     # --- the loop ---------------------------------------------------------------------------
     def work(self, burst: bool = False, logging_level: str | None = None, date_format: str | None = None,
              log_format: str | None = None, max_jobs: int | None = None, max_idle_time: int | None = None,
@@ -131,7 +127,8 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         # The SDK imports and token encodings (seconds) before the worker says it is listening.
         preload_provider_modules()
         self.db = DatabasePool(settings.WORKER_DB_CONNECTIONS)
-        self.calls = CallPool(min(settings.WORKER_CALL_THREADS, client_connection_limit()))
+        ensure_descriptors(worker_capacity())
+        self.calls = CallPool(settings.WORKER_CALL_THREADS)
         # rqworker passes INFO unless -v says otherwise; RQ would then log three lines a job whatever
         # LOG_LEVEL asks (its bootstrap sets the level of its loggers): an explicit -v still wins.
         self._bootstrap(settings.LOG_LEVEL if logging_level in (None, "INFO") else logging_level, date_format,
@@ -142,12 +139,12 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         reconciler.start()
         batch_poller = BatchPollerThread(worker_name=self.name)  # batch mode: never in a slot
         batch_poller.start()
-        self._install_signal_handlers()
+        self.install_rq_signal_handlers()
         limit = min(filter(None, (max_jobs, settings.WORKER_MAX_JOBS)), default=None)
         idle_since = time.monotonic()
         try:
             while True:
-                if self._stop_requested:
+                if self.stop_requested:
                     break
                 if limit is not None and self._taken >= limit:
                     logger.info("worker %s: took %d jobs (WORKER_MAX_JOBS / --max-jobs), recycling", self.name, limit)
@@ -221,8 +218,8 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         if busy >= self.concurrency:
             return []
         if busy_not_high >= self.concurrency - self.high_reserved:
-            return [queue for queue in self._ordered_queues if queue.name == "high"]
-        return self._ordered_queues
+            return [queue for queue in self.ordered_queues if queue.name == "high"]
+        return self.ordered_queues
 
     def _wait_for_a_free_slot(self) -> None:
         self._slot_freed.wait(1.0)
@@ -234,8 +231,8 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         retry = RedisRetry(f"worker {self.name}")
         # A short block: a slot freeing, a shutdown or the reserved slots' rule is seen within 1 s; 0.1 s while
         # only `high` may be taken (the free slots are its reserved ones): a slot freed for the rest is used at once.
-        timeout = (1 if len(queues) == len(self._ordered_queues) else 0.1) if block else None
-        while not self._stop_requested:
+        timeout = (1 if len(queues) == len(self.ordered_queues) else 0.1) if block else None
+        while not self.stop_requested:
             try:
                 result = self.queue_class.dequeue_any(queues, timeout, connection=self.connection,
                                                       job_class=self.job_class, serializer=self.serializer)
@@ -256,7 +253,7 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
     def _pause(self, seconds: float) -> None:
         """Wait `seconds`, or until a shutdown is asked for (slots freeing meanwhile do not end the wait)."""
         deadline = time.monotonic() + seconds
-        while not self._stop_requested and (left := deadline - time.monotonic()) > 0:
+        while not self.stop_requested and (left := deadline - time.monotonic()) > 0:
             time.sleep(min(left, 0.1))
 
     def _start(self, rq_job: RQJob, queue: Queue, *, from_intermediate: bool) -> None:
@@ -288,14 +285,10 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
             logger.exception("job %s: its run raised", slot.job_id)
         try:
             if end is None:
-                self.db.run(lambda: job_settle_after_run(job_id=slot.job_id, worker=self.name, enqueue=False,
-                                                         reason="its run raised an unexpected error."),
-                            deadline=time.monotonic() + 30)
-                end = RunEnd.REQUEUED
-            self._close_rq_execution(running, end)
-            if end is RunEnd.REQUEUED:
-                # After its RQ execution is closed, never before: the new delivery reuses the job id.
-                self.db.run(lambda: job_enqueue(job_id=slot.job_id, at_front=True))
+                end = run_settle(job_id=slot.job_id, worker=self.name, reason="its run raised an unexpected error.",
+                                 db=lambda fn: self.db.run(fn, deadline=time.monotonic() + 30))
+            run_hand_over(end, job_id=slot.job_id, close_rq_record=lambda: self._close_rq_execution(running, end),
+                          db=self.db.run)
         except Exception:
             logger.exception("job %s: could not settle; the reconciler will recover it", slot.job_id)
         finally:
@@ -303,7 +296,7 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
                 self.running.pop(slot.job_id, None)
                 idle = not self.running
             self._slot_freed.set()
-            if idle and not self._stop_requested and not self._was_suspended:
+            if idle and not self.stop_requested and not self._was_suspended:
                 self._set_state_safely(WorkerStatus.IDLE)
 
     def _maintain_rq(self) -> None:
@@ -321,14 +314,14 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
     def request_stop(self, signum, frame) -> None:
         """Warm shutdown (SIGTERM, SIGINT): take nothing new, hand back what is held; a second signal
         is a cold shutdown."""
-        self._shutdown_requested_date = now()
+        self.warm_shutdown_asked_at = now()
         signal.signal(signal.SIGINT, self.request_force_stop)
         signal.signal(signal.SIGTERM, self.request_force_stop)
         logger.info("worker %s: warm shutdown requested", self.name)
         self._request_warm_shutdown()
 
     def _request_warm_shutdown(self) -> None:
-        self._stop_requested = True
+        self.stop_requested = True
         if self._shutdown_at is None:
             self._shutdown_at = time.monotonic()
         for slot in self.slots():
@@ -337,7 +330,7 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
 
     def request_force_stop(self, signum, frame) -> None:
         # A worker pool and the terminal may both deliver one Ctrl+C: a repeat within 1 s is the same.
-        if self._shutdown_requested_date and (now() - self._shutdown_requested_date).total_seconds() < 1:
+        if self.warm_shutdown_asked_at and (now() - self.warm_shutdown_asked_at).total_seconds() < 1:
             return
         logger.warning("worker %s: cold shutdown", self.name)
         for slot in self.slots():
@@ -414,15 +407,18 @@ class ForkingWorker(Worker):
         try:
             if job.get_status(refresh=True) != JobStatus.FINISHED:
                 return False
-            return job.return_value(refresh=True) in (RunEnd.FINISHED, RunEnd.FAILED, RunEnd.CANCELED,
-                                                      RunEnd.SKIPPED, RunEnd.WAITING)
+            return job.return_value(refresh=True) in SETTLED_ENDS
         except Exception:  # Redis hiccup or a vanished job: settle the safe way
             return False
 
     def _settle(self, job_id: str) -> None:
+        """The horse is gone (RQ has closed its records by now): settle its run in the parent."""
+        def db(fn):
+            return db_retry(fn, tries=5)
+
         try:
-            db_retry(lambda: job_settle_after_run(job_id=job_id, worker=self.name,
-                                                  reason="its work horse exited before finishing."), tries=5)
+            end = run_settle(job_id=job_id, worker=self.name, reason="its work horse exited before finishing.", db=db)
+            run_hand_over(end, job_id=job_id, close_rq_record=lambda: None, db=db)
         except Exception:
             logger.exception("could not settle job %s; the reconciler will recover it", job_id)
         finally:

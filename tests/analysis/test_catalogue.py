@@ -8,19 +8,8 @@ from decimal import Decimal
 import pytest
 
 from analysis.engine.catalogue import (
-    RetiredModelError,
-    UnknownModelError,
-    UnknownProviderError,
-    effective_context,
-    get_model,
-    list_models,
-    load_catalogue,
-    model_names,
-    parse_catalogue,
-    parse_context_overrides,
-    resolve_model,
-    skipped_models,
-    utc_today,
+    RetiredModelError, UnknownModelError, UnknownProviderError, effective_context, get_model, list_models,
+    load_catalogue, model_names, parse_catalogue, parse_context_overrides, resolve_model, skipped_models, utc_today,
 )
 from analysis.engine.catalogue_sources import CatalogueError
 from analysis.engine.model_info import UNLISTED_CONTEXT_WINDOW, UNLISTED_MAX_OUTPUT_TOKENS, ModelInfo

@@ -12,11 +12,7 @@ import bpe_openai
 import pytest
 
 from analysis.engine.tokens import (
-    MESSAGE_OVERHEAD_TOKENS,
-    REPLY_PRIMING_TOKENS,
-    TOKENS_PER_MESSAGE,
-    count_tokens,
-    preload_encodings,
+    MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS, TOKENS_PER_MESSAGE, count_tokens, preload_encodings,
 )
 from tests.conftest import TRANSCRIPTS
 

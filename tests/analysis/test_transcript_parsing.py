@@ -9,13 +9,7 @@ from __future__ import annotations
 import pytest
 
 from analysis.engine.transcripts import (
-    TranscriptError,
-    Turn,
-    detect_format,
-    normalize_transcript,
-    parse_segments,
-    parse_transcript,
-    render_turns,
+    TranscriptError, Turn, detect_format, normalize_transcript, parse_segments, parse_transcript, render_turns,
 )
 from tests.conftest import transcript as read
 

@@ -116,7 +116,7 @@ def test_limits_are_per_provider(clean_redis):
 
 
 def test_the_job_limiter_uses_the_queue_redis(settings):
-    from jobs.worker.runs import provider_limiter
+    from jobs.worker.provider_limits import provider_limiter
 
     settings.PROVIDER_MAX_IN_FLIGHT = 3
     limiter = provider_limiter()

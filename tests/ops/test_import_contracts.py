@@ -1,5 +1,5 @@
-"""The layers of DESIGN.md, checked by import-linter's contracts in pyproject.toml: kept by the code as it is,
-and broken (lint-imports fails, naming the contract) by an import that crosses one."""
+"""The layers the README's "Layout" describes, checked by import-linter's contracts in pyproject.toml: kept by
+the code as it is, and broken (lint-imports fails, naming the contract) by an import that crosses one."""
 
 from __future__ import annotations
 
@@ -34,32 +34,30 @@ def test_the_code_keeps_every_import_contract():
     assert "0 broken" in result.stdout
 
 
-def test_django_in_the_engine_breaks_the_pure_engine_contract(tmp_path):
+def broken_contracts(tmp_path: Path, path: str, added: str) -> str:
+    """lint-imports' report on a copy of the code with `added` appended to the module at `path` (it must fail)."""
     root = copy_of_the_code(tmp_path)
-    (root / "analysis" / "engine" / "probe.py").write_text("from django.conf import settings  # noqa: F401\n")
+    module = root / path
+    module.write_text((module.read_text() if module.exists() else "") + added)
     result = lint_imports(root)
-    assert result.returncode != 0
-    assert "The analysis engine imports neither Django nor the apps" in result.stdout
-    assert "analysis.engine.probe -> django" in result.stdout
+    assert result.returncode != 0, result.stdout[-2000:]
+    return result.stdout
+
+
+def test_django_in_the_engine_breaks_the_pure_engine_contract(tmp_path):
+    report = broken_contracts(tmp_path, "analysis/engine/probe.py", "from django.conf import settings  # noqa: F401\n")
+    assert "The analysis engine imports neither Django nor the apps" in report
+    assert "analysis.engine.probe -> django" in report
 
 
 def test_an_import_inside_a_function_that_closes_a_circle_breaks_the_acyclic_contract(tmp_path):
-    root = copy_of_the_code(tmp_path)
     # jobs.webhooks renders the job document (jobs.documents -> jobs.serializers); a serializer that reached
-    # back into jobs.webhooks from inside a method closes a circle all the same.
-    serializers = root / "jobs" / "serializers.py"
-    serializers.write_text(serializers.read_text() + "\n\ndef _probe():\n    from jobs.webhooks import webhook_deliver"
-                           "  # noqa: F401\n")
-    result = lint_imports(root)
-    assert result.returncode != 0
-    assert "No import circle among the modules of each app" in result.stdout
-    assert "BROKEN" in result.stdout
+    # back into jobs.webhooks from inside a function closes a circle all the same.
+    report = broken_contracts(tmp_path, "jobs/serializers.py",
+                              "\n\ndef _probe():\n    from jobs.webhooks import webhook_deliver  # noqa: F401\n")
+    assert "No import circle among the modules of each app" in report and "BROKEN" in report
 
 
 def test_production_code_importing_the_emulator_breaks_a_contract(tmp_path):
-    root = copy_of_the_code(tmp_path)
-    services = root / "jobs" / "services.py"
-    services.write_text(services.read_text() + "\nimport emulator.server  # noqa: E402,F401\n")
-    result = lint_imports(root)
-    assert result.returncode != 0
-    assert "Production code never imports the tests, the provider emulator or the benchmarks" in result.stdout
+    report = broken_contracts(tmp_path, "jobs/services.py", "\nimport emulator.server  # noqa: E402,F401\n")
+    assert "Production code never imports the tests, the provider emulator or the benchmarks" in report

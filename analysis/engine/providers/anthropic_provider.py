@@ -13,6 +13,7 @@ from analysis.engine.providers.base import (
     Prompt,
     ProviderError,
     SdkErrors,
+    connection_limits,
     retry_after,
     sdk_errors,
     status_error,
@@ -31,8 +32,12 @@ class AnthropicProvider:
     name = "anthropic"
     label = PROVIDER_LABELS[name]
 
-    def __init__(self, *, api_key: str, base_url: str | None, timeout: float) -> None:
-        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
+    def __init__(self, *, api_key: str, base_url: str | None, timeout: float,
+                 max_connections: int | None = None) -> None:
+        http_client = (anthropic.DefaultHttpxClient(limits=connection_limits(max_connections))
+                       if max_connections else None)
+        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0,
+                                          http_client=http_client)
 
     def sdk_calls(self) -> AbstractContextManager[None]:
         """Around every SDK call, standard or batch: its exceptions raised as ProviderError."""

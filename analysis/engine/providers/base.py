@@ -10,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Protocol
+
+import httpx2
 
 from analysis.engine.providers.usage import Usage
 
@@ -35,7 +39,7 @@ class GenerationParams:
     temperature: float | None = None
     reasoning_model: bool = False
     # Structured output (analysis/engine/structured.py): the JSON Schema the answer must follow, sent through the
-    # provider's native structured output; None: free text, as before.
+    # provider's native structured output; None: free text.
     schema: dict | None = None
     schema_name: str = "answer"
     schema_strict: bool = False
@@ -113,9 +117,6 @@ def parse_retry_after(headers) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
-            from datetime import datetime, timezone
-            from email.utils import parsedate_to_datetime
-
             try:
                 when = parsedate_to_datetime(value)
                 return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
@@ -194,3 +195,9 @@ def sdk_errors(provider: Provider, errors: SdkErrors,
         raise ProviderError(provider.name, CONNECTION, f"{provider.label} connection failed: {exc}") from exc
     except errors.malformed as exc:
         raise ProviderError(provider.name, MALFORMED, f"{provider.label} sent a malformed response") from exc
+
+
+def connection_limits(max_connections: int) -> httpx2.Limits:
+    """The HTTP connection pool of one provider client: as many connections as calls may be in flight at once,
+    every one kept alive (a worker at full load reuses each between calls instead of reconnecting)."""
+    return httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)

@@ -18,6 +18,7 @@ from analysis.engine.providers.base import (
     Prompt,
     ProviderError,
     SdkErrors,
+    connection_limits,
     retry_after,
     sdk_errors,
     status_error,
@@ -35,11 +36,14 @@ class GeminiProvider:
     name = "gemini"
     label = PROVIDER_LABELS[name]
 
-    def __init__(self, *, api_key: str, base_url: str | None, api_version: str | None, timeout: float) -> None:
+    def __init__(self, *, api_key: str, base_url: str | None, api_version: str | None, timeout: float,
+                 max_connections: int | None = None) -> None:
         # Everything is passed explicitly: the SDK would otherwise read GOOGLE_API_KEY
         # and GOOGLE_GEMINI_BASE_URL on its own. No retry_options: it retries nothing.
         http_options = types.HttpOptions(
             base_url=base_url or None, api_version=api_version or None, timeout=int(timeout * 1000),
+            # The SDK builds its own httpx client from these (keeping its SSL setup); only the pool is sized.
+            client_args={"limits": connection_limits(max_connections)} if max_connections else None,
         )
         # Kept on the instance: a temporary Client can be closed under a chained call.
         self.client = genai.Client(api_key=api_key, http_options=http_options)

@@ -14,6 +14,7 @@ from analysis.engine.providers.base import (
     Prompt,
     ProviderError,
     SdkErrors,
+    connection_limits,
     retry_after,
     sdk_errors,
     status_error,
@@ -37,11 +38,15 @@ class OpenAIProvider:
     label = PROVIDER_LABELS[name]
 
     def __init__(self, *, api_key: str, base_url: str | None, timeout: float, name: str | None = None,
-                 label: str | None = None) -> None:
+                 label: str | None = None, max_connections: int | None = None) -> None:
         if name:  # a named OpenAI-compatible endpoint (analysis.engine.openai_compatible): errors carry its name
             self.name, self.label = name, label or name
         # max_retries=0: retries happen in analysis/engine/retry.py, where they are counted and bounded.
-        self.client = openai.OpenAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0)
+        # The SDK's own client class keeps its transport defaults; only the pool is sized (connection_limits).
+        http_client = (openai.DefaultHttpxClient(limits=connection_limits(max_connections))
+                       if max_connections else None)
+        self.client = openai.OpenAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0,
+                                    http_client=http_client)
 
     def sdk_calls(self) -> AbstractContextManager[None]:
         """Around every SDK call, standard or batch: its exceptions raised as ProviderError."""
