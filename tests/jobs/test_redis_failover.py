@@ -21,9 +21,11 @@ import urllib.request
 
 import pytest
 from rq import Worker
+from rq.suspension import resume, suspend
 
 from accounts.services import api_token_create
 from jobs.models import Job
+from scriptripper.redis_clients import redis_client
 from tests.conftest import PROCESS_WAIT, ROOT, make_user, wait_answering, wait_for, worker_env
 from tests.jobs.faults import (
     FAST,
@@ -129,14 +131,20 @@ def test_primary_killed_mid_run_replica_promoted_nothing_lost_nothing_twice(emul
         try:
             wait_answering(api.proc, lambda: post_job(api.url, token, {})[0] == 400, "the API", api.log_path)
             gunicorn = api.processes()
-            emulator.configure(latency=2.0)
+            # Twenty jobs queued while both workers are suspended, then taken at once: twenty calls in flight,
+            # held by both workers, however long the submissions took.
+            primary = group.client(group.primary_port)
+            suspend(primary)
+            wait_for(lambda: [str(w.get_state()) for w in Worker.all(connection=primary)] == ["suspended"] * 2,
+                     PROCESS_WAIT, "both workers suspended")
+            emulator.configure(latency=3.0)
             before: dict[str, dict[str, str]] = {}
             for n in range(20):
                 prompts = task_prompts(f"before{n}", 1)
                 status, _, body = post_job(api.url, token, prompts)
                 assert status == 202, body
                 before[body["job_id"]] = prompts
-            # Twenty calls in flight, held by both workers.
+            resume(primary)
             wait_for(lambda: emulator.stats()["in_flight"] == 20, PROCESS_WAIT, "twenty calls in flight")
             assert len(set(Job.objects.filter(id__in=list(before)).values_list("worker", flat=True))) == 2
 
@@ -200,3 +208,15 @@ def test_a_primary_that_stops_answering_is_given_up_and_the_new_one_found(emulat
             finally:
                 frozen.send_signal(signal.SIGCONT)
     assert job.status == "finished", job.error
+
+
+def test_rq_gives_the_worker_connection_the_worker_socket_timeout(settings):
+    """What the test above relies on: RQ's constructor sets the connection's socket timeout from the worker's
+    connection_timeout (its own sizing would be about 7 minutes)."""
+    from rq import Queue
+
+    from jobs.worker import ScriptRipperWorker
+
+    connection = redis_client(settings.RQ_QUEUES["default"])
+    worker = ScriptRipperWorker([Queue("default", connection=connection)], connection=connection)
+    assert worker.connection.connection_pool.connection_kwargs["socket_timeout"] == worker.connection_timeout == 10
