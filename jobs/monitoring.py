@@ -27,6 +27,7 @@ from rq.job import Job as RQJob
 
 from analysis.engine.providers.usage import USAGE_KEYS
 from jobs.models import Job, Task
+from scriptripper.redis_clients import configured_redis_connection, redis_client
 
 # Upper bounds (seconds) of the duration histograms: an LLM call takes seconds,
 # a long transcript with many chunked tasks can take many minutes.
@@ -35,14 +36,15 @@ DURATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0
 
 
 def redis_connection(*, timeout: float | None = None) -> Redis:
-    """A Redis client on REDIS_URL with short socket timeouts.
+    """A Redis client on the queues' Redis (REDIS_URL, or the primary the Sentinels name) with short socket
+    timeouts.
 
     The monitoring endpoints must answer quickly when Redis is down (that is
     exactly when someone looks at them), not hang on redis-py's default of no
     timeout at all.
     """
     timeout = settings.HEALTHZ_TIMEOUT_SECONDS if timeout is None else timeout
-    return Redis.from_url(settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return redis_client(configured_redis_connection(), socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 # --- Queues and workers ------------------------------------------------------------

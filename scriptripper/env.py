@@ -95,3 +95,18 @@ def env_seconds_list(name: str, default: str) -> list[float]:
     if any(v < 0 for v in values):
         raise ImproperlyConfigured(f"{name} must not contain negative delays, got {raw!r}")
     return values
+
+
+def env_host_ports(name: str) -> list[tuple[str, int]]:
+    """A comma-separated list of host:port (an IPv6 host in brackets, [::1]:26379); empty when unset."""
+    raw = env.str(name, default="")
+    addresses = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        host, _, port = part.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(f"{name} must be host:port[,host:port...], got {raw!r}")
+        addresses.append((host, int(port)))
+    return addresses

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CASES = ["queue overhead", "in flight", "fanout", "long transcript", "API", "scale-out", "priority", "memory",
-         "price lookup", "search", "transcript store"]
+CASES = ["queue overhead", "queue overhead, PgBouncer", "in flight", "fanout", "long transcript", "API", "scale-out",
+         "priority", "memory", "price lookup", "search", "transcript store", "failover"]
 
 pytestmark = pytest.mark.subprocess
 
