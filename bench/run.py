@@ -73,6 +73,9 @@ def _throughput_after_resume(jobs: int, fill) -> float:
 
     queue = django_rq.get_queue("default")
     suspend(common.redis())
+    # Our workers read the suspension at most once a second while taking: without this wait, one that read it
+    # just before would take the first second of the fill, and a small run would time nearly nothing.
+    time.sleep(1.2)
     fill()
     resume(common.redis())
     while queue.count >= jobs:
@@ -151,6 +154,37 @@ def case_queue(small: bool, emulator, user) -> list[Row]:
             row.bound, row.ok = "(comparison)", True
         rows.append(row)
     return rows
+
+
+# --- queue overhead through PgBouncer ---------------------------------------------------------------
+def case_pgbouncer(small: bool, emulator, user) -> list[Row]:
+    """The queue case's jobs with the workers' database through PgBouncer in transaction mode (the deployment's
+    docker/pgbouncer.ini, tests/servers.py), against the same workers on PostgreSQL directly."""
+    import getpass
+    from urllib.parse import urlsplit
+
+    from tests.servers import PgBouncer
+
+    jobs = 30 if small else 1000
+    workers = 2
+    text = common.sample_text(200)
+    pg = urlsplit(common.PG)
+    direct_env = common.base_env(emulator.url)
+    rounds = 1 if small else 2
+    pooled = direct = 0.0
+    with PgBouncer(pg_host=pg.hostname or "127.0.0.1", pg_port=pg.port or 5432,
+                   users=(pg.username or getpass.getuser(),)) as bouncer:
+        pooled_env = common.base_env(emulator.url, DATABASE_URL=bouncer.url(common.BENCH_DB),
+                                     DATABASE_POOL_MODE="transaction")
+        for _ in range(rounds):  # interleaved, best of each, as the queue case
+            pooled = max(pooled, _job_throughput(user, jobs, workers, pooled_env, None, False, text))
+            direct = max(direct, _job_throughput(user, jobs, workers, direct_env, None, False, text))
+    return [ratio_row("queue overhead, PgBouncer", f"jobs/s, {jobs} single-task jobs, {workers} workers, through "
+                      "PgBouncer (transaction mode) vs PostgreSQL directly", pooled, direct, higher_is_better=True,
+                      bound=0.8, unit="jobs/s",
+                      notes=f"PgBouncer {bouncer.version()}, docker/pgbouncer.ini, default_pool_size "
+                            f"{bouncer.default_pool_size}; DATABASE_POOL_MODE=transaction on the pooled side"
+                            + (f"; best of {rounds} interleaved rounds each" if rounds > 1 else ""))]
 
 
 # --- many jobs in flight in one worker -------------------------------------------------------
@@ -412,14 +446,15 @@ def case_module(name: str, small: bool) -> list[Row]:
     return [Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__}) for r in out["rows"]]
 
 
-CASES = ["queue", "inflight", "thousand", "fanout", "long", "api", "scale", "priority", "memory", "prices",
-         "structured", "batch", "transcripts", "fallbacks"]
+CASES = ["queue", "pgbouncer", "inflight", "thousand", "fanout", "long", "api", "scale", "priority", "memory",
+         "prices", "structured", "batch", "transcripts", "fallbacks", "failover"]
 
 
 # How a case runs, given (small, the shared fast emulator, the bench user): the cases that start emulators
 # of their own get the factory, those owned by a module go through case_module. main() names the others.
 RUNNERS = {
     "queue": case_queue,
+    "pgbouncer": case_pgbouncer,
     "inflight": lambda small, fast, user: case_inflight(small, common.emulator_process, user),
     "thousand": lambda small, fast, user: case_thousand(small, common.emulator_process, user),
     "fanout": lambda small, fast, user: case_module("fanout", small),
@@ -431,6 +466,7 @@ RUNNERS = {
     "prices": lambda small, fast, user: case_module("prices", small),
     "transcripts": lambda small, fast, user: case_module("transcripts", small),
     "fallbacks": lambda small, fast, user: case_module("fallbacks", small),
+    "failover": lambda small, fast, user: case_module("failover", small),
 }
 
 

@@ -2,9 +2,11 @@
 
 django_rq.get_queue() / get_connection() build a new client (a new connection pool,
 so a new TCP connection and handshake) on every call; on the submit path that
-was most of a request's time. Clients are kept per URL so that a changed
-setting (tests pointing RQ_QUEUES elsewhere) gets its own client. redis-py
-pools are thread-safe and reset themselves in a forked child.
+was most of a request's time. Clients are kept per connection (REDIS_URL, or the
+Sentinels: scriptripper/redis_clients.py) so that a changed setting (tests pointing
+RQ_QUEUES elsewhere) gets its own client. redis-py pools are thread-safe and reset
+themselves in a forked child; through Sentinels, a pool's next connection after a
+failover goes to the new primary.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from redis import Redis
 from redis.driver_info import DriverInfo
 from rq.queue import Queue
 from rq.utils import as_text, parse_composite_key
+
+from scriptripper.redis_clients import connection_key, redis_client
 
 _clients: dict[str, Redis] = {}
 _lock = threading.Lock()
@@ -35,13 +39,14 @@ def with_known_driver_version(client: Redis) -> Redis:
 
 
 def rq_connection(queue_name: str = "default") -> Redis:
-    url = settings.RQ_QUEUES[queue_name]["URL"]
-    client = _clients.get(url)
+    config = settings.RQ_QUEUES[queue_name]
+    key = connection_key(config)
+    client = _clients.get(key)
     if client is None:
         with _lock:
-            client = _clients.get(url)
+            client = _clients.get(key)
             if client is None:
-                client = _clients[url] = with_known_driver_version(django_rq.get_connection(queue_name))
+                client = _clients[key] = with_known_driver_version(redis_client(config))
     return client
 
 
@@ -50,7 +55,7 @@ def use_as_rq_connection(client: Redis, queue_name: str = "default") -> None:
     work horse shares one pool, and so one new connection, between RQ and the job's own
     Redis calls (rate-limit slots), instead of opening a second one."""
     with _lock:
-        _clients[settings.RQ_QUEUES[queue_name]["URL"]] = with_known_driver_version(client)
+        _clients[connection_key(settings.RQ_QUEUES[queue_name])] = with_known_driver_version(client)
 
 
 def rq_queue(name: str) -> Queue:

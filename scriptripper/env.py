@@ -106,3 +106,18 @@ def env_model_fallbacks(name: str) -> dict[str, list[dict[str, str]]]:
         return parse_defaults(env.str(name, default=""))
     except ChainError as exc:
         raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+def env_host_ports(name: str) -> list[tuple[str, int]]:
+    """A comma-separated list of host:port (an IPv6 host in brackets, [::1]:26379); empty when unset."""
+    raw = env.str(name, default="")
+    addresses = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        host, _, port = part.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(f"{name} must be host:port[,host:port...], got {raw!r}")
+        addresses.append((host, int(port)))
+    return addresses

@@ -7,8 +7,11 @@ from __future__ import annotations
 from django.conf import settings
 from redis import Redis
 
+from scriptripper.redis_clients import configured_redis_connection, redis_client
+
 
 def redis_connection(*, timeout: float | None = None) -> Redis:
-    """A Redis client on REDIS_URL with short socket timeouts (HEALTHZ_TIMEOUT_SECONDS); close it after use."""
+    """A Redis client on the queues' Redis (REDIS_URL, or the primary the Sentinels name) with short socket timeouts
+    (HEALTHZ_TIMEOUT_SECONDS); close it after use."""
     timeout = settings.HEALTHZ_TIMEOUT_SECONDS if timeout is None else timeout
-    return Redis.from_url(settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return redis_client(configured_redis_connection(), socket_timeout=timeout, socket_connect_timeout=timeout)

@@ -11,10 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from redis.connection import parse_url as parse_redis_url
 
 from scriptripper.env import (
-    env, env_bool, env_choice, env_endpoints, env_float, env_int, env_model_fallbacks, env_rate, env_seconds_list,
+    env, env_bool, env_choice, env_endpoints, env_float, env_host_ports, env_int, env_model_fallbacks, env_rate,
+    env_seconds_list,
 )
+from scriptripper.redis_clients import redis_connection_config, sentinel_addresses
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env.read_env(BASE_DIR / ".env", overwrite=False)
@@ -109,10 +112,22 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Fail fast on an unreachable database (libpq waits forever by default), so that
 # /healthz and the API answer instead of hanging.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 5, minimum=1))
-# The session time zone Django wants, sent with the connection request: otherwise a server whose
-# default is not literally "UTC" (Debian's is "Etc/UTC") costs a SET TIME ZONE round trip on every
-# new connection, and every forked work horse opens one (Django's "Optimizing PostgreSQL's configuration").
-DATABASES["default"]["OPTIONS"].setdefault("options", "-c TimeZone=UTC")
+# PgBouncer in front of PostgreSQL (README: "PgBouncer"): none (PostgreSQL itself), session or transaction, the
+# pool_mode of its [databases] entry. Statement pooling cannot run Django's transactions.
+DATABASE_POOL_MODE = env_choice("DATABASE_POOL_MODE", "none", ("none", "session", "transaction"))
+if DATABASE_POOL_MODE == "none":
+    # The session time zone Django wants, sent with the connection request: otherwise a server whose
+    # default is not literally "UTC" (Debian's is "Etc/UTC") costs a SET TIME ZONE round trip on every
+    # new connection, and every forked work horse opens one (Django's "Optimizing PostgreSQL's configuration").
+    # Behind PgBouncer the time zone is its [databases] entry's `timezone=UTC` instead: it refuses this
+    # startup parameter unless told to ignore it, and ignored, Django would SET the time zone on the server
+    # connection of the moment, which transaction pooling then hands to other clients.
+    DATABASES["default"]["OPTIONS"].setdefault("options", "-c TimeZone=UTC")
+if DATABASE_POOL_MODE == "transaction":
+    # A server-side cursor lives in the session of one server connection, which a transaction pooler gives to
+    # another client once the transaction ends: its next fetch would find no cursor. Prepared statements stay
+    # off too: Django passes psycopg prepare_threshold=None unless OPTIONS sets one (manage.py check warns).
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -139,12 +154,40 @@ WHITENOISE_USE_FINDERS = True
 REDIS_URL = env.str("REDIS_URL", default="redis://localhost:6379/0")
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(f"REDIS_URL must start with redis://, rediss:// or unix://, got {REDIS_URL!r}")
+# Redis behind Sentinel (README: "Redis Sentinel"): set, every Redis client of every process asks these Sentinels
+# for the current primary of REDIS_SENTINEL_MASTER, and REDIS_URL only lends its database number.
+REDIS_SENTINELS = env_host_ports("REDIS_SENTINELS")
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="")
+try:
+    _redis_url_db = int(parse_redis_url(REDIS_URL).get("db", 0))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"REDIS_URL: {exc}") from None
+REDIS_DB = env_int("REDIS_DB", _redis_url_db)
+REDIS_PASSWORD = env.str("REDIS_PASSWORD", default="")
+REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
+REDIS_SENTINEL_TLS = env_bool("REDIS_SENTINEL_TLS", False)
+if REDIS_SENTINELS and not REDIS_SENTINEL_MASTER:
+    raise ImproperlyConfigured("REDIS_SENTINEL_MASTER must name the primary the Sentinels monitor "
+                               "(their `sentinel monitor <name> ...`) when REDIS_SENTINELS is set")
+if not REDIS_SENTINELS:
+    # REDIS_URL carries its own database, password and scheme: these would be silently ignored.
+    _sentinel_only = [name for name in ("REDIS_SENTINEL_MASTER", "REDIS_DB", "REDIS_PASSWORD",
+                                        "REDIS_SENTINEL_PASSWORD") if env.str(name, default="")]
+    _sentinel_only += ["REDIS_SENTINEL_TLS"] if REDIS_SENTINEL_TLS else []
+    if _sentinel_only:
+        raise ImproperlyConfigured(f"{', '.join(_sentinel_only)}: read only with REDIS_SENTINELS set; without it, "
+                                   "REDIS_URL says everything (redis://:password@host:port/db, rediss:// for TLS)")
+# The connection in django-rq's keys (scriptripper/redis_clients.py): RQ_QUEUES carries it, so django-rq's
+# commands and dashboard connect the way the project's own clients do.
+_REDIS_CONNECTION = redis_connection_config(
+    url=REDIS_URL, sentinels=REDIS_SENTINELS, master=REDIS_SENTINEL_MASTER, db=REDIS_DB, password=REDIS_PASSWORD,
+    sentinel_password=REDIS_SENTINEL_PASSWORD, sentinel_tls=REDIS_SENTINEL_TLS)
 
 # A job's RQ timeout must cover the provider retries and rate-limit waits of all
 # its tasks (RQ's default of 180 s does not).
 JOB_TIMEOUT = env_int("JOB_TIMEOUT", 3600, minimum=60)
 RQ_QUEUE_NAMES = ("high", "default", "low")
-RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": JOB_TIMEOUT} for name in RQ_QUEUE_NAMES}
+RQ_QUEUES = {name: {**_REDIS_CONNECTION, "DEFAULT_TIMEOUT": JOB_TIMEOUT} for name in RQ_QUEUE_NAMES}
 RQ = {
     # jobs.services enqueues from its own on_commit hook and needs the enqueue to
     # happen right then (to catch a Redis outage), so django-rq must not defer it again.
@@ -313,6 +356,13 @@ CACHES = {
         "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
 }
+if REDIS_SENTINELS:
+    # Django's RedisCache builds its pools from URLs and knows no Sentinel; this one asks them for the primary.
+    CACHES["default"].update({
+        "BACKEND": "scriptripper.cache.SentinelRedisCache",
+        "LOCATION": sentinel_addresses(REDIS_SENTINELS),
+    })
+    CACHES["default"]["OPTIONS"]["connection"] = _REDIS_CONNECTION
 
 # --- Webhooks -------------------------------------------------------------------
 WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)

@@ -12,11 +12,11 @@ run's server, the benchmark smoke run) uses that same database, never another on
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +28,8 @@ from rest_framework.test import APIClient
 from accounts.services import api_token_create, user_upsert
 from analysis.clients import reset_provider_clients
 from emulator.server import Emulator
+from scriptripper.redis_clients import configured_redis_connection, redis_location
+from tests.waits import wait_for  # noqa: F401  (the tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSCRIPTS = ROOT.parent / "shared" / "transcripts"
@@ -37,6 +39,73 @@ if not TRANSCRIPTS.is_dir():  # a checkout without ../shared: the copies under t
 
 def transcript(name: str) -> str:
     return (TRANSCRIPTS / name).read_text(encoding="utf-8")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--pgbouncer", action="store_true",
+                     help="run the database through a private PgBouncer in transaction mode, with the settings of "
+                          "DATABASE_POOL_MODE=transaction (scripts/test.sh reruns the tests marked `pgbouncer` so)")
+
+
+def pytest_configure(config):
+    if config.getoption("pgbouncer") and settings.DATABASE_POOL_MODE != "transaction":
+        pytest.exit("--pgbouncer: the settings were loaded without DATABASE_POOL_MODE=transaction (tests/settings.py "
+                    "reads the option from the command line; run `python -m pytest --pgbouncer ...`)", returncode=4)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """With DATABASE_POOL_MODE session or transaction (`pytest --pgbouncer`): the test database is created and
+    dropped on PostgreSQL itself (a pooler's server connections would block the DROP), and everything in between,
+    this process and every process it starts (worker_env), goes through a private PgBouncer in that pool mode,
+    whose wildcard entry routes the test database to the same server."""
+    if settings.DATABASE_POOL_MODE == "none":
+        yield
+        return
+    from django.db import connection, connections
+
+    from tests.servers import PgBouncer, pgbouncer_missing
+
+    if pgbouncer_missing():
+        pytest.exit(f"DATABASE_POOL_MODE={settings.DATABASE_POOL_MODE}: {pgbouncer_missing()}", returncode=4)
+    database = settings.DATABASES["default"]
+    direct = database["HOST"], database["PORT"]
+    bouncer = PgBouncer(pg_host=direct[0] or "127.0.0.1", pg_port=int(direct[1] or 5432),
+                        pool_mode=settings.DATABASE_POOL_MODE,
+                        users=(database.get("USER") or getpass.getuser(),)).start()
+    with django_db_blocker.unblock():
+        connections.close_all()
+        database["HOST"], database["PORT"] = "127.0.0.1", bouncer.port
+        # PgBouncer's entry gives the server connections the time zone Django wants, so Django never SETs it.
+        connection.ensure_connection()
+        assert connection.connection.info.parameter_status("TimeZone") == "UTC"
+    try:
+        yield
+    finally:
+        with django_db_blocker.unblock():
+            connections.close_all()
+        database["HOST"], database["PORT"] = direct
+        bouncer.close()
+
+
+@pytest.fixture(autouse=True)
+def no_session_state():
+    """Through a transaction pooler, every statement this process sends is checked for session state
+    (tests/pooling.py): it would land on another client's server connection."""
+    if settings.DATABASE_POOL_MODE != "transaction":
+        yield
+        return
+    from django.db import connection
+
+    from tests.pooling import session_state
+
+    def refuse(execute, sql, params, many, context):
+        what = session_state(str(sql))
+        assert what is None, f"{what} through a transaction pooler: {sql}"
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(refuse):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -78,13 +147,15 @@ def claim_test_redis(conn) -> None:
     """
     me = _this_run()
     holder = conn.get(TEST_RUN_LEASE)
+    where = redis_location(configured_redis_connection())
     if holder is not None and holder.decode() != me and not _lease_is_stale(holder.decode()):
-        pytest.exit(f"REDIS_URL={settings.REDIS_URL} is in use by another test run ({holder.decode()}); give each "
-                    "run its own REDIS_URL database and SR_TEST_ID", returncode=3)
+        pytest.exit(f"Redis {where} is in use by another test run ({holder.decode()}); give each "
+                    "run its own REDIS_URL database (REDIS_DB through Sentinels) and SR_TEST_ID", returncode=3)
     if not conn.exists(TEST_DATABASE_MARK) and conn.dbsize():
-        pytest.exit(f"REDIS_URL={settings.REDIS_URL} holds {conn.dbsize()} keys that no test run created, and the "
-                    "suite flushes its Redis database around every test: point REDIS_URL at an empty database "
-                    "(if this one is a leftover of yours: redis-cli -u REDIS_URL flushdb)", returncode=3)
+        pytest.exit(f"Redis {where} holds {conn.dbsize()} keys that no test run created, and the "
+                    "suite flushes its Redis database around every test: point REDIS_URL (REDIS_DB through "
+                    "Sentinels) at an empty database (if this one is a leftover of yours: redis-cli -u REDIS_URL "
+                    "flushdb)", returncode=3)
     mark_test_redis(conn)
 
 
@@ -164,17 +235,6 @@ def builtin_profiles(_django_db_helper):
 # coming up. It only guards against a hang (a passing test goes on as soon as its condition holds), so it
 # measures nothing and is generous: at load 8 on a 2-core machine a worker's start-up alone took 28 s.
 PROCESS_WAIT = 300.0
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    """predicate()'s first true value, polled until `timeout` seconds: a wait on a condition, not a sleep."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def http_status(url: str) -> int:

@@ -98,8 +98,10 @@ class RQRecordsMixin(RQWorkerPrivates):
     def _publish_slots(self, pipeline=None) -> None:
         with self._running_lock:
             busy = len(self.running)
+        # Suspended (`rq suspend`) stays what RQ's tools show until `rq resume`, whatever the heartbeat finds.
+        state = WorkerStatus.SUSPENDED if self._was_suspended else WorkerStatus.BUSY if busy else WorkerStatus.IDLE
         (pipeline or self.connection).hset(self.key, mapping={
-            "state": WorkerStatus.BUSY if busy else WorkerStatus.IDLE, "slots": self.concurrency, "slots_busy": busy})
+            "state": state, "slots": self.concurrency, "slots_busy": busy})
 
     def _heartbeat_rq(self) -> None:
         """The worker's and every running job's RQ heartbeats in one round trip (from the monitor loop)."""

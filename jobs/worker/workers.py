@@ -49,6 +49,39 @@ from jobs.worker.runs import SETTLED_ENDS, JobSlot, RunEnd, SlotMonitor, job_run
 
 logger = logging.getLogger(__name__)
 
+# While Redis is unreachable, the worker tries again after a wait that doubles from the first up to the last: a
+# Sentinel failover ends within seconds, and the take must follow it then, not a minute later; a try costs one
+# refused connection, or one question to the Sentinels. The error is logged once, then every REDIS_LOG_EVERY_S.
+REDIS_RETRY_WAITS_S = (0.1, 0.5)
+REDIS_LOG_EVERY_S = 30.0
+
+
+class RedisRetry:
+    """The waits and log lines of one stretch of Redis being unreachable, for a loop that tries again."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.wait = REDIS_RETRY_WAITS_S[0]
+        self.since: float | None = None
+        self._logged_at = float("-inf")
+
+    def failed(self, exc: Exception) -> float:
+        """Record a failed try; the seconds to wait before the next."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        if now - self._logged_at >= REDIS_LOG_EVERY_S:
+            logger.error("%s: Redis unreachable for %.0f s (%s); trying again every %g s at most", self.what,
+                         now - self.since, exc, REDIS_RETRY_WAITS_S[1])
+            self._logged_at = now
+        wait, self.wait = self.wait, min(self.wait * 2, REDIS_RETRY_WAITS_S[1])
+        return wait
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            logger.info("%s: Redis reachable again after %.1f s", self.what, time.monotonic() - self.since)
+        self.__init__(self.what)
+
 
 def worker_capacity() -> Capacity:
     return Capacity(call_threads=settings.WORKER_CALL_THREADS, provider_pools=len(configured_provider_names()),
@@ -77,6 +110,14 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         self._suspension_checked_at = float("-inf")
         self.db: DatabasePool | None = None
         self.calls: CallPool | None = None
+
+    @property
+    def connection_timeout(self) -> int:
+        """The socket timeout RQ gives the worker's Redis connection. RQ sizes it for its own blocking dequeue
+        (worker_ttl - 15 s, so about 7 minutes); this worker's dequeue blocks for a second at most, so a read
+        unanswered for this long is a primary that vanished without closing its connections (a host lost, a
+        network cut, a frozen process): the worker gives up on it and, through Sentinels, finds the new one."""
+        return 10
 
     # --- the loop ---------------------------------------------------------------------------
     def work(self, burst: bool = False, logging_level: str | None = None, date_format: str | None = None,
@@ -136,16 +177,15 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
 
     def _bootstrap(self, logging_level: str, date_format: str | None, log_format: str | None) -> None:
         """RQ's bootstrap (register, subscribe to commands), waiting out a Redis that is not there yet."""
-        wait = 1.0
+        retry = RedisRetry(f"worker {self.name} starting")
         while True:
             try:
                 kwargs = {k: v for k, v in (("date_format", date_format), ("log_format", log_format)) if v}
                 self.bootstrap(logging_level, **kwargs)
+                retry.succeeded()
                 return
             except REDIS_ERRORS as exc:
-                logger.error("worker %s: Redis unreachable at start (%s); retrying in %.0f s", self.name, exc, wait)
-                time.sleep(wait)
-                wait = min(wait * 2, self.max_connection_wait_time)
+                time.sleep(retry.failed(exc))
 
     def _suspended(self) -> bool:
         """`rq suspend`: take nothing new until `rq resume` (the jobs in flight go on), and say so in
@@ -187,8 +227,8 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
 
     def _take(self, queues: list[Queue], *, block: bool) -> bool:
         """Dequeue one job (in the order of `queues`) and start it in a slot. Redis unreachable is
-        waited out with backoff, never fatal: the jobs in flight go on meanwhile."""
-        wait = 1.0
+        waited out (RedisRetry), never fatal: the jobs in flight go on meanwhile."""
+        retry = RedisRetry(f"worker {self.name}")
         # A short block: a slot freeing, a shutdown or the reserved slots' rule is seen within 1 s; 0.1 s while
         # only `high` may be taken (the free slots are its reserved ones): a slot freed for the rest is used at once.
         timeout = (1 if len(queues) == len(self.ordered_queues) else 0.1) if block else None
@@ -196,6 +236,7 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
             try:
                 result = self.queue_class.dequeue_any(queues, timeout, connection=self.connection,
                                                       job_class=self.job_class, serializer=self.serializer)
+                retry.succeeded()
                 if result is None:
                     return False
                 rq_job, queue = result
@@ -203,12 +244,17 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
                 self._start(rq_job, queue, from_intermediate=len(queues) == 1)
                 return True
             except DequeueTimeout:
+                retry.succeeded()
                 return False
             except REDIS_ERRORS as exc:
-                logger.error("worker %s: Redis unreachable (%s); retrying in %.0f s", self.name, exc, wait)
-                self._slot_freed.wait(wait)
-                wait = min(wait * 2, self.max_connection_wait_time)
+                self._pause(retry.failed(exc))
         return False
+
+    def _pause(self, seconds: float) -> None:
+        """Wait `seconds`, or until a shutdown is asked for (slots freeing meanwhile do not end the wait)."""
+        deadline = time.monotonic() + seconds
+        while not self.stop_requested and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
 
     def _start(self, rq_job: RQJob, queue: Queue, *, from_intermediate: bool) -> None:
         slot = JobSlot(job_id=rq_job.id, worker=self.name, db=self.db, calls=self.calls,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CASES = ["queue overhead", "in flight", "fanout", "long transcript", "API", "scale-out", "priority", "memory",
-         "price lookup", "search", "transcript store"]
+CASES = ["queue overhead", "queue overhead, PgBouncer", "in flight", "thousand in flight", "fanout", "long transcript",
+         "API", "scale-out", "priority", "memory", "price lookup", "search", "transcript store", "fallbacks", "failover"]
 
 pytestmark = pytest.mark.subprocess
 
@@ -37,7 +37,7 @@ def test_small_benchmark_completes_every_case(settings):
     database = f"scriptripper_bench_smoke{os.environ.get('SR_TEST_ID', '')}"
     env.update({"BENCH_DATABASE": database, "BENCH_REDIS_URL": settings.REDIS_URL})
     result = subprocess.run([sys.executable, "bench/run.py", "--small", "--drop-database"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert not database_exists(database), f"the smoke run left its database {database} behind"
     table = (ROOT / "bench" / "results" / "smoke.md").read_text()

@@ -109,6 +109,28 @@ def assert_sent_once_except_lost(emulator, job: Job, prompts: dict[str, str], *,
         assert resent == job.lost_calls, (counts, job.lost_calls)
 
 
+def database_outage_mid_run(client, emulator, tmp_path: Path, *, tag: str, outage_s: float, cut, restore,
+                            **worker_env: str) -> None:
+    """Four jobs of two tasks with every call in flight on one worker when its way to the database is `cut()`;
+    the answers come back meanwhile, the outage lasts `outage_s` more, then `restore()`: the worker is alive,
+    every job finishes, no call was lost and no paid answer was asked for again."""
+    emulator.configure(latency=2.0)
+    jobs = submit_many(client, tag, 4, tasks=2)
+    with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="8", TASK_CONCURRENCY="2", **worker_env) as worker:
+        wait_for(lambda: emulator.stats()["in_flight"] >= 8, PROCESS_WAIT, "every call in flight")
+        cut()
+        wait_for(lambda: len(emulator.requests()) >= 8, PROCESS_WAIT, "the answers sent back")
+        time.sleep(outage_s)  # the outage itself, not a synchronisation
+        assert worker.alive(), worker.output()
+        restore()
+        finished = wait_all_final(jobs)
+        assert worker.alive(), worker.output()
+    assert_all_finished(finished)
+    for job_id, job in finished.items():
+        assert job.lost_calls == 0
+        assert all(sent(emulator, prompt) == 1 for prompt in jobs[job_id].values())
+
+
 FORKING = "jobs.worker.ForkingWorker"
 
 

@@ -10,7 +10,8 @@ from django.test import override_settings
 from jobs.models import Job
 from tests.conftest import assert_error, transcript
 
-pytestmark = pytest.mark.django_db
+# Also run through PgBouncer in transaction mode (scripts/test.sh: pytest --pgbouncer -m pgbouncer).
+pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
 
 SEED_TASKS = {"summary": "Provide a brief summary", "key_points": "Extract key points"}
 

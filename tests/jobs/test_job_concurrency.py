@@ -7,7 +7,8 @@ import pytest
 from jobs.models import Job
 from tests.conftest import transcript, work_burst
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Also run through PgBouncer in transaction mode (scripts/test.sh: pytest --pgbouncer -m pgbouncer).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.pgbouncer]
 
 
 def test_eight_tasks_at_one_second_each_take_about_one_second(alice_client, emulator):

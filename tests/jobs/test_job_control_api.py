@@ -13,7 +13,8 @@ from jobs.models import Job, Task
 from tests.conftest import work_burst
 from tests.jobs.faults import TEXT, sent, task_prompts
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Also run through PgBouncer in transaction mode (scripts/test.sh: pytest --pgbouncer -m pgbouncer).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.pgbouncer]
 
 
 def body(prompts: dict[str, str] | None = None, **extra) -> dict:

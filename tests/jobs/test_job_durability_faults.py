@@ -31,7 +31,8 @@ from tests.jobs.faults import (
     wait_final,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
+# Also run through PgBouncer in transaction mode (scripts/test.sh: pytest --pgbouncer -m pgbouncer).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess, pytest.mark.pgbouncer]
 
 
 def slow_job(client, emulator, tag: str, latency: float) -> tuple[str, dict[str, str]]:

@@ -14,7 +14,8 @@ from jobs.models import Job, Task
 from jobs.services import JobRequest, job_create
 from tests.conftest import work_burst
 
-pytestmark = pytest.mark.django_db
+# Also run through PgBouncer in transaction mode (scripts/test.sh: pytest --pgbouncer -m pgbouncer).
+pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
 
 SECRET_TRANSCRIPT = "Alice: the launch code is swordfish.\nBob: noted."
 

@@ -16,7 +16,8 @@ from jobs.worker.reconcile import jobs_reconcile
 from tests.conftest import work_burst
 from tests.jobs.faults import TEXT, task_prompts
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Also run through PgBouncer in transaction mode (scripts/test.sh: pytest --pgbouncer -m pgbouncer).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.pgbouncer]
 
 
 def submit(client, n: int = 2) -> str:

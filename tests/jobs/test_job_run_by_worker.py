@@ -6,7 +6,8 @@ import pytest
 
 from tests.conftest import run_manage, transcript, work_burst, worker_env
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Also run through PgBouncer in transaction mode (scripts/test.sh: pytest --pgbouncer -m pgbouncer).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.pgbouncer]
 
 SEED_TASKS = {"summary": "Provide a brief summary", "key_points": "Extract key points"}
 MODELS = [("gemini", "gemini-2.5-flash"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5")]

@@ -14,6 +14,7 @@ from rq.queue import Queue
 
 from jobs.worker import ScriptRipperWorker
 from jobs.worker.rq_private import RQ_PRIVATE_MEMBERS
+from scriptripper.redis_clients import redis_client
 
 
 def _instance_of(cls: type, connection: Redis):
@@ -26,7 +27,7 @@ def _instance_of(cls: type, connection: Redis):
 @pytest.mark.parametrize(("cls", "member"), sorted(RQ_PRIVATE_MEMBERS, key=lambda key: (key[0].__name__, key[1])),
                          ids=lambda value: getattr(value, "__name__", value))
 def test_the_pinned_rq_has_the_private_member(cls, member):
-    connection = Redis.from_url(settings.RQ_QUEUES["default"]["URL"])
+    connection = redis_client(settings.RQ_QUEUES["default"])
     instance = _instance_of(cls, connection)
     assert hasattr(cls, member) or member in vars(instance), (
         f"RQ no longer has {cls.__name__}.{member}, which jobs/worker/rq_private.py relies on: "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import django_rq
 import pytest
@@ -25,6 +24,7 @@ from tests.jobs.faults import (
     WorkerProcess,
     assert_all_finished,
     assert_sent_once_except_lost,
+    database_outage_mid_run,
     sent,
     statuses,
     submit,
@@ -35,6 +35,9 @@ from tests.jobs.faults import (
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
+# The tests marked so also run through PgBouncer in transaction mode (scripts/test.sh: pytest --pgbouncer -m
+# pgbouncer): the slots' lifecycle writes, a kill, a cancel, a timeout, a shutdown, the bound on connections.
+through_pgbouncer = pytest.mark.pgbouncer
 
 
 @pytest.fixture
@@ -42,6 +45,7 @@ def staff_client(db):
     return client_for(make_user("operator", is_staff=True))
 
 
+@through_pgbouncer
 def test_one_process_runs_many_jobs_at_once(alice_client, emulator, tmp_path, staff_client):
     emulator.configure(latency=2.0)
     jobs = submit_many(alice_client, "many", 12)
@@ -92,6 +96,7 @@ def test_reserved_slots_start_a_high_job_while_low_jobs_fill_the_rest(alice_clie
     assert emulator.stats()["in_flight_max"] == 4
 
 
+@through_pgbouncer
 def test_cancel_stops_one_running_job_and_leaves_the_others(alice_client, emulator, tmp_path):
     from emulator.server import faults
 
@@ -117,6 +122,7 @@ def test_cancel_stops_one_running_job_and_leaves_the_others(alice_client, emulat
     assert Task.objects.filter(job_id=target, status="pending").count() == 2
 
 
+@through_pgbouncer
 def test_timeout_stops_one_job_among_many(alice_client, emulator, tmp_path, settings):
     from emulator.server import faults
 
@@ -134,6 +140,7 @@ def test_timeout_stops_one_job_among_many(alice_client, emulator, tmp_path, sett
     assert_all_finished(finished)
 
 
+@through_pgbouncer
 def test_sigkill_of_a_worker_holding_many_jobs_recovers_every_one(alice_client, emulator, tmp_path):
     emulator.configure(latency=1.0)
     jobs = submit_many(alice_client, "kill", 6, tasks=3)
@@ -151,6 +158,7 @@ def test_sigkill_of_a_worker_holding_many_jobs_recovers_every_one(alice_client, 
     assert sum(job.lost_calls for job in finished.values()) >= 1
 
 
+@through_pgbouncer
 def test_sigterm_hands_back_idle_jobs_at_once_and_busy_ones_after_the_grace(alice_client, emulator, tmp_path):
     from emulator.server import faults
 
@@ -208,24 +216,12 @@ def test_a_30_s_postgresql_outage_asks_no_paid_answer_again(alice_client, emulat
     proxy = TcpProxy(db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432))
     url = f"postgresql://{db.get('USER') or 'root'}@127.0.0.1:{proxy.port}/{db['NAME']}"
     try:
-        emulator.configure(latency=2.0)
-        jobs = submit_many(alice_client, "pgdown", 4, tasks=2)
-        with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="8", DATABASE_URL=url,
-                           TASK_CONCURRENCY="2") as worker:
-            wait_for(lambda: emulator.stats()["in_flight"] >= 8, PROCESS_WAIT, "every call in flight")
-            proxy.down()  # PostgreSQL unreachable for the worker, answers on their way
-            wait_for(lambda: len(emulator.requests()) >= 8, PROCESS_WAIT, "the answers sent back")
-            # 30 s without a database, as a failover can take; the worker keeps the answers meanwhile.
-            time.sleep(30)  # the outage itself, not a synchronisation
-            assert worker.alive(), worker.output()
-            proxy.up()
-            finished = wait_all_final(jobs)
+        # PostgreSQL unreachable for the worker with answers on their way, for 30 s, as a failover can take; the
+        # worker keeps the answers meanwhile.
+        database_outage_mid_run(alice_client, emulator, tmp_path, tag="pgdown", outage_s=30, cut=proxy.down,
+                                restore=proxy.up, DATABASE_URL=url)
     finally:
         proxy.close()
-    assert_all_finished(finished)
-    for job_id, job in finished.items():
-        assert job.lost_calls == 0
-        assert all(sent(emulator, prompt) == 1 for prompt in jobs[job_id].values())
 
 
 def test_worker_recycles_itself_after_max_jobs(alice_client, emulator, tmp_path):
@@ -241,6 +237,7 @@ def test_worker_recycles_itself_after_max_jobs(alice_client, emulator, tmp_path)
     assert_all_finished(finished)
 
 
+@through_pgbouncer
 def test_database_connections_stay_within_worker_db_connections(alice_client, emulator, tmp_path):
     db = connection.settings_dict
     url = (f"postgresql://{db.get('USER') or 'root'}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"

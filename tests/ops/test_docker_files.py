@@ -8,10 +8,12 @@ scriptripper/settings.py reads.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -36,8 +38,12 @@ def settings_variables() -> set[str]:
     return set(re.findall(r'\benv(?:_[a-z_]+|\.[a-z_]+)\(\s*"([A-Z][A-Z0-9_]*)"', source))
 
 
+HA_SERVICES = {"redis-primary", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3", "pgbouncer", "api-ha",
+               "worker-ha"}
+
+
 def test_compose_services_and_their_order(compose):
-    services = compose["services"]
+    services = {name: service for name, service in compose["services"].items() if not service.get("profiles")}
     assert set(services) == {"postgres", "redis", "migrate", "api", "worker"}
     assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert services["migrate"]["restart"] == "no"
@@ -70,6 +76,74 @@ def test_worker_scales(compose):
     assert worker["stop_signal"] == "SIGTERM"
     api = compose["services"]["api"]
     assert "command" not in api  # the image's CMD: gunicorn
+
+
+def test_the_ha_profile_runs_redis_behind_sentinels_and_postgresql_behind_pgbouncer(compose):
+    services = compose["services"]
+    assert {name for name, service in services.items() if "ha" in service.get("profiles", [])} == HA_SERVICES
+    # A primary and its replica, both keeping RQ's keys as the single `redis` does.
+    primary, replica = services["redis-primary"], services["redis-replica"]
+    for server in (primary, replica):
+        flags = " ".join(server["command"][1:])
+        assert "--appendonly yes" in flags and "--maxmemory-policy noeviction" in flags
+    assert " ".join(replica["command"]).endswith("--replicaof redis-primary 6379")
+    # Three Sentinels, each its own host name and volume (they rewrite their configuration), quorum 2.
+    sentinels = [services[f"sentinel-{n}"] for n in (1, 2, 3)]
+    assert len({s["hostname"] for s in sentinels}) == 3 and len({s["volumes"][0] for s in sentinels}) == 3
+    monitor = re.search(r"sentinel monitor (\S+) redis-primary 6379 (\d)", sentinels[0]["command"][-1])
+    assert monitor and monitor.group(2) == "2"
+    # The application: through the Sentinels (every one), and through PgBouncer in transaction mode.
+    for name in ("api-ha", "worker-ha"):
+        service = services[name]
+        environment = service["environment"]
+        assert environment["REDIS_SENTINELS"] == ",".join(f"{s['hostname']}:26379" for s in sentinels)
+        assert environment["REDIS_SENTINEL_MASTER"] == monitor.group(1)
+        assert "@pgbouncer:6432/" in environment["DATABASE_URL"]
+        assert environment["DATABASE_POOL_MODE"] == "transaction"
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert {dependency for dependency, condition in service["depends_on"].items()
+                if condition["condition"] == "service_healthy"} == {"pgbouncer", "sentinel-1", "sentinel-2",
+                                                                    "sentinel-3"}
+    assert services["worker-ha"]["command"] == ["python", "manage.py", "rqworker", "high", "default", "low"]
+    assert "container_name" not in services["worker-ha"] and "ports" not in services["worker-ha"]
+    # Migrations go to PostgreSQL itself; PgBouncer runs the deployment's pgbouncer.ini.
+    assert "@postgres:5432/" in services["migrate"]["environment"]["DATABASE_URL"]
+    assert "./pgbouncer.ini:/etc/pgbouncer/pgbouncer.ini:ro" in services["pgbouncer"]["volumes"]
+    ini = (ROOT / "docker" / "pgbouncer.ini").read_text()
+    assert re.search(r"^pool_mode = transaction$", ini, re.M) and re.search(r"^listen_port = 6432$", ini, re.M)
+    assert re.search(r"^scriptripper = host=postgres port=5432 .*timezone=UTC", ini, re.M)
+
+
+def test_every_variable_the_compose_file_gives_the_application_is_one_the_settings_read(compose):
+    read = settings_variables()
+    application = {name: service for name, service in compose["services"].items()
+                   if service.get("image") == "scriptripper:latest"}
+    assert set(application) == {"migrate", "api", "worker", "api-ha", "worker-ha"}
+    for name, service in application.items():
+        unread = set(service["environment"]) - read
+        assert not unread, f"{name} sets {sorted(unread)}, which scriptripper/settings.py never reads"
+    # And the settings make of the `ha` values what they promise: the Sentinels, PgBouncer in transaction mode.
+    given = {"POSTGRES_PASSWORD": "example-password", "ENVIRONMENT": "development"}
+    environment = {key: re.sub(r"\$\{(\w+)[^}]*\}", lambda m: given[m.group(1)], str(value))
+                   for key, value in application["api-ha"]["environment"].items()}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("REDIS_", "DATABASE_"))}
+    probe = ("import json, runpy; s = runpy.run_path('scriptripper/settings.py'); db = s['DATABASES']['default']; "
+             "print(json.dumps([s['RQ_QUEUES']['default'], db['HOST'], db['PORT'], db['OPTIONS'], "
+             "db.get('DISABLE_SERVER_SIDE_CURSORS')]))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**env, **environment}, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    queue, host, port, options, no_server_side_cursors = json.loads(result.stdout.strip().splitlines()[-1])
+    assert queue["SENTINELS"] == [[f"sentinel-{n}", 26379] for n in (1, 2, 3)] and queue["DB"] == 0
+    assert queue["MASTER_NAME"] == "scriptripper" and "URL" not in queue
+    assert (host, port) == ("pgbouncer", 6432) and "options" not in options and no_server_side_cursors is True
+
+
+def test_the_readme_shows_the_pgbouncer_ini_that_runs():
+    # The tests' PgBouncer runs this file (tests/servers.py); the README shows it, as it is.
+    readme = (ROOT / "README.md").read_text()
+    shown = re.search(r"```ini\n(; PgBouncer in front of ScriptRipper.*?)```", readme, re.S)
+    assert shown and shown.group(1) == (ROOT / "docker" / "pgbouncer.ini").read_text()
 
 
 def test_dockerfile_slim_pinned_non_root_gunicorn():
