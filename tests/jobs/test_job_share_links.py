@@ -16,7 +16,8 @@ from jobs.models import Job, Task
 from jobs.sharing import share_path
 from tests.conftest import assert_error
 
-pytestmark = pytest.mark.django_db
+# The built-in profiles as the migrations leave them, whatever a transactional test on this worker flushed.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("builtin_profiles")]
 
 
 def finished_job(owner, **fields) -> Job:

@@ -50,8 +50,9 @@ def submit_gemini_many(client, tag: str, n: int) -> dict[str, dict[str, str]]:
 
 
 def test_hundreds_of_jobs_in_one_process_one_canceled_then_the_process_killed(alice_client, emulator, tmp_path):
-    # Long enough for one process to start every job before the first answer (the take rate is CPU-bound).
-    emulator.configure(latency=10.0)
+    # Long enough for one process to start every job before the first answer, even on a loaded machine (the take
+    # rate is CPU-bound).
+    emulator.configure(latency=20.0)
     jobs = submit_gemini_many(alice_client, "scale", SCALE)
     target = next(iter(jobs))
     with WorkerProcess(emulator, tmp_path, "a", **at_scale(SCALE)) as first:
