@@ -29,11 +29,7 @@ from jobs.models import Job, Task, WebhookDelivery
 from jobs.monitoring import queue_stats
 from jobs.report import job_report, task_request_view
 from jobs.selectors import (
-    CHART_RANGES,
-    chart_buckets,
-    jobs_per_hour_by_status,
-    queue_wait_percentiles,
-    reuse_sources,
+    CHART_RANGES, chart_buckets, jobs_per_hour_by_status, queue_wait_percentiles, reuse_sources,
     spend_by_provider_model,
 )
 from jobs.services import job_cancel, job_delete, job_enqueue, job_retry

@@ -16,13 +16,7 @@ import pytest
 from jobs.models import Job
 from tests.conftest import PROCESS_WAIT, ROOT, wait_for, worker_env
 from tests.jobs.faults import (
-    FAST,
-    WorkerProcess,
-    assert_all_finished,
-    assert_sent_once_except_lost,
-    statuses,
-    submit_many,
-    wait_all_final,
+    FAST, WorkerProcess, assert_all_finished, assert_sent_once_except_lost, statuses, submit_many, wait_all_final,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
