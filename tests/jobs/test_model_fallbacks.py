@@ -9,6 +9,7 @@ kept on it, nothing paid twice. Time settings are short (a model's time slice of
 from __future__ import annotations
 
 import logging
+import re
 from decimal import Decimal
 
 import pytest
@@ -260,10 +261,14 @@ def test_every_model_down_waits_out_the_budget_then_fails_naming_each_model_and_
     data = run_job(alice_client, tasks={"summary": "Provide a brief summary"})
     assert data["status"] == "failed"
     error = data["result"]["errors"]["summary"]
-    assert error.startswith("Every model of the fallback chain failed: OpenAI gpt-4o-mini: OpenAI server error")
+    # The primary's slice may end on a 503 or on a try still in flight when it runs out (a loaded machine): either
+    # way the message names the model and why it was left.
+    assert re.match(r"Every model of the fallback chain failed: OpenAI gpt-4o-mini: OpenAI (server error|timeout)",
+                    error), error
     assert "; Anthropic claude-haiku-4-5: Anthropic " in error
     task = data["result"]["metadata"]["tasks"]["summary"]
-    assert (task["provider"], task["model"]) == FALLBACK and task["fallback_from"][0]["reason"] == "server_error"
+    assert (task["provider"], task["model"]) == FALLBACK
+    assert task["fallback_from"][0]["reason"] in ("server_error", "timeout")
     assert task["latency_s"] > 3.0  # the last model had the rest of the budget, not a slice of half a second
     assert task["cost"] == 0
 
