@@ -173,8 +173,8 @@ REDIS_SENTINEL_VARIABLES = ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_D
                             "REDIS_SENTINEL_PASSWORD", "REDIS_SENTINEL_TLS")
 if not REDIS_SENTINELS:
     # REDIS_URL carries its own database, password and scheme: these would be silently ignored.
-    _sentinel_only = [name for name in REDIS_SENTINEL_VARIABLES[1:-1] if env.str(name, default="")]
-    _sentinel_only += ["REDIS_SENTINEL_TLS"] if REDIS_SENTINEL_TLS else []
+    _sentinel_only = [name for name in REDIS_SENTINEL_VARIABLES if name not in ("REDIS_SENTINELS", "REDIS_SENTINEL_TLS")
+                      and env.str(name, default="")] + (["REDIS_SENTINEL_TLS"] if REDIS_SENTINEL_TLS else [])
     if _sentinel_only:
         raise ImproperlyConfigured(f"{', '.join(_sentinel_only)}: read only with REDIS_SENTINELS set; without it, "
                                    "REDIS_URL says everything (redis://:password@host:port/db, rediss:// for TLS)")

@@ -125,7 +125,7 @@ class RedisSentinelGroup:
     def _start_server(self, port: int, *extra: str) -> None:
         self.servers[port] = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             # The replica syncs at once (Redis waits 5 s by default for more replicas to share a diskless sync).
+             # The replica syncs at once (by default Redis waits seconds for more replicas to share a diskless sync).
              "--repl-diskless-sync-delay", "0",
              "--dir", str(self.dir), "--logfile", str(self.dir / f"redis-{port}.log"), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
