@@ -18,12 +18,11 @@ from django.urls import reverse
 
 from accounts.models import ApiToken, User
 from accounts.services import api_token_create, api_token_revoke, spend_summary, user_sync_operator_group
-
-CENT = Decimal("0.01")
+from scriptripper.output_fields import usd
 
 
 def _usd(value: Decimal | None) -> str:
-    return "no limit" if value is None else f"${value.quantize(CENT)}"
+    return "no limit" if value is None else usd(value)
 
 
 class ApiTokenInline(admin.TabularInline):

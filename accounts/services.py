@@ -62,6 +62,15 @@ def api_token_authenticate(*, secret: str) -> ApiToken | None:
     return token
 
 
+def api_token_replace(*, user: User, name: str) -> CreatedToken:
+    """A new token named `name` for `user`, revoking the user's active tokens of that name: a script that
+    makes itself a token on every run (scripts/run.sh) keeps one, not one more per run."""
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()  # two runs at once replace in turn
+        ApiToken.objects.filter(user=user, name=name, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        return api_token_create(user=user, name=name)
+
+
 def api_token_revoke(*, token: ApiToken) -> None:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()

@@ -12,25 +12,34 @@ each task's outcome as it completes.
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 from django.conf import settings
+from redis import Redis
 
 from analysis.clients import endpoints, get_provider, preload_sdks
+from analysis.engine.ask import AskScope, estimate_ask, run_ask
 from analysis.engine.catalogue import (
     effective_context, get_model, load_catalogue, parse_context_overrides, resolve_model,
 )
 from analysis.engine.estimate import Estimate, estimate_run
 from analysis.engine.execution import CallPool, StopToken
+from analysis.engine.fallbacks import chain_processing
+from analysis.engine.health import CircuitPolicy, ProviderHealth, RedisProviderHealth
 from analysis.engine.limits import ProviderLimiter
 from analysis.engine.model_info import ModelInfo
 from analysis.engine.planning import RunConfig, TaskSpec
 from analysis.engine.pricing import COST_QUANTUM, price_unknown_note
 from analysis.engine.provider_batch_calls import BatchCalls
+from analysis.engine.providers.base import ProviderError
 from analysis.engine.providers.usage import Usage
 from analysis.engine.retry import RetryPolicy
-from analysis.engine.runner import RunHooks, Runner, TaskOutcome
+from analysis.engine.runner import ModelRoute, RunHooks, Runner, TaskOutcome
+from analysis.engine.structured import decode_task
 from analysis.engine.tokens import preload_encodings
+
+logger = logging.getLogger(__name__)
 
 
 def preload_provider_modules() -> None:
@@ -81,6 +90,7 @@ def run_config(*, provider: str, model: str | ModelInfo, system_prompt: str = ""
         processing=processing,
         fallback=fallback,
         flex_timeout=settings.FLEX_REQUEST_TIMEOUT,
+        fallback_after=settings.FALLBACK_AFTER_SECONDS,
     )
 
 
@@ -106,10 +116,78 @@ def price_known(provider: str, model: str) -> bool:
 
 def run_analysis(*, transcript: str, config: RunConfig, tasks: list[TaskSpec], limiter: ProviderLimiter | None = None,
                  hooks: RunHooks | None = None, call_pool: CallPool | None = None,
-                 stop: StopToken | None = None, batch: BatchCalls | None = None) -> list[TaskOutcome]:
+                 stop: StopToken | None = None, batch: BatchCalls | None = None,
+                 fallbacks: list[ModelRoute] | None = None, health: ProviderHealth | None = None) -> list[TaskOutcome]:
     runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks, call_pool=call_pool,
-                    stop=stop, batch=batch)
+                    stop=stop, batch=batch, fallbacks=fallbacks or (), health=health)
     return runner.run(transcript, tasks)
+
+
+def ask_question(*, scope: AskScope, config: RunConfig, spec: TaskSpec, limiter: ProviderLimiter | None = None,
+                 hooks: RunHooks | None = None, call_pool: CallPool | None = None,
+                 stop: StopToken | None = None, fallbacks: list[ModelRoute] | None = None,
+                 health: ProviderHealth | None = None) -> list[TaskOutcome]:
+    """An ask job's one task (analysis/engine/ask.py): the question in `spec`, the meetings from `scope`, on the
+    job's model and then its fallback chain, as a job's tasks run."""
+    runner = Runner(config, get_provider(config.provider), limiter=limiter, hooks=hooks, call_pool=call_pool,
+                    stop=stop, fallbacks=fallbacks or (), health=health)
+    return run_ask(runner, spec, scope)
+
+
+def estimate_ask_job(*, scope: AskScope, provider: str, model: ModelInfo | str, system_prompt: str,
+                     question: TaskSpec, max_output_tokens: int | None) -> Estimate:
+    """Plan and price an ask job's task as it will run (analysis/engine/ask.py: estimate_ask)."""
+    config = run_config(provider=provider, model=model, system_prompt=system_prompt or "",
+                        max_output_tokens=max_output_tokens)
+    return estimate_ask(config=config, request=decode_task(question.prompt), scope=scope)
+
+
+# --- fallback chains and provider health ----------------------------------------------------------
+
+def chain_configs(*, chain: list[dict], config: RunConfig) -> list[RunConfig]:
+    """The run configuration of each model of a job's chain, after the job's own (`config`): the same prompts
+    and limits, each model's own context and prices, in the mode chain_processing gives it. A model that can no
+    longer run here (retired, its endpoint or key removed since the job was accepted) is left out, and said."""
+    configs = []
+    for entry in chain:
+        provider, model = entry["provider"], entry["model"]
+        try:
+            info = stored_model(provider, model)
+        except ValueError as exc:  # UnknownModelError, UnknownProviderError
+            logger.warning("fallback model %s %s left out of the chain: %s", provider, model, exc)
+            continue
+        processing = chain_processing(processing=config.processing, fallback=config.fallback, provider=provider,
+                                      info=info)
+        if processing is None:
+            logger.warning("fallback model %s %s left out of the chain: no %s price, and the job's fallback is %s",
+                           provider, model, config.processing, config.fallback)
+            continue
+        configs.append(run_config(provider=provider, model=info, system_prompt=config.system_prompt,
+                                  max_output_tokens=config.max_output_tokens, temperature=config.temperature,
+                                  processing=processing, fallback=config.fallback))
+    return configs
+
+
+def fallback_routes(*, chain: list[dict], config: RunConfig) -> list[ModelRoute]:
+    """The chain as the Runner takes it: each model's configuration with its provider's client."""
+    routes = []
+    for chained in chain_configs(chain=chain, config=config):
+        try:
+            routes.append(ModelRoute(get_provider(chained.provider), chained))
+        except ProviderError as exc:  # its key removed since the job was accepted
+            logger.warning("fallback model %s %s left out of the chain: %s", chained.provider, chained.model.name,
+                           exc.message)
+    return routes
+
+
+def circuit_policy() -> CircuitPolicy:
+    return CircuitPolicy(failure_threshold=settings.CIRCUIT_FAILURE_THRESHOLD,
+                         cooldown=settings.CIRCUIT_COOLDOWN_SECONDS, max_cooldown=settings.CIRCUIT_COOLDOWN_MAX_SECONDS)
+
+
+def provider_health(connection: Redis) -> RedisProviderHealth:
+    """The provider health store (analysis/engine/health.py) on `connection`, with this server's circuit settings."""
+    return RedisProviderHealth(connection, circuit_policy())
 
 
 def result_document(*, config: RunConfig, outcomes: list[TaskOutcome]) -> dict:
@@ -169,12 +247,19 @@ def estimate_job(
     max_output_tokens: int | None,
     transcript_tokens: int | None = None,
     processing: str = "standard",
+    fallback: str = "standard",
+    fallback_models: list[dict] | None = None,
 ) -> Estimate:
     """Plan and price a job's calls. `model` by name (resolved with the settings) or a resolved ModelInfo;
-    `transcript_tokens`: the transcript document's tokens if the caller counted them already.
+    `transcript_tokens`: the transcript document's tokens if the caller counted them already. `fallback_models`: the
+    job's chain, each of its models priced too (Estimate.fallbacks).
 
     Raises UnknownModelError / UnknownProviderError for a model or provider that cannot run.
     """
     config = run_config(provider=provider, model=model, system_prompt=system_prompt or "",
-                        max_output_tokens=max_output_tokens, processing=processing)
-    return estimate_run(config=config, transcript=transcript, tasks=tasks, transcript_tokens=transcript_tokens)
+                        max_output_tokens=max_output_tokens, processing=processing, fallback=fallback)
+    estimate = estimate_run(config=config, transcript=transcript, tasks=tasks, transcript_tokens=transcript_tokens)
+    # Each model of the chain prices the whole job alone, counted with its own tokenizer and planned for its window.
+    estimate.fallbacks = [estimate_run(config=chained, transcript=transcript, tasks=tasks)
+                          for chained in chain_configs(chain=fallback_models or [], config=config)]
+    return estimate

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from django.core.checks import Tags, Warning, register
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError
 
-from analysis.analyze import price_known
-from analysis.clients import endpoints, provider_configured, provider_key_setting
-from analysis.engine.catalogue import prices_version
+from analysis.analyze import context_overrides, price_known
+from analysis.clients import endpoints, provider_configured, provider_key_setting, provider_names
+from analysis.engine.catalogue import prices_version, resolve_model
 from analysis.engine.providers import PROVIDER_NAMES
 from analysis.models import AnalysisProfile
 
@@ -60,3 +61,27 @@ def check_profile_model_prices(app_configs, databases=None, **kwargs):
                 id="scriptripper.W103")
         for provider, model in rows if not price_known(provider, model)
     ]
+
+
+@register()
+def check_model_fallbacks(app_configs, **kwargs):
+    """MODEL_FALLBACKS names models that cannot run here: every job on the model it is keyed by would be refused
+    (a 400 naming fallback_models[i]) until it is fixed."""
+    problems = []
+    for model, chain in settings.MODEL_FALLBACKS.items():
+        for index, entry in enumerate(chain):
+            where = f"MODEL_FALLBACKS[{model!r}][{index}] ({entry['provider']} {entry['model']})"
+            if entry["provider"] not in provider_names():
+                problems.append(Error(f"{where}: unknown provider", id="scriptripper.E104",
+                                      hint=f"Choose one of {', '.join(provider_names())}."))
+                continue
+            try:
+                resolve_model(entry["provider"], entry["model"], allow_unlisted=settings.ALLOW_UNLISTED_MODELS,
+                              context_overrides=context_overrides(), endpoints=endpoints())
+            except ValueError as exc:
+                problems.append(Error(f"{where}: {exc}", id="scriptripper.E104"))
+                continue
+            if not provider_configured(entry["provider"]):
+                problems.append(Warning(f"{where}: {provider_key_setting(entry['provider'])} is not set, so jobs on "
+                                        f"{model} that name no fallback models are refused.", id="scriptripper.W104"))
+    return problems

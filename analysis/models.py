@@ -25,6 +25,9 @@ class AnalysisProfile(models.Model):
     # The processing mode and fallback of the profile's jobs when the request names none (empty: the defaults).
     processing = models.CharField(max_length=10, blank=True, default="")
     fallback = models.CharField(max_length=10, blank=True, default="")
+    # The fallback chain of its jobs when the request names none ([{"provider", "model"}]; [] opts out of the
+    # server's MODEL_FALLBACKS; null: names none).
+    fallback_models = models.JSONField(null=True, blank=True, default=None)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
                               related_name="analysis_profiles")
     created_at = models.DateTimeField(default=timezone.now)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+from contextlib import closing
 
 from django.db.models import Q, QuerySet
 
+from analysis.analyze import provider_health
 from analysis.clients import endpoints, provider_configured
 from analysis.engine.catalogue import list_models, utc_today
+from analysis.engine.health import OK, ModelHealth
 from analysis.engine.providers import PROVIDER_NAMES
 from analysis.models import AnalysisProfile
+from scriptripper.monitoring import redis_connection
 
 
 def profiles_visible_to(user) -> QuerySet[AnalysisProfile]:
@@ -60,7 +65,37 @@ def _catalogue_rows() -> tuple[tuple[dict, ...], ...]:
 
 
 def model_listing(*, provider: str | None = None, search: str = "", include_retired: bool = False) -> list[dict]:
-    """Usable models (the catalogue's, then each configured endpoint's), answered from memory."""
+    """Usable models (the catalogue's, then each configured endpoint's) from memory, each with its health from the
+    store every worker shares (one round trip to Redis)."""
+    models = _listed_models(provider=provider, search=search, include_retired=include_retired)
+    health = models_health()
+    for row in models:
+        row["health"] = health_row(health.get((row["provider"], row["name"])))
+    return models
+
+
+def models_health() -> dict[tuple[str, str], ModelHealth]:
+    """The provider health of every model with something on record (analysis/engine/health.py), by (provider,
+    model). Raises RedisError when Redis does not answer (the API answers 503)."""
+    with closing(redis_connection()) as connection:
+        return provider_health(connection).snapshot()
+
+
+def health_row(health: ModelHealth | None) -> dict:
+    """A model's `health` as GET /api/v1/models shows it (ModelHealthSerializer)."""
+    if health is None:
+        return {"state": OK, "since": None, "failures": 0, "last_error_kind": None, "last_error_at": None,
+                "next_probe_at": None}
+    return {"state": health.state, "since": _utc(health.since), "failures": health.failures,
+            "last_error_kind": health.last_error_kind or None, "last_error_at": _utc(health.last_error_at),
+            "next_probe_at": _utc(health.open_until)}
+
+
+def _utc(timestamp: float | None) -> dt.datetime | None:
+    return None if timestamp is None else dt.datetime.fromtimestamp(timestamp, dt.UTC)
+
+
+def _listed_models(*, provider: str | None, search: str, include_retired: bool) -> list[dict]:
     today = utc_today()
     configured = {name: provider_configured(name) for name in PROVIDER_NAMES}
     models = []

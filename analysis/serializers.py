@@ -12,11 +12,14 @@ from rest_framework.fields import SkipField
 from analysis.clients import provider_names, unknown_provider
 from analysis.engine import structured
 from analysis.engine.estimate import Estimate
+from analysis.engine.fallbacks import MAX_FALLBACK_MODELS, ChainError, parse_chain
+from analysis.engine.health import STATES
 from analysis.engine.model_info import RATE_KINDS
 from analysis.engine.pricing import price_unknown_note
 from analysis.engine.processing import FALLBACKS, PROCESSING_MODES
 from analysis.models import AnalysisProfile
 from scriptripper.output_fields import MoneyField, OptionalBooleanField, OptionalCharField
+from scriptripper.parsers import loads_checked
 
 # Names are what clients type in `"profile": "meeting-notes"`: letters, digits, - _ . and spaces,
 # never all digits (a number refers to a profile's id).
@@ -92,6 +95,36 @@ def validate_language_tag(value: str) -> str:
         raise serializers.ValidationError(str(exc)) from None
 
 
+FALLBACK_MODEL_SCHEMA = {"type": "object", "required": ["provider", "model"], "additionalProperties": False,
+                         "properties": {"provider": {"type": "string", "maxLength": 32},
+                                        "model": {"type": "string", "maxLength": 100}}}
+
+
+@extend_schema_field({"type": "array", "maxItems": MAX_FALLBACK_MODELS, "items": FALLBACK_MODEL_SCHEMA,
+                      "example": [{"provider": "anthropic", "model": "claude-haiku-4-5"}]})
+class FallbackModelsField(serializers.Field):
+    """`fallback_models` of a job or a profile: [{"provider", "model"}], at most MAX_FALLBACK_MODELS
+    (analysis/engine/fallbacks.py), its shape only (the submission checks that each can run). An entry at fault is
+    named `fallback_models[i]`. A multipart form sends it as a JSON string."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            try:
+                data = loads_checked(data)
+            except ValueError:
+                pass  # parse_chain says what was expected
+        try:
+            return parse_chain(data)
+        except ChainError as exc:
+            if exc.index is None:
+                raise serializers.ValidationError(str(exc)) from None
+            # A list error at the entry's index: the error shape names it `fallback_models[i]`.
+            raise serializers.ValidationError([{}] * exc.index + [[str(exc)]]) from None
+
+    def to_representation(self, value):
+        return value
+
+
 @extend_schema_field({"type": "array", "items": PROFILE_TASK_SCHEMA})
 class ProfileTasksField(serializers.Field):
     """An ordered list of {"name", "prompt"}; an object {name: prompt} is accepted too (order kept)."""
@@ -151,6 +184,10 @@ class ProfileInputSerializer(serializers.Serializer):
                                          help_text="the processing mode of its jobs when the request names none")
     fallback = serializers.ChoiceField(choices=("", *FALLBACKS), required=False, allow_blank=True,
                                        help_text="the fallback of its jobs when the request names none")
+    fallback_models = FallbackModelsField(
+        required=False, allow_null=True,
+        help_text='the fallback chain of its jobs when the request names none ([{"provider", "model"}], at most 3; '
+                  "[]: none, not even the server's MODEL_FALLBACKS; null: the server's)")
 
     def validate_language(self, value: str) -> str:
         return validate_language_tag(value)
@@ -179,11 +216,13 @@ class ProfileInputSerializer(serializers.Serializer):
 class ProfileOutputSerializer(serializers.ModelSerializer):
     builtin = serializers.BooleanField(source="is_builtin", read_only=True)
     tasks = serializers.ListField(child=serializers.DictField())
+    fallback_models = serializers.ListField(child=serializers.DictField(child=serializers.CharField()),
+                                            allow_null=True)
 
     class Meta:
         model = AnalysisProfile
         fields = ["id", "name", "description", "system_prompt", "tasks", "default_provider", "default_model",
-                  "language", "processing", "fallback", "builtin", "created_at", "updated_at"]
+                  "language", "processing", "fallback", "fallback_models", "builtin", "created_at", "updated_at"]
         read_only_fields = fields
 
 
@@ -209,6 +248,19 @@ class ModelPriceSetSerializer(serializers.Serializer):
     output = serializers.FloatField()
 
 
+class ModelHealthSerializer(serializers.Serializer):
+    """A model's health as every worker sees it (analysis/engine/health.py)."""
+
+    state = serializers.ChoiceField(choices=STATES, help_text=(
+        "ok; degraded: failing lately (consecutive failures below the circuit's threshold); open: its circuit is "
+        "open, no request goes to it (tasks with a fallback chain move on, the others wait for its probe)"))
+    since = serializers.DateTimeField(allow_null=True, help_text="when this state began (null: nothing on record)")
+    failures = serializers.IntegerField(help_text="consecutive failures")
+    last_error_kind = serializers.CharField(allow_null=True, help_text="rate_limit, server_error, timeout, auth, ...")
+    last_error_at = serializers.DateTimeField(allow_null=True)
+    next_probe_at = serializers.DateTimeField(allow_null=True, help_text="open: when the next probe may go out")
+
+
 class ModelOutputSerializer(serializers.Serializer):
     """One usable model. Prices are USD per million tokens, as JSON numbers, for display: bills are computed
     from the exact Decimals (analysis.engine.pricing)."""
@@ -226,6 +278,7 @@ class ModelOutputSerializer(serializers.Serializer):
     max_output_tokens = serializers.IntegerField()
     reasoning_model = serializers.BooleanField()
     accepts_temperature = serializers.BooleanField()
+    structured_output = serializers.BooleanField(help_text="takes a JSON Schema (tasks with a schema or citations)")
     min_cache_tokens = serializers.IntegerField(allow_null=True)
     price_unit = serializers.CharField()
     input = serializers.FloatField()
@@ -246,6 +299,7 @@ class ModelOutputSerializer(serializers.Serializer):
     deprecated = serializers.BooleanField()
     retires_on = serializers.DateField(allow_null=True, help_text="served until this day, refused from the next")
     sources = serializers.ListField(child=serializers.CharField(), help_text="where the overlay's figures come from")
+    health = ModelHealthSerializer()
 
 
 class ModelListOutputSerializer(serializers.Serializer):
@@ -270,6 +324,14 @@ class ModeCostSerializer(serializers.Serializer):
     cost_high = MoneyField()
 
 
+class ChainModelCostSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    model = serializers.CharField()
+    cost_low = MoneyField()
+    cost_high = MoneyField()
+    price_unknown = OptionalBooleanField()
+
+
 class JobEstimateSerializer(serializers.Serializer):
     """What an analyze request would read and could cost, before anything runs (analysis.engine.estimate)."""
 
@@ -289,6 +351,11 @@ class JobEstimateSerializer(serializers.Serializer):
     by_processing = serializers.SerializerMethodField(
         help_text="the same calls priced in every processing mode the model offers (standard, flex, batch)")
     tasks = serializers.SerializerMethodField()
+    fallback_models = ChainModelCostSerializer(source="fallbacks", many=True, help_text=(
+        "the same job priced on each model of its fallback chain alone, in the mode that model would run it"))
+    chain_cost_low = MoneyField(help_text="USD: the least the job can cost on any model of its chain")
+    chain_cost_high = MoneyField(help_text=(
+        "USD: the most it can cost on the chain's most expensive model (what the budget and max_cost checks use)"))
     price_unknown = OptionalBooleanField()
     note = PriceNoteField()
 

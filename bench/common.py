@@ -8,11 +8,13 @@ test suite's databases, 13 to 10, too).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +73,17 @@ def setup_django(emulator_url: str | None = None, **extra: str) -> None:
     call_command("migrate", verbosity=0)
 
 
+def drop_database() -> None:
+    """Drop the bench database (a throwaway one, such as the test suite's smoke run's), closing this
+    process's connections to it first and ending any other left behind."""
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+
+
 def redis():
     import redis as redis_lib
 
@@ -118,6 +131,91 @@ def emulator_process(latency: float = 0.0, max_context: int | None = None):
         yield client
     finally:
         stop(proc)
+
+
+GUNICORN_WORKERS, GUNICORN_THREADS = 2, 4  # as scripts/run.sh runs the API
+
+
+@contextmanager
+def api_server(env: dict[str, str]):
+    """gunicorn serving the app as scripts/run.sh does; yields its base URL once it answers."""
+    import urllib.request
+
+    port = free_port()
+    gunicorn = subprocess.Popen([str(Path(PYTHON).parent / "gunicorn"), "scriptripper.wsgi", "--bind",
+                                 f"127.0.0.1:{port}", "--workers", str(GUNICORN_WORKERS), "--threads",
+                                 str(GUNICORN_THREADS), "--worker-class", "gthread", "--log-level", "warning"],
+                                cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/api/v1/", timeout=2).read()  # the index: cheap, no token
+                break
+            except Exception:
+                time.sleep(0.2)
+        yield url
+    finally:
+        stop(gunicorn)
+
+
+def _load_worker(args):
+    url, paths, method, body, token, seconds, threads = args
+    import http.client
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client(offset: int):
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        mine = []
+        n = offset
+        while time.monotonic() < deadline:
+            path = paths[n % len(paths)]
+            n += 1
+            t = time.monotonic()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                if response.status >= 400:
+                    with lock:
+                        errors[0] += 1
+            except Exception:
+                with lock:
+                    errors[0] += 1
+                conn.close()
+                conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+                continue
+            mine.append(time.monotonic() - t)
+        with lock:
+            latencies.extend(mine)
+
+    pool = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return latencies, errors[0]
+
+
+def load(url: str, path: str | list[str], method: str, body, token: str, seconds: float, clients: int = 20,
+         procs: int = 2) -> dict:
+    """`clients` concurrent clients (threads in `procs` processes) sending the request for `seconds`: requests
+    a second, latency percentiles (s) and errors. Given several paths, each client goes through them in turn."""
+    paths = [path] if isinstance(path, str) else list(path)
+    with multiprocessing.get_context("spawn").Pool(procs) as pool:
+        parts = pool.map(_load_worker, [(url, paths, method, body, token, seconds, clients // procs)] * procs)
+    latencies = sorted(x for part, _ in parts for x in part)
+    errors = sum(e for _, e in parts)
+    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
+    return {"rps": len(latencies) / seconds, "p50": p(0.50), "p95": p(0.95), "p99": p(0.99), "errors": errors,
+            "n": len(latencies)}
 
 
 def start_workers(count: int, env: dict[str, str], *, burst: bool = False, worker_class: str | None = None,
@@ -188,6 +286,18 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def wait_workers(count: int, timeout: float = 60) -> None:
+    """Until `count` RQ workers are registered in the bench Redis."""
+    from rq import Worker
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if len(Worker.all(connection=redis())) >= count:
+            return
+        time.sleep(0.1)
+    raise TimeoutError("workers did not register")
 
 
 def wait_final(job_ids, timeout: float = 600, poll: float = 0.05) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import random
@@ -54,17 +53,6 @@ def ratio_row(case, measure, value, baseline, *, higher_is_better: bool, bound: 
 
 
 # --- queue overhead -----------------------------------------------------------------------
-def _wait_workers(count: int, timeout: float = 60) -> None:
-    from rq import Worker
-
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if len(Worker.all(connection=common.redis())) >= count:
-            return
-        time.sleep(0.1)
-    raise TimeoutError("workers did not register")
-
-
 def _wait_done(queue, jobs: int, started: float, timeout: float = 900) -> float:
     """Seconds from `started` until RQ has `jobs` jobs finished or failed on `queue` (a Redis count
     every 20 ms: polling PostgreSQL for a thousand ids that often would itself take CPU)."""
@@ -102,7 +90,7 @@ def _noop_throughput(jobs: int, workers: int, env: dict, worker_class: str | Non
     procs = [common.start_pool(workers, env, burst=False, worker_class=worker_class)] if pool else \
         common.start_workers(workers, env, worker_class=worker_class)
     try:
-        _wait_workers(workers)
+        common.wait_workers(workers)
         queue = django_rq.get_queue("default")
         return _throughput_after_resume(jobs, lambda: [queue.enqueue("bench.noop.noop") for _ in range(jobs)])
     finally:
@@ -116,7 +104,7 @@ def _job_throughput(user, jobs: int, workers: int, env: dict, worker_class: str 
     procs = [common.start_pool(workers, env, burst=False, worker_class=worker_class)] if pool else \
         common.start_workers(workers, env, worker_class=worker_class)
     try:
-        _wait_workers(workers)
+        common.wait_workers(workers)
         ids = []
         # Waited for like the baseline: a run ends only after its row is final, so RQ's
         # registries are complete when PostgreSQL is (the rows are checked below).
@@ -215,7 +203,7 @@ def _inflight_run(user, jobs: int, env: dict, text: str, *, pool_workers: int = 
             sampling.wait(0.2)
 
     try:
-        _wait_workers(pool_workers or 1)
+        common.wait_workers(pool_workers or 1)
         common.wait_final(common.submit_jobs(user, 1, text=text, queue="default"))  # one warm job
         time.sleep(1.0)
         idle = common.pss_kib_tree(proc.pid)
@@ -242,7 +230,7 @@ def case_inflight(small: bool, emulator_factory, user) -> list[Row]:
         common.reset_state()
         [proc] = common.start_workers(1, env)
         try:
-            _wait_workers(1)
+            common.wait_workers(1)
             common.wait_final(common.submit_jobs(user, 1, text=text, queue="default"))  # warm
             one = common.wait_final(common.submit_jobs(user, 1, text=text, queue="default"), poll=0.02)
         finally:
@@ -290,7 +278,7 @@ def _scale_run(user, jobs: int, emulator, text: str) -> dict:
             sampling.wait(0.5)
 
     try:
-        _wait_workers(1)
+        common.wait_workers(1)
         common.wait_final(common.submit_jobs(user, 1, text=text, queue="default"))  # one warm job
         time.sleep(1.0)
         idle = common.pss_kib_tree(proc.pid)
@@ -343,95 +331,23 @@ def case_thousand(small: bool, emulator_factory, user) -> list[Row]:
 
 
 # --- API ------------------------------------------------------------------------------------
-def _load_worker(args):
-    url, path, method, body, token, seconds, threads = args
-    import http.client
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-
-    def client():
-        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        mine = []
-        while time.monotonic() < deadline:
-            t = time.monotonic()
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                if response.status >= 400:
-                    with lock:
-                        errors[0] += 1
-            except Exception:
-                with lock:
-                    errors[0] += 1
-                conn.close()
-                conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-                continue
-            mine.append(time.monotonic() - t)
-        with lock:
-            latencies.extend(mine)
-
-    pool = [threading.Thread(target=client) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return latencies, errors[0]
-
-
-def _load(url, path, method, body, token, seconds, clients=20, procs=2):
-    with multiprocessing.get_context("spawn").Pool(procs) as pool:
-        parts = pool.map(_load_worker, [(url, path, method, body, token, seconds, clients // procs)] * procs)
-    latencies = [x for part, _ in parts for x in part]
-    errors = sum(e for _, e in parts)
-    latencies.sort()
-    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
-    return {"rps": len(latencies) / seconds, "p50": p(0.50), "p99": p(0.99), "errors": errors, "n": len(latencies)}
-
-
-GUNICORN_WORKERS, GUNICORN_THREADS = 2, 4  # as scripts/run.sh runs the API
-
-
 def case_api(small: bool, emulator, user) -> list[Row]:
-    import subprocess
-
     from accounts.services import api_token_create
 
     common.reset_state()
     token = api_token_create(user=user, name="bench").secret
-    port = common.free_port()
-    env = common.base_env(emulator.url)
-    gunicorn = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "scriptripper.wsgi", "--bind",
-                                 f"127.0.0.1:{port}", "--workers", str(GUNICORN_WORKERS), "--threads", str(GUNICORN_THREADS), "--worker-class", "gthread",
-                                 "--log-level", "warning"], cwd=common.ROOT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        import urllib.request
-
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/api/schema/", timeout=2).read()
-                break
-            except Exception:
-                time.sleep(0.2)
+    with common.api_server(common.base_env(emulator.url)) as url:
         seconds = 2 if small else 20
         body = json.dumps({"transcript": common.sample_text(300), "provider": "openai", "model": "gpt-4o-mini",
                            "tasks": {"summary": "Provide a brief summary", "key_points": "Extract key points"},
                            "reuse": False})
         trivial_path = "/api/v1/account" if _has_route("account") else "/api/v1/models"
-        _load(url, trivial_path, "GET", None, token, 1)  # warm up both gunicorn workers
-        baseline = _load(url, trivial_path, "GET", None, token, seconds)
-        analyze = _load(url, "/api/v1/jobs/analyze", "POST", body, token, seconds)
-    finally:
-        common.stop(gunicorn)
-        common.redis().flushdb()
-    notes = f"20 clients, {seconds} s, gunicorn {GUNICORN_WORKERS}×{GUNICORN_THREADS} gthread; baseline GET {trivial_path}; errors {analyze['errors']}/{baseline['errors']}"
+        common.load(url, trivial_path, "GET", None, token, 1)  # warm up both gunicorn workers
+        baseline = common.load(url, trivial_path, "GET", None, token, seconds)
+        analyze = common.load(url, "/api/v1/jobs/analyze", "POST", body, token, seconds)
+    common.redis().flushdb()
+    notes = (f"20 clients, {seconds} s, gunicorn {common.GUNICORN_WORKERS}×{common.GUNICORN_THREADS} gthread; "
+             f"baseline GET {trivial_path}; errors {analyze['errors']}/{baseline['errors']}")
     return [
         ratio_row("API", "POST /api/v1/jobs/analyze requests/s", analyze["rps"], baseline["rps"],
                   higher_is_better=True, bound=0.7, unit="req/s", notes=notes),
@@ -487,7 +403,7 @@ def case_priority(small: bool, emulator_factory, user) -> list[Row]:
         common.reset_state()
         procs = common.start_workers(1, env)
         try:
-            _wait_workers(1)
+            common.wait_workers(1)
             time_high()  # warm-up
             # Medians of 7: with one worker a high job waits for the low job in hand (between none and
             # all of one job's time), so single samples range from 1x to 2x the empty-queue time.
@@ -510,7 +426,7 @@ def case_memory(small: bool, emulator, user) -> list[Row]:
     common.reset_state()
     [proc] = common.start_workers(1, env)
     try:
-        _wait_workers(1)
+        common.wait_workers(1)
         common.wait_final(common.submit_jobs(user, first, text=text, queue="default"))
         after_first = common.rss_kib(proc.pid)
         common.wait_final(common.submit_jobs(user, total - first, text=text, queue="default"))
@@ -530,8 +446,8 @@ def case_module(name: str, small: bool) -> list[Row]:
     return [Row(**{k: v for k, v in r.items() if k in Row.__dataclass_fields__}) for r in out["rows"]]
 
 
-CASES = ["queue", "pgbouncer", "inflight", "thousand", "fanout", "long", "api", "scale", "priority", "memory", "prices",
-         "structured", "batch", "failover"]
+CASES = ["queue", "pgbouncer", "inflight", "thousand", "fanout", "long", "api", "scale", "priority", "memory",
+         "prices", "structured", "batch", "transcripts", "fallbacks", "failover"]
 
 
 # How a case runs, given (small, the shared fast emulator, the bench user): the cases that start emulators
@@ -548,6 +464,8 @@ RUNNERS = {
     "priority": lambda small, fast, user: case_priority(small, common.emulator_process, user),
     "memory": case_memory,
     "prices": lambda small, fast, user: case_module("prices", small),
+    "transcripts": lambda small, fast, user: case_module("transcripts", small),
+    "fallbacks": lambda small, fast, user: case_module("fallbacks", small),
     "failover": lambda small, fast, user: case_module("failover", small),
 }
 
@@ -556,10 +474,20 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", action="store_true", help="a smoke run of seconds (CI)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(CASES)}")
+    parser.add_argument("--drop-database", action="store_true",
+                        help="drop the bench database (BENCH_DATABASE) when done: a throwaway one, such as the "
+                             "test suite's smoke run's (kept otherwise, to skip its migrations next time)")
     args = parser.parse_args()
-    selected = [c for c in CASES if not args.only or c in args.only.split(",")]
-
     common.setup_django()
+    try:
+        return run(args)
+    finally:
+        if args.drop_database:
+            common.drop_database()
+
+
+def run(args: argparse.Namespace) -> int:
+    selected = [c for c in CASES if not args.only or c in args.only.split(",")]
     user = common.bench_user()
     rows: list[Row] = []
     with common.emulator_process(0.0) as fast:

@@ -4,7 +4,8 @@ requests that fit it.
     {"kind": "status", "status": 429, "retry_after": 1, "provider": "openai", "match": "summary",
      "model": "gpt-4o", "times": 2}
 
-``kind`` is one of FAULT_KINDS; ``provider`` (null: any), ``model`` (exact) and ``match`` (a
+``kind`` is one of FAULT_KINDS (``reply`` is not a fault but a scripted answer: ``text`` is what the model
+says); ``provider`` (null: any), ``model`` (exact) and ``match`` (a
 substring of the prompt) say which requests it fits; ``times`` how many it hits (-1 or null: every
 one until reset). Pending faults are tried in the order they were added and the first that fits is
 used. ``faults`` builds these objects so that a test reads like the failure it provokes; the module
@@ -18,7 +19,7 @@ from typing import Any
 from emulator import structured
 from emulator.prompt import PROVIDERS, Prompt
 
-FAULT_KINDS = ("status", "malformed", "drop", "delay", "truncated", "blocked") + structured.FAULT_KINDS
+FAULT_KINDS = ("status", "malformed", "drop", "delay", "truncated", "blocked", "reply") + structured.FAULT_KINDS
 
 
 class faults:  # noqa: N801 - used as a namespace: faults.rate_limit("openai")
@@ -107,6 +108,13 @@ class faults:  # noqa: N801 - used as a namespace: faults.rate_limit("openai")
         return faults._base("truncated", provider, match, times, model)
 
     @staticmethod
+    def reply(text: str, provider: str | None = None, *, match: str | None = None, times: int = 1,
+              model: str | None = None) -> dict[str, Any]:
+        """A scripted answer: `text` is what the model says (a structured request's JSON included; markup,
+        links, scripts, as a model may write anything), in a normal 200 answer with its usage."""
+        return faults._base("reply", provider, match, times, model, text=text)
+
+    @staticmethod
     def blocked(provider: str | None = None, *, where: str | None = None,
                 match: str | None = None, times: int = 1,
                 model: str | None = None) -> dict[str, Any]:
@@ -133,6 +141,8 @@ def parse_fault(raw: Any, seq: int) -> dict[str, Any]:
         status = spec.get("status")
         if not isinstance(status, int) or not 100 <= status <= 599 or status == 200:
             raise ValueError(f"a status fault needs an error 'status' (int), got {status!r}")
+    if kind == "reply" and not isinstance(spec.get("text"), str):
+        raise ValueError("a reply fault needs 'text' (the answer, a string)")
     if kind == "delay" and not isinstance(spec.get("seconds"), (int, float)):
         raise ValueError("a delay fault needs 'seconds'")
     times = spec.get("times", 1)

@@ -1,7 +1,8 @@
 """Structured output in the emulator: a request with a JSON Schema (OpenAI `response_format`, Anthropic
 `output_config.format`, Gemini `generationConfig.responseJsonSchema`; each protocol's `schema()` finds
 it) is answered with JSON generated from that schema, deterministically. Citations point at real
-`[T<n>]` turns of the prompt and quote their first words; a reduce request (`<partial_answer>` blocks
+`[T<n>]` turns of the prompt (or `[M<m> T<n>]` turns of a question across meetings, citing the meeting too)
+and quote their first words; a reduce request (`<partial_answer>` blocks
 of JSON) is answered with the partials merged. Faults break it on purpose: invalid JSON, JSON breaking
 the schema, citations of turns that do not exist, misquotes.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 FAULT_KINDS = ("invalid_json", "schema_break", "bad_citation", "misquote")
 
-_TURN = re.compile(r"^\[T(\d+)\] (?:\[(\d{2}:\d{2}:\d{2})\] )?(?:[^:\n]{1,80}: )?(.*)$", re.MULTILINE)
+_TURN = re.compile(r"^\[(?:(M\d+) )?T(\d+)\] (?:\[(\d{2}:\d{2}:\d{2})\] )?(?:[^:\n]{1,80}: )?(.*)$", re.MULTILINE)
 _PARTIAL = re.compile(r"<partial_answer part=\"\d+\">\n(.*?)\n</partial_answer>", re.DOTALL)
 _MARKER = re.compile(r"\{[^{}]*\}")
 
@@ -31,27 +32,28 @@ def _quote(words: list[str]) -> str:
 class _Context:
     def __init__(self, text: str, schema: dict) -> None:
         self.root = schema
-        self.turns: list[tuple[int, str | None, str]] = []
+        self.turns: list[tuple[str | None, int, str | None, str]] = []  # meeting, turn, time, quote
         for match in _TURN.finditer(text):
-            quote = _quote(_MARKER.sub(" ", match.group(3)).split())
+            quote = _quote(_MARKER.sub(" ", match.group(4)).split())
             if quote:
-                self.turns.append((int(match.group(1)), match.group(2), quote))
+                self.turns.append((match.group(1), int(match.group(2)), match.group(3), quote))
         self.next_turn = 0
         self.fault: str | None = None
 
     def citation(self) -> dict | None:
         if not self.turns:
             return None
-        turn, _time, quote = self.turns[self.next_turn % len(self.turns)]
+        meeting, turn, _time, quote = self.turns[self.next_turn % len(self.turns)]
         self.next_turn += 1
+        where = {"transcript": meeting} if meeting else {}
         if self.fault == "bad_citation":
-            return {"turn": 999_999, "quote": quote}
+            return {**where, "turn": 999_999, "quote": quote}
         if self.fault == "misquote":
-            return {"turn": turn, "quote": "words nobody said in this meeting"}
-        return {"turn": turn, "quote": quote}
+            return {**where, "turn": turn, "quote": "words nobody said in this meeting"}
+        return {**where, "turn": turn, "quote": quote}
 
     def times(self) -> tuple[str, str]:
-        stamps = [t for _n, t, _q in self.turns if t]
+        stamps = [t for _m, _n, t, _q in self.turns if t]
         return (stamps[0], stamps[-1]) if stamps else ("00:00:00", "00:00:00")
 
 
@@ -90,8 +92,11 @@ def generate(schema: dict, ctx: _Context, key: str = "", depth: int = 0) -> Any:
             items = schema.get("items") or {}
             if citation is None:
                 return []
-            if _resolve(items, ctx).get("type") == "integer":
+            item = _resolve(items, ctx)
+            if item.get("type") == "integer":
                 return [citation["turn"]]
+            if "transcript" not in (item.get("properties") or {}):
+                citation.pop("transcript", None)
             return [citation]
         count = max(int(schema.get("minItems") or 0), 2 if depth < 3 else 1 if depth < 7 else 0)
         if schema.get("maxItems") is not None:

@@ -8,46 +8,39 @@ API (jobs.services.job_cancel / job_retry / job_enqueue / job_delete).
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum, When
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from redis.exceptions import RedisError
 
-from analysis.engine.providers.usage import USAGE_KEYS
+from analysis.engine.structured import decode_task
+from analysis.selectors import health_row, models_health
 from jobs import charts
 from jobs.models import Job, Task, WebhookDelivery
-from jobs.monitoring import queue_stats, redis_connection
+from jobs.monitoring import queue_stats
+from jobs.report import job_report, task_request_view
 from jobs.selectors import (
-    CHART_RANGES,
-    chart_buckets,
-    jobs_per_hour_by_status,
-    queue_wait_percentiles,
-    reuse_sources,
+    CHART_RANGES, chart_buckets, jobs_per_hour_by_status, queue_wait_percentiles, reuse_sources,
     spend_by_provider_model,
 )
 from jobs.services import job_cancel, job_delete, job_enqueue, job_retry
+from jobs.views import report_response
 from scriptripper.errors import ServiceError
-from scriptripper.output_fields import money
-from scriptripper.renderers import plain_number
+from scriptripper.monitoring import redis_connection
+from scriptripper.output_fields import usd
+from transcripts.models import Transcript
 
 TRANSCRIPT_PREVIEW_CHARS = 2000
-
-
-def usd(value: Decimal | None) -> str:
-    """Money as people read it: $0.00, $1.50, $0.0000771 (the stored digits, never 0E-8 or 7.71E-5)."""
-    value = money(value)
-    if not value:
-        return "$0.00"
-    text = plain_number(value)
-    whole, _, fraction = text.partition(".")
-    return f"${whole}.{fraction.ljust(2, '0')}"
+QUESTION_COLUMN_CHARS = 50  # an ask's question in the list: one line a row (jobs/static/jobs/admin.css)
 
 
 def _duration(seconds: float | None) -> str:
@@ -75,65 +68,19 @@ def _pre(text: str) -> str:
     return format_html('<pre style="white-space: pre-wrap; margin: 0; max-width: 60em">{}</pre>', text)
 
 
-def _pre_column(field: str, description: str):
-    """A read-only column showing a task's text field `field`, escaped and preformatted."""
-    @admin.display(description=description)
-    def column(self, task: Task) -> str:
-        return _pre(getattr(task, field))
-    return column
-
-
-class TaskInline(admin.StackedInline):
-    model = Task
-    extra = 0
-    can_delete = False
-    show_change_link = False
-    ordering = ("position",)
-    fields = ("name", "status", "prompt_text", "output_text", "tokens", "cost_usd", "tries", "calls", "chunks",
-              "flags", "latency", "error_text", "last_error_text")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    prompt_text = _pre_column("prompt", "prompt")
-    output_text = _pre_column("output", "output")
-    error_text = _pre_column("error", "error")
-    last_error_text = _pre_column("last_error", "last failed try")
-
-    @admin.display(description="tokens")
-    def tokens(self, task: Task) -> str:
-        counts = ((f"{getattr(task, key):,}", key.removesuffix("_tokens").replace("_", " "))
-                  for key in USAGE_KEYS if getattr(task, key))
-        return format_html_join(", ", "{} {}", counts) or "—"
-
-    @admin.display(description="cost (USD)")
-    def cost_usd(self, task: Task) -> str:
-        return usd(task.cost)
-
-    @admin.display(description="flags")
-    def flags(self, task: Task) -> str:
-        flags = [name for name in ("truncated", "blocked") if getattr(task, name)]
-        if task.finish_reason:
-            flags.append(f"finish: {task.finish_reason}")
-        text = ", ".join(flags)
-        if task.reused:
-            source = reuse_sources(task.job).get(task.name)
-            reused = (format_html("reused from job {} at $0 (no provider call)", _job_link(source)) if source
-                      else "reused at $0 (no provider call; the source job is gone)")
-            return format_html("{}{}", reused, f"; {text}" if text else "")
-        return text or "—"
-
-    @admin.display(description="latency")
-    def latency(self, task: Task) -> str:
-        return "—" if task.latency_s is None else f"{task.latency_s:.2f} s"
+def _answered_by(task: Task) -> str:
+    """The model that answered (a failed task: the last one tried), and the models it fell back from, why."""
+    model = f"{task.provider} / {task.model}"
+    if not task.fallback_from:
+        return model
+    moves = format_html_join("", "<li>{} / {}: <b>{}</b> — {}</li>", (
+        (entry["provider"], entry["model"], entry["reason"], entry["message"]) for entry in task.fallback_from))
+    return format_html("{} <span class=\"sr-fallback\">after falling back from:</span><ul>{}</ul>", model, moves)
 
 
 class WebhookDeliveryInline(admin.TabularInline):
     # Its heading reads "Webhook deliveries" (the model's verbose_name_plural; Django's default said "deliverys").
+    # Shown only for a job that has deliveries (JobAdmin.get_inline_instances): no empty table.
     model = WebhookDelivery
     extra = 0
     can_delete = False
@@ -147,11 +94,29 @@ class WebhookDeliveryInline(admin.TabularInline):
         return False
 
 
+class OutcomeFilter(admin.SimpleListFilter):
+    """Finished jobs whose tasks did not all answer (the document's "partial": true), apart from the clean ones."""
+
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [("errors", "finished with errors"), ("clean", "finished, every task answered")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        unanswered = Exists(Task.objects.filter(job=OuterRef("pk")).exclude(status=Task.Status.SUCCEEDED))
+        if self.value() == "errors":
+            return queryset.filter(unanswered, status=Job.Status.FINISHED)
+        if self.value() == "clean":
+            return queryset.filter(~unanswered, status=Job.Status.FINISHED)
+        return queryset
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "status", "owner", "provider", "model", "queue", "cost_usd", "tasks_progress",
-                    "created", "duration")
-    list_filter = ("status", "provider", "queue", ("created_at", admin.DateFieldListFilter), "kind")
+    list_display = ("short_id", "status", "owner", "provider", "model", "queue", "question", "cost_usd",
+                    "tasks_progress", "created", "duration")
+    list_filter = ("status", OutcomeFilter, "provider", "queue", ("created_at", admin.DateFieldListFilter), "kind")
     # Search: a job id (or its beginning, as it appears in logs and URLs) or the owner's username.
     search_fields = ("id__istartswith", "owner__username")
     search_help_text = "A job id (or its first characters) or an owner's username."
@@ -160,23 +125,28 @@ class JobAdmin(admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False  # COUNT(*) over a large table on every page view is not worth it
     ordering = ("-created_at",)
-    inlines = (TaskInline, WebhookDeliveryInline)
+    inlines = (WebhookDeliveryInline,)
     actions = ("cancel_jobs", "retry_jobs", "requeue_jobs", "delete_jobs")
+    # The job page (admin/jobs/job/change_form.html): its fields in a grid, then each task as a section that
+    # folds, with its prompt as written, its schema, and its answer drawn as the report draws it.
+    change_form_template = "admin/jobs/job/change_form.html"
     fieldsets = (
-        (None, {"fields": ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue")}),
-        ("Progress and cost", {"fields": ("tasks_progress", "cost_usd", "reuse_note", "attempts", "lost_calls",
-                                          "created_at", "started_at", "heartbeat_at", "finished_at", "duration")}),
+        (None, {"classes": ["sr-grid"],
+                "fields": ("id", "status", "owner", "provider", "model", "fallback_chain", "profile_name", "kind",
+                           "queue", "processing", "error")}),  # the long ones last, across the grid
+        ("Progress and cost", {"classes": ["sr-grid"],
+                               "fields": ("tasks_progress", "cost_usd", "duration", "created_at", "started_at",
+                                          "finished_at", "heartbeat_at", "attempts", "lost_calls", "shared_until",
+                                          "reuse_note")}),
         # Collapsed: the transcript preview is long, and the task results below are what one comes for.
         ("Request", {"classes": ["collapse"],
                      "fields": ("system_prompt_text", "params", "max_cost", "reuse_results", "callback_url",
-                                "idempotency_key", "transcript_format", "transcript_preview")}),
+                                "idempotency_key", "transcript_ref", "transcript_deleted", "transcript_format", "language",
+                                "transcript_preview")}),
     )
-    readonly_fields = ("id", "status", "error", "owner", "kind", "provider", "model", "profile_name", "queue",
-                       "tasks_progress", "cost_usd", "reuse_note", "attempts", "lost_calls", "created_at",
-                       "started_at",
-                       "heartbeat_at", "finished_at", "duration", "system_prompt_text", "params", "max_cost",
-                       "reuse_results", "callback_url", "idempotency_key", "transcript_format",
-                       "transcript_preview")
+    # An ask's question and meetings: shown in its own section (get_fieldsets).
+    readonly_fields = (*(field for _, options in fieldsets for field in options["fields"]), "question_text",
+                       "scope_meetings")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         # The transcript can be megabytes: the list never loads it (the detail page shows a preview).
@@ -188,7 +158,19 @@ class JobAdmin(admin.ModelAdmin):
             tasks_done=Subquery(tasks.exclude(status=Task.Status.PENDING).annotate(n=Count("pk")).values("n")),
             tasks_cost=Subquery(tasks.annotate(c=Sum("cost")).values("c")),
             tasks_reused=Subquery(tasks.filter(reused=True).annotate(n=Count("pk")).values("n")),
+            # An ask job's question is its one task's prompt.
+            ask_prompt=Case(When(kind=Job.Kind.ASK, then=Subquery(
+                Task.objects.filter(job=OuterRef("pk"), name=Job.ASK_TASK).values("prompt")[:1]))),
         )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Job | None = None):
+        if obj is None or obj.kind != Job.Kind.ASK:
+            return self.fieldsets
+        # An ask reads its scope's transcripts, not one of its own: its question and meetings instead.
+        head, progress, (title, options) = self.fieldsets
+        request_fields = tuple(f for f in options["fields"] if not f.startswith("transcript"))
+        return (head, ("Question", {"fields": ("question_text", "scope_meetings")}), progress,
+                (title, {**options, "fields": request_fields}))
 
     # Read-only: no adding or editing jobs by hand; actions go through the services.
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -208,7 +190,37 @@ class JobAdmin(admin.ModelAdmin):
     # --- charts ----------------------------------------------------------------------------------
     def get_urls(self):
         return [path("charts/", self.admin_site.admin_view(self.charts_view), name="jobs_job_charts"),
+                path("<path:object_id>/report/", self.admin_site.admin_view(self.report_view), name="jobs_job_report"),
                 *super().get_urls()]
+
+    def get_inline_instances(self, request: HttpRequest, obj=None):
+        # No empty table: the webhook deliveries only where there are some.
+        if obj is None or not obj.webhook_deliveries.exists():
+            return []
+        return super().get_inline_instances(request, obj)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        job = self.get_object(request, unquote(object_id))
+        context = dict(extra_context or {})
+        if job is not None and self.has_view_permission(request, job):
+            report_url = reverse("admin:jobs_job_report", args=[job.pk])
+            # The answers only (a long transcript is the report's to show); citations open the report at their turn.
+            report = job_report(job, turn_href=report_url, transcript=False)
+            sources = reuse_sources(job)
+            context.update(sr_report=report, sr_report_url=report_url, sr_tasks=[
+                {"task": task, "report": task_report, "request": task_request_view(task),
+                 "reused_from": sources.get(task.name), "answered_by": _answered_by(task)}
+                for task, task_report in zip(job.task_list, report.tasks)])
+        return super().change_view(request, object_id, form_url, context)
+
+    def report_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The job's report page, for staff, whoever owns the job (the owner's way in is a share link)."""
+        job = self.get_object(request, unquote(object_id))  # None for an id that is not a job's
+        if job is None:
+            raise Http404("No such job.")
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        return report_response(request, job, admin_url=reverse("admin:jobs_job_change", args=[job.pk]))
 
     def charts_view(self, request: HttpRequest) -> HttpResponse:
         """Jobs per hour by status, spend by provider and model, queue wait: last day and week, from PostgreSQL."""
@@ -220,13 +232,18 @@ class JobAdmin(admin.ModelAdmin):
             since = now - span
             sections.append({"label": label, "charts": chart_set(since=since, until=now, unit=unit)})
         context = {**self.admin_site.each_context(request), "title": "Charts", "opts": self.opts,
-                   "sections": sections, "queues": queue_depths(), "generated_at": now}
+                   "sections": sections, "queues": queue_depths(), "health": provider_health_now(),
+                   "generated_at": now}
         return TemplateResponse(request, "admin/jobs/charts.html", context)
 
     # --- columns ---------------------------------------------------------------------------------
     class Media:
         # One line a row: at 1,400 px the model names and dates wrapped into three-line rows.
         css = {"all": ["jobs/admin.css"]}
+
+    @admin.display(description="fallback models")
+    def fallback_chain(self, job: Job) -> str:
+        return " → ".join(f"{entry['provider']} / {entry['model']}" for entry in job.fallback_models) or "—"
 
     @admin.display(description="job", ordering="id")
     def short_id(self, job: Job) -> str:
@@ -271,6 +288,46 @@ class JobAdmin(admin.ModelAdmin):
         if job.started_at and not job.finished_at and job.status == Job.Status.STARTED:
             return f"{_duration((timezone.now() - job.started_at).total_seconds())} (running)"
         return _duration(job.duration_s)
+
+    @admin.display(description="shared until")
+    def shared_until(self, job: Job) -> str:
+        if job.share_expires_at is None or job.share_expires_at <= timezone.now():
+            return "not shared"
+        return f"{timezone.localtime(job.share_expires_at):%Y-%m-%d %H:%M:%S} (a link of the owner's works)"
+
+    @admin.display(description="question")
+    def question(self, job: Job) -> str:
+        prompt = getattr(job, "ask_prompt", None)
+        if not prompt:
+            return "—"
+        text = decode_task(prompt).prompt
+        short = text if len(text) <= QUESTION_COLUMN_CHARS else text[:QUESTION_COLUMN_CHARS - 1] + "…"
+        return format_html('<span title="{}">{}</span>', text, short)
+
+    @admin.display(description="question")
+    def question_text(self, job: Job) -> str:
+        task = job.tasks.filter(name=Job.ASK_TASK).only("prompt").first()
+        return _pre(decode_task(task.prompt).prompt) if task else "—"
+
+    @admin.display(description="meetings")
+    def scope_meetings(self, job: Job) -> str:
+        """The scope as sent, and every meeting it was resolved to at submit (linked while it exists)."""
+        scope = job.scope or {}
+        ids = scope.get("transcripts") or []
+        found = {str(t.id): t for t in Transcript.objects.filter(id__in=ids).only("id", "title", "occurred_at")}
+
+        def item(transcript_id: str) -> str:
+            transcript = found.get(transcript_id)
+            if transcript is None:
+                return f"{transcript_id} (deleted since)"
+            return format_html('<a href="{}">{}</a> ({})', reverse("admin:transcripts_transcript_change",
+                                                                   args=[transcript.pk]),
+                               str(transcript), f"{transcript.occurred_at:%Y-%m-%d}")
+
+        given = scope.get("given")
+        return format_html("<p>Scope: {}; {} meeting(s).</p><ul>{}</ul>",
+                           json.dumps(given) if given else "all of the owner's transcripts", len(ids),
+                           format_html_join("", "<li>{}</li>", ((item(i),) for i in ids)))
 
     @admin.display(description="system prompt")
     def system_prompt_text(self, job: Job) -> str:
@@ -366,7 +423,7 @@ def chart_set(*, since, until, unit: str) -> list[dict]:
     present = [b in waits for b in buckets]
     wait_chart = charts.lines(
         kind="wait", title=f"Time jobs waited in the queue, per {unit} they started (median, 95th percentile)",
-        buckets=buckets, bucket_label=label, fmt=_seconds, present=present,
+        buckets=buckets, bucket_label=label, fmt=_seconds, present=present, seconds=True,
         series=[charts.Series("median", [waits.get(b, (0, 0, 0))[0] for b in buckets], "#0072B2"),
                 charts.Series("p95", [waits.get(b, (0, 0, 0))[1] for b in buckets], "#D55E00")])
     return [
@@ -377,6 +434,16 @@ def chart_set(*, since, until, unit: str) -> list[dict]:
         {"title": "Queue wait", "svg": wait_chart,
          "summary": f"{sum(n for _, _, n in waits.values())} jobs started"},
     ]
+
+
+def provider_health_now() -> dict:
+    """Every model with failures on record, as every worker sees it now (analysis/engine/health.py, in Redis)."""
+    try:
+        health = models_health()
+    except RedisError as exc:
+        return {"available": False, "error": type(exc).__name__, "models": []}
+    return {"available": True, "models": [{"provider": provider, "model": model, **health_row(state)}
+                                          for (provider, model), state in sorted(health.items())]}
 
 
 def queue_depths() -> dict:

@@ -4,39 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import status
+from rest_framework import renderers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from analysis.serializers import JobEstimateSerializer
 from jobs.documents import job_document
 from jobs.models import Job
-from jobs.selectors import job_for_user, jobs_summaries, queues_overview, with_task_counts
+from jobs.report import meeting_title_and_date, report_markdown
+from jobs.selectors import job_for_user, jobs_summaries, queues_overview, reuse_sources, with_task_counts
 from jobs.serializers import (
-    AnalyzeSerializer,
-    BatchSerializer,
-    JobAcceptedSerializer,
-    JobListFilterSerializer,
-    JobListSerializer,
-    JobSerializer,
-    QueuesSerializer,
+    AnalyzeSerializer, AskSerializer, BatchSerializer, JobAcceptedSerializer, JobListFilterSerializer,
+    JobListSerializer, JobSerializer, JobShareSerializer, QueuesSerializer,
 )
-from jobs.services import job_cancel, job_delete, job_retry
-from jobs.submission import job_analyze, job_batch, job_estimate
+from jobs.services import job_cancel, job_delete, job_retry, job_share_create, job_share_revoke
+from jobs.submission import job_analyze, job_ask, job_batch, job_estimate
 from scriptripper.errors import validation_error
-from scriptripper.parsers import JSONParser  # DRF's, hardened against hostile JSON (depth, NUL, surrogates)
+from scriptripper.pagination import ApiCursorPagination
+from scriptripper.parsers import SUBMISSION_PARSERS
+from scriptripper.renderers import JSONRenderer
 from scriptripper.schema import error_responses
-
-# Submissions take JSON, or a multipart form with the transcript as `file` (and JSON-valued fields such as
-# `tasks` as JSON strings). Every other endpoint stays JSON only (415 otherwise).
-SUBMISSION_PARSERS = [JSONParser, MultiPartParser, FormParser]
 
 # Request examples (Swagger UI's "Try it out", and the fuzzer's first valid submissions).
 _EXAMPLE_TRANSCRIPT = "Alice: We ship the beta on Friday.\nBob: Agreed; I will tell the customers."
@@ -80,6 +74,21 @@ def accepted(job: Job) -> Response:
     return Response(JobAcceptedSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+IDEMPOTENT_REPLAY = OpenApiResponse(JobSerializer, description="Idempotency-Key seen before with the same body: "
+                                                               "that job, as GET /api/v1/jobs/{id} shows it")
+
+
+def idempotent_submission(request: Request, serializer_class: type[Serializer],
+                          service: Callable[..., tuple[Job, bool]]) -> Response:
+    """A submission under its Idempotency-Key: 202 with the new job, or 200 with the job of an earlier request
+    with the same key and body."""
+    key = idempotency_key(request)
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    job, created = service(owner=request.user, idempotency_key=key, **serializer.validated_data)
+    return accepted(job) if created else Response(job_document(job, request))
+
+
 class JobAnalyzeApi(APIView):
     parser_classes = SUBMISSION_PARSERS
     throttle_scope = "submit"  # counted against the plan's submission rate too (accounts.throttling)
@@ -87,16 +96,11 @@ class JobAnalyzeApi(APIView):
     @extend_schema(request={"application/json": AnalyzeSerializer, "multipart/form-data": AnalyzeSerializer},
                    parameters=[IDEMPOTENCY_KEY], examples=[ANALYZE_EXAMPLE, STRUCTURED_EXAMPLE],
                    responses={202: JobAcceptedSerializer,
-                              200: OpenApiResponse(JobSerializer, description="Idempotency-Key seen before with the "
-                                                   "same body: that job, as GET /api/v1/jobs/{id} shows it"),
+                              200: IDEMPOTENT_REPLAY,
                               **error_responses(400, 401, 402, 409, 413, 415, 429)},
                    summary="Submit a transcript and named tasks (or a profile) for analysis")
     def post(self, request: Request) -> Response:
-        key = idempotency_key(request)
-        serializer = AnalyzeSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job, created = job_analyze(owner=request.user, idempotency_key=key, **serializer.validated_data)
-        return accepted(job) if created else Response(job_document(job))
+        return idempotent_submission(request, AnalyzeSerializer, job_analyze)
 
 
 class JobBatchApi(APIView):
@@ -113,6 +117,24 @@ class JobBatchApi(APIView):
         return accepted(job_batch(owner=request.user, **serializer.validated_data))
 
 
+ASK_EXAMPLE = OpenApiExample("scope", request_only=True, value={
+    "question": "What did we decide about the launch date, and when?", "provider": "openai", "model": "gpt-4o-mini",
+    "scope": {"tag": "launch", "occurred_after": "2026-11-01T00:00:00Z"}})
+
+
+class AskApi(APIView):
+    throttle_scope = "submit"  # counted against the plan's submission rate too (accounts.throttling)
+
+    @extend_schema(request=AskSerializer, parameters=[IDEMPOTENCY_KEY], examples=[ASK_EXAMPLE],
+                   responses={202: JobAcceptedSerializer,
+                              200: IDEMPOTENT_REPLAY,
+                              **error_responses(400, 401, 402, 409, 415, 429)},
+                   summary="Ask a question across meetings: a job whose result.results.answer cites "
+                           "{transcript, turn, quote}, each checked")
+    def post(self, request: Request) -> Response:
+        return idempotent_submission(request, AskSerializer, job_ask)
+
+
 def owned_job(request: Request, job_id: str) -> Job:
     # Someone else's job is "not found", never "forbidden".
     job = job_for_user(user=request.user, job_id=job_id)
@@ -124,7 +146,7 @@ def owned_job(request: Request, job_id: str) -> Job:
 class JobDetailApi(APIView):
     @extend_schema(responses={200: JobSerializer, **error_responses(401, 404)}, summary="A job's status and result")
     def get(self, request: Request, job_id: str) -> Response:
-        return Response(job_document(owned_job(request, job_id)))
+        return Response(job_document(owned_job(request, job_id), request))
 
     @extend_schema(responses={204: None, **error_responses(401, 404)},
                    summary="Delete a job with its transcript and results (stopping it first if it runs)")
@@ -138,7 +160,7 @@ class JobChangeApi(APIView):
     change: Callable[..., Job]
 
     def post(self, request: Request, job_id: str) -> Response:
-        return Response(job_document(self.change(job=owned_job(request, job_id))))
+        return Response(job_document(self.change(job=owned_job(request, job_id)), request))
 
 
 JOB_CHANGED = {200: JobSerializer, **error_responses(401, 404, 409)}
@@ -158,6 +180,61 @@ class JobRetryApi(JobChangeApi):
     change = staticmethod(job_retry)
 
 
+class JobShareApi(APIView):
+    @extend_schema(request=None, responses={201: JobShareSerializer, **error_responses(401, 404)},
+                   summary="A share link of the job's report page: read-only, no token needed, for SHARE_LINK_DAYS")
+    def post(self, request: Request, job_id: str) -> Response:
+        job = job_share_create(job=owned_job(request, job_id))
+        return Response(JobShareSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None, **error_responses(401, 404)},
+                   summary="Revoke every share link of the job at once")
+    def delete(self, request: Request, job_id: str) -> Response:
+        job_share_revoke(job=owned_job(request, job_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MarkdownRenderer(renderers.BaseRenderer):
+    media_type = "text/markdown"
+    format = "md"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return data.encode(self.charset)
+
+
+class MarkdownOnly(BaseContentNegotiation):
+    """The report is Markdown whatever the client's Accept says (its errors are JSON: JobReportMarkdownApi)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return MarkdownRenderer(), MarkdownRenderer.media_type
+
+
+class JobReportMarkdownApi(APIView):
+    renderer_classes = [MarkdownRenderer]
+    content_negotiation_class = MarkdownOnly
+
+    @extend_schema(responses={(200, "text/markdown"): OpenApiTypes.STR,
+                              # Its errors are JSON (the view's one renderer is Markdown's).
+                              **{(code, JSONRenderer.media_type): response
+                                 for code, response in error_responses(401, 404).items()}},
+                   summary="The job's report as Markdown (what `manage.py analyze --wait` prints)")
+    def get(self, request: Request, job_id: str) -> Response:
+        job = owned_job(request, job_id)
+        title, date = meeting_title_and_date(job)
+        reused_from = {name: str(source.id) for name, source in reuse_sources(job).items()}
+        return Response(report_markdown(job_document(job, request), title=title, date=date, reused_from=reused_from))
+
+    def finalize_response(self, request: Request, response, *args, **kwargs):
+        # Only the report is Markdown: its errors (the one JSON shape of the API) and OPTIONS are JSON.
+        if isinstance(response, Response) and not isinstance(response.data, str):
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
 class JobEstimateApi(APIView):
     parser_classes = SUBMISSION_PARSERS
 
@@ -173,33 +250,14 @@ class JobEstimateApi(APIView):
 
 # --- Listing jobs, and the queues for operators ---------------------------------------------------
 
-class JobCursorPagination(CursorPagination):
-    """Newest first; a cursor stays valid while new jobs arrive (no page drift, no OFFSET scans)."""
-
+class JobCursorPagination(ApiCursorPagination):
     ordering = ("-created_at", "-id")
-    page_size_query_param = "limit"
-
-    def get_page_size(self, request):
-        # Read at request time (not class definition) so the settings apply as configured.
-        self.page_size = settings.JOBS_PAGE_SIZE
-        self.max_page_size = settings.JOBS_MAX_PAGE_SIZE
-        return super().get_page_size(request)
-
-    def decode_cursor(self, request):
-        try:
-            return super().decode_cursor(request)
-        except NotFound:
-            # DRF answers a bad cursor with 404; it is a malformed parameter, not a missing job.
-            raise validation_error("cursor", "Invalid cursor: pass back the `next` or `previous` link as given.") from None
+    page_size_setting, max_page_size_setting = "JOBS_PAGE_SIZE", "JOBS_MAX_PAGE_SIZE"
 
 
 class JobListApi(APIView):
     @extend_schema(
-        parameters=[
-            JobListFilterSerializer,
-            OpenApiParameter("cursor", str, description="from the `next` / `previous` links"),
-            OpenApiParameter("limit", int, description="jobs per page (default JOBS_PAGE_SIZE, at most JOBS_MAX_PAGE_SIZE)"),
-        ],
+        parameters=[JobListFilterSerializer, *JobCursorPagination.parameters("jobs")],
         responses={200: JobListSerializer, **error_responses(400, 401)},
         summary="Your jobs, newest first (cursor-paginated, without transcripts or results)",
         operation_id="v1_jobs_list",
@@ -207,11 +265,8 @@ class JobListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = JobListFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        paginator = JobCursorPagination()
-        page = paginator.paginate_queryset(jobs_summaries(user=request.user, filters=filters.validated_data),
-                                           request, view=self)
-        return Response(JobListSerializer({"next": paginator.get_next_link(), "previous": paginator.get_previous_link(),
-                                           "results": with_task_counts(list(page))}).data)
+        return JobCursorPagination().page_response(jobs_summaries(user=request.user, filters=filters.validated_data),
+                                                   request, self, JobListSerializer, prepare=with_task_counts)
 
 
 class QueueListApi(APIView):

@@ -18,12 +18,16 @@ def job_with_tasks(job: Job) -> Job:
     job.tasks_done = sum(1 for task in job.task_list if task.status != Task.Status.PENDING)
     job.tasks_cost = sum((task.cost for task in job.task_list), Decimal("0"))
     job.batch_info = batch_summary(job)  # null unless batch mode: provider batch ids, where its calls are
+    # An ask job's answer says what it read (analysis/engine/ask.py): the metadata's meetings and turns_read.
+    job.consulted = next((task.report.get("consulted") for task in job.task_list if task.name == Job.ASK_TASK),
+                         None) if job.kind == Job.Kind.ASK else None
     return job
 
 
-def job_document(job: Job) -> dict:
-    """The job document: GET /api/v1/jobs/{id}, the webhook body and `analyze --json`."""
-    return JobSerializer(job_with_tasks(job)).data
+def job_document(job: Job, request=None) -> dict:
+    """The job document: GET /api/v1/jobs/{id}, the webhook body and `analyze --json`. `request`, when there
+    is one, gives `report_url` its host (jobs/sharing.py: absolute_url)."""
+    return JobSerializer(job_with_tasks(job), context={"request": request}).data
 
 
 def batch_summary(job: Job) -> dict | None:

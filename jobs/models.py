@@ -7,11 +7,29 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import ProtectedError, Value
 from django.utils import timezone
 
 from analysis.analyze import price_known
 from analysis.engine.structured import stored_result
 from analysis.engine.turns import speaker_stats
+
+
+def keep_results_without_transcript(collector, field, sub_objs, using) -> None:
+    """on_delete of Job.transcript_ref: a job whose transcript is deleted keeps its results and loses every copy
+    of the text (its own, its turns' speakers and times, the requests of its provider batches), and says so
+    (`transcript_deleted`; it cannot be retried). A job still queued or running protects its transcript:
+    it would run on a text that is gone."""
+    ids = [job.pk for job in sub_objs]
+    jobs = Job.objects.filter(pk__in=ids)
+    active = list(jobs.exclude(status__in=Job.FINAL_STATUSES).only("id", "status"))
+    if active:
+        raise ProtectedError("Jobs that are queued or running use this transcript.", set(active))
+    for name, value in (("transcript_ref", None), ("transcript", ""), ("turns", Value([], models.JSONField())),
+                        ("transcript_deleted", True)):
+        collector.add_field_update(Job._meta.get_field(name), value, jobs)
+    collector.add_field_update(BatchRequest._meta.get_field("entry"), Value({}, models.JSONField()),
+                               BatchRequest.objects.filter(job_id__in=ids))
 
 
 class Job(models.Model):
@@ -29,6 +47,9 @@ class Job(models.Model):
     class Kind(models.TextChoices):
         ANALYZE = "analyze"
         BATCH = "batch"
+        ASK = "ask"  # one question across meetings (POST /api/v1/ask): its task ASK_TASK, the meetings in `scope`
+
+    ASK_TASK = "answer"  # an ask job's one task: `results.answer` of its document
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No single-column indexes where a composite below covers them (owner; status): every write of a job
@@ -41,7 +62,16 @@ class Job(models.Model):
     model = models.CharField(max_length=100)
     profile_name = models.CharField(max_length=100, blank=True, default="")
     system_prompt = models.TextField(blank=True, default="")
-    transcript = models.TextField()  # normalized (speaker turns, [hh:mm:ss] where known)
+    transcript = models.TextField()  # normalized (speaker turns, [hh:mm:ss] where known); "" once deleted
+    # The stored transcript the job analyzes (every job has one: given as text, it is stored or found again).
+    # The worker reads the job's own copy above, never this row. Null once the transcript is deleted.
+    transcript_ref = models.ForeignKey("transcripts.Transcript", on_delete=keep_results_without_transcript,
+                                       null=True, blank=True, related_name="jobs")
+    transcript_deleted = models.BooleanField(default=False)
+    # An ask job's meetings: {"given": the scope as sent (null: all of the owner's), "transcripts": [their ids]},
+    # resolved at submit, so that a retry asks over the same meetings (those deleted since are left out). The
+    # question is its task's prompt. Null for other jobs.
+    scope = models.JSONField(null=True, blank=True)
     transcript_format = models.CharField(max_length=10, default="text")
     # The parsed turns of `transcript` ({index, speaker, start, end}; turn N is line N), what citations
     # point at (analysis/engine/turns.py).
@@ -51,6 +81,9 @@ class Job(models.Model):
     # mode cannot finish falls back to: standard (at the standard price) or fail.
     processing = models.CharField(max_length=10, default="standard")
     fallback = models.CharField(max_length=10, default="standard")
+    # The models a task moves on to when its own cannot answer (analysis/engine/fallbacks.py), in order:
+    # [{"provider", "model"}], as checked at submit (the job's, its profile's, or the server's MODEL_FALLBACKS).
+    fallback_models = models.JSONField(default=list, blank=True)
     # Batch mode (jobs/worker/provider_batch_poller.py): waiting for provider batches with no worker (`started`, no heartbeat, so
     # the reconciler leaves it alone), since when (BATCH_MAX_WAIT counts from the first submission), and
     # whether the next claim continues the same attempt (a continuation delivery is not counted in attempts).
@@ -85,6 +118,11 @@ class Job(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    # Share links of the report page (jobs/sharing.py): each is signed over the job and this nonce, so
+    # rotating it (a revoke) ends every link at once; `share_expires_at` is the latest link's end (null: none).
+    share_nonce = models.CharField(max_length=32, blank=True, default="")
+    share_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -169,8 +207,13 @@ class Task(models.Model):
     blocked = models.BooleanField(default=False)
     finish_reason = models.CharField(max_length=100, blank=True, default="")
     latency_s = models.FloatField(null=True, blank=True)
-    # Hash of everything that determines the answer (for result reuse).
+    # Hash of everything that determines the answer (for result reuse), for the model that answered.
     reuse_key = models.CharField(max_length=64, blank=True, default="")
+    # The model that answered (the job's, or one of its fallback chain; a failed task: the last one it tried), and
+    # those it moved away from: [{"provider", "model", "reason", "message"}] (reason: the error kind).
+    provider = models.CharField(max_length=32, blank=True, default="")
+    model = models.CharField(max_length=100, blank=True, default="")
+    fallback_from = models.JSONField(default=list, blank=True)
 
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import TypedDict
 
 from django.conf import settings
+from django.db import connection as db_connection
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -25,26 +26,16 @@ from redis import Redis
 from rq import Queue, Worker
 from rq.job import Job as RQJob
 
+from analysis.analyze import provider_health
+from analysis.engine.health import STATES as HEALTH_STATES
 from analysis.engine.providers.usage import USAGE_KEYS
 from jobs.models import Job, Task
-from scriptripper.redis_clients import configured_redis_connection, redis_client
+from scriptripper.monitoring import redis_connection
 
 # Upper bounds (seconds) of the duration histograms: an LLM call takes seconds,
 # a long transcript with many chunked tasks can take many minutes.
 DURATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
-
-
-def redis_connection(*, timeout: float | None = None) -> Redis:
-    """A Redis client on the queues' Redis (REDIS_URL, or the primary the Sentinels name) with short socket
-    timeouts.
-
-    The monitoring endpoints must answer quickly when Redis is down (that is
-    exactly when someone looks at them), not hang on redis-py's default of no
-    timeout at all.
-    """
-    timeout = settings.HEALTHZ_TIMEOUT_SECONDS if timeout is None else timeout
-    return redis_client(configured_redis_connection(), socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 # --- Queues and workers ------------------------------------------------------------
@@ -156,6 +147,27 @@ def workers_alive(workers: list[WorkerInfo], *, max_age_s: float | None = None) 
     return [w for w in workers if w["last_heartbeat"] is not None and w["last_heartbeat"] >= cutoff]
 
 
+# --- Fallbacks ------------------------------------------------------------------------
+
+# Each move of a task along its chain: from the entry of fallback_from to the next entry, or to the model the task
+# ended on after the last one. Counted in PostgreSQL (jsonb), one row per (from, to, reason).
+FALLBACKS_SQL = f"""
+SELECT f.value->>'provider', f.value->>'model',
+       COALESCE(t.fallback_from->(f.n::int)->>'provider', t.provider),
+       COALESCE(t.fallback_from->(f.n::int)->>'model', t.model),
+       f.value->>'reason', count(*)
+FROM "{Task._meta.db_table}" t CROSS JOIN LATERAL jsonb_array_elements(t.fallback_from) WITH ORDINALITY AS f(value, n)
+WHERE t.fallback_from <> '[]'::jsonb
+GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"""
+
+
+def model_fallbacks() -> list[tuple[str, str, str, str, str, int]]:
+    """(from provider, from model, to provider, to model, reason, tasks) over every task row."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(FALLBACKS_SQL)
+        return cursor.fetchall()
+
+
 # --- The Prometheus collector ------------------------------------------------------
 
 
@@ -262,22 +274,25 @@ class ScriptRipperCollector(Collector):
             Task.objects.order_by()
             .filter(finished_at__gte=since, started_at__isnull=False)
             .annotate(duration=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
-            .values("job__provider", "job__model", "status")
+            .values("provider", "model", "status")
             .annotate(**_bucket_aggregates("duration"))
         )
         task_hists = _duration_histogram(
-            {**row, "_labels": (row["job__provider"], row["job__model"], row["status"])} for row in task_rows)
+            {**row, "_labels": (row["provider"], row["model"], row["status"])} for row in task_rows)
         metrics.append(_histogram_metric(
             "scriptripper_task_duration_seconds",
             f"Run time of the tasks that ended in the last {window_text} (METRICS_WINDOW_SECONDS), "
-            f"by provider, model and outcome; a sliding window, not a running total.",
+            f"by the provider and model that answered (or last failed) and outcome; a sliding window, not a running "
+            f"total.",
             ["provider", "model", "status"], task_hists))
 
         # Money and tokens: all-time totals of the task rows, so they only grow
-        # (deleting jobs lowers them, which Prometheus treats as a counter reset).
+        # (deleting jobs lowers them, which Prometheus treats as a counter reset). By the model that answered each
+        # task (its fallback chain's, when its own could not); a task's calls paid on a model it fell back from
+        # count with the model that answered.
         usage_rows = (
             Task.objects.order_by()
-            .values("job__provider", "job__model")
+            .values("provider", "model")
             .annotate(cost=Sum("cost"), **{field: Sum(field) for field in USAGE_KEYS},
                       done=Count("pk", filter=~Q(status=Task.Status.PENDING)),
                       succeeded=Count("pk", filter=Q(status=Task.Status.SUCCEEDED)),
@@ -294,7 +309,7 @@ class ScriptRipperCollector(Collector):
         calls = CounterMetricFamily("scriptripper_provider_calls", "Provider calls made (including retries), "
                                     "by provider and model.", labels=["provider", "model"])
         for row in usage_rows:
-            labels = [row["job__provider"], row["job__model"]]
+            labels = [row["provider"], row["model"]]
             for field in USAGE_KEYS:
                 tokens.add_metric([*labels, field.removesuffix("_tokens")], row[field] or 0)
             cost.add_metric(labels, float(row["cost"] or Decimal("0")))
@@ -309,14 +324,23 @@ class ScriptRipperCollector(Collector):
             labels=["provider", "model", "kind"])
         error_counts: dict[tuple[str, str, str], int] = {}
         failed_rows = (Task.objects.order_by().filter(status=Task.Status.FAILED)
-                       .values("job__provider", "job__model", "error_kind").annotate(n=Count("pk")))
+                       .values("provider", "model", "error_kind").annotate(n=Count("pk")))
         for row in failed_rows:
             # The kind the provider module classified, stored with the outcome (jobs.worker.lifecycle).
-            key = (row["job__provider"], row["job__model"], row["error_kind"] or "other")
+            key = (row["provider"], row["model"], row["error_kind"] or "other")
             error_counts[key] = error_counts.get(key, 0) + row["n"]
         for key, n in sorted(error_counts.items()):
             errors.add_metric(list(key), n)
         metrics.append(errors)
+
+        fallbacks = CounterMetricFamily(
+            "scriptripper_model_fallbacks",
+            "Tasks moved from one model of their fallback chain to the next, by both models and the error kind "
+            "that moved them (all-time, from the task rows).",
+            labels=["from_provider", "from_model", "to_provider", "to_model", "reason"])
+        for row in model_fallbacks():
+            fallbacks.add_metric(list(row[:5]), row[5])
+        metrics.append(fallbacks)
 
         yield from metrics
 
@@ -326,8 +350,19 @@ class ScriptRipperCollector(Collector):
         try:
             stats = queue_stats(connection)
             workers = workers_info(connection)
+            health = provider_health(connection).snapshot()
         finally:
             connection.close()
+
+        circuit = GaugeMetricFamily(
+            "scriptripper_provider_circuit",
+            "Each model's provider health as every worker shares it: 1 for its state now (ok, degraded: failing "
+            "lately; open: no request goes to it), 0 for the others. Models never failed are not listed.",
+            labels=["provider", "model", "state"])
+        for (provider, model), state in sorted(health.items()):
+            for name in HEALTH_STATES:
+                circuit.add_metric([provider, model, name], 1 if state.state == name else 0)
+        yield circuit
 
         depth = GaugeMetricFamily("scriptripper_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
         registry = GaugeMetricFamily("scriptripper_queue_jobs", "Jobs in each RQ queue's registries "

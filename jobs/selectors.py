@@ -11,12 +11,15 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 from accounts.models import User
 from jobs.models import Job, Task
-from jobs.monitoring import queue_stats, redis_connection, workers_alive, workers_info
+from jobs.monitoring import queue_stats, workers_alive, workers_info
+from jobs.sharing import read_share_token
 from scriptripper.errors import ServiceUnavailable
+from scriptripper.monitoring import redis_connection
 
 
 def jobs_visible_to(user: User) -> QuerySet[Job]:
@@ -29,6 +32,15 @@ def job_for_user(*, user: User, job_id) -> Job | None:
         return jobs_visible_to(user).get(id=job_id)
     except (Job.DoesNotExist, ValueError, ValidationError):  # ValidationError: not a UUID (Django's UUIDField)
         return None
+
+
+def job_for_share_token(token: str) -> Job | None:
+    """The job a share link opens, or None: a token that is not genuine, has expired, or was signed under
+    a nonce the job no longer has (revoked), and a job that is gone, all read the same."""
+    claim = read_share_token(token, now=timezone.now())
+    if claim is None:
+        return None
+    return Job.objects.filter(id=claim.job_id, share_nonce=claim.nonce).exclude(share_nonce="").first()
 
 
 def reuse_sources(job: Job) -> dict[str, Job]:
@@ -151,11 +163,12 @@ def jobs_per_hour_by_status(*, since: datetime) -> dict[tuple[datetime, str], in
 
 
 def spend_by_provider_model(*, since: datetime, unit: str) -> dict[tuple[datetime, str], Decimal]:
-    """USD spent per bucket and "provider/model", counted when each task ended (money is spent as tasks end)."""
+    """USD spent per bucket and "provider/model" (the model that answered each task), counted when each task ended
+    (money is spent as tasks end)."""
     trunc = TruncHour if unit == "hour" else TruncDay
     rows = (Task.objects.filter(finished_at__gte=since, cost__gt=0).annotate(bucket=trunc("finished_at"))
-            .order_by().values("bucket", "job__provider", "job__model").annotate(usd=Sum("cost")))
-    return {(row["bucket"], f"{row['job__provider']}/{row['job__model']}"): row["usd"] for row in rows}
+            .order_by().values("bucket", "provider", "model").annotate(usd=Sum("cost")))
+    return {(row["bucket"], f"{row['provider']}/{row['model']}"): row["usd"] for row in rows}
 
 
 def queue_wait_percentiles(*, since: datetime, unit: str) -> dict[datetime, tuple[float, float, int]]:

@@ -31,12 +31,18 @@ from analysis.engine.processing import mode_refusal
 from analysis.engine.turns import stored_turns
 from jobs.models import Job, Task
 from jobs.queues import rq_connection, rq_queue, started_registry_entries
+from jobs.sharing import expiry_timestamp, new_nonce
 from jobs.webhooks import webhook_schedule
-from scriptripper.errors import Conflict, NotFoundError
+from scriptripper.errors import Conflict, NotFoundError, validation_error
+from transcripts.retrieval import TranscriptScope
+from transcripts.services import transcript_hold, transcript_store
 
 logger = logging.getLogger(__name__)
 
 RUN_JOB_FUNC = "jobs.tasks.run_job"
+NO_SUCH_TRANSCRIPT = "No such transcript: give the id of one of yours (GET /api/v1/transcripts)."
+TRANSCRIPT_GONE = ("The transcript of this job was deleted; it cannot run again. Store the transcript again "
+                   "(POST /api/v1/transcripts) and submit a new job.")
 
 
 @dataclass(frozen=True)
@@ -60,10 +66,24 @@ class JobRequest:
     # None: the queue's default (LOW_QUEUE_PROCESSING for `low`, else standard); checked at submit.
     processing: str | None = None
     fallback: str = "standard"
+    # The fallback chain, checked: [{"provider", "model"}] (analysis/engine/fallbacks.py).
+    fallback_models: list[dict] = field(default_factory=list)
     # Derived by the submission, not part of what was asked (compare=False keeps them out of the
     # Idempotency-Key fingerprint): the model as resolved, the transcript's tokens when counted.
     model_info: ModelInfo | None = field(default=None, compare=False)
     transcript_tokens: int | None = field(default=None, compare=False)
+    # The stored transcript named by `transcript_id` (its text is `transcript`); None: store the text, or find
+    # the owner's row of the same text (transcripts.services.transcript_store).
+    transcript_ref: uuid.UUID | None = field(default=None, compare=False)
+    # An ask job (kind ask, its one task the question): its scope as sent (None: all of the owner's transcripts),
+    # and as read at submit (transcripts/retrieval.py: its transcripts and their size), which the job keeps.
+    scope: dict | None = None
+    scope_read: TranscriptScope | None = field(default=None, compare=False)
+
+    @property
+    def chars(self) -> int:
+        """The size of what the job reads, for routing: its transcript, or its scope's transcripts."""
+        return self.scope_read.chars if self.scope_read is not None else len(self.transcript)
 
 
 def job_processing(*, request: JobRequest, queue: str) -> str:
@@ -92,8 +112,17 @@ def route_queue(*, user: User, transcript_chars: int, kind: str) -> str:
 
 
 def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", request_fingerprint: str = "") -> Job:
-    queue = request.queue or route_queue(user=owner, transcript_chars=len(request.transcript), kind=request.kind)
+    queue = request.queue or route_queue(user=owner, transcript_chars=request.chars, kind=request.kind)
     with transaction.atomic():
+        # Held (locked against deletion) until the job is committed: a job never points at a deleted transcript.
+        if request.scope_read is not None:
+            stored = None  # an ask reads its scope's transcripts, and holds none of them (retrieval reads what is left)
+        elif request.transcript_ref is not None:
+            stored = transcript_hold(owner=owner, transcript_id=request.transcript_ref)
+            if stored is None:
+                raise validation_error("transcript_id", NO_SUCH_TRANSCRIPT)  # deleted since it was read
+        else:
+            stored, _ = transcript_store(owner=owner, text=request.transcript, fmt=request.transcript_format)
         job = Job.objects.create(
             owner=owner,
             kind=request.kind,
@@ -103,21 +132,27 @@ def job_create(*, owner: User, request: JobRequest, idempotency_key: str = "", r
             profile_name=request.profile_name,
             system_prompt=request.system_prompt,
             transcript=request.transcript,
+            transcript_ref=stored,
             transcript_format=request.transcript_format,
             turns=stored_turns(request.transcript),
             language=request.language,
             processing=job_processing(request=request, queue=queue),
             fallback=request.fallback,
+            fallback_models=request.fallback_models,
             params=request.params,
             reuse_results=request.reuse_results,
             max_cost=request.max_cost,
             callback_url=request.callback_url,
             idempotency_key=idempotency_key,
             request_fingerprint=request_fingerprint,
+            scope=None if request.scope_read is None else {
+                "given": request.scope, "transcripts": [str(i) for i in request.scope_read.ids]},
         )
         Task.objects.bulk_create(
-            Task(job=job, position=position, name=spec.name, prompt=spec.prompt,
-                 reuse_key=task_reuse_key(job=job, prompt=spec.prompt))
+            # An ask's answer depends on its scope, which no reuse key holds: it is never reused (nor offered).
+            Task(job=job, position=position, name=spec.name, prompt=spec.prompt, provider=job.provider,
+                 model=job.model,
+                 reuse_key=task_reuse_key(job=job, prompt=spec.prompt) if request.scope_read is None else "")
             for position, spec in enumerate(request.tasks)
         )
         job_id = job.id
@@ -201,12 +236,15 @@ def digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
 
 
-def task_reuse_key(*, job: Job, prompt: str) -> str:
+def task_reuse_key(*, job: Job, prompt: str, provider: str | None = None, model: str | None = None) -> str:
     """Everything that determines a task's answer; equal keys may share one provider call (result reuse).
 
-    The owner is not in the key: reuse is looked up within the same owner's tasks only.
+    For the job's own model, or for `provider` and `model` (a task answered by its fallback chain is stored
+    under the key of the model that answered, so only a job asking that model reuses it). The owner is not in
+    the key: reuse is looked up within the same owner's tasks only.
     """
-    return digest(["v1", job.transcript, job.provider, job.model, job.system_prompt, prompt, job.params])
+    return digest(["v1", job.transcript, provider or job.provider, model or job.model, job.system_prompt, prompt,
+                   job.params])
 
 
 # --- final states --------------------------------------------------------------------
@@ -306,7 +344,14 @@ def job_retry(*, job: Job) -> Job:
     """Run a failed or canceled job again, or a finished one with failed (or not run) tasks:
     only the tasks without a result run; the others keep theirs. Otherwise Conflict."""
     with transaction.atomic():
+        # The transcript before the job, in the order its deletion takes them (transcripts.services.
+        # transcript_delete, then jobs.models.keep_results_without_transcript): the job is not re-queued
+        # while its transcript is being deleted.
+        if job.transcript_ref_id is not None:
+            transcript_hold(owner=job.owner, transcript_id=job.transcript_ref_id)
         locked = Job.objects.select_for_update().get(id=job.id)
+        if locked.transcript_deleted:
+            raise Conflict(TRANSCRIPT_GONE)
         unfinished = locked.tasks.exclude(status=Task.Status.SUCCEEDED)
         if locked.status not in (Job.Status.FAILED, Job.Status.CANCELED, Job.Status.FINISHED):
             raise Conflict(f"The job is {locked.status}; only a failed, canceled or finished job can be retried.")
@@ -347,3 +392,26 @@ def jobs_purge_expired(*, now=None, batch: int = 500) -> int:
     if ids:
         Job.objects.filter(id__in=ids).delete()
     return len(ids)
+
+
+# --- Share links of the report page (jobs/sharing.py) ------------------------------------------------
+
+def job_share_create(*, job: Job) -> Job:
+    """A read-only link to the job's report for SHARE_LINK_DAYS, under the job's share nonce (made on the first
+    share). Links made earlier keep working until their own end; `job_share_revoke` ends them all."""
+    expires_at = expiry_timestamp(timezone.now() + timedelta(days=settings.SHARE_LINK_DAYS))
+    with transaction.atomic():
+        # Locked: two first shares at once must not each make a nonce (the first link would die at once).
+        nonce = Job.objects.select_for_update().filter(pk=job.pk).values_list("share_nonce", flat=True).first()
+        if nonce is None:
+            raise NotFoundError("No such job.")
+        nonce = nonce or new_nonce()
+        Job.objects.filter(pk=job.pk).update(share_nonce=nonce, share_expires_at=expires_at)
+    job.share_nonce, job.share_expires_at = nonce, expires_at
+    return job
+
+
+def job_share_revoke(*, job: Job) -> None:
+    """Every share link of the job stops working: a new nonce, which no link was signed with."""
+    Job.objects.filter(pk=job.pk).update(share_nonce=new_nonce(), share_expires_at=None)
+

@@ -97,6 +97,17 @@ def env_seconds_list(name: str, default: str) -> list[float]:
     return values
 
 
+def env_model_fallbacks(name: str) -> dict[str, list[dict[str, str]]]:
+    """The server's fallback chains per model (JSON {"model": [{"provider", "model"}, ...]}); whether their
+    providers and models can run is checked by the system checks (analysis/checks.py)."""
+    from analysis.engine.fallbacks import ChainError, parse_defaults
+
+    try:
+        return parse_defaults(env.str(name, default=""))
+    except ChainError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
 def env_host_ports(name: str) -> list[tuple[str, int]]:
     """A comma-separated list of host:port (an IPv6 host in brackets, [::1]:26379); empty when unset."""
     raw = env.str(name, default="")

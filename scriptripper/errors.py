@@ -189,9 +189,21 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             # after logging with the traceback.
             return None
         response.data = drf_error_body(exc)
+        if isinstance(exc, exceptions.UnsupportedMediaType):
+            response.data["error"]["message"] = unsupported_media_type_message(exc, context.get("view"))
     if response.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
         response["Retry-After"] = str(settings.OUTAGE_RETRY_AFTER_SECONDS)
     return response
+
+
+def unsupported_media_type_message(exc: exceptions.UnsupportedMediaType, view: Any) -> str:
+    """What to send instead, from the endpoint's parsers: `curl -d '{...}'` without a Content-Type
+    sends a urlencoded form, which reads as anything but the JSON it is."""
+    accepted = {parser.media_type for parser in getattr(view, "parser_classes", ())}
+    message = f"{exc.detail} Send JSON with the header Content-Type: application/json"
+    if "multipart/form-data" in accepted:
+        message += " (or multipart/form-data, with a transcript file as `file`)"
+    return message + "."
 
 
 def drf_error_body(exc: exceptions.APIException) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from jobs.monitoring import ScriptRipperCollector, redis_connection, workers_alive, workers_info
+from jobs.monitoring import ScriptRipperCollector, workers_alive, workers_info
+from scriptripper.monitoring import redis_connection
 from scriptripper.errors import error_body
 
 logger = logging.getLogger(__name__)

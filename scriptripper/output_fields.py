@@ -7,6 +7,8 @@ from decimal import Decimal
 from rest_framework import serializers
 from rest_framework.fields import SkipField
 
+from scriptripper.renderers import plain_number
+
 # USD to 8 places: every cost the API shows (the renderer writes it as a JSON number, scriptripper/renderers.py).
 MONEY_DECIMAL_PLACES = 8
 MONEY = Decimal(1).scaleb(-MONEY_DECIMAL_PLACES)
@@ -14,6 +16,17 @@ MONEY = Decimal(1).scaleb(-MONEY_DECIMAL_PLACES)
 
 def money(value: Decimal | None) -> Decimal:
     return (value or Decimal("0")).quantize(MONEY)
+
+
+def usd(value: Decimal | None) -> str:
+    """Money as people read it, the same exact figure wherever it is shown (admin pages, charts, reports):
+    $0.00, $1.50, $0.0000771 (the stored digits, never 0E-8 or 7.71E-5, never rounded to the cent)."""
+    value = money(value)
+    if not value:
+        return "$0.00"
+    text = plain_number(value)
+    whole, _, fraction = text.partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}"
 
 
 class MoneyField(serializers.DecimalField):

@@ -65,3 +65,9 @@ class JSONParser(parsers.JSONParser):
             raise ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.") from None
         _check_document(data)
         return data
+
+
+# Submissions (a transcript, a job) take JSON, or a multipart form with the transcript as `file` (and JSON-valued
+# fields such as `tasks` as JSON strings). Every other endpoint stays JSON only (415 otherwise). No urlencoded form:
+# what `curl -d '{...}'` sends without a Content-Type is JSON read as a form, which is a 415 saying to send JSON.
+SUBMISSION_PARSERS = [JSONParser, parsers.MultiPartParser]

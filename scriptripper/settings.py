@@ -14,14 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.connection import parse_url as parse_redis_url
 
 from scriptripper.env import (
-    env,
-    env_bool,
-    env_choice,
-    env_endpoints,
-    env_float,
-    env_host_ports,
-    env_int,
-    env_rate,
+    env, env_bool, env_choice, env_endpoints, env_float, env_host_ports, env_int, env_model_fallbacks, env_rate,
     env_seconds_list,
 )
 from scriptripper.redis_clients import redis_connection_config, sentinel_addresses
@@ -50,18 +43,23 @@ if IS_PRODUCTION and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
+    # First: its `runserver` replaces staticfiles' (scriptripper/management/commands/runserver.py), and its
+    # templates (the admin's front page, which links the charts) come before the admin's own.
+    "scriptripper",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",  # full-text search, array fields and GIN indexes (transcripts)
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_rq",
     "accounts",
     "analysis",
+    "transcripts",
     "jobs",
 ]
 
@@ -92,8 +90,7 @@ ASGI_APPLICATION = "scriptripper.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        # Project-wide overrides (the admin's front page, which links the charts); apps keep their own.
-        "DIRS": [BASE_DIR / "scriptripper" / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -105,7 +102,9 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db_url("DATABASE_URL", default="postgresql://localhost:5432/scriptripper")}
+# Not kept as a setting itself: its password would show wherever settings are listed (Django's debug page).
+DEFAULT_DATABASE_URL = "postgresql://localhost:5432/scriptripper"
+DATABASES = {"default": env.db_url("DATABASE_URL", default=DEFAULT_DATABASE_URL)}
 # Persistent connections, checked before reuse: a PostgreSQL restart must not leave
 # a worker holding a dead connection ("connection already closed").
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
@@ -140,6 +139,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# Dates and times on the server's pages with seconds (scriptripper/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["scriptripper.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -232,6 +233,11 @@ TASK_CONCURRENCY = env_int("TASK_CONCURRENCY", 8, minimum=1)
 # Map calls of one chunked task at once (a transcript longer than the model's context).
 CHUNK_CONCURRENCY = env_int("CHUNK_CONCURRENCY", 16, minimum=1)
 CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 200)
+# A question across meetings whose scope does not fit one request searches it (transcripts/retrieval.py): it reads
+# the hits best first, each with this many turns either side, up to this many tokens of turns in all (more than
+# one request holds: map-reduce over meetings).
+ASK_READ_TOKENS = env_int("ASK_READ_TOKENS", 40_000, minimum=1_000)
+ASK_NEIGHBOUR_TURNS = env_int("ASK_NEIGHBOUR_TURNS", 2)
 DEFAULT_MAX_OUTPUT_TOKENS = env_int("DEFAULT_MAX_OUTPUT_TOKENS", 8192, minimum=1)
 
 # --- Limits ---------------------------------------------------------------------
@@ -244,6 +250,21 @@ MAX_TASKS = env_int("MAX_TASKS", 20, minimum=1)
 MAX_TASK_NAME_CHARS = env_int("MAX_TASK_NAME_CHARS", 100, minimum=1)
 MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 10_000, minimum=1)
 MAX_SYSTEM_PROMPT_CHARS = env_int("MAX_SYSTEM_PROMPT_CHARS", 20_000, minimum=1)
+
+# --- Model fallbacks and provider health (analysis/engine/fallbacks.py, runner.py, health.py) ---------------
+# Fallback chains per model, used by the jobs on that model that name none (JSON {"model": [{"provider", "model"}]}).
+MODEL_FALLBACKS = env_model_fallbacks("MODEL_FALLBACKS")
+# With a chain, the seconds a model may go on failing for one task (from its first failed try) before the task moves
+# to its next model; the chain's last model has the rest of PROVIDER_RETRY_MAX_TOTAL.
+FALLBACK_AFTER_SECONDS = env_float("FALLBACK_AFTER_SECONDS", 30.0)
+# A model's circuit opens after this many consecutive failures (5xx, 429, timeouts, refused keys, ...), for
+# CIRCUIT_COOLDOWN_SECONDS, doubled after each failed probe up to CIRCUIT_COOLDOWN_MAX_SECONDS.
+CIRCUIT_FAILURE_THRESHOLD = env_int("CIRCUIT_FAILURE_THRESHOLD", 5, minimum=1)
+CIRCUIT_COOLDOWN_SECONDS = env_float("CIRCUIT_COOLDOWN_SECONDS", 30.0, minimum=0.1)
+CIRCUIT_COOLDOWN_MAX_SECONDS = env_float("CIRCUIT_COOLDOWN_MAX_SECONDS", 300.0, minimum=0.1)
+if CIRCUIT_COOLDOWN_MAX_SECONDS < CIRCUIT_COOLDOWN_SECONDS:
+    raise ImproperlyConfigured(f"CIRCUIT_COOLDOWN_MAX_SECONDS ({CIRCUIT_COOLDOWN_MAX_SECONDS:g}) must not be below "
+                               f"CIRCUIT_COOLDOWN_SECONDS ({CIRCUIT_COOLDOWN_SECONDS:g})")
 
 # --- Processing modes: flex and batch (analysis/engine/processing.py, jobs/worker/provider_batch_poller.py) ---------
 # The processing of a `low` job that names none: standard (the default), or batch / flex where the
@@ -403,8 +424,23 @@ HEALTHZ_TIMEOUT_SECONDS = env_float("HEALTHZ_TIMEOUT_SECONDS", 1.0, minimum=0.05
 # An idle RQ worker heartbeats about every 405 s (its worker_ttl of 420 s - 15),
 # and its registration expires at 480 s: "seen recently" must allow that much.
 HEALTHZ_WORKER_MAX_AGE_SECONDS = env_float("HEALTHZ_WORKER_MAX_AGE_SECONDS", 480.0, minimum=1.0)
+# --- Reports and their share links (jobs/sharing.py) --------------------------------
+# Days a share link of a job's report works (POST /api/v1/jobs/{id}/share); DELETE ends them all sooner.
+SHARE_LINK_DAYS = env_int("SHARE_LINK_DAYS", 30, minimum=1)
+# The address clients reach this server at (https://scriptripper.example.com, behind a proxy): share links are
+# built on it. Empty: the request's own address, and a path without one where there is no request (the
+# webhook body, `analyze --json`).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").strip().rstrip("/")
+if PUBLIC_BASE_URL and not PUBLIC_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"PUBLIC_BASE_URL must start with http:// or https://, got {PUBLIC_BASE_URL!r}")
+
 JOBS_PAGE_SIZE = env_int("JOBS_PAGE_SIZE", 20, minimum=1)
 JOBS_MAX_PAGE_SIZE = env_int("JOBS_MAX_PAGE_SIZE", 100, minimum=1)
+# Pages of GET /api/v1/transcripts and of GET /api/v1/search (`limit` up to the maximum).
+TRANSCRIPTS_PAGE_SIZE = env_int("TRANSCRIPTS_PAGE_SIZE", 20, minimum=1)
+TRANSCRIPTS_MAX_PAGE_SIZE = env_int("TRANSCRIPTS_MAX_PAGE_SIZE", 100, minimum=1)
+# The longest search query (`q` of GET /api/v1/search and GET /api/v1/transcripts), in characters.
+SEARCH_MAX_QUERY_CHARS = env_int("SEARCH_MAX_QUERY_CHARS", 300, minimum=1)
 # Probes speak plain HTTP to the container; an HTTPS redirect would fail them.
 SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^metrics/?$"]
 

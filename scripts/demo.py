@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,7 @@ def call(method: str, url: str, token: str, body: dict | None = None) -> dict:
         "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+            return json.loads(response.read(), parse_float=Decimal)
     except urllib.error.HTTPError as exc:
         sys.exit(f"{method} {url}: {exc.code} {exc.read().decode(errors='replace')}")
 
@@ -62,13 +63,22 @@ def main() -> None:
             break
         time.sleep(1)
     result = state["result"] or {}
+    metadata = result.get("metadata") or {}
+    tasks = metadata.get("tasks") or {}
+    reused = [name for name, task in tasks.items() if task.get("reused")]
     for name, text in (result.get("results") or {}).items():
-        print(f"\n## {name}\n\n{text}")
+        note = " (reused from an earlier identical task: no provider call, $0)" if name in reused else ""
+        print(f"\n## {name}{note}\n\n{text}")
     for name, message in (result.get("errors") or {}).items():
         print(f"\n## {name} (failed)\n\n{message}")
-    metadata = result.get("metadata") or {}
+    usage = ", ".join(f"{kind.removesuffix('_tokens').replace('_', ' ')} {count:,}"
+                      for kind, count in (metadata.get("usage") or {}).items() if count)
+    # The exact bill, as the API gives it (a JSON number read as a Decimal: no float rounding).
     print(f"\nprovider {metadata.get('provider')}, model {metadata.get('model')}, "
-          f"total cost ${metadata.get('total_cost', 0):.6f}, tokens {metadata.get('usage')}")
+          f"total cost ${metadata.get('total_cost', 0)}, tokens: {usage or 'none'}")
+    if reused:
+        print(f"{len(reused)} of {len(tasks)} answers reused from an earlier identical job of yours, at $0 "
+              'without a provider call (send "reuse": false to ask the provider again).')
     if "[emulated" in json.dumps(result.get("results") or {}):
         print("NOTE: these answers are SYNTHETIC: they come from the local emulator, not a real model.")
 

@@ -104,6 +104,42 @@ with psycopg.connect(host=host, port=port, dbname="postgres", autocommit=True) a
 PY
 }
 
+# app_settings: what the app will use, read through its own settings (the environment, then .env, then its
+# defaults): PROVIDER_CONFIGURED (1 when a provider key is set), and REDIS_URL and DATABASE_URL, exported so
+# that every process started here, and every shell that sources .data/demo.env, uses the same ones.
+app_settings() {
+  local out
+  out=$(cd "$ROOT" && DJANGO_SETTINGS_MODULE=scriptripper.settings "$VENV/bin/python" -c '
+import os
+import django
+django.setup()  # reads .env into the environment
+from django.conf import settings
+from analysis.clients import provider_configured
+print(int(any(provider_configured(name) for name in ("gemini", "openai", "anthropic"))))
+print(settings.REDIS_URL)
+print(os.environ.get("DATABASE_URL") or settings.DEFAULT_DATABASE_URL)') || die "the settings do not load (see the error above)"
+  { read -r PROVIDER_CONFIGURED; read -r REDIS_URL; read -r DATABASE_URL; } <<<"$out"
+  export REDIS_URL DATABASE_URL
+}
+
+# ensure_port_free PORT VARIABLE WHAT: stop before anything starts, saying which variable moves it, when
+# another server already listens on PORT (the ready check would be answered by it, and the server started
+# here would exit with its error in a log file).
+ensure_port_free() {
+  local port="$1" variable="$2" what="$3"
+  "$VENV/bin/python" - "$port" <<'PY' && return 0
+import socket, sys
+sock = socket.socket()
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: only a listener is in the way
+try:
+    sock.bind(("0.0.0.0", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+PY
+  die "port $port is in use by another server, and $what needs it. Stop that server, or choose another port:
+    $variable=<free port> scripts/run.sh"
+}
+
 # write_demo_env FILE PORT TOKEN CONFIGURED: the settings of the running demo, as `export` lines that
 # another shell sources (`source .data/demo.env`), so that `manage.py analyze`, scripts/demo.py and
 # the README's snippets reach the same server, database, Redis and (offline) emulator.

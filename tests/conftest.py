@@ -217,6 +217,20 @@ def operators_group(db):
     return Group.objects.get(name=OPERATORS_GROUP)
 
 
+@pytest.fixture
+def builtin_profiles(_django_db_helper):
+    """The built-in profiles as the migrations leave them (a transactional test's flush removes them)."""
+    import importlib
+
+    from django.apps import apps
+
+    from analysis.models import AnalysisProfile
+
+    if not AnalysisProfile.objects.filter(owner=None).exists():
+        importlib.import_module("analysis.migrations.0002_builtin_profiles").create_builtins(apps, None)
+        importlib.import_module("analysis.migrations.0004_structured_builtin_profiles").add_schemas(apps, None)
+
+
 # The upper bound of a wait on another process: a worker starting and running its jobs, a command, a server
 # coming up. It only guards against a hang (a passing test goes on as soon as its condition holds), so it
 # measures nothing and is generous: at load 8 on a 2-core machine a worker's start-up alone took 28 s.

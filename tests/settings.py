@@ -41,6 +41,10 @@ os.environ.setdefault("PROVIDER_RETRY_MAX_DELAY", "0.5")
 # A provider failing with 5xx/429/timeouts is retried until this time budget (not a count of tries): a short
 # budget keeps the tests that make it fail for good short.
 os.environ.setdefault("PROVIDER_RETRY_MAX_TOTAL", "8")
+# A circuit opened by one test's failing provider stays open a second, not the default half-minute: within the short
+# budget above, a later job on the same model finds its probe due (tests of the circuit set their own).
+os.environ.setdefault("CIRCUIT_COOLDOWN_SECONDS", "1")
+os.environ.setdefault("CIRCUIT_COOLDOWN_MAX_SECONDS", "2")
 os.environ.setdefault("JOB_HEARTBEAT_SECONDS", "0.5")
 # Throttles out of the way of tests that submit many jobs; tests/accounts/test_throttling.py sets its own rates.
 for key in ("FREE_SUBMIT_RATE", "PRO_SUBMIT_RATE", "FREE_API_RATE", "PRO_API_RATE"):

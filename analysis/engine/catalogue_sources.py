@@ -41,7 +41,7 @@ class CatalogueError(ValueError):
 
 _SETTING_KEYS: frozenset[str] = frozenset({
     "max_output_tokens", "context_window", "input_cap", "min_cache_tokens", "reasoning_model", "temperature",
-    "retires",
+    "retires", "structured_output",
 })
 _MODEL_ONLY_KEYS: frozenset[str] = frozenset({"aliases", "flex"})
 _FLEX_KEYS: tuple[str, ...] = ("input", "cached_input", "output")
@@ -103,7 +103,7 @@ def _settings(where: str, entry: Mapping[str, Any], *, model: bool) -> tuple[dic
     for key in ("max_output_tokens", "context_window", "input_cap", "min_cache_tokens"):
         if key in entry:
             values[key] = _positive_int(where, key, entry[key])
-    for key in ("reasoning_model", "temperature"):
+    for key in ("reasoning_model", "temperature", "structured_output"):
         if key in entry:
             if not isinstance(entry[key], bool):
                 raise CatalogueError(f"{where}: {key} must be true or false")
@@ -280,6 +280,7 @@ def build_catalogue(overlays: Mapping[str, _Overlay], *, today: dt.date | None =
                 # OpenAI's reasoning models refuse a non-default temperature (GenerationParams handles them);
                 # `temperature = false` marks any other model that does.
                 accepts_temperature=bool(values.get("temperature", True)),
+                structured_output=bool(values.get("structured_output", True)),
                 min_cache_tokens=values.get("min_cache_tokens"),
                 price_source=f"{PRICES_PACKAGE} {version} (bundled data)",
                 price_date=current.start.isoformat() if current.start else "",

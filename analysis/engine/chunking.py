@@ -27,8 +27,9 @@ T = TypeVar("T")
 # One token for each line break (or space) that joins two counted parts.
 _JOIN_TOKENS = 1
 
-# The turn number a cited task's transcript carries on every line ("[T12] "; analysis/engine/turns.py).
-_TURN_PREFIX = re.compile(r"^\[T\d+\] ")
+# The turn number a cited task's transcript carries on every line ("[T12] "; analysis/engine/turns.py), or its
+# meeting and turn in a question across meetings ("[M3 T12] "; analysis/engine/ask.py).
+_TURN_PREFIX = re.compile(r"^\[(?:M\d+ )?T\d+\] ")
 
 # Sentence ends: ". ", "? ", "! ", also after a closing quote or bracket.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")

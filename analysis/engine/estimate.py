@@ -62,6 +62,8 @@ class Estimate:
     max_output_tokens: int  # the output limit sent with every call
     tasks: list[TaskEstimate]
     processing: str = "standard"
+    # The same job priced on each model of its fallback chain, alone (in the mode that model would run it in).
+    fallbacks: list[Estimate] = field(default_factory=list)
 
     @property
     def calls(self) -> int:
@@ -92,6 +94,21 @@ class Estimate:
     @property
     def cost_high(self) -> Decimal:
         return sum((t.cost_high for t in self.tasks), Decimal("0"))
+
+    @property
+    def most_expensive(self) -> Estimate:
+        """The estimate of the chain's model that can cost the most: what the spending checks hold the job to,
+        whichever model ends up answering."""
+        return max([self, *self.fallbacks], key=lambda estimate: estimate.cost_high)
+
+    @property
+    def chain_cost_low(self) -> Decimal:
+        """The least the job can cost on any model of its chain."""
+        return min(estimate.cost_low for estimate in [self, *self.fallbacks])
+
+    @property
+    def chain_cost_high(self) -> Decimal:
+        return self.most_expensive.cost_high
 
     @property
     def by_processing(self) -> dict[str, dict[str, Decimal]]:
@@ -168,7 +185,7 @@ def _plan_task(config: RunConfig, spec: TaskSpec, transcript: str, transcript_to
             # As Runner._map_reduce: only the <transcript> wrapper tipped it over; one plain call, no reduce.
             one = [prompt_tokens(prompts.task_prompt(system_prompt=config.system_prompt, transcript=chunks[0],
                                                      instruction=spec.prompt), count)]
-            return _priced(config, estimate, one, one, max_output)
+            return priced(config, estimate, one, one, max_output)
         maps = [prompt_tokens(prompts.map_prompt(system_prompt=config.system_prompt, chunk=chunk,
                                                  instruction=spec.prompt, part=i, parts=len(chunks)), count)
                 for i, chunk in enumerate(chunks, 1)]
@@ -176,11 +193,13 @@ def _plan_task(config: RunConfig, spec: TaskSpec, transcript: str, transcript_to
         low_prompts = maps + _reduce_calls(config, spec, count, plan_count, len(chunks), partial_tokens=1)
         high_prompts = maps + _reduce_calls(config, spec, count, plan_count, len(chunks), partial_tokens=max_output)
 
-    return _priced(config, estimate, low_prompts, high_prompts, max_output)
+    return priced(config, estimate, low_prompts, high_prompts, max_output)
 
 
-def _priced(config: RunConfig, estimate: TaskEstimate, low_prompts: list[int], high_prompts: list[int],
-            max_output: int) -> TaskEstimate:
+def priced(config: RunConfig, estimate: TaskEstimate, low_prompts: list[int], high_prompts: list[int],
+           max_output: int) -> TaskEstimate:
+    """The task's calls priced: at their lowest (`low_prompts`' prompt tokens, all cached where the provider can,
+    one output token each) and at their highest (`high_prompts`, nothing cached, every output limit spent)."""
     estimate.calls = len(high_prompts)
     estimate.input_tokens_per_call = high_prompts
     estimate.input_tokens = sum(high_prompts)
@@ -199,8 +218,13 @@ def _reduce_calls(config: RunConfig, spec: TaskSpec, count: Callable[[str], int]
                   partials: int, *, partial_tokens: int) -> list[int]:
     """Prompt tokens of each reduce call the Runner makes for `partials` answers of `partial_tokens` each."""
     empty = prompts.reduce_prompt(system_prompt=config.system_prompt, partials=[""], instruction=spec.prompt)
-    fixed = prompt_tokens(empty, count)
-    room = reduce_budget(config, spec, plan_count)  # as Runner._map_reduce
+    return reduce_calls(partials, partial_tokens=partial_tokens, fixed=prompt_tokens(empty, count),
+                        room=reduce_budget(config, spec, plan_count))  # room as Runner._map_reduce
+
+
+def reduce_calls(partials: int, *, partial_tokens: int, fixed: int, room: int) -> list[int]:
+    """Prompt tokens of each reduce call that merges `partials` answers of `partial_tokens` each, level by level,
+    with `fixed` tokens around the answers of a request and `room` for them."""
     size = partial_tokens + PARTIAL_WRAPPER_TOKENS
     calls: list[int] = []
     while True:

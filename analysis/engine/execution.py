@@ -41,6 +41,7 @@ class StopToken:
         self._lock = threading.Lock()
         self._event = threading.Event()
         self._waiters: set[threading.Event] = set()
+        self._children: set[StopToken] = set()
         self.reason = ""
 
     @property
@@ -55,9 +56,28 @@ class StopToken:
             self.reason = reason
             self._event.set()
             waiters = list(self._waiters)
+            children = list(self._children)
         for waiter in waiters:
             waiter.set()
+        for child in children:
+            child.stop(reason)
         return True
+
+    def child(self) -> StopToken:
+        """A token stopped with this one, that can also be stopped alone (the calls of one task on one model,
+        abandoned when the task moves to another model). Release it with `release` once it is done."""
+        child = StopToken()
+        with self._lock:
+            if not self._event.is_set():
+                self._children.add(child)
+                return child
+            reason = self.reason
+        child.stop(reason)
+        return child
+
+    def release(self, child: StopToken) -> None:
+        with self._lock:
+            self._children.discard(child)
 
     def check(self) -> None:
         if self._event.is_set():

@@ -97,6 +97,9 @@ class ModelInfo:
     id: str = ""  # the catalogue id the name resolved to ("" = name)
     total_context: int | None = None  # the model's whole context, when an input cap is lower
     accepts_temperature: bool = True
+    # Whether the model takes a JSON Schema through its provider's structured-output field (a task with a schema
+    # or citations needs it).
+    structured_output: bool = True
     deprecated: bool = False  # flagged deprecated (still served) in genai-prices
     display_name: str = ""
     overlay_sources: tuple[str, ...] = ()  # where each overlay figure for this model came from
@@ -168,6 +171,7 @@ class ModelInfo:
             "max_output_tokens": self.max_output_tokens,
             "reasoning_model": self.reasoning_model,
             "accepts_temperature": self.accepts_temperature,
+            "structured_output": self.structured_output,
             "min_cache_tokens": self.min_cache_tokens,
             "price_unit": "USD per million tokens",
             "input": num(self.input),
@@ -204,7 +208,8 @@ def _period_from_fields(info: ModelInfo) -> PricePeriod:
 
 def simple_model(provider: str, name: str, *, context_window: int, max_output_tokens: int, input: Decimal = _ZERO,
                  cached_input: Decimal | None = None, output: Decimal = _ZERO, cache_write: Decimal | None = None,
-                 listed: bool, price_source: str, reasoning_model: bool = False) -> ModelInfo:
+                 listed: bool, price_source: str, reasoning_model: bool = False,
+                 structured_output: bool = True) -> ModelInfo:
     """A ModelInfo with one flat price (endpoints, unlisted models)."""
     cached = input if cached_input is None else cached_input
     write = input if cache_write is None else cache_write
@@ -215,5 +220,5 @@ def simple_model(provider: str, name: str, *, context_window: int, max_output_to
         input=input, cached_input=cached, cache_write=write, output=output, reasoning=output,
         tier_threshold=None, input_above=None, cached_input_above=None, output_above=None,
         reasoning_model=reasoning_model, min_cache_tokens=None, price_source=price_source, price_date="",
-        listed=listed, periods=(period,), id=name,
+        listed=listed, periods=(period,), id=name, structured_output=structured_output,
     )

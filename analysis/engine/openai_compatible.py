@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[a-z0-9-]{1,32}$")
 _KEYS = frozenset({"name", "base_url", "api_key", "models", "context_window", "max_output_tokens", "max_in_flight",
-                   "prices"})
+                   "prices", "structured_output"})
 _PRICE_KEYS = ("input", "cached_input", "output")
 DEFAULT_MAX_IN_FLIGHT = 4
 PROBE_TIMEOUT_S = 3.0
@@ -57,6 +57,7 @@ class EndpointModel:
     context_window: int | None = None
     max_output_tokens: int | None = None
     prices: Prices | None = None
+    structured_output: bool | None = None  # None: the endpoint's
 
 
 @dataclass
@@ -70,6 +71,8 @@ class Endpoint:
     max_output_tokens: int | None = None
     models: dict[str, EndpointModel] = field(default_factory=dict)  # empty: any model the server has
     prices: Prices | None = None
+    # Whether the server takes response_format json_schema (llama.cpp, vLLM and Ollama do; some proxies do not).
+    structured_output: bool = True
     _probed: int | None = field(default=None, repr=False)
     _probe_next: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -118,12 +121,15 @@ class Endpoint:
             window = min(window, override) if (entry.context_window or self.context_window) else override
         prices = entry.prices or self.prices
         max_output = entry.max_output_tokens or self.max_output_tokens or UNLISTED_MAX_OUTPUT_TOKENS
+        structured = self.structured_output if entry.structured_output is None else entry.structured_output
         if prices is None:
             return simple_model(self.name, model, context_window=window, max_output_tokens=max_output, listed=False,
-                                price_source=f"endpoint {self.name}: no price configured, counted as 0")
+                                price_source=f"endpoint {self.name}: no price configured, counted as 0",
+                                structured_output=structured)
         return simple_model(self.name, model, context_window=window, max_output_tokens=max_output, listed=True,
                             input=prices.input, cached_input=prices.cached_input, output=prices.output,
-                            price_source=f"endpoint {self.name}: prices from OPENAI_COMPATIBLE_ENDPOINTS")
+                            price_source=f"endpoint {self.name}: prices from OPENAI_COMPATIBLE_ENDPOINTS",
+                            structured_output=structured)
 
 
 def probe_context_window(base_url: str, api_key: str, *, timeout: float = PROBE_TIMEOUT_S) -> int | None:
@@ -164,6 +170,12 @@ def _max_model_len(body: Any) -> Any:
 def _int(where: str, key: str, value: Any, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise EndpointConfigError(f"{where}: {key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _bool(where: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise EndpointConfigError(f"{where}: {key} must be true or false, got {value!r}")
     return value
 
 
@@ -239,7 +251,7 @@ def parse_endpoints(text: str, *, env: Mapping[str, str] | None = None) -> dict[
         for model, settings in raw_models.items():
             if not isinstance(model, str) or not model.strip() or not isinstance(settings, dict):
                 raise EndpointConfigError(f"{where}: models must be a list of names or an object name -> settings")
-            if unknown := set(settings) - {"context_window", "max_output_tokens", "prices"}:
+            if unknown := set(settings) - {"context_window", "max_output_tokens", "prices", "structured_output"}:
                 raise EndpointConfigError(f"{where}: model {model!r}: unknown field(s) {', '.join(sorted(unknown))}")
             models[model] = EndpointModel(
                 name=model,
@@ -248,6 +260,8 @@ def parse_endpoints(text: str, *, env: Mapping[str, str] | None = None) -> dict[
                 max_output_tokens=_int(where, f"{model}.max_output_tokens", settings["max_output_tokens"])
                 if "max_output_tokens" in settings else None,
                 prices=_prices(f"{where}: model {model!r}", settings["prices"]) if "prices" in settings else None,
+                structured_output=_bool(where, f"{model}.structured_output", settings["structured_output"])
+                if "structured_output" in settings else None,
             )
         endpoints[name] = Endpoint(
             name=name,
@@ -260,6 +274,7 @@ def parse_endpoints(text: str, *, env: Mapping[str, str] | None = None) -> dict[
             if "max_output_tokens" in raw else None,
             models=models,
             prices=_prices(where, raw["prices"]) if "prices" in raw else None,
+            structured_output=_bool(where, "structured_output", raw.get("structured_output", True)),
         )
     return endpoints
 

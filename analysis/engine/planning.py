@@ -46,6 +46,9 @@ class RunConfig:
     processing: str = "standard"  # analysis/engine/processing.py: standard, flex or batch
     fallback: str = "standard"  # what a call its mode cannot finish does: standard or fail
     flex_timeout: float | None = None  # seconds one flex request may take (FLEX_REQUEST_TIMEOUT)
+    # With a fallback chain, the seconds a model may go on failing for one task (from its first failed try)
+    # before the task moves to the next model (FALLBACK_AFTER_SECONDS); the last model has the rest of the budget.
+    fallback_after: float = 30.0
 
     @property
     def context(self) -> int:

@@ -1,23 +1,27 @@
 """Structured answers as Markdown, for people reading them in a terminal (the analyze command).
 
 Generic over any schema: objects become labelled lines or bullets, lists bullets, and every
-`citations` list the turns it rests on, `[T12] "quote"`.
+`citations` list the turns it rests on, `[T12] "quote"` (across meetings, the meeting too).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
-def _citation(citation: Any) -> str:
+def _citation(citation: Any, names: Mapping[str, str]) -> str:
     if isinstance(citation, dict):
         quote = citation.get("quote")
-        return f"[T{citation.get('turn')}]" + (f' "{quote}"' if quote else "")
+        where = f"{names.get(citation['transcript'], citation['transcript'])} " if "transcript" in citation else ""
+        return f"[{where}T{citation.get('turn')}]" + (f' "{quote}"' if quote else "")
     return f"[T{citation}]"
 
 
-def citations_line(citations: list) -> str:
-    return ", ".join(_citation(c) for c in citations)
+def citations_line(citations: list, names: Mapping[str, str] | None = None) -> str:
+    """`[T12] "quote"`, or for a citation across meetings `[Launch sync (2026-11-03) T12] "quote"` (`names`: a
+    transcript id's name for people; the id where it has none)."""
+    return ", ".join(_citation(c, names or {}) for c in citations)
 
 
 def _scalar(value: Any) -> str:

@@ -89,24 +89,29 @@ def call_with_retries(
     call: Callable[[], Completion],
     *,
     policy: RetryPolicy,
-    deadline: float | None = None,
+    deadline: float | Callable[[], float] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     on_try: Callable[[int, ProviderError | None], None] | None = None,
 ) -> CallResult:
     """Run `call` until it succeeds, fails for good, or a wait would pass `deadline` (or, for malformed
     responses only, it runs out of tries).
 
-    `deadline` is a time.monotonic() value (the task's); without one, policy.max_total from now.
+    `deadline` is a time.monotonic() value (the task's), or a function giving it as it stands at each failure (a
+    model's fallback time slice starts at its first failure); without one, policy.max_total from now. `sleep` may
+    end a wait by raising ProviderError: the call then fails with that error.
     """
     started = time.monotonic()
     if deadline is None:
         deadline = started + policy.max_total
+    current_deadline = deadline if callable(deadline) else (lambda: deadline)
     attempt = 0
     while True:
         attempt += 1
         try:
             completion = call()
         except ProviderError as error:
+            if not error.sent:
+                attempt -= 1  # no request went out: not a try
             if on_try:
                 on_try(attempt, error)
             now = time.monotonic()
@@ -116,10 +121,14 @@ def call_with_retries(
             if error.kind not in WAIT_OUT_KINDS and attempt >= policy.max_tries:
                 raise CallFailed(error, tries=attempt, elapsed=elapsed, gave_up=True) from error
             delay = backoff_delay(attempt, policy, error.retry_after)
-            if now + delay >= deadline:
+            if now + delay >= current_deadline():
                 # Waiting less than the provider asked would only earn another 429; give up instead.
                 raise CallFailed(error, tries=attempt, elapsed=elapsed, gave_up=True) from error
-            sleep(delay)
+            try:
+                sleep(delay)
+            except ProviderError as moved:
+                # The wait was cut short (the model's circuit opened and the task has another model to go to).
+                raise CallFailed(moved, tries=attempt, elapsed=time.monotonic() - started, gave_up=False) from moved
             continue
         if on_try:
             on_try(attempt, None)

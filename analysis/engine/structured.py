@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,20 +37,37 @@ CITATION_SCHEMA: dict = {
     "additionalProperties": False,
 }
 
-# What a plain-text task with "cite": true asks for: its text, plus the turns it rests on.
-CITED_TEXT_SCHEMA: dict = {
+# A citation in an answer across meetings (analysis/engine/ask.py): the meeting as well as its turn.
+ACROSS_CITATION_SCHEMA: dict = {
     "type": "object",
     "properties": {
-        "text": {"type": "string"},
-        "references": {"type": "array", "items": {
-            "type": "object",
-            "properties": {"claim": {"type": "string"},
-                           "citations": {"type": "array", "items": CITATION_SCHEMA}},
-            "required": ["claim", "citations"], "additionalProperties": False}},
+        "transcript": {"type": "string", "description": "the meeting M<m> of the [M<m> T<n>] turn"},
+        **CITATION_SCHEMA["properties"],
     },
-    "required": ["text", "references"],
+    "required": ["transcript", "turn", "quote"],
     "additionalProperties": False,
 }
+
+
+def _cited_text_schema(citation: dict) -> dict:
+    """What a plain-text task with "cite": true asks for: its text, plus the turns it rests on."""
+    return {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string"},
+            "references": {"type": "array", "items": {
+                "type": "object",
+                "properties": {"claim": {"type": "string"},
+                               "citations": {"type": "array", "items": citation}},
+                "required": ["claim", "citations"], "additionalProperties": False}},
+        },
+        "required": ["text", "references"],
+        "additionalProperties": False,
+    }
+
+
+CITED_TEXT_SCHEMA: dict = _cited_text_schema(CITATION_SCHEMA)
+CITED_ACROSS_SCHEMA: dict = _cited_text_schema(ACROSS_CITATION_SCHEMA)
 
 
 class TaskSpecError(ValueError):
@@ -72,6 +89,9 @@ class TaskRequest:
     schema: dict | None = None
     cite: bool = False
     language: str = ""
+    # Cited across several meetings (analysis/engine/ask.py): citations name their transcript too. Set by an
+    # ask job only, never by a task object sent to analyze.
+    across: bool = False
 
     @property
     def plain(self) -> bool:
@@ -90,7 +110,9 @@ class TaskRequest:
     def wire_schema(self) -> dict | None:
         if self.schema is not None:
             return self.schema
-        return CITED_TEXT_SCHEMA if self.cite else None
+        if not self.cite:
+            return None
+        return CITED_ACROSS_SCHEMA if self.across else CITED_TEXT_SCHEMA
 
 
 def mentions_citations(schema: Any) -> bool:
@@ -115,6 +137,8 @@ def encode_task(request: TaskRequest) -> str:
         data["cite"] = True
     if request.language:
         data["language"] = request.language
+    if request.across:
+        data["across"] = True
     return ENVELOPE + json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -123,7 +147,7 @@ def decode_task(stored: str) -> TaskRequest:
         return TaskRequest(prompt=stored)
     data = json.loads(stored[len(ENVELOPE):])
     return TaskRequest(prompt=data["prompt"], schema=data.get("schema"), cite=bool(data.get("cite")),
-                       language=data.get("language") or "")
+                       language=data.get("language") or "", across=bool(data.get("across")))
 
 
 def with_language(stored: str, language: str) -> str:
@@ -150,6 +174,8 @@ def stored_result(prompt: str, output: str) -> tuple[Any, dict]:
         extra["citation_problems"] = data["citation_problems"]  # the first few rejections, why
     if "references" in data:
         extra["references"] = data["references"]
+    if "consulted" in data:
+        extra["consulted"] = data["consulted"]  # what an answer across meetings read (analysis/engine/ask.py)
     return data.get("value"), extra
 
 
@@ -208,6 +234,11 @@ CITE_INSTRUCTION = (
     "the turns it rests on, each as {\"turn\": n, \"quote\": a few words (at least three) copied exactly from "
     "that turn}. Cite only turns that exist and quote only words they contain."
 )
+ACROSS_CITE_INSTRUCTION = (
+    "Every line of the meetings starts with its meeting and turn, [M<m> T<n>]. Support each claim with "
+    "`citations`: the turns it rests on, each as {\"transcript\": \"M<m>\", \"turn\": n, \"quote\": a few words (at "
+    "least three) copied exactly from that turn}. Cite only turns that exist and quote only words they contain."
+)
 
 
 def instruction(request: TaskRequest) -> str:
@@ -218,11 +249,11 @@ def instruction(request: TaskRequest) -> str:
         parts.append("Answer with JSON: the answer in `text`, and in `references` each claim of it with "
                      "its citations.")
     if request.cites:
-        parts.append(CITE_INSTRUCTION)
+        parts.append(ACROSS_CITE_INSTRUCTION if request.across else CITE_INSTRUCTION)
     if request.language:
         parts.append(f"Write the answer (every text value) in the language with BCP 47 tag {request.language}.")
     elif not request.plain:
-        parts.append("Write the answer in the language of the transcript.")
+        parts.append(f"Write the answer in the language of the {'meetings' if request.across else 'transcript'}.")
     return "\n\n".join(parts)
 
 
@@ -268,9 +299,11 @@ def parse_answer(text: str, schema: dict) -> tuple[Any, str]:
     return value, problem
 
 
-def finish(text: str, request: TaskRequest, *, transcript: str, repair: Callable[[str, str], str]) -> str:
+def finish(text: str, request: TaskRequest, *, transcript: str = "", repair: Callable[[str, str], str],
+           transcripts: Mapping[str, Mapping[int, str]] | None = None) -> str:
     """The stored output of a structured task's answer: parsed, validated (one repair call through
-    `repair(answer, problem)` when it fails), citations checked. Raises AnswerError."""
+    `repair(answer, problem)` when it fails), citations checked: against `transcript`, or for an answer across
+    meetings against `transcripts` (each meeting's turns, by the name its citations give). Raises AnswerError."""
     schema = request.wire_schema
     assert schema is not None
     value, problem = parse_answer(text, schema)
@@ -280,13 +313,16 @@ def finish(text: str, request: TaskRequest, *, transcript: str, repair: Callable
         if problem:
             raise AnswerError(f"The answer was still invalid after one repair try: {problem}")
     report = citations.CitationReport()
-    if request.cites:
+    if request.across:
+        value, report = citations.check_across(value, transcripts or {}, report)
+    elif request.cites:
         value, report = citations.check_value(value, turns.turn_texts(transcript), report)
+    if request.cites:
         problem = schema_problems(value, schema)
         if problem:
             raise AnswerError(f"{report.rejected} citation(s) failed the transcript check "
                               f"({'; '.join(report.reasons or [])}) and removing them breaks the schema: {problem}")
-    value, times_rejected = check_times(value, transcript)
+    value, times_rejected = check_times(value, transcript) if not request.across else (value, 0)
     if times_rejected:
         problem = schema_problems(value, schema)
         if problem:

@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from accounts.models import User
 from accounts.services import budget_reached, spend_record_sql
@@ -65,8 +66,12 @@ CLAIM_WITH_OWNER_SQL = (f"WITH claimed AS ({CLAIM_SQL}) SELECT claimed.*, "
 # The attempt's fence: the row is this attempt's only while it is `started` with this attempt number.
 THIS_ATTEMPT_SQL = "id = %(id)s AND attempts = %(attempt)s AND status = %(started)s"
 CALL_STARTED_SQL = f'UPDATE "{JOB}" SET calls_in_flight = calls_in_flight + 1 WHERE {THIS_ATTEMPT_SQL}'
-CALLS_STORED_SQL = (f'UPDATE "{JOB}" SET calls_in_flight = GREATEST(calls_in_flight - %(calls)s, 0) '
+CALL_REFUSED_SQL = (f'UPDATE "{JOB}" SET calls_in_flight = GREATEST(calls_in_flight - 1, 0) '
                     f'WHERE {THIS_ATTEMPT_SQL}')
+# A task's stored calls leave the in-flight count; those it abandoned (a fallback model answered while they were
+# still out) are lost calls: paid for, their answer never used.
+CALLS_STORED_SQL = (f'UPDATE "{JOB}" SET calls_in_flight = GREATEST(calls_in_flight - %(calls)s, 0), '
+                    f'lost_calls = lost_calls + %(abandoned)s WHERE {THIS_ATTEMPT_SQL}')
 
 
 def _attempt_params(job: Job, **extra) -> dict:
@@ -97,6 +102,12 @@ def job_call_started(*, job: Job) -> None:
     execute_sql(CALL_STARTED_SQL, _attempt_params(job))
 
 
+def job_call_refused(*, job: Job) -> None:
+    """A provider call of this attempt came back with an error status (a 503, a 429): no answer and nothing to
+    pay, so no longer in flight (a run stopped later does not count it as lost)."""
+    execute_sql(CALL_REFUSED_SQL, _attempt_params(job))
+
+
 def task_may_start(*, job: Job, check_budget: bool) -> bool:
     """Whether the job's next task may start: not canceled, still this attempt, under its max_cost
     and (when the owner has a monthly budget) under the budget."""
@@ -116,10 +127,11 @@ def task_may_start(*, job: Job, check_budget: bool) -> bool:
 
 
 def task_outcome_save(*, job: Job, outcome: TaskOutcome, calls_started: int, task_id: int,
-                      priced_model: ModelInfo | None = None) -> bool:
+                      priced_model: ModelInfo | None = None, reuse_key: str | None = None) -> bool:
     """Store one task's outcome and bill it, at once (the worker may die any moment after).
 
-    `priced_model`: the catalogue model the run bills with, for the price provenance (None: no dated price).
+    `priced_model`: the catalogue model that answered, for the price provenance (None: no dated price).
+    `reuse_key`: the task's key for the model that answered, when that is not the job's (a fallback).
     `calls_started`: the provider calls this task started in this attempt; they leave the row's
     in-flight count in the same transaction that stores their answer. Nothing is written when the
     attempt is no longer the job's (returns False): its calls are counted lost by whoever ended it.
@@ -136,7 +148,12 @@ def task_outcome_save(*, job: Job, outcome: TaskOutcome, calls_started: int, tas
         "latency_s": outcome.latency_s,
         "started_at": now - timedelta(seconds=outcome.latency_s),
         "finished_at": now,
+        "provider": outcome.provider or job.provider,
+        "model": outcome.model or job.model,
+        "fallback_from": Jsonb(outcome.fallback_from),
     }
+    if reuse_key:
+        fields["reuse_key"] = reuse_key
     if outcome.last_error:
         fields["last_error"] = outcome.last_error
     fields.update(price_provenance(outcome=outcome, priced_model=priced_model))
@@ -146,7 +163,8 @@ def task_outcome_save(*, job: Job, outcome: TaskOutcome, calls_started: int, tas
         fields.update(status=Task.Status.FAILED, error=outcome.error, error_kind=outcome.error_kind[:30])
     assignments = ([f'"{key}" = "{key}" + %(add_{key})s' for key in added]
                    + [f'"{key}" = %(set_{key})s' for key in fields])
-    params = {"task_id": task_id, "succeeded": Task.Status.SUCCEEDED, **_attempt_params(job, calls=calls_started),
+    params = {"task_id": task_id, "succeeded": Task.Status.SUCCEEDED,
+              **_attempt_params(job, calls=calls_started, abandoned=outcome.abandoned_calls),
               **{f"add_{k}": v for k, v in added.items()}, **{f"set_{k}": v for k, v in fields.items()}}
     # One statement, so atomic: the fence and the in-flight count (it locks the job row), then the
     # task (a stored result is never overwritten), then the bill, each only if the one before wrote.
@@ -215,11 +233,15 @@ def job_finish(*, job: Job, outcomes: list[tuple[str, str]]) -> str:
     succeeded = sum(1 for status, _ in outcomes if status == Task.Status.SUCCEEDED)
     pending = sum(1 for status, _ in outcomes if status == Task.Status.PENDING)
     failed_errors = [error for status, error in outcomes if status == Task.Status.FAILED]
-    if succeeded and not pending:
-        status, error = Job.Status.FINISHED, ""
-    elif succeeded:
-        status, error = Job.Status.FINISHED, (f"{pending} task(s) were not run (the job's max_cost or the "
-                                              f"monthly spending limit was reached).")
+    if succeeded:
+        # Finished, with the tasks that did not answer counted (the document then says "partial": true).
+        notes = []
+        if failed_errors:
+            notes.append(f"{len(failed_errors)} of {len(outcomes)} task(s) failed (see `errors`).")
+        if pending:
+            notes.append(f"{pending} task(s) were not run (the job's max_cost or the monthly spending limit "
+                         f"was reached).")
+        status, error = Job.Status.FINISHED, " ".join(notes)
     elif failed_errors:
         status, error = Job.Status.FAILED, f"All {len(outcomes)} task(s) failed; first error: {failed_errors[0]}"
     else:  # task_may_start refused every task

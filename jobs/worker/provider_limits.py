@@ -1,5 +1,5 @@
-"""The provider limits every worker shares through Redis (analysis.engine.limits), as this process builds them
-from settings."""
+"""The provider limits and the provider health every worker shares through Redis (analysis.engine.limits,
+analysis.engine.health), as this process builds them from settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import functools
 
 from django.conf import settings
 
+from analysis.analyze import provider_health
 from analysis.clients import endpoints
+from analysis.engine.health import RedisProviderHealth
 from analysis.engine.limits import ProviderLimiter
 from analysis.engine.openai_compatible import in_flight_limits
 from jobs.queues import rq_connection
@@ -28,3 +30,14 @@ def _limiter(connection, max_in_flight: int, per_minute: int, lease_seconds: flo
              limits: tuple[tuple[str, int], ...], holder: str) -> ProviderLimiter:
     return ProviderLimiter(connection, max_in_flight=max_in_flight, per_minute=per_minute,
                            lease_seconds=lease_seconds, limits=dict(limits), holder=holder)
+
+
+def worker_provider_health() -> RedisProviderHealth:
+    """The provider health every worker and API process shares through Redis (analysis/engine/health.py), on the
+    worker's Redis client; one per process and client (it holds no state of its own)."""
+    return _health(rq_connection())
+
+
+@functools.lru_cache(maxsize=8)
+def _health(connection) -> RedisProviderHealth:
+    return provider_health(connection)

@@ -19,7 +19,7 @@ from typing import TypeVar
 from django.conf import settings
 
 from accounts.services import monthly_budget_of
-from analysis.analyze import run_analysis, run_config, stored_model
+from analysis.analyze import ask_question, fallback_routes, run_analysis, run_config, stored_model
 from analysis.clients import endpoints
 from analysis.engine.catalogue import UnknownModelError
 from analysis.engine.execution import CallPool, Stopped, StopToken
@@ -27,14 +27,15 @@ from analysis.engine.planning import TaskSpec
 from analysis.engine.providers.base import ProviderError
 from analysis.engine.runner import RunHooks, TaskOutcome
 from jobs.models import Job, Task
-from jobs.services import job_enqueue
+from jobs.services import job_enqueue, task_reuse_key
 from jobs.worker.dbpool import DatabasePool
 from jobs.worker.lifecycle import (
-    job_call_started, job_claim, job_fail, job_finish, job_settle_after_run, job_status, job_tasks, jobs_heartbeat,
-    jobs_run_state, task_may_start, task_outcome_save, tasks_reuse_finished,
+    job_call_refused, job_call_started, job_claim, job_fail, job_finish, job_settle_after_run, job_status, job_tasks,
+    jobs_heartbeat, jobs_run_state, task_may_start, task_outcome_save, tasks_reuse_finished,
 )
 from jobs.worker.provider_batch_poller import job_batch_calls, job_batch_wait
-from jobs.worker.provider_limits import provider_limiter
+from jobs.worker.provider_limits import provider_limiter, worker_provider_health
+from transcripts.retrieval import transcript_scope
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class RunEnd(enum.StrEnum):
 
 # The ends after which the row is final or rests with someone else: nothing to settle.
 SETTLED_ENDS = frozenset({RunEnd.FINISHED, RunEnd.FAILED, RunEnd.CANCELED, RunEnd.SKIPPED, RunEnd.WAITING})
+
+SCOPE_GONE = "Every transcript this question was asked over has been deleted since: there is nothing to ask."
 
 # Why a run was stopped (StopToken.reason).
 STOP_CANCELED = "canceled"
@@ -135,6 +138,12 @@ class JobSlot:
         with self._lock:
             self.stop.check()
             self._calls[task] = self._calls.get(task, 0) + 1
+
+    def call_refused(self, task: str) -> None:
+        """A call of the task came back with an error status: it is no longer in flight."""
+        with self._lock:
+            if self._calls.get(task):
+                self._calls[task] -= 1
 
     def calls_of(self, task: str) -> int:
         with self._lock:
@@ -225,9 +234,13 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
         message = str(exc)
         db(lambda: job_fail(job=job, message=message))
         return RunEnd.FAILED
-    task_ids = {task.name: task.id for task in pending}
-    # An endpoint's own prices or an unlisted model (priced at 0, marked unknown) have no dated price to record.
-    priced_model = None if job.provider in endpoints() or not model.listed else model
+    tasks_by_name = {task.name: task for task in pending}
+    # The chain (analysis/analyze.py): each model's client and configuration, after the job's own.
+    chain = fallback_routes(chain=job.fallback_models, config=config) if job.fallback_models else []
+    # The models whose dated price a task's provenance records, by (provider, model): not an endpoint's own prices
+    # nor an unlisted model (priced at 0, marked unknown).
+    priced_models = {(c.provider, c.model.name): c.model for c in (config, *(route.config for route in chain))
+                     if c.provider not in endpoints() and c.model.listed}
     check_budget = monthly_budget_of(job.owner) is not None  # the owner came with the claim: no query
     # The row as read at the claim serves the first task: no read before it when nothing can refuse it.
     claimed_state_fresh = OneShot(not job.cancel_requested and job.max_cost is None and not check_budget)
@@ -244,25 +257,45 @@ def _run_claimed(slot: JobSlot, job: Job, tasks: list[Task]) -> RunEnd:
         # Not abandoned either: a count left to land after the run was settled would be a phantom lost call.
         slot.db.run(lambda: job_call_started(job=job), deadline=slot.deadline)
 
+    def on_call_refused(name: str) -> None:
+        slot.call_refused(name)
+        slot.db.run(lambda: job_call_refused(job=job), deadline=slot.deadline)
+
     def on_done(outcome: TaskOutcome) -> None:
         if outcome.skipped:
             return
         started = slot.calls_of(outcome.name)
+        task = tasks_by_name[outcome.name]
+        # An answer of another model of the chain is stored under that model's reuse key: reused only for it.
+        reuse_key = (task_reuse_key(job=job, prompt=task.prompt, provider=outcome.provider, model=outcome.model)
+                     if outcome.ok and (outcome.provider, outcome.model) != (job.provider, job.model) else None)
+        priced_model = priced_models.get((outcome.provider, outcome.model))
         # The answer is paid for: it waits out a database outage until the job's own deadline.
-        if db(lambda: task_outcome_save(job=job, outcome=outcome, calls_started=started,
-                                        task_id=task_ids[outcome.name], priced_model=priced_model)):
+        if db(lambda: task_outcome_save(job=job, outcome=outcome, calls_started=started, task_id=task.id,
+                                        priced_model=priced_model, reuse_key=reuse_key)):
             outcomes[outcome.name] = ((Task.Status.SUCCEEDED, "") if outcome.ok else
                                       (Task.Status.FAILED, outcome.error))
         slot.calls_stored(outcome.name)
 
-    hooks = RunHooks(should_start=should_start, on_done=on_done, on_call=on_call)
+    hooks = RunHooks(should_start=should_start, on_done=on_done, on_call=on_call, on_call_refused=on_call_refused)
     specs = [TaskSpec(name=task.name, prompt=task.prompt) for task in pending]
     # Batch mode (jobs/worker/provider_batch_poller.py): this round answers what the job's batches answered and registers the rest.
     batch = db(lambda: job_batch_calls(job=job)) if job.processing == "batch" and pending else None
     try:
-        run_analysis(transcript=job.transcript, config=config, tasks=specs,
-                     limiter=provider_limiter(holder=slot.worker),
-                     hooks=hooks, call_pool=slot.calls, stop=stop, batch=batch)
+        if job.kind == Job.Kind.ASK:
+            if specs:
+                # The meetings as they are now, read on this run's database threads (retrieval included).
+                scope = transcript_scope(owner=job.owner, transcript_ids=job.scope["transcripts"], run=db)
+                if not scope.ids:
+                    db(lambda: job_fail(job=job, message=SCOPE_GONE))
+                    return RunEnd.FAILED
+                ask_question(scope=scope, config=config, spec=specs[0], limiter=provider_limiter(holder=slot.worker),
+                             hooks=hooks, call_pool=slot.calls, stop=stop, fallbacks=chain,
+                             health=worker_provider_health())
+        else:
+            run_analysis(transcript=job.transcript, config=config, tasks=specs,
+                         limiter=provider_limiter(holder=slot.worker), hooks=hooks, call_pool=slot.calls, stop=stop,
+                         batch=batch, fallbacks=chain, health=worker_provider_health())
     except ProviderError as exc:  # e.g. the provider's key was removed since submission
         message = exc.message
         db(lambda: job_fail(job=job, message=message))

@@ -74,6 +74,15 @@ def test_users_show_plan_budget_and_spend_never_the_webhook_secret(admin_client,
     assert "$1.23" in page and "$42.00" in page
     detail = admin_client.get(f"/admin/accounts/user/{alice.pk}/change/").content.decode()
     assert 'name="plan"' in detail and 'name="monthly_budget"' in detail
-    assert "spent $1.23 of $5.00" in detail
+    assert "spent $1.23456789 of $5.00" in detail
     alice.refresh_from_db()
     assert alice.webhook_secret not in detail and alice.webhook_secret not in page
+
+
+def test_spend_is_the_exact_figure_the_charts_and_the_jobs_show(admin_client, alice):
+    # Not rounded to the cent: a sub-cent month read "$0.01" here and "$0.00838753" on the charts page.
+    spend_record(user_id=alice.pk, reference="task:2:attempt:1", amount=Decimal("0.00838753"))
+    page = admin_client.get("/admin/accounts/user/").content.decode()
+    assert "$0.00838753" in page and "$0.01" not in page
+    detail = admin_client.get(f"/admin/accounts/user/{alice.pk}/change/").content.decode()
+    assert "spent $0.00838753 of $5.00, $4.99161247 left" in detail

@@ -7,7 +7,8 @@ import pytest
 from analysis.models import AnalysisProfile
 from tests.conftest import assert_error, client_for, make_user
 
-pytestmark = pytest.mark.django_db
+# The built-in profiles as the migrations leave them, whatever a transactional test on this worker flushed.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("builtin_profiles")]
 
 BUILTINS = {"meeting-notes", "video-summary", "podcast-interview", "lecture"}
 

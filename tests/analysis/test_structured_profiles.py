@@ -16,18 +16,8 @@ from tests.conftest import transcript, work_burst
 
 @pytest.fixture(autouse=True)
 def builtins(request):
-    """The built-ins as the migrations leave them (a transactional test's flush removes them)."""
-    if "django_db_setup" not in request.fixturenames and not any(
-            m.name == "django_db" for m in request.node.iter_markers()):
-        return
-    request.getfixturevalue("_django_db_helper")
-    from importlib import import_module
-
-    from django.apps import apps
-
-    if not AnalysisProfile.objects.filter(owner=None).exists():
-        import_module("analysis.migrations.0002_builtin_profiles").create_builtins(apps, None)
-        import_module("analysis.migrations.0004_structured_builtin_profiles").add_schemas(apps, None)
+    if "django_db_setup" in request.fixturenames or any(m.name == "django_db" for m in request.node.iter_markers()):
+        request.getfixturevalue("builtin_profiles")
 
 
 def run(client, body, path="/api/v1/jobs/analyze"):

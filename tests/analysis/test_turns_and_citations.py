@@ -88,3 +88,20 @@ def test_every_job_document_has_speaker_statistics(alice_client):
 
     stored = Job.objects.get(id=job_id).turns
     assert len(stored) == 168 and stored[0] == {"index": 1, "speaker": "Project Manager", "start": None, "end": None}
+
+
+@pytest.mark.parametrize("text, quote, marked", [
+    ("Crash-free sessions went from 97.1 percent to 99.4 percent.", "went from 97.1 percent", "went from 97.1 percent"),
+    ("I 'm going to {disfmarker} book the FERRY tomorrow", "I'm going to book the ferry",
+     "I 'm going to {disfmarker} book the FERRY"),
+    ("That’s the permissions change.", "that's the permissions", "That’s the permissions"),
+    ("Straße und Weg", "STRASSE und", "Straße und"),
+])
+def test_quote_span_finds_the_quoted_words_as_written(text, quote, marked):
+    start, end = citations.quote_span(text, quote)
+    assert text[start:end] == marked
+
+
+@pytest.mark.parametrize("quote", ["words nobody said here", "short", "sessions went from 97.1 percent to 99.5"])
+def test_quote_span_is_none_where_the_check_would_reject_the_quote(quote):
+    assert citations.quote_span("Crash-free sessions went from 97.1 percent to 99.4 percent.", quote) is None

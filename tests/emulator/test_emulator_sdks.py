@@ -351,6 +351,17 @@ def test_transport_faults(emu: Emulator, request: pytest.FixtureRequest, provide
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+def test_reply_answers_the_given_text(emu: Emulator, request: pytest.FixtureRequest, provider: str) -> None:
+    client = request.getfixturevalue(CLIENTS[provider])
+    text = '<script>alert(1)</script> [x](javascript:alert(2))'
+    emu.add_faults([faults.reply(text, provider)])
+    written = {"openai": lambda a: a.choices[0].message.content, "anthropic": lambda a: a.content[0].text,
+               "gemini": lambda a: a.text}[provider]
+    assert written(CALLS[provider](client)) == text
+    assert "[emulated" in written(CALLS[provider](client))  # once only
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
 def test_truncated_and_blocked(emu: Emulator, request: pytest.FixtureRequest, provider: str) -> None:
     client = request.getfixturevalue(CLIENTS[provider])
     call = CALLS[provider]

@@ -43,7 +43,7 @@ def test_a_bad_fault_is_refused_with_the_reason(raw: object, message: str) -> No
 
 
 def test_every_kind_parses_including_the_structured_ones() -> None:
-    extra = {"status": {"status": 500}, "delay": {"seconds": 0.1}}
+    extra = {"status": {"status": 500}, "delay": {"seconds": 0.1}, "reply": {"text": "<b>hi</b>"}}
     assert [parse_fault({"kind": k, **extra.get(k, {})}, seq=1)["kind"] for k in FAULT_KINDS] == list(FAULT_KINDS)
     assert {"invalid_json", "schema_break", "bad_citation", "misquote"} <= set(FAULT_KINDS)
 

@@ -108,3 +108,32 @@ def test_a_schema_is_answered_with_json_and_structured_faults_break_it(call, sta
     assert json.loads(call("POST", CHAT, body).body["choices"][0]["message"]["content"])["summary"] == 12345
     truncated = call("POST", CHAT, body).body["choices"][0]
     assert truncated["finish_reason"] == "length" and "[emulated openai/gpt-4o-mini]" in truncated["message"]["content"]
+
+
+def test_a_reply_fault_says_exactly_its_text_in_a_normal_answer(call, state: EmulatorState) -> None:
+    schema = {"type": "object", "properties": {"terms": {"type": "array", "items": {"type": "string"}}}}
+    body = chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    state.add_faults([{"kind": "reply", "text": '{"terms": ["zephyr"]}', "match": "Summarize"}])
+    answer = call("POST", CHAT, body).body
+    assert answer["choices"][0]["message"]["content"] == '{"terms": ["zephyr"]}'
+    assert answer["choices"][0]["finish_reason"] == "stop" and answer["usage"]["completion_tokens"] == 6
+    # Once: the next request is answered as usual.
+    assert json.loads(call("POST", CHAT, body).body["choices"][0]["message"]["content"]) == \
+        {"terms": ["emulated terms", "emulated terms"]}
+
+
+def test_turns_marked_by_meeting_are_cited_with_their_meeting(call, state: EmulatorState) -> None:
+    citation = {"type": "object", "properties": {"transcript": {"type": "string"}, "turn": {"type": "integer"},
+                                                  "quote": {"type": "string"}}}
+    schema = {"type": "object", "properties": {"citations": {"type": "array", "items": citation}}}
+    text = ("[M2 T7] Alice: we ship the handset on the fourteenth of March\n"
+            "[M3 T40] [00:01:02] Bob: and the price stays where it is for now")
+    body = chat(text, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    content = json.loads(call("POST", CHAT, body).body["choices"][0]["message"]["content"])
+    assert content == {"citations": [{"transcript": "M2", "turn": 7, "quote": "we ship the handset on"}]}
+    # A single transcript's citation schema (no `transcript`) gets none.
+    plain = {"type": "object", "properties": {"turn": {"type": "integer"}, "quote": {"type": "string"}}}
+    body = chat(text, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"citations": {"type": "array", "items": plain}}}}})
+    assert "transcript" not in json.loads(call("POST", CHAT, body).body["choices"][0]["message"]["content"])[
+        "citations"][0]

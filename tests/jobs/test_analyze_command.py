@@ -190,16 +190,16 @@ def test_reused_answers_are_named_with_their_source_job_at_zero_cost(alice, vtt_
     second_id, _ = run(*args)
     work_burst()
     from jobs.documents import job_document
-    from jobs.management.commands.analyze import markdown
+    from jobs.report import report_markdown
     from jobs.selectors import reuse_sources
 
     second = Job.objects.get(id=second_id.strip())
-    out = markdown(job_document(second), source="ferry-meeting.vtt",
-                   reused_from={name: str(job.id) for name, job in reuse_sources(second).items()})
+    out = report_markdown(job_document(second), title="ferry-meeting.vtt",
+                          reused_from={name: str(job.id) for name, job in reuse_sources(second).items()})
     assert f"- Reused: 2 of 2 answers at $0, without a provider call: summary, owners from job `{first_id.strip()}`" in out
     assert "- Cost: $0 (" in out
     first = Job.objects.get(id=first_id.strip())
-    assert "Reused" not in markdown(job_document(first), source="x")
+    assert "Reused" not in report_markdown(job_document(first), title="x")
     third_id, _ = run(*args, "--no-reuse")
     work_burst()
     assert not Job.objects.get(id=third_id.strip()).tasks.filter(reused=True).exists()

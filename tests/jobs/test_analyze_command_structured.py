@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from jobs.documents import job_document
-from jobs.management.commands.analyze import markdown
+from jobs.report import report_markdown
 from jobs.models import Job
 from tests.conftest import work_burst
 from tests.jobs.test_analyze_command import VTT
@@ -42,7 +42,7 @@ def test_structured_answers_and_citations_render_as_markdown(alice, tmp_path):
     work_burst()
     job.refresh_from_db()
     doc = job_document(job)
-    out = markdown(doc, source="ferry.vtt")
+    out = report_markdown(doc, title="ferry.vtt")
     assert "## actions" in out and "**action_items**" in out
     assert '- emulated task — owner: emulated owner — due: emulated due ([T1] "' in out
     assert "_Citations: 2 checked against the transcript, 0 rejected._" in out

@@ -8,7 +8,8 @@ from analysis.models import AnalysisProfile
 from jobs.models import Job
 from tests.conftest import assert_error, transcript, work_burst
 
-pytestmark = pytest.mark.django_db
+# The built-in profiles as the migrations leave them, whatever a transactional test on this worker flushed.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("builtin_profiles")]
 
 BATCH_TASKS = [
     {"task_name": "Summary", "prompt": "Summarize the meeting"},

@@ -12,7 +12,7 @@ import pytest
 
 from emulator.batches import complete_batches, configure_batches, list_batches
 from jobs.models import Job, ProviderBatch
-from tests.conftest import wait_for
+from tests.conftest import PROCESS_WAIT, wait_for
 from tests.jobs.faults import TEXT, WorkerProcess
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
@@ -38,7 +38,7 @@ def kill(worker: WorkerProcess) -> None:
 def finish_with_another_worker(emulator, tmp_path, job_id: str) -> Job:
     worker = WorkerProcess(emulator, tmp_path, "b", **FAST_POLL)
     try:
-        return wait_for(lambda: (job := Job.objects.get(id=job_id)).is_final and job, 60, "the job to end")
+        return wait_for(lambda: (job := Job.objects.get(id=job_id)).is_final and job, PROCESS_WAIT, "the job to end")
     finally:
         worker.stop()
 
@@ -49,7 +49,7 @@ def test_killed_inside_the_create_call_the_batch_is_found_by_its_key(alice_clien
     job_id = submit(alice_client, provider)
     worker = WorkerProcess(emulator, tmp_path, "a", **FAST_POLL)
     try:
-        [created] = wait_for(lambda: list_batches(emulator.url), 60, "the batch to exist at the provider")
+        [created] = wait_for(lambda: list_batches(emulator.url), PROCESS_WAIT, "the batch to exist at the provider")
         row = ProviderBatch.objects.get()
         assert row.status == "submitting" and row.provider_batch_id == ""  # the key only
     finally:
@@ -70,7 +70,7 @@ def test_killed_after_the_batch_id_was_stored_another_worker_collects_it(alice_c
     job_id = submit(alice_client, "openai")
     worker = WorkerProcess(emulator, tmp_path, "a", **FAST_POLL)
     try:
-        wait_for(lambda: ProviderBatch.objects.filter(status="submitted").exists(), 60, "the batch id stored")
+        wait_for(lambda: ProviderBatch.objects.filter(status="submitted").exists(), PROCESS_WAIT, "the batch id stored")
     finally:
         kill(worker)
     complete_batches(emulator.url)

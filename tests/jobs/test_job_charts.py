@@ -26,7 +26,9 @@ def job_at(owner, *, created_ago: timedelta, status: str = "finished", waited_s:
     job = Job.objects.create(owner=owner, provider=provider, model=model, transcript="A: hi", status=status,
                              created_at=created, started_at=started,
                              finished_at=started + timedelta(seconds=1) if started and status != "started" else None)
-    Task.objects.create(job=job, position=0, name="summary", prompt="Sum up", cost=Decimal(cost),
+    # Answered by the job's own model, as the worker stores it (the spend chart counts by the model that answered).
+    Task.objects.create(job=job, position=0, name="summary", prompt="Sum up", cost=Decimal(cost), provider=provider,
+                        model=model,
                         status="succeeded" if status == "finished" else "pending",
                         finished_at=job.finished_at)
     return job
@@ -113,3 +115,31 @@ def test_the_front_page_links_the_charts(operator):
 def test_charts_need_staff(client, alice):
     client.force_login(alice)
     assert client.get("/admin/jobs/job/charts/").status_code == 302  # to the login page
+
+
+def axis_labels(chart: str) -> list[str]:
+    return re.findall(r'<text x="[0-9.]+" y="[0-9.]+" text-anchor="end" fill="#555">([^<]*)</text>', chart)
+
+
+@pytest.mark.parametrize("waits", [(2.0, 250.0), (0.3, 0.9), (3.0, 40.0), (5.0, 9000.0)])
+def test_the_queue_wait_axis_has_one_unit_and_even_steps(operator, alice, waits):
+    for waited in waits:
+        job_at(alice, created_ago=timedelta(hours=5), waited_s=waited)
+    page = operator.get("/admin/jobs/job/charts/").content.decode()
+    chart = svg(page, "wait", "day")
+    labels = axis_labels(chart)
+    assert len(labels) == 5, labels
+    numbers, units = zip(*(label.split(" ") for label in labels))
+    assert len(set(units)) == 1, labels
+    assert len({len(number.partition(".")[2]) for number in numbers}) == 1, labels  # the same decimals
+    steps = {round(float(b) - float(a), 6) for a, b in zip(numbers, numbers[1:])}
+    assert len(steps) == 1 and float(numbers[0]) == 0, labels
+    top_seconds = float(numbers[-1]) * {"s": 1, "min": 60, "h": 3600}[units[0]]
+    assert max(waits) * 0.9 <= max(value for _, value in marks(chart)) <= top_seconds
+
+
+def test_the_breadcrumbs_read_with_spaces(operator):
+    # Django's admin separates its breadcrumb items with whitespace; items written back to back read "Home ›Jobs".
+    page = operator.get("/admin/jobs/job/charts/").content.decode()
+    breadcrumbs = re.search(r'<ol class="breadcrumbs">(.*?)</ol>', page, re.S).group(1)
+    assert "Charts" in breadcrumbs and not re.search(r"</li><li", breadcrumbs), breadcrumbs

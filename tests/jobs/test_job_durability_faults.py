@@ -19,16 +19,8 @@ from emulator.server import faults
 from jobs.models import Job
 from tests.conftest import PROCESS_WAIT, wait_for
 from tests.jobs.faults import (
-    FORKING,
-    WorkerProcess,
-    assert_sent_once_except_lost,
-    done,
-    in_flight,
-    sent,
-    submit,
-    task_prompts,
-    terminate_other_backends,
-    wait_final,
+    FORKING, WorkerProcess, assert_sent_once_except_lost, done, in_flight, sent, submit, task_prompts,
+    terminate_other_backends, wait_final,
 )
 
 # Also run through PgBouncer in transaction mode (scripts/test.sh: pytest --pgbouncer -m pgbouncer).

@@ -51,7 +51,7 @@ def test_estimate_needs_a_token(client):
     assert response.status_code == 401 and response.json()["error"]["code"] == "not_authenticated"
 
 
-def test_estimate_takes_a_profile_like_analyze(alice_client):
+def test_estimate_takes_a_profile_like_analyze(alice_client, builtin_profiles):
     """The same serializer as analyze: a saved profile's tasks are estimated."""
     response = alice_client.post("/api/v1/jobs/estimate", {
         "transcript": transcript("TS3010a.txt"), "profile": "meeting-notes", "provider": "openai",

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from emulator.server import faults
-from tests.conftest import ROOT, client_for, make_user, transcript, use_redis_url, wait_for, worker_env
+from tests.conftest import PROCESS_WAIT, ROOT, client_for, make_user, transcript, use_redis_url, wait_for, worker_env
 from tests.ops.test_healthz import free_port
 
 TASKS = {"summary": "Provide a brief summary"}
@@ -65,8 +65,9 @@ def test_redis_down_is_a_503_in_the_error_shape(staff_client, settings):
 @pytest.mark.subprocess
 @pytest.mark.django_db(transaction=True)
 def test_shows_a_live_worker_and_the_job_it_runs(staff_client, alice_client, emulator, client):
-    # The provider takes 4 s to answer: long enough to see the worker busy with this job.
-    emulator.add_faults([faults.delay(4, "openai")])
+    # The provider takes 10 s to answer: long enough to see the worker busy with this job even when each
+    # look at the queues is slow (a loaded machine), whenever the worker gets to start.
+    emulator.add_faults([faults.delay(10, "openai")])
     job_id = submit(alice_client)
     worker = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "rqworker", "high", "default", "low"],
@@ -80,7 +81,8 @@ def test_shows_a_live_worker_and_the_job_it_runs(staff_client, alice_client, emu
             started = {q["name"]: q["started"] for q in data["queues"]}["default"]
             return (busy, data) if busy is not None and started else None
 
-        busy, data = wait_for(worker_running_the_job, 30, f"a worker showing job {job_id} as started", interval=0.2)
+        busy, data = wait_for(worker_running_the_job, PROCESS_WAIT, f"a worker showing job {job_id} as started",
+                              interval=0.2)
         assert busy["state"] == "busy" and busy["alive"] is True
         assert busy["queues"] == ["high", "default", "low"]
         assert busy["pid"] == worker.pid
@@ -92,7 +94,7 @@ def test_shows_a_live_worker_and_the_job_it_runs(staff_client, alice_client, emu
         health = client.get("/healthz").json()
         assert health["status"] == "ok" and health["checks"]["workers"]["busy"] == 1
 
-        wait_for(lambda: alice_client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "finished", 30,
+        wait_for(lambda: alice_client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "finished", PROCESS_WAIT,
                  "the job to finish", interval=0.2)
     finally:
         worker.send_signal(signal.SIGTERM)

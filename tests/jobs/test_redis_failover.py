@@ -28,15 +28,7 @@ from jobs.models import Job
 from scriptripper.redis_clients import redis_client
 from tests.conftest import PROCESS_WAIT, ROOT, make_user, wait_answering, wait_for, worker_env
 from tests.jobs.faults import (
-    FAST,
-    TEXT,
-    WorkerProcess,
-    assert_all_finished,
-    children,
-    sent,
-    submit,
-    task_prompts,
-    wait_all_final,
+    FAST, TEXT, WorkerProcess, assert_all_finished, children, sent, submit, task_prompts, wait_all_final,
 )
 from tests.servers import RedisSentinelGroup
 

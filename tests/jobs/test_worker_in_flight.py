@@ -19,19 +19,8 @@ from rq import Queue, Worker
 from jobs.models import Job, Task
 from tests.conftest import PROCESS_WAIT, client_for, make_user, use_redis_url, wait_for
 from tests.jobs.faults import (
-    RedisServer,
-    TcpProxy,
-    WorkerProcess,
-    assert_all_finished,
-    assert_sent_once_except_lost,
-    database_outage_mid_run,
-    sent,
-    statuses,
-    submit,
-    submit_many,
-    task_prompts,
-    wait_all_final,
-    wait_final,
+    RedisServer, TcpProxy, WorkerProcess, assert_all_finished, assert_sent_once_except_lost, database_outage_mid_run,
+    sent, statuses, submit, submit_many, task_prompts, wait_all_final, wait_final,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]

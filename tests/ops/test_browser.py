@@ -44,31 +44,36 @@ def chromium_page(live_server):
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.skip("playwright is not installed (pip install -r requirements/dev.txt)")
-    local = urlparse(live_server.url).netloc
     outside: list[str] = []
     failed: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         # 1,400 px: a laptop's browser window, where the job list used to be cramped.
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-
-        # Offline for real: anything not served by the app itself is refused (and noted).
-        def only_local(route):
-            if urlparse(route.request.url).netloc == local or route.request.url.startswith("data:"):
-                route.continue_()
-            else:
-                outside.append(route.request.url)
-                route.abort()
-
-        page.route("**/*", only_local)
-        page.on("requestfailed", lambda request: failed.append(request.url))
-        page.on("response", lambda response: failed.append(f"{response.status} {response.url}")
-                if response.status >= 400 else None)
-        page.set_default_timeout(15_000)
+        watch(page, live_server, outside, failed)
         yield page
         browser.close()
     assert not outside, f"the page asked for resources outside the app: {outside}"
     assert not failed, f"requests failed: {failed}"
+
+
+def watch(page, live_server, outside: list[str], failed: list[str]) -> None:
+    """Offline for real: anything not served by the app itself is refused and noted in `outside`; a request
+    that fails or answers an error is noted in `failed`."""
+    local = urlparse(live_server.url).netloc
+
+    def only_local(route):
+        if urlparse(route.request.url).netloc == local or route.request.url.startswith("data:"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.on("response", lambda response: failed.append(f"{response.status} {response.url}")
+            if response.status >= 400 else None)
+    page.set_default_timeout(15_000)
 
 
 def test_operator_reads_results_in_the_admin_and_the_api_docs(live_server, emulator, request):
@@ -97,9 +102,11 @@ def test_operator_reads_results_in_the_admin_and_the_api_docs(live_server, emula
     cells = row.inner_text()
     assert "alice" in cells and "2/2" in cells and "finished" in cells.lower() and "gpt-4o-mini" in cells
 
-    # Open the job and read its task results.
+    # Open the job and read its task results: each task is a section that folds; open them.
     row.get_by_role("link", name=job_id[:8]).click()
     page.wait_for_url(f"**/admin/jobs/job/{job_id}/change/")
+    for summary in page.locator("details.sr-task > summary").all():
+        summary.click()
     body = page.locator("#content").inner_text()
     assert "Provide a brief summary" in body and "Extract key points" in body
     for output in outputs.values():
@@ -120,7 +127,8 @@ def test_operator_reads_results_in_the_admin_and_the_api_docs(live_server, emula
 def demo_operator() -> tuple[str, str]:
     """The demo operator exactly as scripts/run.sh makes it: createtoken ... --login-password."""
     out = StringIO()
-    call_command("createtoken", "demo", "--plan", "pro", "--staff", "--name", "run.sh", "--login-password", stdout=out)
+    call_command("createtoken", "demo", "--plan", "pro", "--staff", "--name", "run.sh", "--replace", "--login-password",
+                 stdout=out)
     login = next(line for line in out.getvalue().splitlines() if line.startswith("Admin login:"))
     username, password = login.removeprefix("Admin login: ").split()[0:3:2]
     return username, password

@@ -74,3 +74,25 @@ def test_demo_script_works_from_a_second_shell(tmp_path, emulator, live_server):
     assert script.returncode == 0, out + err
     assert job.status == Job.Status.FINISHED
     assert f"submitted job {job.id}" in out and "finished" in out
+
+
+def test_demo_script_says_when_its_answers_were_reused(tmp_path, emulator, live_server):
+    # The second round trip on the same meeting is answered from the first at $0: it must say so, not print
+    # "$0.000000" and zero tokens as if the model had answered for nothing.
+    demo = make_user("demo", plan="pro", is_staff=True)
+    token = client_for(demo)._credentials["HTTP_AUTHORIZATION"].split()[1]
+    demo_env = tmp_path / "demo.env"
+    write_demo_env(demo_env, emulator=emulator, port=int(live_server.url.rsplit(":", 1)[1]), token=token)
+    demo_env.write_text(demo_env.read_text().replace("http://localhost:", "http://127.0.0.1:"))
+    outputs = []
+    for round_trip in (1, 2):
+        script = second_shell(demo_env, "python3 scripts/demo.py --provider openai --model gpt-4o-mini")
+        wait_enqueued_job(round_trip)
+        work_burst()
+        out, err = script.communicate(timeout=PROCESS_WAIT)
+        assert script.returncode == 0, out + err
+        outputs.append(out)
+    first, second = outputs
+    assert "reused" not in first.lower()
+    assert "3 of 3 answers reused" in second, second
+    assert second.count("(reused from an earlier identical task: no provider call, $0)") == 3, second

@@ -87,3 +87,18 @@ def test_no_code_flushes_every_database():
                  for path in (ROOT / folder).rglob("*.py")
                  if path.name != "test_suite_isolation.py" and ".flushall(" in path.read_text()]
     assert not offenders, offenders
+
+
+def test_no_wait_is_bounded_below_the_process_wait():
+    """A wait is an upper bound against a hang, never a measure: on a loaded 2-core machine a worker's start
+    alone can take half a minute, so a wait bounded by a figure of its own (30 s) failed full runs that its
+    test passed alone. Every `wait_for` is bounded by conftest.PROCESS_WAIT (or a name), never a literal."""
+    import ast
+
+    offenders = []
+    for path in (ROOT / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "wait_for" and len(node.args) > 1
+                    and isinstance(node.args[1], ast.Constant) and node.args[1].value < conftest.PROCESS_WAIT):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: wait_for(..., {node.args[1].value})")
+    assert not offenders, offenders

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -64,6 +66,6 @@ def test_the_api_root_is_a_short_index(debug, path):
     # without a token each one asks for it, none is the catch-all 404.
     client = APIClient()
     for endpoint in body["endpoints"]:
-        concrete = endpoint.replace("{job_id}", "00000000-0000-0000-0000-000000000000").replace(
+        concrete = re.sub(r"\{(job|transcript)_id\}", "00000000-0000-0000-0000-000000000000", endpoint).replace(
             "{profile_id}", "1").replace("{token_id}", "1")
         assert client.get(concrete).json()["error"]["code"] == "not_authenticated", endpoint

@@ -106,7 +106,7 @@ def through_sentinels(group, settings):
 
 @pytest.mark.django_db
 def test_queues_cache_throttles_and_healthz_reach_the_primary(through_sentinels, alice_client, client):
-    from jobs.monitoring import redis_connection
+    from scriptripper.monitoring import redis_connection
     from jobs.queues import rq_connection, rq_queue
 
     primary = through_sentinels

@@ -42,6 +42,22 @@ def test_wrong_content_type_is_415(alice_client, path, content_type):
                  "unsupported_media_type")
 
 
+@pytest.mark.parametrize("path", [ANALYZE, "/api/v1/jobs/batch", "/api/v1/jobs/estimate"])
+def test_json_sent_as_a_form_is_415_saying_to_send_json(alice_client, path):
+    # What `curl -d '{...}'` without -H 'Content-Type: application/json' sends: a form whose one key is the JSON.
+    error = assert_error(raw_post(alice_client, path, json.dumps(analyze_body()),
+                                  "application/x-www-form-urlencoded"), 415, "unsupported_media_type")
+    assert "Content-Type: application/json" in error["message"], error
+    assert "multipart/form-data" in error["message"], error  # the other way in, for files
+    assert not Job.objects.exists()
+
+
+def test_415_on_a_json_only_endpoint_names_json_only(alice_client):
+    error = assert_error(raw_post(alice_client, "/api/v1/tokens", "name=x", "application/x-www-form-urlencoded"),
+                         415, "unsupported_media_type")
+    assert "Content-Type: application/json" in error["message"] and "multipart" not in error["message"], error
+
+
 @pytest.mark.parametrize("depth", [40, 1_000, 100_000])
 def test_deeply_nested_json_is_400_not_500(alice_client, depth):
     nested = "[" * depth + "]" * depth

@@ -33,6 +33,8 @@ from analysis.services import profile_create
 from jobs.models import Job
 from jobs.services import JobRequest, job_create
 from tests.conftest import client_for, make_user
+from transcripts.models import Transcript
+from transcripts.services import transcript_store
 
 pytestmark = pytest.mark.django_db
 
@@ -96,9 +98,18 @@ def make_token(owner) -> str:
     return str(api_token_create(user=owner, name="alice-ci").token.id)
 
 
-FACTORIES: dict[str, Callable] = {"job_id": make_job, "profile_id": make_profile, "token_id": make_token}
+def make_transcript(owner) -> str:
+    return str(transcript_store(owner=owner, text="Alice: the secret merger closes in June.", fmt="text",
+                                title="alice-board-meeting", tags=["alice-tag"])[0].id)
+
+
+FACTORIES: dict[str, Callable] = {"job_id": make_job, "profile_id": make_profile, "token_id": make_token,
+                                  "transcript_id": make_transcript}
 # An id of the right shape that names nothing.
-MISSING = {"job_id": str(uuid.UUID(int=0)), "profile_id": "999999999", "token_id": "999999999"}
+MISSING = {"job_id": str(uuid.UUID(int=0)), "profile_id": "999999999", "token_id": "999999999",
+           "transcript_id": str(uuid.UUID(int=0))}
+# Query parameters a list needs (search answers 400 without `q`): words Alice's objects hold.
+LIST_QUERIES: dict[str, dict] = {"search": {"q": "launch OR merger"}}
 # Bodies as a real client would send them, so that a view has no reason to answer 400 before 404.
 BODIES: dict[str, dict] = {
     "profile-detail": {"name": "bobs-now", "tasks": [{"name": "x", "prompt": "Say x"}]},
@@ -123,6 +134,7 @@ def snapshot(alice) -> dict:
         "jobs": sorted(Job.objects.filter(owner=alice).values_list("id", "status", "cancel_requested")),
         "profiles": sorted(AnalysisProfile.objects.filter(owner=alice).values_list("id", "name", "tasks")),
         "tokens": sorted(ApiToken.objects.filter(user=alice).values_list("id", "revoked_at")),
+        "transcripts": sorted(Transcript.objects.filter(owner=alice).values_list("id", "title", "tags")),
     }
 
 
@@ -152,11 +164,13 @@ def test_lists_show_bob_nothing_of_alices(alice, bob_client):
     job_id = make_job(alice)
     make_profile(alice)
     token = api_token_create(user=alice, name="alice-ci").token
-    secrets = [job_id, "alice-private", token.prefix, "alice-ci", "Summarize Alice"]
+    transcript_id = make_transcript(alice)
+    secrets = [job_id, "alice-private", token.prefix, "alice-ci", "Summarize Alice", transcript_id,
+               "alice-board-meeting", "merger", "launch"]
     for route in ROUTES:
         if route.params or "get" not in route.methods or route.staff_only:
             continue
-        response = bob_client.get(reverse(route.name))
+        response = bob_client.get(reverse(route.name), LIST_QUERIES.get(route.name))
         assert response.status_code == 200, (route.name, response.content[:200])
         text = response.content.decode()
         leaked = [s for s in secrets if s in text]

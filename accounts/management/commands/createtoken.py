@@ -5,7 +5,7 @@ from decimal import Decimal, InvalidOperation
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
-from accounts.services import api_token_create, user_set_login_password, user_upsert
+from accounts.services import api_token_create, api_token_replace, user_set_login_password, user_upsert
 
 
 def _budget(value: str) -> Decimal:
@@ -31,15 +31,18 @@ class Command(BaseCommand):
         parser.add_argument("--unlimited", action="store_true",
                             help="exempt from the API throttles and the monthly spending limit (benchmarks)")
         parser.add_argument("--name", default="createtoken", help="a label for the token")
+        parser.add_argument("--replace", action="store_true",
+                            help="revoke the user's active tokens of the same --name first (scripts/run.sh: one "
+                                 "token, however many times it starts)")
         parser.add_argument("--login-password", action="store_true",
                             help="if the user has no password, generate one for the admin login and print it "
                                  "(once: later runs leave it alone)")
 
     def handle(self, *args, username: str, plan: str | None, staff: bool, monthly_budget: Decimal | None,
-               unlimited: bool, name: str, login_password: bool, **options):
+               unlimited: bool, name: str, replace: bool, login_password: bool, **options):
         user, created = user_upsert(username=username, plan=plan, is_staff=True if staff else None,
                                     monthly_budget=monthly_budget, unlimited=True if unlimited else None)
-        created_token = api_token_create(user=user, name=name)
+        created_token = (api_token_replace if replace else api_token_create)(user=user, name=name)
         verb = "Created" if created else "Updated"
         flags = (", staff" if user.is_staff else "") + (", unlimited" if user.unlimited else "")
         self.stdout.write(f"{verb} user {user.username} (plan {user.plan}{flags}).")

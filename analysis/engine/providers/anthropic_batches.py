@@ -14,13 +14,7 @@ import datetime as dt
 from analysis.engine.providers.anthropic_provider import AnthropicProvider
 from analysis.engine.providers.base import Completion, GenerationParams, Prompt
 from analysis.engine.providers.provider_batches import (
-    CANCELED,
-    COMPLETED,
-    ENDED,
-    EXPIRED,
-    IN_PROGRESS,
-    BatchState,
-    ProviderBatches,
+    CANCELED, COMPLETED, ENDED, EXPIRED, IN_PROGRESS, BatchState, ProviderBatches,
 )
 
 CLOCK_ALLOWANCE = dt.timedelta(seconds=60)  # their clock against ours

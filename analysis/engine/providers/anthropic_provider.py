@@ -6,17 +6,8 @@ import anthropic
 
 from analysis.engine.providers import PROVIDER_LABELS
 from analysis.engine.providers.base import (
-    CONTEXT_LENGTH,
-    QUOTA,
-    Completion,
-    GenerationParams,
-    Prompt,
-    ProviderError,
-    SdkErrors,
-    connection_limits,
-    retry_after,
-    sdk_errors,
-    status_error,
+    CONTEXT_LENGTH, QUOTA, Completion, GenerationParams, Prompt, ProviderError, SdkErrors, connection_limits,
+    retry_after, sdk_errors, status_error,
 )
 from analysis.engine.providers.usage import usage_from_anthropic
 

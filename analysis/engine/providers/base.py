@@ -71,6 +71,8 @@ BAD_REQUEST = "bad_request"
 CONTEXT_LENGTH = "context_length"
 QUOTA = "quota_exhausted"
 NOT_CONFIGURED = "not_configured"
+BLOCKED = "blocked"  # a completion the provider refused or filtered (content policy)
+CIRCUIT_OPEN = "circuit_open"  # not sent: the model's circuit is open (analysis/engine/health.py)
 
 RETRYABLE_KINDS = frozenset({RATE_LIMIT, SERVER, TIMEOUT, CONNECTION, MALFORMED})
 
@@ -83,6 +85,7 @@ class ProviderError(Exception):
     status: int | None = None
     retry_after: float | None = None  # seconds the provider asked us to wait
     details: dict = field(default_factory=dict)
+    sent: bool = True  # False: refused before a request went out (its circuit open): no try to count
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

@@ -11,14 +11,7 @@ from google.genai import types
 from analysis.engine.providers.base import Completion, GenerationParams, Prompt
 from analysis.engine.providers.gemini_provider import GeminiProvider
 from analysis.engine.providers.provider_batches import (
-    CANCELED,
-    COMPLETED,
-    ENDED,
-    EXPIRED,
-    FAILED,
-    IN_PROGRESS,
-    BatchState,
-    ProviderBatches,
+    CANCELED, COMPLETED, ENDED, EXPIRED, FAILED, IN_PROGRESS, BatchState, ProviderBatches,
 )
 
 CUSTOM_ID = "custom_id"

@@ -12,15 +12,7 @@ from openai.types.chat import ChatCompletion
 from analysis.engine.providers.base import Completion, GenerationParams, Prompt
 from analysis.engine.providers.openai_provider import OpenAIProvider
 from analysis.engine.providers.provider_batches import (
-    CANCELED,
-    COMPLETED,
-    ENDED,
-    EXPIRED,
-    FAILED,
-    IN_PROGRESS,
-    KEY_FIELD,
-    BatchState,
-    ProviderBatches,
+    CANCELED, COMPLETED, ENDED, EXPIRED, FAILED, IN_PROGRESS, KEY_FIELD, BatchState, ProviderBatches,
 )
 
 ENDPOINT = "/v1/chat/completions"

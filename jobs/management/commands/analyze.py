@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,14 +26,15 @@ from django.db.models import Count, Q, Sum
 from rest_framework import serializers
 
 from accounts.models import User
-from analysis.engine import render
+from analysis.engine.fallbacks import ChainError, parse_cli_entry
 from jobs.documents import job_document
 from jobs.models import Job, Task
+from jobs.report import report_markdown, reuse_lines
 from jobs.selectors import reuse_sources
 from jobs.serializers import AnalyzeSerializer, JobAcceptedSerializer
 from jobs.submission import job_analyze
 from scriptripper.errors import ServiceError, validation_message
-from scriptripper.renderers import JSONRenderer, plain_number
+from scriptripper.renderers import JSONRenderer
 
 BAR_WIDTH = 24
 
@@ -42,6 +44,13 @@ def parse_task(value: str) -> tuple[str, str]:
     if not sep or not name.strip() or not prompt.strip():
         raise CommandError(f"--task must be NAME=PROMPT (e.g. --task 'summary=Provide a brief summary'), got {value!r}")
     return name.strip(), prompt
+
+
+def parse_fallback_model(value: str) -> dict[str, str]:
+    try:
+        return parse_cli_entry(value)
+    except ChainError as exc:
+        raise CommandError(f"--fallback-model: {exc}") from None
 
 
 def format_elapsed(seconds: float) -> str:
@@ -82,34 +91,6 @@ class ProgressBar:
             self.stream.flush()
 
 
-def reuse_lines(document: dict[str, Any], reused_from: dict[str, str]) -> list[str]:
-    """Which answers were not asked of the provider but copied from an earlier identical task, at $0."""
-    tasks = ((document["result"] or {}).get("metadata") or {}).get("tasks") or {}
-    reused = [name for name, meta in tasks.items() if meta.get("reused")]
-    if not reused:
-        return []
-    by_job: dict[str, list[str]] = {}
-    for name in reused:
-        by_job.setdefault(reused_from.get(name, "?"), []).append(name)
-    sources = "; ".join(f"{', '.join(names)} from job `{job_id}`" if job_id != "?" else
-                        f"{', '.join(names)} (source job gone)" for job_id, names in by_job.items())
-    return [f"- Reused: {len(reused)} of {len(tasks)} answers at $0, without a provider call: {sources} "
-            "(identical earlier task; --no-reuse asks the provider again)"]
-
-
-def structured_lines(task: dict[str, Any]) -> list[str]:
-    """Under a structured or cited task's answer: its references and the citation check's counts."""
-    lines: list[str] = []
-    for reference in task.get("references") or []:
-        lines.append(f"- {reference.get('claim', '')} ({render.citations_line(reference.get('citations') or [])})")
-    if lines:
-        lines = ["", "Sources:", *lines]
-    if "citations_checked" in task:
-        lines += ["", f"_Citations: {task['citations_checked']} checked against the transcript, "
-                      f"{task['citations_rejected']} rejected._"]
-    return lines
-
-
 def parse_schema(value: str) -> tuple[str, Any]:
     name, sep, path = value.partition("=")
     if not sep or not name.strip() or not path.strip():
@@ -118,35 +99,6 @@ def parse_schema(value: str) -> tuple[str, Any]:
         return name.strip(), json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CommandError(f"--schema {name}: cannot read a JSON Schema from {path}: {exc}") from None
-
-
-def markdown(document: dict[str, Any], *, source: str, reused_from: dict[str, str] | None = None) -> str:
-    result = document["result"] or {"results": {}, "errors": {}, "metadata": {}}
-    metadata = result.get("metadata") or {}
-    usage = metadata.get("usage") or {}
-    progress = document["progress"]
-    lines = [
-        f"# {source}",
-        "",
-        f"- Job: `{document['job_id']}` ({document['status']})",
-    ]
-    if metadata:
-        lines.append(f"- Model: {metadata.get('provider')} / {metadata.get('model')}")
-        lines.append(f"- Cost: ${plain_number(Decimal(metadata.get('total_cost') or 0))} "
-                     f"(input {usage.get('input_tokens', 0):,} tokens, cached {usage.get('cached_input_tokens', 0):,}, "
-                     f"output {usage.get('output_tokens', 0):,}, reasoning {usage.get('reasoning_tokens', 0):,})")
-    lines.append(f"- Tasks: {progress['tasks_done']}/{progress['tasks_total']}")
-    lines += reuse_lines(document, reused_from or {})
-    if document["error"]:
-        lines.append(f"- Error: {document['error']}")
-    tasks_meta = metadata.get("tasks") or {}
-    for name, value in result["results"].items():
-        lines += ["", f"## {name}", "", render.markdown(value)]
-        lines += structured_lines(tasks_meta.get(name) or {})
-    if result["errors"]:
-        lines += ["", "## Errors", ""]
-        lines += [f"- **{name}**: {message}" for name, message in result["errors"].items()]
-    return "\n".join(lines) + "\n"
 
 
 class Command(BaseCommand):
@@ -176,6 +128,12 @@ class Command(BaseCommand):
                                  "about half price, results within hours)")
         parser.add_argument("--fallback", choices=("standard", "fail"),
                             help="when flex or batch cannot finish a call: send it standard (default) or fail it")
+        chain = parser.add_mutually_exclusive_group()
+        chain.add_argument("--fallback-model", action="append", type=parse_fallback_model, metavar="PROVIDER:MODEL",
+                           help="a model a task moves on to when its own cannot answer (repeatable, at most 3, in "
+                                "order; default: the profile's, else the server's MODEL_FALLBACKS)")
+        chain.add_argument("--no-fallback-models", action="store_true",
+                           help="no fallback chain, not even the server's default")
         parser.add_argument("--no-reuse", action="store_true",
                             help="always call the provider (by default an identical task of yours finished recently "
                                  "is reused at $0, and the output says so)")
@@ -212,16 +170,21 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             raise CommandError(f"Interrupted; job {job.id} goes on in the background.", returncode=130) from None
         document = job_document(job)
-        reused_from = {name: str(source.id) for name, source in reuse_sources(job).items()}
         if options["json"]:
             self.write_json(document)
+        self.report(job, document, options)
+        if job.status in (Job.Status.FAILED, Job.Status.CANCELED):
+            raise CommandError(f"Job {job.id} {job.status}: {job.error or 'no task produced a result'}")
+
+    def report(self, job: Job, document: dict[str, Any], options: dict[str, Any]) -> None:
+        """The finished job for people: Markdown on stdout, or (with --json, after the document) notes on stderr."""
+        reused_from = {name: str(source.id) for name, source in reuse_sources(job).items()}
+        if options["json"]:
             for line in reuse_lines(document, reused_from):  # stdout stays the API's document
                 self.stderr.write(line.removeprefix("- "))
         else:
-            self.stdout.write(markdown(document, source=Path(options["file"]).name, reused_from=reused_from),
+            self.stdout.write(report_markdown(document, title=Path(options["file"]).name, reused_from=reused_from),
                               ending="")
-        if job.status in (Job.Status.FAILED, Job.Status.CANCELED):
-            raise CommandError(f"Job {job.id} {job.status}: {job.error or 'no task produced a result'}")
 
     # --- submitting ---------------------------------------------------------------------------
     def submit(self, user: User, options: dict[str, Any]) -> Job:
@@ -253,20 +216,30 @@ class Command(BaseCommand):
                                   ("max_cost", "max_cost"), ("processing", "processing"), ("fallback", "fallback")):
                 if options[option] is not None:
                     data[field] = options[option]
+            if options["fallback_model"]:
+                data["fallback_models"] = options["fallback_model"]
+            elif options["no_fallback_models"]:
+                data["fallback_models"] = []
             if options["no_reuse"]:
                 data["reuse"] = False
             if options["language"]:
                 data["language"] = options["language"]
             if options["text"]:
                 data["structured"] = False
-            serializer = AnalyzeSerializer(data=data)
-            try:
-                serializer.is_valid(raise_exception=True)
-                job, _ = job_analyze(owner=user, **serializer.validated_data)
-            except serializers.ValidationError as exc:
-                raise CommandError(validation_message(exc)) from None
-            except ServiceError as exc:
-                raise CommandError(exc.message) from None
+            return self.submitted(user, data, serializer_class=AnalyzeSerializer, service=job_analyze)
+
+    def submitted(self, user: User, data: dict[str, Any], *, serializer_class: type[serializers.Serializer],
+                  service: Callable[..., tuple[Job, bool]]) -> Job:
+        """The job `service` creates from `data` checked by `serializer_class`, as the API's view would; any
+        refusal one CommandError with the API's message."""
+        serializer = serializer_class(data=data)
+        try:
+            serializer.is_valid(raise_exception=True)
+            job, _ = service(owner=user, **serializer.validated_data)
+        except serializers.ValidationError as exc:
+            raise CommandError(validation_message(exc)) from None
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
         return job
 
     # --- waiting ------------------------------------------------------------------------------

@@ -1,0 +1,145 @@
+"""Reads on transcripts: one of the caller's, their list, and full-text search over their turns.
+
+Search is PostgreSQL's: each turn has a stored generated tsvector in its transcript's text search
+configuration, with a GIN index. A query is parsed once per configuration present among the caller's
+transcripts and the matches are ORed, `(config = 'english' AND search @@ websearch_to_tsquery('english', q))
+OR ...`, so each arm can use the index (a configuration read from the row could not).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from functools import reduce
+from operator import or_
+
+from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import Case, F, FloatField, Q, QuerySet, When
+from django.db.models.functions import Cast
+
+from accounts.models import User
+from transcripts.models import Transcript, TranscriptTurn, search_config
+
+# A match in a snippet is between these; the rest of the turn is its plain text.
+HIGHLIGHT = "**"
+HEADLINE_OPTIONS = {"start_sel": HIGHLIGHT, "stop_sel": HIGHLIGHT, "max_words": 35, "min_words": 15}
+
+
+def transcripts_visible_to(user: User) -> QuerySet[Transcript]:
+    return Transcript.objects.filter(owner=user)
+
+
+def transcript_for_user(*, user: User, transcript_id: uuid.UUID | str) -> Transcript | None:
+    """The transcript if `user` owns it; None otherwise (the API answers 404, never 403)."""
+    try:
+        return transcripts_visible_to(user).filter(id=transcript_id).first()
+    except (ValueError, ValidationError):  # not a UUID
+        return None
+
+
+def search_configs(user: User) -> list[str]:
+    """The text search configurations of the user's transcripts' turns (each follows its transcript's language)."""
+    languages = transcripts_visible_to(user).order_by().values_list("transcript_language", flat=True).distinct()
+    return sorted({search_config(language) for language in languages})
+
+
+def turn_match(*, q: str, configs: list[str]) -> Q:
+    """Turns matching the web search query `q` (quoted phrases, OR, -word), one arm per configuration."""
+    return reduce(or_, (Q(config=config, search=SearchQuery(q, config=config, search_type="websearch"))
+                        for config in configs))
+
+
+def turn_rank(*, q: str, configs: list[str]):
+    """The cover density rank of a matching turn, with the query parsed once per configuration (a query parsed
+    in each row's own configuration would be parsed again for every row)."""
+    def rank(config: str) -> SearchRank:
+        return SearchRank(F("search"), SearchQuery(q, config=config, search_type="websearch"), cover_density=True)
+
+    if len(configs) == 1:
+        return rank(configs[0])
+    return Case(*(When(config=config, then=rank(config)) for config in configs), output_field=FloatField())
+
+
+def transcripts_list(*, user: User, filters: dict) -> QuerySet[Transcript]:
+    """The caller's transcripts for the list endpoint (without their text), filtered."""
+    queryset = transcripts_visible_to(user).defer("text")
+    if filters.get("tag"):
+        queryset = queryset.filter(tags__contains=[filters["tag"]])
+    if filters.get("speaker"):
+        queryset = queryset.filter(speakers__contains=[filters["speaker"]])
+    if filters.get("occurred_after"):
+        queryset = queryset.filter(occurred_at__gte=filters["occurred_after"])
+    if filters.get("occurred_before"):
+        queryset = queryset.filter(occurred_at__lt=filters["occurred_before"])
+    if filters.get("q"):
+        configs = search_configs(user)
+        if not configs:
+            return queryset.none()
+        matching = TranscriptTurn.objects.filter(turn_match(q=filters["q"], configs=configs)).values("transcript_id")
+        queryset = queryset.filter(id__in=matching)
+    return queryset
+
+
+def tag_counts(*, limit: int = 50) -> list[tuple[str, int]]:
+    """The most used tags over every transcript, with how many carry each (the admin's tag filter)."""
+    # unnest has no ORM spelling; one GROUP BY in PostgreSQL.
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT tag, count(*) FROM {Transcript._meta.db_table}, unnest(tags) AS tag "
+                       "GROUP BY tag ORDER BY count(*) DESC, tag LIMIT %s", [limit])
+        return cursor.fetchall()
+
+
+@dataclass(frozen=True)
+class SearchPosition:
+    """Where a page of hits ends: the last hit's rank and turn id (keyset pagination)."""
+
+    rank: float
+    turn_id: int
+
+
+def turns_matching(*, user: User, q: str, transcript: uuid.UUID | None = None,
+                   transcripts: list[uuid.UUID] | None = None, speaker: str | None = None,
+                   tag: str | None = None, occurred_after: datetime | None = None,
+                   occurred_before: datetime | None = None,
+                   configs: list[str] | None = None) -> QuerySet[TranscriptTurn]:
+    """The caller's turns matching the web search query `q`, filtered (unordered). `transcripts`: only these
+    transcripts' turns (an ask's scope). `configs`: search_configs(user), when the caller has them already."""
+    configs = search_configs(user) if configs is None else configs
+    if not configs:
+        return TranscriptTurn.objects.none()
+    turns = TranscriptTurn.objects.filter(turn_match(q=q, configs=configs), transcript__owner=user)
+    if transcript is not None:
+        turns = turns.filter(transcript_id=transcript)
+    if transcripts is not None:
+        turns = turns.filter(transcript_id__in=transcripts)
+    if speaker:
+        turns = turns.filter(speaker=speaker)
+    if tag:
+        turns = turns.filter(transcript__tags__contains=[tag])
+    if occurred_after:
+        turns = turns.filter(transcript__occurred_at__gte=occurred_after)
+    if occurred_before:
+        turns = turns.filter(transcript__occurred_at__lt=occurred_before)
+    return turns
+
+
+def turns_search(*, user: User, q: str, after: SearchPosition | None = None, limit: int = 20,
+                 **filters) -> list[dict]:
+    """The caller's turns matching `q` (turns_matching's filters), best first (cover density rank, then turn
+    id), after `after`: dicts with id, transcript_id, title, number, speaker, start, rank and snippet."""
+    configs = search_configs(user)
+    # In double precision: ts_rank_cd's `real` reaches Python as the nearest short decimal, which compared
+    # with the stored value in the next page's condition would skip or repeat hits of equal rank.
+    rank = Cast(turn_rank(q=q, configs=configs), FloatField())
+    turns = turns_matching(user=user, q=q, configs=configs, **filters).annotate(rank=rank)
+    if after is not None:
+        turns = turns.filter(Q(rank__lt=after.rank) | Q(rank=after.rank, id__gt=after.turn_id))
+    # The snippet is computed for the page's rows only: PostgreSQL evaluates a costly output column such as
+    # ts_headline (which parses each turn's text again) after the sort and the limit.
+    snippet = SearchHeadline("text", SearchQuery(q, config=F("config"), search_type="websearch"), config=F("config"),
+                             **HEADLINE_OPTIONS)
+    return list(turns.order_by("-rank", "id").values("id", "transcript_id", "number", "speaker", "start", "rank",
+                                                     title=F("transcript__title"), snippet=snippet)[:limit])
