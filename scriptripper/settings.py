@@ -169,11 +169,13 @@ REDIS_SENTINEL_TLS = env_bool("REDIS_SENTINEL_TLS", False)
 if REDIS_SENTINELS and not REDIS_SENTINEL_MASTER:
     raise ImproperlyConfigured("REDIS_SENTINEL_MASTER must name the primary the Sentinels monitor "
                                "(their `sentinel monitor <name> ...`) when REDIS_SENTINELS is set")
+# The variables read only with REDIS_SENTINELS set (the tests drop them for a process they give a REDIS_URL alone).
+REDIS_SENTINEL_VARIABLES = ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_DB", "REDIS_PASSWORD",
+                            "REDIS_SENTINEL_PASSWORD", "REDIS_SENTINEL_TLS")
 if not REDIS_SENTINELS:
     # REDIS_URL carries its own database, password and scheme: these would be silently ignored.
-    _sentinel_only = [name for name in ("REDIS_SENTINEL_MASTER", "REDIS_DB", "REDIS_PASSWORD",
-                                        "REDIS_SENTINEL_PASSWORD") if env.str(name, default="")]
-    _sentinel_only += ["REDIS_SENTINEL_TLS"] if REDIS_SENTINEL_TLS else []
+    _sentinel_only = [name for name in REDIS_SENTINEL_VARIABLES if name not in ("REDIS_SENTINELS", "REDIS_SENTINEL_TLS")
+                      and env.str(name, default="")] + (["REDIS_SENTINEL_TLS"] if REDIS_SENTINEL_TLS else [])
     if _sentinel_only:
         raise ImproperlyConfigured(f"{', '.join(_sentinel_only)}: read only with REDIS_SENTINELS set; without it, "
                                    "REDIS_URL says everything (redis://:password@host:port/db, rediss:// for TLS)")

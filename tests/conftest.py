@@ -28,7 +28,7 @@ from rest_framework.test import APIClient
 from accounts.services import api_token_create, user_upsert
 from analysis.clients import reset_provider_clients
 from emulator.server import Emulator
-from scriptripper.redis_clients import configured_redis_connection, redis_location
+from scriptripper.redis_clients import CONNECTION_KEYS, configured_redis_connection, redis_location
 from tests.waits import wait_for  # noqa: F401  (the tests import it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -336,10 +336,26 @@ def wait_enqueued_job(count: int = 1):
     return wait_for(enqueued, PROCESS_WAIT, "a job submitted and enqueued by the other process", interval=0.05)
 
 
+def queues_at(url: str) -> dict:
+    """RQ_QUEUES on the Redis at `url` alone (as REDIS_URL without Sentinels makes them)."""
+    return {name: {**{key: value for key, value in queue.items() if key not in CONNECTION_KEYS}, "URL": url}
+            for name, queue in settings.RQ_QUEUES.items()}
+
+
+def use_redis_url(settings, url: str) -> None:
+    """This process's Redis on `url` alone, for a test that stops, replaces or cuts off Redis, whichever way the
+    run reaches its own (REDIS_URL, or REDIS_SENTINELS: a run through Sentinels too)."""
+    settings.REDIS_URL, settings.REDIS_SENTINELS, settings.RQ_QUEUES = url, [], queues_at(url)
+
+
 def worker_env(emulator, **extra: str) -> dict[str, str]:
-    """Environment for a worker subprocess: the test database, test Redis, the emulator."""
+    """Environment for a worker subprocess: the test database, test Redis, the emulator. Given another REDIS_URL,
+    the process uses that Redis alone, whatever Sentinels the run goes through."""
     db = settings.DATABASES["default"]
     env = dict(os.environ)
+    if extra.get("REDIS_URL", settings.REDIS_URL) != settings.REDIS_URL:
+        for name in settings.REDIS_SENTINEL_VARIABLES:
+            env.pop(name, None)
     env.update({
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": f"postgresql://{db.get('USER') or 'root'}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}",

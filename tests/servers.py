@@ -94,6 +94,13 @@ class RedisSentinelGroup:
 
     # The servers ------------------------------------------------------------------------------------------
     def start(self) -> RedisSentinelGroup:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # what did start is not left running
+            raise
+
+    def _start(self) -> RedisSentinelGroup:
         self._start_server(self.primary_port)
         self._start_server(self.replica_port, "--replicaof", "127.0.0.1", str(self.primary_port))
         wait_for(lambda: (_answers(self.client(self.replica_port), "INFO", "replication") or {}).get(
@@ -118,7 +125,7 @@ class RedisSentinelGroup:
     def _start_server(self, port: int, *extra: str) -> None:
         self.servers[port] = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             # The replica syncs at once (Redis waits 5 s by default for more replicas to share a diskless sync).
+             # The replica syncs at once (by default Redis waits seconds for more replicas to share a diskless sync).
              "--repl-diskless-sync-delay", "0",
              "--dir", str(self.dir), "--logfile", str(self.dir / f"redis-{port}.log"), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -289,7 +296,11 @@ class PgBouncer:
             os.chown(path, owner.pw_uid, owner.pw_gid)
         self.proc = subprocess.Popen(["pgbouncer", "-u", PGBOUNCER_USER, str(self.dir / "pgbouncer.ini")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._answers, SERVER_WAIT, f"pgbouncer on {self.port} to answer", interval=0.05)
+        try:
+            wait_for(self._answers, SERVER_WAIT, f"pgbouncer on {self.port} to answer", interval=0.05)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _answers(self) -> bool:

@@ -114,7 +114,7 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
     @property
     def connection_timeout(self) -> int:
         """The socket timeout RQ gives the worker's Redis connection. RQ sizes it for its own blocking dequeue
-        (worker_ttl - 15 s, so about 7 minutes); this worker's dequeue blocks for a second at most, so a read
+        (worker_ttl - 15 s: minutes); this worker's dequeue blocks for a second at most, so a read
         unanswered for this long is a primary that vanished without closing its connections (a host lost, a
         network cut, a frozen process): the worker gives up on it and, through Sentinels, finds the new one."""
         return 10

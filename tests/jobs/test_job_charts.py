@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts.services import user_upsert
 from jobs.models import Job, Task
 from jobs.services import job_enqueue
+from tests.conftest import use_redis_url
 
 pytestmark = pytest.mark.django_db
 
@@ -100,7 +101,7 @@ def test_the_queues_current_depth_comes_from_redis(operator, alice, clean_redis)
 
 def test_with_redis_down_the_charts_still_draw(operator, alice, settings):
     job_at(alice, created_ago=timedelta(hours=1))
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    use_redis_url(settings, "redis://127.0.0.1:1/0")
     page = operator.get("/admin/jobs/job/charts/").content.decode()
     assert "Redis is unreachable" in page
     assert sum(v for _, v in marks(svg(page, "jobs", "day"))) == 1

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from jobs.models import Job
 from jobs.worker.reconcile import jobs_reconcile
-from tests.conftest import work_burst
+from tests.conftest import queues_at, work_burst
 from tests.jobs.faults import TEXT, task_prompts
 
 # Also run through PgBouncer in transaction mode (scripts/test.sh: pytest --pgbouncer -m pgbouncer).
@@ -34,7 +34,7 @@ def rq_holds(job_id: str) -> bool:
 
 def test_redis_down_at_submit_still_accepts_and_the_reconciler_enqueues_later(alice_client, settings):
     reachable = settings.RQ_QUEUES
-    settings.RQ_QUEUES = {name: {**conf, "URL": "redis://127.0.0.1:1/0"} for name, conf in reachable.items()}
+    settings.RQ_QUEUES = queues_at("redis://127.0.0.1:1/0")
     job_id = submit(alice_client)  # 202 although nothing could be enqueued
     assert Job.objects.get(id=job_id).status == "queued"
     settings.RQ_QUEUES = reachable

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from emulator.server import faults
-from tests.conftest import PROCESS_WAIT, ROOT, client_for, make_user, transcript, wait_for, worker_env
+from tests.conftest import PROCESS_WAIT, ROOT, client_for, make_user, transcript, use_redis_url, wait_for, worker_env
 from tests.ops.test_healthz import free_port
 
 TASKS = {"summary": "Provide a brief summary"}
@@ -56,7 +56,7 @@ def test_staff_only(alice_client, client, db):
 
 
 def test_redis_down_is_a_503_in_the_error_shape(staff_client, settings):
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    use_redis_url(settings, f"redis://127.0.0.1:{free_port()}/0")
     response = staff_client.get("/api/v1/queues/")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "service_unavailable"

@@ -182,7 +182,7 @@ def test_primary_killed_mid_run_replica_promoted_nothing_lost_nothing_twice(emul
 def test_a_primary_that_stops_answering_is_given_up_and_the_new_one_found(emulator, tmp_path, alice_client, settings):
     """SIGSTOP: the primary keeps its connections open and answers nothing, as a lost host or a network cut
     leaves them. An idle worker, blocked on it, gives up on the socket and takes the next job from the new
-    primary (left to RQ's socket timeout, it would wait about 7 minutes, past this test's wait)."""
+    primary (left to RQ's socket timeout, sized for its own dequeue, it would wait minutes, past this test's wait)."""
     with RedisSentinelGroup(tmp_path / "redis") as group:
         env = {**SETTINGS, **group.env()}
         with WorkerProcess(emulator, tmp_path, **env) as worker:
@@ -204,7 +204,7 @@ def test_a_primary_that_stops_answering_is_given_up_and_the_new_one_found(emulat
 
 def test_rq_gives_the_worker_connection_the_worker_socket_timeout(settings):
     """What the test above relies on: RQ's constructor sets the connection's socket timeout from the worker's
-    connection_timeout (its own sizing would be about 7 minutes)."""
+    connection_timeout (its own sizing, for its own blocking dequeue, would be minutes)."""
     from rq import Queue
 
     from jobs.worker import ScriptRipperWorker

@@ -17,7 +17,7 @@ from django.db import connection
 from rq import Queue, Worker
 
 from jobs.models import Job, Task
-from tests.conftest import PROCESS_WAIT, client_for, make_user, wait_for
+from tests.conftest import PROCESS_WAIT, client_for, make_user, use_redis_url, wait_for
 from tests.jobs.faults import (
     RedisServer, TcpProxy, WorkerProcess, assert_all_finished, assert_sent_once_except_lost, database_outage_mid_run,
     sent, statuses, submit, submit_many, task_prompts, wait_all_final, wait_final,
@@ -178,8 +178,7 @@ def test_sigterm_hands_back_idle_jobs_at_once_and_busy_ones_after_the_grace(alic
 def test_a_redis_outage_with_many_jobs_held_keeps_the_worker_and_every_job(alice_client, emulator, tmp_path,
                                                                             settings):
     private = RedisServer(tmp_path)
-    settings.REDIS_URL = private.url
-    settings.RQ_QUEUES = {name: {**conf, "URL": private.url} for name, conf in settings.RQ_QUEUES.items()}
+    use_redis_url(settings, private.url)
     try:
         emulator.configure(latency=1.5)
         jobs = submit_many(alice_client, "redis", 6, tasks=2)

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.utils import timezone
 from rq import Worker
 
+from tests.conftest import use_redis_url
+
 pytestmark = pytest.mark.django_db
 
 
@@ -82,7 +84,7 @@ def test_a_worker_silent_for_too_long_does_not_count(client, settings):
 def test_redis_stopped_answers_503_at_once(client, settings, connects):
     # Nothing listens on this port: what a stopped Redis looks like to the app.
     port = free_port()
-    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    use_redis_url(settings, f"redis://127.0.0.1:{port}/0")
     response = client.get("/healthz")
     assert response.status_code == 503
     data = response.json()
@@ -113,7 +115,7 @@ def test_redis_hanging_answers_within_the_socket_timeout(client, settings, conne
     thread = threading.Thread(target=accept_forever, daemon=True)
     thread.start()
     try:
-        settings.REDIS_URL = f"redis://127.0.0.1:{address[1]}/0"
+        use_redis_url(settings, f"redis://127.0.0.1:{address[1]}/0")
         settings.HEALTHZ_TIMEOUT_SECONDS = 0.5
         response = client.get("/healthz")
     finally:
@@ -130,7 +132,7 @@ def test_redis_hanging_answers_within_the_socket_timeout(client, settings, conne
 
 
 def test_the_error_never_shows_the_redis_password(client, settings):
-    settings.REDIS_URL = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"
+    use_redis_url(settings, f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0")
     response = client.get("/healthz")
     assert response.status_code == 503
     assert "hunter2" not in response.content.decode()
@@ -159,7 +161,7 @@ def test_a_real_redis_stopped_under_a_healthy_app(client, settings, tmp_path, co
         worker = Worker([django_rq.get_queue("default").name], connection=Redis.from_url(private.url))
         worker.register_birth()
         worker.heartbeat()
-        settings.REDIS_URL = private.url
+        use_redis_url(settings, private.url)
         assert client.get("/healthz").status_code == 200
 
         private.stop()

@@ -14,7 +14,7 @@ from analysis.engine.planning import TaskSpec
 from emulator.server import faults
 from jobs.models import Job, Task
 from jobs.services import JobRequest, job_create
-from tests.conftest import transcript, work_burst
+from tests.conftest import transcript, use_redis_url, work_burst
 from tests.ops.test_healthz import free_port, register_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the worker runs in-process and closes connections
@@ -98,7 +98,7 @@ def test_metrics_reflect_the_database_and_the_queues(client, alice, bob, emulato
 
 
 def test_metrics_still_answer_with_redis_down(client, settings, db):
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    use_redis_url(settings, f"redis://127.0.0.1:{free_port()}/0")
     samples = scrape(client)
     assert value(samples, "scriptripper_source_up", source="redis") == 0
     assert value(samples, "scriptripper_source_up", source="database") == 1

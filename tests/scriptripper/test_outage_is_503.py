@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PROCESS_WAIT, ROOT, client_for, make_user
+from tests.conftest import PROCESS_WAIT, ROOT, client_for, make_user, use_redis_url
 
 CLOSED_PORT_DB = "postgresql://root@127.0.0.1:1/scriptripper"
 TOKEN = "sr_0123abcd_thisTokenIsNeverLookedUpBecauseTheDatabaseIsDown"
@@ -56,7 +56,7 @@ def test_database_down_is_503_with_retry_after(debug):
 @pytest.mark.django_db
 def test_redis_down_is_503_with_retry_after(settings):
     staff = client_for(make_user("olga", plan="pro", is_staff=True))
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    use_redis_url(settings, "redis://127.0.0.1:1/0")
     response = staff.get("/api/v1/queues")
     assert response.status_code == 503, response.content
     assert int(response["Retry-After"]) == settings.OUTAGE_RETRY_AFTER_SECONDS
