@@ -46,6 +46,8 @@ def test_sigkill_of_the_work_horse_mid_job_reruns_only_the_unfinished_tasks(alic
     job_id, prompts = slow_job(alice_client, emulator, "horse", latency=0.6)
     with WorkerProcess(emulator, tmp_path, worker_class=FORKING) as worker:
         wait_mid_job(job_id)
+        # A call is counted in flight before it goes out: killed only once the provider is working on it.
+        wait_for(lambda: emulator.stats()["in_flight"] >= 1, PROCESS_WAIT, "the second task's request at the provider")
         os.kill(worker.wait_horse(), signal.SIGKILL)
         job = wait_final(job_id)
     assert job.status == "finished", (job.error, worker.output())
