@@ -25,7 +25,7 @@ from tests.jobs.faults import (
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.subprocess]
 # The tests marked so also run through PgBouncer in transaction mode (scripts/test.sh: pytest --pgbouncer -m
-# pgbouncer): the slots' lifecycle writes, a kill, a cancel, a timeout, a shutdown, the bound on connections.
+# pgbouncer): the slots' lifecycle writes, a kill, a cancel, a timeout, a shutdown.
 through_pgbouncer = pytest.mark.pgbouncer
 
 
@@ -225,7 +225,7 @@ def test_worker_recycles_itself_after_max_jobs(alice_client, emulator, tmp_path)
     assert_all_finished(finished)
 
 
-@through_pgbouncer
+# Not through PgBouncer: behind a pooler, PostgreSQL's own sessions are the pooler's, not the worker's.
 def test_database_connections_stay_within_worker_db_connections(alice_client, emulator, tmp_path):
     db = connection.settings_dict
     url = (f"postgresql://{db.get('USER') or 'root'}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
