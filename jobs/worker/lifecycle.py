@@ -81,19 +81,50 @@ def _attempt_params(job: Job, **extra) -> dict:
 def job_claim(*, job_id: uuid.UUID | str, worker: str) -> Job | None:
     """queued → started, atomically, for `worker`; None when another delivery already has it.
     The job comes with its owner's OWNER_FIELDS (the others are deferred, as with `only()`)."""
-    claimed = list(Job.objects.raw(CLAIM_WITH_OWNER_SQL, {
-        "id": job_id, "now": timezone.now(), "worker": worker, "queued": Job.Status.QUEUED,
-        "started": Job.Status.STARTED}))
-    if not claimed:
-        return None
-    job = claimed[0]
-    job.owner = User.from_db(job._state.db, OWNER_FIELDS, [getattr(job, f"owner__{name}") for name in OWNER_FIELDS])
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_WITH_OWNER_SQL, {
+            "id": job_id, "now": timezone.now(), "worker": worker, "queued": Job.Status.QUEUED,
+            "started": Job.Status.STARTED})
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        columns = dict(zip((column.name for column in cursor.description), row))
+    job = _JOB_ROWS.model(columns)
+    job.owner = User.from_db(connection.alias, OWNER_FIELDS, [columns[f"owner__{name}"] for name in OWNER_FIELDS])
     return job
 
 
 def job_tasks(*, job: Job) -> list[Task]:
     """The job's tasks in order, as its run reads them after the claim."""
-    return list(Task.objects.raw(f'SELECT * FROM "{TASK}" WHERE job_id = %s ORDER BY position', [job.id]))
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT * FROM "{TASK}" WHERE job_id = %s ORDER BY position', [job.id])
+        names = [column.name for column in cursor.description]
+        return [_TASK_ROWS.model(dict(zip(names, row))) for row in cursor.fetchall()]
+
+
+class _Rows:
+    """Model instances from the rows of written-out SQL (RETURNING *, SELECT *), each column through its field's
+    converters as a queryset loads it (JSON fields arrive as text). A RawQuerySet does the same, but works out
+    its columns, converters and model for every query again: for the claim and the task list of every job
+    that set-up cost the worker more CPU than the statements."""
+
+    def __init__(self, model: type[Job] | type[Task]) -> None:
+        self.model_class = model
+        self.fields = [(field.column, [*connection.ops.get_db_converters(field.get_col(model._meta.db_table)),
+                                       *field.get_db_converters(connection)], field.get_col(model._meta.db_table))
+                       for field in model._meta.concrete_fields]
+
+    def model(self, columns: dict):
+        values = []
+        for column, converters, expression in self.fields:
+            value = columns[column]
+            for converter in converters:
+                value = converter(value, expression, connection)
+            values.append(value)
+        return self.model_class.from_db(connection.alias, None, values)
+
+
+_JOB_ROWS, _TASK_ROWS = _Rows(Job), _Rows(Task)
 
 
 def job_call_started(*, job: Job) -> None:

@@ -55,6 +55,33 @@ logger = logging.getLogger(__name__)
 REDIS_RETRY_WAITS_S = (0.1, 0.5)
 REDIS_LOG_EVERY_S = 30.0
 
+# Once a take has found work, the jobs already waiting are taken this many at a time, each batch in two round
+# trips (the ids, then their hashes): a backlog of a thousand starts at the pace of its batches' round trips,
+# not of two per job, while other workers on the same queues still get their share of it.
+TAKE_BATCH = 32
+
+# Up to ARGV[1] job ids, from the first of KEYS that has any, then the next: the order a BLPOP over the same
+# keys serves, so every job taken is the highest-priority one waiting when it is taken. ARGV[2] = "move": one
+# queue, its ids moved to its intermediate list (the last key) as RQ's one-queue dequeue does; else popped,
+# as RQ's several-queue dequeue does.
+TAKE_WAITING_SCRIPT = """
+local left = tonumber(ARGV[1])
+local move = ARGV[2] == 'move'
+local sources = move and 1 or #KEYS
+local taken = {}
+for i = 1, sources do
+  while left > 0 do
+    local id
+    if move then id = redis.call('LMOVE', KEYS[i], KEYS[2], 'LEFT', 'RIGHT') else id = redis.call('LPOP', KEYS[i]) end
+    if not id then break end
+    taken[#taken + 1] = KEYS[i]
+    taken[#taken + 1] = id
+    left = left - 1
+  end
+end
+return taken
+"""
+
 
 class RedisRetry:
     """The waits and log lines of one stretch of Redis being unreachable, for a loop that tries again."""
@@ -156,11 +183,13 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
                         break
                     time.sleep(0.2)
                     continue
-                queues = self._queues_with_room()
+                queues, room = self._queues_with_room()
+                if limit is not None:
+                    room = min(room, limit - self._taken)
                 if not queues:
                     self._wait_for_a_free_slot()
                     continue
-                if self._take(queues, block=not burst):
+                if self._take(queues, room=room, block=not burst):
                     idle_since = time.monotonic()
                     continue
                 if burst:
@@ -209,25 +238,28 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
         with self._running_lock:
             return [running.slot for running in self.running.values()]
 
-    def _queues_with_room(self) -> list[Queue]:
-        """The queues a free slot may take from, in priority order: none when every slot is busy;
-        only `high` when the free slots are the ones reserved for it."""
+    def _queues_with_room(self) -> tuple[list[Queue], int]:
+        """The queues a free slot may take from, in priority order, and how many jobs may be taken from them:
+        none when every slot is busy; only `high` when the free slots are the ones reserved for it."""
         with self._running_lock:
             busy = len(self.running)
             busy_not_high = sum(1 for running in self.running.values() if running.queue.name != "high")
-        if busy >= self.concurrency:
-            return []
-        if busy_not_high >= self.concurrency - self.high_reserved:
-            return [queue for queue in self.ordered_queues if queue.name == "high"]
-        return self.ordered_queues
+        free, free_not_high = self.concurrency - busy, self.concurrency - self.high_reserved - busy_not_high
+        if free <= 0:
+            return [], 0
+        if free_not_high <= 0:
+            return [queue for queue in self.ordered_queues if queue.name == "high"], free
+        # Taken together, the jobs may all be from the other queues: as many as those may still have.
+        return self.ordered_queues, min(free, free_not_high)
 
     def _wait_for_a_free_slot(self) -> None:
         self._slot_freed.wait(1.0)
         self._slot_freed.clear()
 
-    def _take(self, queues: list[Queue], *, block: bool) -> bool:
-        """Dequeue one job (in the order of `queues`) and start it in a slot. Redis unreachable is
-        waited out (RedisRetry), never fatal: the jobs in flight go on meanwhile."""
+    def _take(self, queues: list[Queue], *, room: int, block: bool) -> bool:
+        """Dequeue one job (in the order of `queues`) and start it in a slot, then up to `room` - 1 more that are
+        already waiting (_take_waiting). Redis unreachable is waited out (RedisRetry), never fatal: the jobs in
+        flight go on meanwhile."""
         retry = RedisRetry(f"worker {self.name}")
         # A short block: a slot freeing, a shutdown or the reserved slots' rule is seen within 1 s; 0.1 s while
         # only `high` may be taken (the free slots are its reserved ones): a slot freed for the rest is used at once.
@@ -242,6 +274,8 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
                 rq_job, queue = result
                 # A one-queue dequeue moves the id to RQ's intermediate list (BLMOVE); several pop it.
                 self._start(rq_job, queue, from_intermediate=len(queues) == 1)
+                if room > 1:
+                    self._take_waiting(queues, min(room - 1, TAKE_BATCH))
                 return True
             except DequeueTimeout:
                 retry.succeeded()
@@ -249,6 +283,28 @@ class ScriptRipperWorker(RQRecordsMixin, SimpleWorker):
             except REDIS_ERRORS as exc:
                 self._pause(retry.failed(exc))
         return False
+
+    def _take_waiting(self, queues: list[Queue], count: int) -> None:
+        """Start up to `count` jobs already waiting on `queues`, in priority order, without blocking: their ids in
+        one script, their hashes in one pipeline (a job whose hash is gone is passed over, as RQ's dequeue
+        does). A Redis error is left to the next take: ids popped but not started are then lost to Redis only,
+        and PostgreSQL's reconciler enqueues their jobs again, as after a lost reply to RQ's own LPOP."""
+        single = len(queues) == 1
+        keys = [queues[0].key, queues[0].intermediate_queue_key] if single else [queue.key for queue in queues]
+        try:
+            taken = self.connection.eval(TAKE_WAITING_SCRIPT, len(keys), *keys, count, "move" if single else "pop")
+            if not taken:
+                return
+            pairs = list(zip(taken[::2], taken[1::2]))
+            rq_jobs = self.job_class.fetch_many([job_id.decode() for _, job_id in pairs], connection=self.connection,
+                                                serializer=self.serializer)
+        except REDIS_ERRORS as exc:
+            logger.warning("worker %s: taking the waiting jobs failed (%s); the next take tries again", self.name, exc)
+            return
+        by_key = {queue.key.encode(): queue for queue in queues}
+        for (key, _), rq_job in zip(pairs, rq_jobs):
+            if rq_job is not None:
+                self._start(rq_job, by_key[key], from_intermediate=single)
 
     def _pause(self, seconds: float) -> None:
         """Wait `seconds`, or until a shutdown is asked for (slots freeing meanwhile do not end the wait)."""
