@@ -85,6 +85,23 @@ def test_reserved_slots_start_a_high_job_while_low_jobs_fill_the_rest(alice_clie
     assert emulator.stats()["in_flight_max"] == 4
 
 
+def test_a_backlog_is_taken_in_priority_order_up_to_the_free_slots(alice_client, emulator, tmp_path):
+    # Jobs waiting before the worker starts are taken a batch at a time (workers.TAKE_BATCH): the batch still serves
+    # `high` before `default` and stops at the free slots.
+    emulator.configure(latency=2.0)
+    carol = client_for(make_user("carol", plan="pro"))  # pro and short: routed to `high`
+    backlog = submit_many(alice_client, "backlog", 5)
+    urgent = [submit(carol, task_prompts(f"urgent {n}", 1)) for n in range(2)]
+    assert set(Job.objects.filter(id__in=urgent).values_list("queue", flat=True)) == {"high"}
+    with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="4", WORKER_HIGH_RESERVED_SLOTS="0"):
+        wait_for(lambda: emulator.stats()["in_flight"] == 4, PROCESS_WAIT, "four calls in flight")
+        assert statuses(urgent) == {"started": 2}  # both, though queued after the backlog
+        assert statuses(backlog) == {"started": 2, "queued": 3}
+        assert Queue("default", connection=django_rq.get_connection()).count == 3  # left for other workers
+        assert_all_finished(wait_all_final([*urgent, *backlog]))
+    assert emulator.stats()["in_flight_max"] == 4
+
+
 @through_pgbouncer
 def test_cancel_stops_one_running_job_and_leaves_the_others(alice_client, emulator, tmp_path):
     from emulator.server import faults
