@@ -2,13 +2,17 @@
 the share link of a finished `meeting-notes` job, clicks a citation, and the cited turn of the transcript is
 brought into view and highlighted, with no script on the page; on a phone too. A revoked, expired or forged
 link is a 404; what a model writes stays text in the DOM. Screenshots of the report (desktop and phone) and
-of the admin's job page are written to docs/screenshots/ (the README shows one).
+of the admin's job page are taken too: into docs/screenshots/ (the README shows them) when SR_UPDATE_SCREENSHOTS=1,
+else into a temporary folder, so that a test run leaves the tracked files as they were.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -27,7 +31,8 @@ from tests.security.test_report_hostile_output import HOSTILE
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
               pytest.mark.usefixtures("builtin_profiles")]
 
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = (ROOT / "docs" / "screenshots" if os.environ.get("SR_UPDATE_SCREENSHOTS") == "1"
+               else Path(tempfile.gettempdir()) / "scriptripper-screenshots")
 PHONE = {"width": 390, "height": 844}
 TARGET_BACKGROUND = "rgb(255, 243, 191)"  # report.css: --target
 MARK_BACKGROUND = "rgb(255, 232, 163)"  # report.css: --mark
