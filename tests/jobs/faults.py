@@ -140,12 +140,12 @@ class WorkerProcess:
     stopped (killed, with its horse) on the way out."""
 
     def __init__(self, emulator, log_dir: Path, name: str = "w", *, worker_class: str | None = None,
-                 **env: str) -> None:
+                 queues: tuple[str, ...] = ("high", "default", "low"), **env: str) -> None:
         self.log_path = log_dir / f"worker-{name}-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "w")
         extra = ["--worker-class", worker_class] if worker_class else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "rqworker", "high", "default", "low", *extra],
+            [sys.executable, str(ROOT / "manage.py"), "rqworker", *queues, *extra],
             cwd=ROOT, env=worker_env(emulator, **{**FAST, **env}), stdout=self.log, stderr=subprocess.STDOUT,
         )
 

@@ -102,6 +102,23 @@ def test_a_backlog_is_taken_in_priority_order_up_to_the_free_slots(alice_client,
     assert emulator.stats()["in_flight_max"] == 4
 
 
+def test_a_worker_on_one_queue_takes_its_backlog_through_rqs_intermediate_list(alice_client, emulator, tmp_path):
+    # With one queue, RQ moves a taken id to the queue's intermediate list (so that a crash between the take and the
+    # start leaves it there for RQ's maintenance); the batch does the same, and each id leaves the list as its job
+    # starts.
+    emulator.configure(latency=2.0)
+    jobs = submit_many(alice_client, "one queue", 5)
+    default = Queue("default", connection=django_rq.get_connection())
+    with WorkerProcess(emulator, tmp_path, queues=("default",), WORKER_CONCURRENCY="4",
+                       WORKER_HIGH_RESERVED_SLOTS="0"):
+        wait_for(lambda: emulator.stats()["in_flight"] == 4, PROCESS_WAIT, "four calls in flight")
+        assert statuses(jobs) == {"started": 4, "queued": 1}
+        assert default.count == 1
+        assert default.connection.llen(default.intermediate_queue_key) == 0
+        assert_all_finished(wait_all_final(jobs))
+    assert emulator.stats()["in_flight_max"] == 4
+
+
 @through_pgbouncer
 def test_cancel_stops_one_running_job_and_leaves_the_others(alice_client, emulator, tmp_path):
     from emulator.server import faults
