@@ -139,7 +139,7 @@ class TranscriptScope:
         after = None
         while True:
             page = self.run(lambda after=after: turns_search(user=self.owner, q=query, transcripts=self.ids,
-                                                             after=after, limit=HITS_PER_PAGE))
+                                                             after=after, limit=HITS_PER_PAGE, snippets=False))
             yield from page
             if len(page) < HITS_PER_PAGE:
                 return

@@ -126,10 +126,12 @@ def turns_matching(*, user: User, q: str, transcript: uuid.UUID | None = None,
     return turns
 
 
-def turns_search(*, user: User, q: str, after: SearchPosition | None = None, limit: int = 20,
+def turns_search(*, user: User, q: str, after: SearchPosition | None = None, limit: int = 20, snippets: bool = True,
                  **filters) -> list[dict]:
     """The caller's turns matching `q` (turns_matching's filters), best first (cover density rank, then turn
-    id), after `after`: dicts with id, transcript_id, title, number, speaker, start, rank and snippet."""
+    id), after `after`: dicts with id, transcript_id, title, number, speaker, start, rank and snippet; without
+    `snippets`, only id, transcript_id, number and rank (an ask reads the turns themselves: a snippet, which
+    parses the turn again, and the title would be work thrown away)."""
     configs = search_configs(user)
     # In double precision: ts_rank_cd's `real` reaches Python as the nearest short decimal, which compared
     # with the stored value in the next page's condition would skip or repeat hits of equal rank.
@@ -137,9 +139,12 @@ def turns_search(*, user: User, q: str, after: SearchPosition | None = None, lim
     turns = turns_matching(user=user, q=q, configs=configs, **filters).annotate(rank=rank)
     if after is not None:
         turns = turns.filter(Q(rank__lt=after.rank) | Q(rank=after.rank, id__gt=after.turn_id))
+    turns = turns.order_by("-rank", "id")
+    if not snippets:
+        return list(turns.values("id", "transcript_id", "number", "rank")[:limit])
     # The snippet is computed for the page's rows only: PostgreSQL evaluates a costly output column such as
     # ts_headline (which parses each turn's text again) after the sort and the limit.
     snippet = SearchHeadline("text", SearchQuery(q, config=F("config"), search_type="websearch"), config=F("config"),
                              **HEADLINE_OPTIONS)
-    return list(turns.order_by("-rank", "id").values("id", "transcript_id", "number", "speaker", "start", "rank",
-                                                     title=F("transcript__title"), snippet=snippet)[:limit])
+    return list(turns.values("id", "transcript_id", "number", "speaker", "start", "rank",
+                             title=F("transcript__title"), snippet=snippet)[:limit])
