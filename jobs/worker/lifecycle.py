@@ -110,9 +110,11 @@ class _Rows:
 
     def __init__(self, model: type[Job] | type[Task]) -> None:
         self.model_class = model
-        self.fields = [(field.column, [*connection.ops.get_db_converters(field.get_col(model._meta.db_table)),
-                                       *field.get_db_converters(connection)], field.get_col(model._meta.db_table))
-                       for field in model._meta.concrete_fields]
+        self.fields = []  # (column, its converters, the expression they are given), in the model's field order
+        for field in model._meta.concrete_fields:
+            expression = field.get_col(model._meta.db_table)
+            converters = [*connection.ops.get_db_converters(expression), *field.get_db_converters(connection)]
+            self.fields.append((field.column, converters, expression))
 
     def model(self, columns: dict):
         values = []

@@ -135,8 +135,8 @@ FORKING = "jobs.worker.ForkingWorker"
 
 
 class WorkerProcess:
-    """`python manage.py rqworker high default low` as a subprocess with its own log file
-    (the default worker class, or `worker_class`, e.g. FORKING). As a context manager, it is
+    """`python manage.py rqworker high default low` (or the given `queues`) as a subprocess with its own log
+    file (the default worker class, or `worker_class`, e.g. FORKING). As a context manager, it is
     stopped (killed, with its horse) on the way out."""
 
     def __init__(self, emulator, log_dir: Path, name: str = "w", *, worker_class: str | None = None,
