@@ -87,7 +87,8 @@ def test_the_markdown_report_is_what_the_cli_prints(alice, alice_client, bob_cli
     text = response.content.decode()
     job = Job.objects.get(id=job_id)
     document = json.loads(alice_client.get(f"/api/v1/jobs/{job_id}").content, parse_float=Decimal)
-    assert text == report_markdown(document, title="Meeting notes", date=job.created_at)
+    # Untitled, so named by its profile; dated when its transcript's meeting took place (stored with the job).
+    assert text == report_markdown(document, title="Meeting notes", date=job.transcript_ref.occurred_at)
     assert text.startswith("# Meeting notes\n") and "## action_items" in text and "[T" in text
     # Its errors are the API's JSON, like every other endpoint's.
     assert_error(bob_client.get(f"/api/v1/jobs/{job_id}/report.md"), 404, "not_found")
