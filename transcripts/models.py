@@ -101,6 +101,26 @@ class Transcript(models.Model):
         return search_config(self.transcript_language)
 
 
+class OwnerSearchConfig(models.Model):
+    """A text search configuration some of the owner's transcripts' turns are in: what a search parses its
+    query in (one index arm each), read by primary key instead of from all the owner's transcripts.
+
+    Written with the transcript that brings the configuration, in its transaction; kept when the last such
+    transcript is deleted or changes language (an arm that matches nothing costs one index probe, never a
+    wrong hit).
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
+                              db_index=False)
+    config = RegConfigField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "config"], name="unique_search_config_per_owner")]
+
+    def __str__(self) -> str:
+        return str(self.config)
+
+
 class TranscriptTurn(models.Model):
     """One turn of a transcript, as analysis/engine/turns.py parses it, with its search entry."""
 

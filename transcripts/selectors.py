@@ -17,15 +17,40 @@ from operator import or_
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Case, F, FloatField, Q, QuerySet, When
+from django.db.models import Case, F, FloatField, Func, Q, QuerySet, TextField, When
 from django.db.models.functions import Cast
 
 from accounts.models import User
-from transcripts.models import Transcript, TranscriptTurn, search_config
+from transcripts.models import OwnerSearchConfig, Transcript, TranscriptTurn
 
 # A match in a snippet is between these; the rest of the turn is its plain text.
 HIGHLIGHT = "**"
 HEADLINE_OPTIONS = {"start_sel": HIGHLIGHT, "stop_sel": HIGHLIGHT, "max_words": 35, "min_words": 15}
+# ts_headline parses the whole text it is given, and long turns run to thousands of characters for a snippet of
+# 35 words: it is given this many characters around the query's first word instead (the whole turn when that
+# window shows no match).
+SNIPPET_WINDOW, SNIPPET_LEAD = 600, 200
+# The first lexeme of a parsed query, as querytree() prints it ('social' & 'care'; a quote inside doubled).
+FIRST_LEXEME = r"'((?:[^']|'')+)'"
+
+
+class SnippetWindow(Func):
+    """`text` cut to SNIPPET_WINDOW characters from SNIPPET_LEAD before the first place its lower-cased form
+    holds the first lexeme of `query` (a stem, so usually the start of the word itself); from the start when
+    it holds none. Texts that fit are whole."""
+
+    output_field = TextField()
+
+    def __init__(self, text, query: SearchQuery) -> None:
+        super().__init__(text, query)
+
+    def as_sql(self, compiler, connection, **extra_context):
+        (text, text_params), (query, query_params) = (compiler.compile(e) for e in self.get_source_expressions())
+        lexeme = f"replace(coalesce((regexp_match(querytree({query}), %s))[1], ''), '''''', '''')"
+        sql = (f"CASE WHEN octet_length({text}) <= {SNIPPET_WINDOW} THEN {text} "
+               f"ELSE substr({text}, greatest(1, strpos(lower({text}), {lexeme}) - {SNIPPET_LEAD}), "
+               f"{SNIPPET_WINDOW}) END")
+        return sql, (*text_params, *text_params, *text_params, *text_params, *query_params, FIRST_LEXEME)
 
 
 def transcripts_visible_to(user: User) -> QuerySet[Transcript]:
@@ -41,9 +66,9 @@ def transcript_for_user(*, user: User, transcript_id: uuid.UUID | str) -> Transc
 
 
 def search_configs(user: User) -> list[str]:
-    """The text search configurations of the user's transcripts' turns (each follows its transcript's language)."""
-    languages = transcripts_visible_to(user).order_by().values_list("transcript_language", flat=True).distinct()
-    return sorted({search_config(language) for language in languages})
+    """The text search configurations of the user's transcripts' turns (each follows its transcript's language),
+    kept per owner as transcripts are stored (models.OwnerSearchConfig)."""
+    return sorted(OwnerSearchConfig.objects.filter(owner=user).values_list("config", flat=True))
 
 
 def turn_match(*, q: str, configs: list[str]) -> Q:
@@ -144,7 +169,13 @@ def turns_search(*, user: User, q: str, after: SearchPosition | None = None, lim
         return list(turns.values("id", "transcript_id", "number", "rank")[:limit])
     # The snippet is computed for the page's rows only: PostgreSQL evaluates a costly output column such as
     # ts_headline (which parses each turn's text again) after the sort and the limit.
-    snippet = SearchHeadline("text", SearchQuery(q, config=F("config"), search_type="websearch"), config=F("config"),
-                             **HEADLINE_OPTIONS)
-    return list(turns.values("id", "transcript_id", "number", "speaker", "start", "rank",
+    query = SearchQuery(q, config=F("config"), search_type="websearch")
+    snippet = SearchHeadline(SnippetWindow(F("text"), query), query, config=F("config"), **HEADLINE_OPTIONS)
+    hits = list(turns.values("id", "transcript_id", "number", "speaker", "start", "rank",
                              title=F("transcript__title"), snippet=snippet)[:limit])
+    missed = {hit["id"]: hit for hit in hits if HIGHLIGHT not in hit["snippet"]}
+    if missed:
+        whole = SearchHeadline("text", query, config=F("config"), **HEADLINE_OPTIONS)
+        for turn_id, text in TranscriptTurn.objects.filter(id__in=missed).values_list("id", whole):
+            missed[turn_id]["snippet"] = text
+    return hits

@@ -23,7 +23,8 @@ from analysis.engine.tokens import count_tokens
 from analysis.engine.turns import ParsedTurn, parse_turns
 from scriptripper.errors import Conflict, NotFoundError
 from transcripts.inputs import read_transcript
-from transcripts.models import TOKEN_COUNT_MODEL, TOKEN_COUNT_PROVIDER, Transcript, TranscriptTurn
+from transcripts.models import (TOKEN_COUNT_MODEL, TOKEN_COUNT_PROVIDER, OwnerSearchConfig, Transcript,
+                                TranscriptTurn)
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ def transcript_store(*, owner: User, text: str, fmt: str, title: str = "", occur
                     transcript_language=transcript_language, text=text, format=fmt, digest=digest,
                     turn_count=len(parsed.turns), speakers=parsed.speakers, tokens=parsed.tokens)
                 parsed.insert_turns(model=TranscriptTurn, transcript_id=stored.id, config=stored.search_config)
+                _search_config_add(owner_id=owner.pk, config=stored.search_config)
         except IntegrityError:
             # A concurrent request stored the same text first (the unique (owner, digest) constraint).
             existing = _held(owner_id=owner.pk, digest=digest)
@@ -110,6 +112,12 @@ def transcript_store(*, owner: User, text: str, fmt: str, title: str = "", occur
             return existing, False
     logger.info("transcript stored", extra={"transcript_id": str(stored.id), "turns": len(parsed.turns)})
     return stored, True
+
+
+def _search_config_add(*, owner_id: int, config: str) -> None:
+    """Searches of the owner's turns parse the query in `config` too (selectors.search_configs)."""
+    OwnerSearchConfig.objects.bulk_create([OwnerSearchConfig(owner_id=owner_id, config=config)],
+                                          ignore_conflicts=True)
 
 
 def _held(**where) -> Transcript | None:
@@ -153,6 +161,7 @@ def transcript_update(*, transcript: Transcript, title: str | object = UNSET, oc
             locked.save(update_fields=list(changes))
         if locked.search_config != old_config:
             TranscriptTurn.objects.filter(transcript=locked).update(config=locked.search_config)
+            _search_config_add(owner_id=locked.owner_id, config=locked.search_config)
     return locked
 
 
