@@ -215,11 +215,33 @@ def load(url: str, path: str | list[str], method: str, body, token: str, seconds
          procs: int = 2) -> dict:
     """`clients` concurrent clients (threads in `procs` processes) sending the request for `seconds`: requests
     a second, latency percentiles (s) and errors. Given several paths, each client goes through them in turn."""
+    return _summary(*_load(url, path, method, body, token, seconds, clients, procs), seconds)
+
+
+def load_interleaved(url: str, measures: dict[str, tuple[str | list[str], str, object]], token: str,
+                     seconds: float, rounds: int, clients: int = 20, procs: int = 2) -> dict[str, dict]:
+    """load() of each measure (name: (path or paths, method, body)) for `seconds` in all, in `rounds`
+    interleaved rounds (A B C, A B C, ...), each measure's latencies pooled over its rounds: a drift of the
+    machine, or clients' connections falling unevenly on the server's workers in one round, weighs on every
+    measure alike instead of on whichever ran then."""
+    pooled: dict[str, tuple[list[float], int]] = {name: ([], 0) for name in measures}
+    for _ in range(rounds):
+        for name, (path, method, body) in measures.items():
+            latencies, errors = _load(url, path, method, body, token, seconds / rounds, clients, procs)
+            pooled[name] = (pooled[name][0] + latencies, pooled[name][1] + errors)
+    return {name: _summary(latencies, errors, seconds) for name, (latencies, errors) in pooled.items()}
+
+
+def _load(url: str, path: str | list[str], method: str, body, token: str, seconds: float, clients: int,
+          procs: int) -> tuple[list[float], int]:
     paths = [path] if isinstance(path, str) else list(path)
     with multiprocessing.get_context("spawn").Pool(procs) as pool:
         parts = pool.map(_load_worker, [(url, paths, method, body, token, seconds, clients // procs)] * procs)
-    latencies = sorted(x for part, _ in parts for x in part)
-    errors = sum(e for _, e in parts)
+    return [x for part, _ in parts for x in part], sum(e for _, e in parts)
+
+
+def _summary(latencies: list[float], errors: int, seconds: float) -> dict:
+    latencies = sorted(latencies)
     p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else float("nan")
     return {"rps": len(latencies) / seconds, "p50": p(0.50), "p95": p(0.95), "p99": p(0.99), "errors": errors,
             "n": len(latencies)}

@@ -105,9 +105,9 @@ class OwnerSearchConfig(models.Model):
     """A text search configuration some of the owner's transcripts' turns are in: what a search parses its
     query in (one index arm each), read by primary key instead of from all the owner's transcripts.
 
-    Written with the transcript that brings the configuration, in its transaction; kept when the last such
-    transcript is deleted or changes language (an arm that matches nothing costs one index probe, never a
-    wrong hit).
+    Written with the transcript that brings the configuration, in its transaction; dropped when the owner's
+    last such transcript is deleted or changes language through transcripts.services (one deleted otherwise,
+    from the admin, leaves the row: an arm that matches nothing costs an index probe, never a wrong hit).
     """
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
@@ -127,6 +127,9 @@ class TranscriptTurn(models.Model):
     id = models.BigAutoField(primary_key=True)
     # Its index is the unique (transcript, number) one.
     transcript = models.ForeignKey(Transcript, on_delete=models.CASCADE, related_name="turns", db_index=False)
+    # Its transcript's owner, copied: a search keeps the caller's matches as it reads them, where joining each
+    # match to its transcript for the owner cost as much as ranking it. Transcripts never change owner.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
     number = models.PositiveIntegerField()  # 1-based line of the normalized text: what citations name
     speaker = models.TextField(blank=True, default="")  # "" when the transcript does not say
     start = models.FloatField(null=True, blank=True)  # seconds from the start, where the source had times

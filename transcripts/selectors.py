@@ -17,7 +17,7 @@ from operator import or_
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Case, F, FloatField, Func, Q, QuerySet, TextField, When
+from django.db.models import Case, F, FloatField, Func, OuterRef, Q, QuerySet, Subquery, TextField, When
 from django.db.models.functions import Cast
 
 from accounts.models import User
@@ -135,7 +135,7 @@ def turns_matching(*, user: User, q: str, transcript: uuid.UUID | None = None,
     configs = search_configs(user) if configs is None else configs
     if not configs:
         return TranscriptTurn.objects.none()
-    turns = TranscriptTurn.objects.filter(turn_match(q=q, configs=configs), transcript__owner=user)
+    turns = TranscriptTurn.objects.filter(turn_match(q=q, configs=configs), owner=user)
     if transcript is not None:
         turns = turns.filter(transcript_id=transcript)
     if transcripts is not None:
@@ -171,8 +171,10 @@ def turns_search(*, user: User, q: str, after: SearchPosition | None = None, lim
     # ts_headline (which parses each turn's text again) after the sort and the limit.
     query = SearchQuery(q, config=F("config"), search_type="websearch")
     snippet = SearchHeadline(SnippetWindow(F("text"), query), query, config=F("config"), **HEADLINE_OPTIONS)
-    hits = list(turns.values("id", "transcript_id", "number", "speaker", "start", "rank",
-                             title=F("transcript__title"), snippet=snippet)[:limit])
+    # The title by a subquery, not a join: like the snippet, it is then read for the page's rows only.
+    title = Subquery(Transcript.objects.filter(id=OuterRef("transcript_id")).order_by().values("title"))
+    hits = list(turns.values("id", "transcript_id", "number", "speaker", "start", "rank", title=title,
+                             snippet=snippet)[:limit])
     missed = {hit["id"]: hit for hit in hits if HIGHLIGHT not in hit["snippet"]}
     if missed:
         whole = SearchHeadline("text", query, config=F("config"), **HEADLINE_OPTIONS)

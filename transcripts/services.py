@@ -24,7 +24,7 @@ from analysis.engine.turns import ParsedTurn, parse_turns
 from scriptripper.errors import Conflict, NotFoundError
 from transcripts.inputs import read_transcript
 from transcripts.models import (TOKEN_COUNT_MODEL, TOKEN_COUNT_PROVIDER, OwnerSearchConfig, Transcript,
-                                TranscriptTurn)
+                                TranscriptTurn, search_config)
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +52,24 @@ class ParsedTranscript:
                    speakers=list(dict.fromkeys(turn.speaker for turn in turns if turn.speaker)),
                    tokens=count_tokens(text, provider=TOKEN_COUNT_PROVIDER, model=TOKEN_COUNT_MODEL))
 
-    def insert_turns(self, *, model: type[models.Model], transcript_id: uuid.UUID, config: str) -> None:
+    def insert_turns(self, *, model: type[models.Model], transcript_id: uuid.UUID, owner_id: int,
+                     config: str) -> None:
         """Its turns as rows of `model` (TranscriptTurn, or its historical model in a migration), in one
-        INSERT of unnested arrays: PostgreSQL computes each row's search column as it inserts it."""
+        INSERT of unnested arrays: PostgreSQL computes each row's search column as it inserts it. The owner
+        is written where the model has the column (a historical model from before transcripts 0003 has not)."""
         if not self.turns:
             return
         table = connection.ops.quote_name(model._meta.db_table)
+        owned = any(field.name == "owner" for field in model._meta.concrete_fields)
+        owner_column, owner_value = (", owner_id", ", %s") if owned else ("", "")
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {table} (transcript_id, number, speaker, start, text, config) "
-                "SELECT %s, number, speaker, start, text, %s::regconfig "
+                f"INSERT INTO {table} (transcript_id{owner_column}, number, speaker, start, text, config) "
+                f"SELECT %s{owner_value}, number, speaker, start, text, %s::regconfig "
                 "FROM unnest(%s::integer[], %s::text[], %s::double precision[], %s::text[]) "
                 "AS turn(number, speaker, start, text)",
-                [transcript_id, config, [turn.index for turn in self.turns],
+                [transcript_id, *([owner_id] if owned else []), config,
+                 [turn.index for turn in self.turns],
                  [turn.speaker or "" for turn in self.turns], [turn.start for turn in self.turns],
                  [turn.text for turn in self.turns]])
 
@@ -102,7 +107,8 @@ def transcript_store(*, owner: User, text: str, fmt: str, title: str = "", occur
                     owner=owner, title=title, occurred_at=occurred_at or timezone.now(), tags=list(tags),
                     transcript_language=transcript_language, text=text, format=fmt, digest=digest,
                     turn_count=len(parsed.turns), speakers=parsed.speakers, tokens=parsed.tokens)
-                parsed.insert_turns(model=TranscriptTurn, transcript_id=stored.id, config=stored.search_config)
+                parsed.insert_turns(model=TranscriptTurn, transcript_id=stored.id, owner_id=owner.pk,
+                                    config=stored.search_config)
                 _search_config_add(owner_id=owner.pk, config=stored.search_config)
         except IntegrityError:
             # A concurrent request stored the same text first (the unique (owner, digest) constraint).
@@ -115,9 +121,25 @@ def transcript_store(*, owner: User, text: str, fmt: str, title: str = "", occur
 
 
 def _search_config_add(*, owner_id: int, config: str) -> None:
-    """Searches of the owner's turns parse the query in `config` too (selectors.search_configs)."""
+    """Searches of the owner's turns parse the query in `config` too (selectors.search_configs). The row is
+    written even when it exists, so that it stays locked until this transaction ends: a prune running
+    meanwhile waits, then sees the transcript that needs it."""
     OwnerSearchConfig.objects.bulk_create([OwnerSearchConfig(owner_id=owner_id, config=config)],
-                                          ignore_conflicts=True)
+                                          update_conflicts=True, unique_fields=["owner", "config"],
+                                          update_fields=["config"])
+
+
+def _search_config_prune(*, owner_id: int, config: str) -> None:
+    """Drop the owner's `config` when none of their transcripts is in it any more (one was deleted or changed
+    language): each configuration a search parses its query in costs an index probe. Call in a transaction."""
+    # Locked first, then the transcripts read in a statement of their own: one stored meanwhile in this
+    # configuration holds the row until it commits (_search_config_add), and is then seen.
+    if not OwnerSearchConfig.objects.select_for_update().filter(owner_id=owner_id, config=config).exists():
+        return
+    languages = Transcript.objects.filter(owner_id=owner_id).order_by().values_list("transcript_language",
+                                                                                    flat=True).distinct()
+    if all(search_config(language) != config for language in languages):
+        OwnerSearchConfig.objects.filter(owner_id=owner_id, config=config).delete()
 
 
 def _held(**where) -> Transcript | None:
@@ -162,6 +184,7 @@ def transcript_update(*, transcript: Transcript, title: str | object = UNSET, oc
         if locked.search_config != old_config:
             TranscriptTurn.objects.filter(transcript=locked).update(config=locked.search_config)
             _search_config_add(owner_id=locked.owner_id, config=locked.search_config)
+            _search_config_prune(owner_id=locked.owner_id, config=old_config)
     return locked
 
 
@@ -175,6 +198,7 @@ def transcript_delete(*, transcript: Transcript) -> None:
             raise NotFoundError("No such transcript.")
         try:
             locked.delete()
+            _search_config_prune(owner_id=locked.owner_id, config=locked.search_config)
         except ProtectedError as exc:
             ids = sorted(str(obj.pk) for obj in exc.protected_objects)
             raise Conflict(f"{len(ids)} job(s) queued or running use this transcript ({', '.join(ids[:5])}"

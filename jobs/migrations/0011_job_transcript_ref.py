@@ -32,7 +32,8 @@ def give_jobs_transcripts(apps, schema_editor) -> int:
                     owner_id=job.owner_id, occurred_at=job.created_at, created_at=job.created_at, text=job.transcript,
                     format=job.transcript_format, digest=key[1], turn_count=len(parsed.turns),
                     speakers=parsed.speakers, tokens=parsed.tokens)
-                parsed.insert_turns(model=TranscriptTurn, transcript_id=row.id, config=search_config(""))
+                parsed.insert_turns(model=TranscriptTurn, transcript_id=row.id, owner_id=job.owner_id,
+                                    config=search_config(""))
                 found = row.id
             rows[key] = found
         members[rows[key]].append(job.id)

@@ -171,10 +171,10 @@ def test_a_snippet_shows_the_match_deep_in_a_long_turn(alice_client, alice):
     """A snippet is cut from a window of a long turn around the query's first word; where that window holds no
     match (the stem first seen inside another word), from the whole turn: the match is shown either way."""
     filler = " ".join(f"We went over item {n} of the agenda and moved on." for n in range(60))  # ~3,000 chars
-    text = (f"Ann: {filler} Then the zeppelin budget came up.\n"
-            f"Bob: A scare about the {filler} so the care plan stays.\n")
+    text = (f"Ann: {filler} Then the quokka ledger came up.\n"
+            f"Bob: A scare about the {filler} so the care planner stays.\n")
     transcript_create(owner=alice, transcript=text, transcript_language="en")
-    (deep,) = search(alice_client, q="zeppelin budget")
-    assert deep["turn"] == 1 and "**zeppelin** **budget** came up" in deep["snippet"]
-    (elsewhere,) = search(alice_client, q='"care plan"')  # 'care' is first in "scare", 3,000 chars earlier
-    assert elsewhere["turn"] == 2 and "**care** **plan** stays" in elsewhere["snippet"]
+    (deep,) = search(alice_client, q="quokka ledger")
+    assert deep["turn"] == 1 and "**quokka** **ledger** came up" in deep["snippet"]
+    (elsewhere,) = search(alice_client, q='"care planner"')  # 'care' is first in "scare", 3,000 chars earlier
+    assert elsewhere["turn"] == 2 and "**care** **planner** stays" in elsewhere["snippet"]

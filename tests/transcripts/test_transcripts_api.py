@@ -13,6 +13,8 @@ from analysis.engine.tokens import count_tokens
 from analysis.engine.turns import parse_turns
 from tests.conftest import assert_error, transcript
 from transcripts.models import TOKEN_COUNT_MODEL, TOKEN_COUNT_PROVIDER, Transcript, TranscriptTurn
+from transcripts.selectors import search_configs
+from transcripts.services import transcript_create
 
 pytestmark = pytest.mark.django_db
 
@@ -167,3 +169,19 @@ def test_the_list_is_paginated_latest_meeting_first_and_filtered(alice_client, b
     assert_error(alice_client.get("/api/v1/transcripts", {"q": " "}), 400, "validation_error", "q")
     assert_error(alice_client.get("/api/v1/transcripts", {"occurred_after": "2026-03-02T00:00:00Z",
                                                           "occurred_before": "2026-03-01T00:00:00Z"}), 400)
+
+
+def test_a_search_parses_the_query_in_the_configurations_of_the_owners_transcripts_only(alice_client, alice, bob):
+    """Each configuration among a user's transcripts costs every search an index probe: the set follows the
+    transcripts as they are stored, change language and are deleted."""
+    english = post(alice_client, transcript="Ann: The runners were running late.", transcript_language="en").json()
+    untagged = post(alice_client, transcript="Ben: Nobody said which language.").json()
+    transcript_create(owner=bob, transcript="Cid: Bonjour.", transcript_language="fr")
+    assert search_configs(alice) == ["english", "simple"] and search_configs(bob) == ["french"]
+    assert alice_client.delete(f"/api/v1/transcripts/{untagged['id']}").status_code == 204
+    assert search_configs(alice) == ["english"]
+    response = alice_client.patch(f"/api/v1/transcripts/{english['id']}", {"transcript_language": "fr-CA"},
+                                  format="json")
+    assert response.status_code == 200 and search_configs(alice) == ["french"]
+    hits = alice_client.get("/api/v1/search", {"q": "runners"}).json()["results"]  # now parsed in French
+    assert [(hit["transcript"], hit["turn"]) for hit in hits] == [(english["id"], 1)]
