@@ -15,7 +15,7 @@ from analysis.engine.chunking import pack, split_transcript
 from analysis.engine.model_info import ModelInfo
 from analysis.engine.providers.base import Prompt
 from analysis.engine.retry import RetryPolicy
-from analysis.engine.tokens import MESSAGE_OVERHEAD_TOKENS
+from analysis.engine.tokens import MESSAGE_OVERHEAD_TOKENS, token_upper_bound
 
 # The <partial_answer part="N"> wrapper and separator around each partial answer in a reduce request
 # (about 12 tokens at 4 characters a token; the rest is margin).
@@ -73,6 +73,13 @@ def output_limit(config: RunConfig) -> int:
 def prompt_tokens(prompt: Prompt, count: Callable[[str], int]) -> int:
     """Tokens one request carries: its three parts plus the message framing."""
     return count(prompt.system) + count(prompt.document) + count(prompt.instruction) + MESSAGE_OVERHEAD_TOKENS
+
+
+def prompt_tokens_at_most(prompt: Prompt) -> int:
+    """A bound no provider's prompt_tokens exceeds, found without encoding: a request under a limit by this
+    bound needs no count."""
+    return (token_upper_bound(prompt.system) + token_upper_bound(prompt.document)
+            + token_upper_bound(prompt.instruction) + MESSAGE_OVERHEAD_TOKENS)
 
 
 def prompt_budget(config: RunConfig, spec: TaskSpec, count: Callable[[str], int]) -> int:

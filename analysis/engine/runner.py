@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import threading
 import time
@@ -43,7 +44,8 @@ from analysis.engine.execution import CallPool, Stopped, StopToken
 from analysis.engine.health import ALLOWED, HEALTH_FAILURE_KINDS, Admission, ProviderHealth
 from analysis.engine.limits import ProviderLimiter
 from analysis.engine.planning import (
-    RunConfig, TaskSpec, group_partials, output_limit, prompt_budget, prompt_tokens, reduce_budget,
+    RunConfig, TaskSpec, group_partials, output_limit, prompt_budget, prompt_tokens, prompt_tokens_at_most,
+    reduce_budget,
 )
 from analysis.engine.pricing import cost_of
 from analysis.engine.provider_batch_calls import BatchCalls
@@ -53,7 +55,7 @@ from analysis.engine.providers.base import (
 )
 from analysis.engine.providers.usage import Usage
 from analysis.engine.retry import CallFailed, call_with_retries
-from analysis.engine.tokens import context_tokens
+from analysis.engine.tokens import context_tokens, token_upper_bound
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +164,8 @@ class _Model:
 
     def count(self, text: str) -> int:
         # Never below chars/4, even where the real encoding counts fewer (OpenAI): see tokens.context_tokens.
+        if len(text) <= _SHORT_TEXT:
+            return _short_context_tokens(text, self.name, self.model)
         return context_tokens(text, provider=self.name, model=self.model)
 
     def document_tokens(self, transcript: str) -> int:
@@ -170,6 +174,23 @@ class _Model:
             if transcript not in self._tokens:
                 self._tokens = {transcript: self.count(prompts.transcript_document(transcript))}
             return self._tokens[transcript]
+
+    def document_fits(self, transcript: str, budget: int) -> bool:
+        """Whether the transcript document fits in `budget` tokens. Most transcripts are far under a context:
+        the bound of every provider's count settles it without encoding them."""
+        if token_upper_bound(prompts.transcript_document(transcript)) <= budget:
+            return True
+        return self.document_tokens(transcript) <= budget
+
+
+# Instructions, system prompts and the empty prompts a budget is planned with recur from job to job: their
+# counts are kept (the transcripts, long and each different, are not).
+_SHORT_TEXT = 1_000
+
+
+@functools.lru_cache(maxsize=256)
+def _short_context_tokens(text: str, provider: str, model: str) -> int:
+    return context_tokens(text, provider=provider, model=model)
 
 
 class TaskState:
@@ -270,11 +291,12 @@ class Runner:
         the model's."""
         model = state.model
         # The last line of defence: whatever the planning above did, no request over the context is sent.
-        tokens = prompt_tokens(prompt, model.count)
-        if tokens + model.max_output > model.context:
-            raise ProviderError(model.name, CONTEXT_LENGTH,
-                                f"A request of {tokens} tokens plus {model.max_output} for the answer would exceed "
-                                f"{model.model}'s context of {model.context} tokens")
+        if prompt_tokens_at_most(prompt) + model.max_output > model.context:
+            tokens = prompt_tokens(prompt, model.count)
+            if tokens + model.max_output > model.context:
+                raise ProviderError(model.name, CONTEXT_LENGTH,
+                                    f"A request of {tokens} tokens plus {model.max_output} for the answer would "
+                                    f"exceed {model.model}'s context of {model.context} tokens")
         params = params or state.params or model.params
         processing = "standard"
         if self.batch is not None and model.primary:
@@ -498,9 +520,8 @@ class Runner:
                 raise
 
     # --- one task -----------------------------------------------------------------------
-    def run_task(self, spec: TaskSpec, transcript: str, transcript_tokens: int) -> TaskOutcome:
-        return self.task_outcome(spec.name, lambda state: self._answer(
-            state, spec, transcript, transcript_tokens if state.model.primary else None))
+    def run_task(self, spec: TaskSpec, transcript: str) -> TaskOutcome:
+        return self.task_outcome(spec.name, lambda state: self._answer(state, spec, transcript))
 
     def task_outcome(self, name: str, work: Callable[[TaskState], str]) -> TaskOutcome:
         """The outcome of one task whose calls `work(state)` makes on `state.model`: run on the job's model, then
@@ -571,7 +592,7 @@ class Runner:
             return later
         return None
 
-    def _answer(self, state: TaskState, spec: TaskSpec, transcript: str, transcript_tokens: int | None) -> str:
+    def _answer(self, state: TaskState, spec: TaskSpec, transcript: str) -> str:
         """The task answered on the state's model: its stored output (its chunks on `state`). Raises what made
         it fail."""
         model = state.model
@@ -585,15 +606,12 @@ class Runner:
             state.params = structured.params_for(request, name=spec.name, params=model.params)
             if request.cites:
                 transcript = structured.transcript_for(request, transcript)
-                transcript_tokens = model.count(prompts.transcript_document(transcript))
-        if transcript_tokens is None:
-            transcript_tokens = model.document_tokens(transcript)
         budget = prompt_budget(model.config, spec, model.count)
         if budget <= 0:
             raise ProviderError(model.name, CONTEXT_LENGTH,
                                 f"The task prompt and output limit leave no room for the transcript in "
                                 f"{model.model}'s context of {model.context} tokens")
-        if transcript_tokens <= budget:
+        if model.document_fits(transcript, budget):
             prompt = prompts.task_prompt(system_prompt=model.config.system_prompt, transcript=transcript,
                                          instruction=spec.prompt)
             text = self.call(state, prompt).text
@@ -653,8 +671,7 @@ class Runner:
         if not tasks:
             return []
         with self.pool(len(tasks)):
-            transcript_tokens = self.models[0].document_tokens(transcript)
-            return self.run_specs(tasks, lambda spec: self.run_task(spec, transcript, transcript_tokens))
+            return self.run_specs(tasks, lambda spec: self.run_task(spec, transcript))
 
     @contextmanager
     def pool(self, tasks: int) -> Iterator[CallPool]:
