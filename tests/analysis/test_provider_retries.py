@@ -61,6 +61,21 @@ def test_transient_faults_are_retried_and_counted(emulator, provider, model, fau
     assert task["last_error"].startswith(LABELS[provider])  # what the last failed try said
 
 
+@pytest.mark.parametrize("body", [
+    pytest.param('{"choices": []}', id="no-choices"),
+    pytest.param('{"choices": ["text"]}', id="choice-not-an-object"),
+    pytest.param('{"choices": [{"message": {"content": ["a", "list"]}, "finish_reason": "stop"}]}', id="content-list"),
+    pytest.param('["not", "an", "object"]', id="json-array"),
+])
+def test_an_openai_answer_of_the_wrong_shape_is_malformed_and_retried(emulator, body):
+    """The chat completion's JSON is read as JSON (no typed model of it): every shape it may wrongly take is a
+    malformed answer, tried again, never a crash or an empty result."""
+    emulator.add_faults(faults.malformed("openai", body_text=body, content_type="application/json", times=1))
+    result, task = run_one("openai", "gpt-4o-mini")
+    assert result["errors"] == {} and "Provide a brief summary" in result["results"]["summary"]
+    assert task["tries"] == 2 and task["last_error"].startswith("OpenAI sent a response")
+
+
 @pytest.mark.parametrize("provider,model", PROVIDERS)
 def test_retry_after_is_waited_for_at_least_as_long_as_asked(emulator, provider, model):
     # Gemini says it in the body (RetryInfo.retryDelay "0.6s"), the others in the Retry-After header.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from openai.types.chat import ChatCompletion
 
 from analysis.engine.providers.base import Completion, GenerationParams, Prompt
 from analysis.engine.providers.openai_provider import OpenAIProvider
@@ -63,7 +62,7 @@ class OpenAIBatches(ProviderBatches):
                 if error and error.get("code") in ("batch_expired", "batch_cancelled"):
                     continue  # no result: the job's fallback applies
                 if response.get("status_code") == 200:
-                    out[item["custom_id"]] = self.provider.completion_of(ChatCompletion.model_validate(response["body"]))
+                    out[item["custom_id"]] = self.provider.completion_of(response["body"])
                 else:
                     body = response.get("body") or {}
                     message = ((body.get("error") or {}).get("message") if isinstance(body, dict) else None) or error

@@ -4,7 +4,6 @@ from contextlib import AbstractContextManager
 
 import openai
 from openai._base_client import make_request_options
-from openai.types.chat import ChatCompletion
 
 from analysis.engine.providers import PROVIDER_LABELS
 from analysis.engine.providers.base import (
@@ -51,7 +50,9 @@ class OpenAIProvider:
             # What chat.completions.create sends, without its typed transform of the body: that walks every
             # message through the SDK's union of message types, more CPU than the rest of the call, to return
             # the plain JSON it was given (request_body builds only JSON types, no aliases, dates or files).
-            response = self.client.post("/chat/completions", body=body, options=options, cast_to=ChatCompletion)
+            # The answer comes back as its JSON too (cast_to=object): completion_of reads four fields of it,
+            # where building the typed ChatCompletion would validate every field of the response.
+            response = self.client.post("/chat/completions", body=body, options=options, cast_to=object)
         return self.completion_of(response)
 
     def request_body(self, *, model: str, prompt: Prompt, params: GenerationParams) -> dict:
@@ -80,17 +81,21 @@ class OpenAIProvider:
             kwargs["service_tier"] = params.service_tier
         return kwargs
 
-    def completion_of(self, response) -> Completion:
-        """A ChatCompletion (from the SDK, or a Batch API output line's body) as a Completion."""
-        if not getattr(response, "choices", None):
+    def completion_of(self, response: object) -> Completion:
+        """A chat completion's JSON (the API's answer, or a Batch API output line's body) as a Completion."""
+        choices = response.get("choices") if isinstance(response, dict) else None
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
             raise ProviderError(self.name, MALFORMED, f"{self.label} sent a response without choices")
-        choice = response.choices[0]
-        finish = choice.finish_reason or ""
-        text = (choice.message.content if choice.message else None) or ""
-        refusal = getattr(choice.message, "refusal", None) if choice.message else None
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        finish = choice.get("finish_reason") or ""
+        text = message.get("content") or ""
+        refusal = message.get("refusal")
+        if not isinstance(text, str) or not isinstance(finish, str):
+            raise ProviderError(self.name, MALFORMED, f"{self.label} sent a response whose answer is not text")
         return Completion(
             text=text,
-            usage=usage_from_openai(response.usage),
+            usage=usage_from_openai(response.get("usage")),
             finish_reason=finish if not refusal else f"refusal: {refusal}",
             truncated=finish == "length",
             blocked=finish == "content_filter" or bool(refusal),
