@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-
 from analysis.engine.providers.base import Completion, GenerationParams, Prompt
 from analysis.engine.providers.openai_provider import OpenAIProvider
 from analysis.engine.providers.provider_batches import (
