@@ -9,15 +9,19 @@ OR ...`, so each arm can use the index (a configuration read from the row could 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from functools import reduce
+from functools import lru_cache, reduce
 from operator import or_
 
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Case, F, FloatField, Func, OuterRef, Q, QuerySet, Subquery, TextField, When
+from django.db.models import (
+    BooleanField, Case, CharField, DateTimeField, Expression, F, Field, FloatField, Func, IntegerField, OuterRef, Q, QuerySet,
+    Subquery, TextField, UUIDField, Value, When,
+)
 from django.db.models.functions import Cast
 
 from accounts.models import User
@@ -27,17 +31,17 @@ from transcripts.models import OwnerSearchConfig, Transcript, TranscriptTurn
 HIGHLIGHT = "**"
 HEADLINE_OPTIONS = {"start_sel": HIGHLIGHT, "stop_sel": HIGHLIGHT, "max_words": 35, "min_words": 15}
 # ts_headline parses the whole text it is given, and long turns run to thousands of characters for a snippet of
-# 35 words: it is given this many characters around the query's first word instead (the whole turn when that
-# window shows no match).
-SNIPPET_WINDOW, SNIPPET_LEAD = 600, 200
+# 35 words (about 200 characters): it is given this many characters around the query's first word instead (the
+# whole turn when that window shows no match). Its cost is in proportion to the characters it parses.
+SNIPPET_WINDOW, SNIPPET_LEAD = 240, 80
 # The first lexeme of a parsed query, as querytree() prints it ('social' & 'care'; a quote inside doubled).
 FIRST_LEXEME = r"'((?:[^']|'')+)'"
 
 
 class SnippetWindow(Func):
-    """`text` cut to SNIPPET_WINDOW characters from SNIPPET_LEAD before the first place its lower-cased form
-    holds the first lexeme of `query` (a stem, so usually the start of the word itself); from the start when
-    it holds none. Texts that fit are whole."""
+    """`text` cut to SNIPPET_WINDOW characters from SNIPPET_LEAD before the first place it holds the start of
+    the first lexeme of `query` (the lexeme less its last letter: a stem such as 'energi' ends otherwise than its
+    word), as written or else lower-cased; from the start when it holds none. Texts that fit are whole."""
 
     output_field = TextField()
 
@@ -47,10 +51,14 @@ class SnippetWindow(Func):
     def as_sql(self, compiler, connection, **extra_context):
         (text, text_params), (query, query_params) = (compiler.compile(e) for e in self.get_source_expressions())
         lexeme = f"replace(coalesce((regexp_match(querytree({query}), %s))[1], ''), '''''', '''')"
+        start = f"left({lexeme}, greatest(4, length({lexeme}) - 1))"
+        start_params = (*query_params, FIRST_LEXEME, *query_params, FIRST_LEXEME)
+        # lower() of a long turn costs more than the rest of its snippet: the text as it is is looked in first.
+        found = f"coalesce(nullif(strpos({text}, {start}), 0), strpos(lower({text}), {start}))"
         sql = (f"CASE WHEN octet_length({text}) <= {SNIPPET_WINDOW} THEN {text} "
-               f"ELSE substr({text}, greatest(1, strpos(lower({text}), {lexeme}) - {SNIPPET_LEAD}), "
-               f"{SNIPPET_WINDOW}) END")
-        return sql, (*text_params, *text_params, *text_params, *text_params, *query_params, FIRST_LEXEME)
+               f"ELSE substr({text}, greatest(1, {found} - {SNIPPET_LEAD}), {SNIPPET_WINDOW}) END")
+        return sql, (*text_params, *text_params, *text_params, *text_params, *start_params, *text_params,
+                     *start_params)
 
 
 def transcripts_visible_to(user: User) -> QuerySet[Transcript]:
@@ -68,16 +76,20 @@ def transcript_for_user(*, user: User, transcript_id: uuid.UUID | str) -> Transc
 def search_configs(user: User) -> list[str]:
     """The text search configurations of the user's transcripts' turns (each follows its transcript's language),
     kept per owner as transcripts are stored (models.OwnerSearchConfig)."""
-    return sorted(OwnerSearchConfig.objects.filter(owner=user).values_list("config", flat=True))
+    # Read on every search: a statement of its own costs a third of what the ORM takes to build it.
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT config FROM {OwnerSearchConfig._meta.db_table} WHERE owner_id = %s "
+                       "ORDER BY config::text", [user.pk])
+        return [config for (config,) in cursor.fetchall()]
 
 
-def turn_match(*, q: str, configs: list[str]) -> Q:
+def turn_match(*, q: str | Expression, configs: list[str]) -> Q:
     """Turns matching the web search query `q` (quoted phrases, OR, -word), one arm per configuration."""
     return reduce(or_, (Q(config=config, search=SearchQuery(q, config=config, search_type="websearch"))
                         for config in configs))
 
 
-def turn_rank(*, q: str, configs: list[str]):
+def turn_rank(*, q: str | Expression, configs: list[str]):
     """The cover density rank of a matching turn, with the query parsed once per configuration (a query parsed
     in each row's own configuration would be parsed again for every row)."""
     def rank(config: str) -> SearchRank:
@@ -125,30 +137,122 @@ class SearchPosition:
     turn_id: int
 
 
-def turns_matching(*, user: User, q: str, transcript: uuid.UUID | None = None,
-                   transcripts: list[uuid.UUID] | None = None, speaker: str | None = None,
-                   tag: str | None = None, occurred_after: datetime | None = None,
-                   occurred_before: datetime | None = None,
-                   configs: list[str] | None = None) -> QuerySet[TranscriptTurn]:
-    """The caller's turns matching the web search query `q`, filtered (unordered). `transcripts`: only these
-    transcripts' turns (an ask's scope). `configs`: search_configs(user), when the caller has them already."""
+class InArray(Func):
+    """`expression = ANY(array)`: membership of an array passed as one value, however long."""
+
+    template, arg_joiner = "%(expressions)s)", " = ANY("
+    output_field = BooleanField()
+
+
+# The filters of a search, by name: how each narrows the turns, given its value as an expression.
+SEARCH_FILTERS: dict[str, tuple[Field, Callable[[Expression], Q]]] = {
+    "transcript": (UUIDField(), lambda value: Q(transcript_id=value)),
+    "transcripts": (ArrayField(UUIDField()), lambda value: Q(InArray(F("transcript_id"), value))),
+    "speaker": (CharField(), lambda value: Q(speaker=value)),
+    "tag": (ArrayField(CharField()), lambda value: Q(transcript__tags__contains=value)),
+    "occurred_after": (DateTimeField(), lambda value: Q(transcript__occurred_at__gte=value)),
+    "occurred_before": (DateTimeField(), lambda value: Q(transcript__occurred_at__lt=value)),
+}
+
+
+def _search_values(*, user: User, q: str, filters: dict) -> dict:
+    """A search's values by name (SEARCH_FILTERS's and the query's): the filters given, in the form their
+    expressions take."""
+    unknown = set(filters) - set(SEARCH_FILTERS)
+    if unknown:
+        raise TypeError(f"unknown search filters: {', '.join(sorted(unknown))}")
+    values = {"q": q, "owner": user.pk}
+    for name, value in filters.items():
+        if name == "transcripts" and value is not None:
+            values[name] = list(value)
+        elif name == "tag" and value:
+            values[name] = [value]
+        elif value is not None and value != "":
+            values[name] = value
+    return values
+
+
+def _turns_filtered(*, configs: list[str], names: Iterable[str], value: Callable[[str, Field], Expression],
+                    ) -> QuerySet[TranscriptTurn]:
+    """The turns matching the query, of the owner, narrowed by the filters `names`; each value is
+    `value(name, field)`: the value itself (turns_matching), or its place in a statement (turns_search)."""
+    turns = TranscriptTurn.objects.filter(turn_match(q=value("q", TextField()), configs=configs),
+                                          owner_id=value("owner", IntegerField()))
+    for name in sorted(names):
+        if name in SEARCH_FILTERS:
+            field, narrow = SEARCH_FILTERS[name]
+            turns = turns.filter(narrow(value(name, field)))
+    return turns
+
+
+def turns_matching(*, user: User, q: str, configs: list[str] | None = None, **filters) -> QuerySet[TranscriptTurn]:
+    """The caller's turns matching the web search query `q`, filtered (unordered): `transcript`, `transcripts`
+    (only these transcripts' turns: an ask's scope), `speaker`, `tag`, `occurred_after`, `occurred_before`.
+    `configs`: search_configs(user), when the caller has them already."""
     configs = search_configs(user) if configs is None else configs
     if not configs:
         return TranscriptTurn.objects.none()
-    turns = TranscriptTurn.objects.filter(turn_match(q=q, configs=configs), owner=user)
-    if transcript is not None:
-        turns = turns.filter(transcript_id=transcript)
-    if transcripts is not None:
-        turns = turns.filter(transcript_id__in=transcripts)
-    if speaker:
-        turns = turns.filter(speaker=speaker)
-    if tag:
-        turns = turns.filter(transcript__tags__contains=[tag])
-    if occurred_after:
-        turns = turns.filter(transcript__occurred_at__gte=occurred_after)
-    if occurred_before:
-        turns = turns.filter(transcript__occurred_at__lt=occurred_before)
-    return turns
+    values = _search_values(user=user, q=q, filters=filters)
+    return _turns_filtered(configs=configs, names=values,
+                           value=lambda name, field: Value(values[name], output_field=field))
+
+
+class SearchValue(Expression):
+    """One value of a search in the statement compiled for its shape (_search_statement): `%s`, with this
+    expression standing in the statement's parameters until each search puts its own value there."""
+
+    def __init__(self, name: str, output_field: Field) -> None:
+        super().__init__(output_field=output_field)
+        self.name = name
+
+    def as_sql(self, compiler, connection):
+        return "%s", [self]
+
+
+@dataclass(frozen=True)
+class SearchShape:
+    """What a search's statement depends on, apart from its values."""
+
+    configs: tuple[str, ...]
+    filters: frozenset[str]
+    after: bool
+    snippets: bool
+    limit: int
+
+
+@lru_cache(maxsize=512)
+def _search_statement(shape: SearchShape) -> tuple[str, tuple]:
+    """The SQL of every search of this shape and its parameters, SearchValues where each search's own go.
+    Compiled once per shape: building and compiling these expressions through the ORM costs a search more
+    Python than everything else it does."""
+    def value(name: str, field: Field) -> SearchValue:
+        return SearchValue(name, field)
+
+    q = value("q", TextField())
+    # In double precision: ts_rank_cd's `real` reaches Python as the nearest short decimal, which compared
+    # with the stored value in the next page's condition would skip or repeat hits of equal rank.
+    rank = Cast(turn_rank(q=q, configs=list(shape.configs)), FloatField())
+    turns = _turns_filtered(configs=list(shape.configs), names=shape.filters, value=value).annotate(rank=rank)
+    if shape.after:
+        after_rank, after_id = value("after_rank", FloatField()), value("after_id", IntegerField())
+        turns = turns.filter(Q(rank__lt=after_rank) | Q(rank=after_rank, id__gt=after_id))
+    turns = turns.order_by("-rank", "id")
+    if not shape.snippets:
+        turns = turns.values("id", "transcript_id", "number", "rank")
+    else:
+        # The snippet is computed for the page's rows only: PostgreSQL evaluates a costly output column such as
+        # ts_headline (which parses each turn's text again) after the sort and the limit.
+        # In the one configuration of most owners: a query parsed in a constant configuration is parsed once, as
+        # the statement is planned, where one parsed in each row's configuration is parsed again for every row.
+        config = Value(shape.configs[0]) if len(shape.configs) == 1 else F("config")
+        query = SearchQuery(q, config=config, search_type="websearch")
+        snippet = SearchHeadline(SnippetWindow(F("text"), query), query, config=config, **HEADLINE_OPTIONS)
+        # The title by a subquery, not a join: like the snippet, it is then read for the page's rows only.
+        title = Subquery(Transcript.objects.filter(id=OuterRef("transcript_id")).order_by().values("title"))
+        turns = turns.values("id", "transcript_id", "number", "speaker", "start", "rank", title=title,
+                             snippet=snippet)
+    sql, params = turns[:shape.limit].query.get_compiler(connection=connection).as_sql()
+    return sql, tuple(params)
 
 
 def turns_search(*, user: User, q: str, after: SearchPosition | None = None, limit: int = 20, snippets: bool = True,
@@ -158,25 +262,23 @@ def turns_search(*, user: User, q: str, after: SearchPosition | None = None, lim
     `snippets`, only id, transcript_id, number and rank (an ask reads the turns themselves: a snippet, which
     parses the turn again, and the title would be work thrown away)."""
     configs = search_configs(user)
-    # In double precision: ts_rank_cd's `real` reaches Python as the nearest short decimal, which compared
-    # with the stored value in the next page's condition would skip or repeat hits of equal rank.
-    rank = Cast(turn_rank(q=q, configs=configs), FloatField())
-    turns = turns_matching(user=user, q=q, configs=configs, **filters).annotate(rank=rank)
+    if not configs:
+        return []
+    values = _search_values(user=user, q=q, filters=filters)
     if after is not None:
-        turns = turns.filter(Q(rank__lt=after.rank) | Q(rank=after.rank, id__gt=after.turn_id))
-    turns = turns.order_by("-rank", "id")
+        values.update(after_rank=after.rank, after_id=after.turn_id)
+    shape = SearchShape(configs=tuple(configs), filters=frozenset(values) & set(SEARCH_FILTERS),
+                        after=after is not None, snippets=snippets, limit=limit)
+    sql, params = _search_statement(shape)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [values[param.name] if isinstance(param, SearchValue) else param for param in params])
+        columns = [column.name for column in cursor.description]
+        hits = [dict(zip(columns, row)) for row in cursor.fetchall()]
     if not snippets:
-        return list(turns.values("id", "transcript_id", "number", "rank")[:limit])
-    # The snippet is computed for the page's rows only: PostgreSQL evaluates a costly output column such as
-    # ts_headline (which parses each turn's text again) after the sort and the limit.
-    query = SearchQuery(q, config=F("config"), search_type="websearch")
-    snippet = SearchHeadline(SnippetWindow(F("text"), query), query, config=F("config"), **HEADLINE_OPTIONS)
-    # The title by a subquery, not a join: like the snippet, it is then read for the page's rows only.
-    title = Subquery(Transcript.objects.filter(id=OuterRef("transcript_id")).order_by().values("title"))
-    hits = list(turns.values("id", "transcript_id", "number", "speaker", "start", "rank", title=title,
-                             snippet=snippet)[:limit])
+        return hits
     missed = {hit["id"]: hit for hit in hits if HIGHLIGHT not in hit["snippet"]}
     if missed:
+        query = SearchQuery(q, config=F("config"), search_type="websearch")
         whole = SearchHeadline("text", query, config=F("config"), **HEADLINE_OPTIONS)
         for turn_id, text in TranscriptTurn.objects.filter(id__in=missed).values_list("id", whole):
             missed[turn_id]["snippet"] = text
