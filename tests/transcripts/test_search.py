@@ -178,3 +178,15 @@ def test_a_snippet_shows_the_match_deep_in_a_long_turn(alice_client, alice):
     assert deep["turn"] == 1 and "**quokka** **ledger** came up" in deep["snippet"]
     (elsewhere,) = search(alice_client, q='"care planner"')  # 'care' is first in "scare", 3,000 chars earlier
     assert elsewhere["turn"] == 2 and "**care** **planner** stays" in elsewhere["snippet"]
+
+
+def test_a_hit_is_rendered_as_the_schema_documents_it(corpus, alice_client, alice):
+    """The endpoint builds each hit directly (transcripts.api.search_hit): the same document as the serializer the
+    OpenAPI schema is generated from."""
+    from transcripts.selectors import turns_search
+    from transcripts.serializers import SearchHitSerializer
+
+    hits = turns_search(user=alice, q="remote OR zeppelin OR xylophone", limit=100)
+    documented = SearchHitSerializer(hits, many=True).data
+    assert len(documented) > 20 and set(documented[0]) == set(SearchHitSerializer().fields)
+    assert search(alice_client, q="remote OR zeppelin OR xylophone", limit=100) == documented
