@@ -135,6 +135,7 @@ class TranscriptTurn(models.Model):
     start = models.FloatField(null=True, blank=True)  # seconds from the start, where the source had times
     text = models.TextField()  # without the speaker and the time
     config = RegConfigField(default=DEFAULT_SEARCH_CONFIG)  # its transcript's search_config
+    # Kept in the row (storage MAIN, migration 0004): ranking reads it for every match of a search.
     search = models.GeneratedField(
         expression=Func(F("config"), F("text"), function="to_tsvector", output_field=SearchVectorField()),
         output_field=SearchVectorField(), db_persist=True)
