@@ -247,7 +247,9 @@ def test_a_30_s_postgresql_outage_asks_no_paid_answer_again(alice_client, emulat
 
 
 def test_worker_recycles_itself_after_max_jobs(alice_client, emulator, tmp_path):
-    emulator.configure(latency=0.5)
+    # Long enough that the second job's call is surely out before the first answers and the third take ends
+    # the worker (a call not yet sent is handed back, one in flight finishes): on a loaded machine 0.5 s was not.
+    emulator.configure(latency=1.5)
     jobs = submit_many(alice_client, "recycle", 5)
     with WorkerProcess(emulator, tmp_path, WORKER_CONCURRENCY="2", WORKER_MAX_JOBS="3") as worker:
         assert worker.wait_exit() == 0, worker.output()  # exits by itself, for its manager to restart
