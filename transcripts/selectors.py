@@ -19,8 +19,8 @@ from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRa
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import (
-    BooleanField, Case, CharField, DateTimeField, Expression, F, Field, FloatField, Func, IntegerField, OuterRef, Q, QuerySet,
-    Subquery, TextField, UUIDField, Value, When,
+    BooleanField, Case, CharField, DateTimeField, Expression, F, Field, FloatField, Func, IntegerField, OuterRef, Q,
+    QuerySet, Subquery, TextField, UUIDField, Value, When,
 )
 from django.db.models.functions import Cast
 
@@ -225,16 +225,13 @@ def _search_statement(shape: SearchShape) -> tuple[str, tuple]:
     """The SQL of every search of this shape and its parameters, SearchValues where each search's own go.
     Compiled once per shape: building and compiling these expressions through the ORM costs a search more
     Python than everything else it does."""
-    def value(name: str, field: Field) -> SearchValue:
-        return SearchValue(name, field)
-
-    q = value("q", TextField())
+    q = SearchValue("q", TextField())
     # In double precision: ts_rank_cd's `real` reaches Python as the nearest short decimal, which compared
     # with the stored value in the next page's condition would skip or repeat hits of equal rank.
     rank = Cast(turn_rank(q=q, configs=list(shape.configs)), FloatField())
-    turns = _turns_filtered(configs=list(shape.configs), names=shape.filters, value=value).annotate(rank=rank)
+    turns = _turns_filtered(configs=list(shape.configs), names=shape.filters, value=SearchValue).annotate(rank=rank)
     if shape.after:
-        after_rank, after_id = value("after_rank", FloatField()), value("after_id", IntegerField())
+        after_rank, after_id = SearchValue("after_rank", FloatField()), SearchValue("after_id", IntegerField())
         turns = turns.filter(Q(rank__lt=after_rank) | Q(rank=after_rank, id__gt=after_id))
     turns = turns.order_by("-rank", "id")
     if not shape.snippets:
