@@ -8,6 +8,7 @@ OR ...`, so each arm can use the index (a configuration read from the row could 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -36,29 +37,51 @@ HEADLINE_OPTIONS = {"start_sel": HIGHLIGHT, "stop_sel": HIGHLIGHT, "max_words": 
 SNIPPET_WINDOW, SNIPPET_LEAD = 240, 80
 # The first lexeme of a parsed query, as querytree() prints it ('social' & 'care'; a quote inside doubled).
 FIRST_LEXEME = r"'((?:[^']|'')+)'"
+# A quoted phrase of a web search query.
+QUOTED = re.compile(r'"([^"]+)"')
+
+
+def snippet_anchor(q: str) -> str:
+    """The words of a web search query as they would stand together in a turn, lower-cased: its first quoted
+    phrase, else its words up to the first `or` or `-word`. Where a turn holds them so, its snippet shows them
+    together: the query's first word alone may first stand far from the rest, in a window without a match."""
+    quoted = QUOTED.search(q)
+    if quoted:
+        return " ".join(quoted.group(1).split()).lower()
+    words = []
+    for word in q.replace('"', " ").split():
+        if word.lower() == "or" or word.startswith("-"):
+            break
+        words.append(word)
+    return " ".join(words).lower()
 
 
 class SnippetWindow(Func):
-    """`text` cut to SNIPPET_WINDOW characters from SNIPPET_LEAD before the first place it holds the start of
-    the first lexeme of `query` (the lexeme less its last letter: a stem such as 'energi' ends otherwise than its
-    word), as written or else lower-cased; from the start when it holds none. Texts that fit are whole."""
+    """`text` cut to SNIPPET_WINDOW characters from SNIPPET_LEAD before the first place it holds `anchor`
+    (snippet_anchor) or else the start of the first lexeme of `query` (the lexeme less its last letter: a stem such
+    as 'energi' ends otherwise than its word), each as written and then lower-cased; from the start when it holds
+    neither. Texts that fit are whole."""
 
     output_field = TextField()
 
-    def __init__(self, text, query: SearchQuery) -> None:
-        super().__init__(text, query)
+    def __init__(self, text, query: SearchQuery, anchor) -> None:
+        super().__init__(text, query, anchor)
 
     def as_sql(self, compiler, connection, **extra_context):
-        (text, text_params), (query, query_params) = (compiler.compile(e) for e in self.get_source_expressions())
+        (text, text_params), (query, query_params), (anchor, anchor_params) = (
+            compiler.compile(e) for e in self.get_source_expressions())
         lexeme = f"replace(coalesce((regexp_match(querytree({query}), %s))[1], ''), '''''', '''')"
         start = f"left({lexeme}, greatest(4, length({lexeme}) - 1))"
         start_params = (*query_params, FIRST_LEXEME, *query_params, FIRST_LEXEME)
+        anchor = f"nullif({anchor}, '')"
         # lower() of a long turn costs more than the rest of its snippet: the text as it is is looked in first.
-        found = f"coalesce(nullif(strpos({text}, {start}), 0), strpos(lower({text}), {start}))"
+        found = (f"coalesce(nullif(strpos({text}, {anchor}), 0), nullif(strpos({text}, {start}), 0), "
+                 f"nullif(strpos(lower({text}), {anchor}), 0), strpos(lower({text}), {start}))")
+        found_params = (*text_params, *anchor_params, *text_params, *start_params, *text_params, *anchor_params,
+                        *text_params, *start_params)
         sql = (f"CASE WHEN octet_length({text}) <= {SNIPPET_WINDOW} THEN {text} "
                f"ELSE substr({text}, greatest(1, {found} - {SNIPPET_LEAD}), {SNIPPET_WINDOW}) END")
-        return sql, (*text_params, *text_params, *text_params, *text_params, *start_params, *text_params,
-                     *start_params)
+        return sql, (*text_params, *text_params, *text_params, *found_params)
 
 
 def transcripts_visible_to(user: User) -> QuerySet[Transcript]:
@@ -161,7 +184,7 @@ def _search_values(*, user: User, q: str, filters: dict) -> dict:
     unknown = set(filters) - set(SEARCH_FILTERS)
     if unknown:
         raise TypeError(f"unknown search filters: {', '.join(sorted(unknown))}")
-    values = {"q": q, "owner": user.pk}
+    values = {"q": q, "owner": user.pk, "anchor": snippet_anchor(q)}
     for name, value in filters.items():
         if name == "transcripts" and value is not None:
             values[name] = list(value)
@@ -243,7 +266,8 @@ def _search_statement(shape: SearchShape) -> tuple[str, tuple]:
         # the statement is planned, where one parsed in each row's configuration is parsed again for every row.
         config = Value(shape.configs[0]) if len(shape.configs) == 1 else F("config")
         query = SearchQuery(q, config=config, search_type="websearch")
-        snippet = SearchHeadline(SnippetWindow(F("text"), query), query, config=config, **HEADLINE_OPTIONS)
+        window = SnippetWindow(F("text"), query, SearchValue("anchor", TextField()))
+        snippet = SearchHeadline(window, query, config=config, **HEADLINE_OPTIONS)
         # The title by a subquery, not a join: like the snippet, it is then read for the page's rows only.
         title = Subquery(Transcript.objects.filter(id=OuterRef("transcript_id")).order_by().values("title"))
         turns = turns.values("id", "transcript_id", "number", "speaker", "start", "rank", title=title,

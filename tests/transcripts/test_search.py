@@ -10,7 +10,7 @@ from django.db import connection
 
 from tests.conftest import TRANSCRIPTS, assert_error, make_user
 from transcripts.models import Transcript, TranscriptTurn
-from transcripts.selectors import turns_matching
+from transcripts.selectors import snippet_anchor, turns_matching
 from transcripts.services import transcript_create, transcript_delete
 
 pytestmark = pytest.mark.django_db
@@ -168,16 +168,32 @@ def test_the_turn_search_uses_the_gin_index(corpus, alice):
 
 
 def test_a_snippet_shows_the_match_deep_in_a_long_turn(alice_client, alice):
-    """A snippet is cut from a window of a long turn around the query's first word; where that window holds no
-    match (the stem first seen inside another word), from the whole turn: the match is shown either way."""
+    """A snippet is cut from a window of a long turn around the words as typed, else the query's first word; where
+    that window holds no match (the stem first seen inside another word), from the whole turn: the match is shown
+    either way."""
     filler = " ".join(f"We went over item {n} of the agenda and moved on." for n in range(60))  # ~3,000 chars
     text = (f"Ann: {filler} Then the quokka ledger came up.\n"
-            f"Bob: A scare about the {filler} so the care planner stays.\n")
-    transcript_create(owner=alice, transcript=text, transcript_language="en")
+            f"Bob: A scare about the {filler} so the care planner stays.\n"
+            f"Cy: The wombat came first. {filler} Then the wombat tally was read out.\n")
+    stored, _ = transcript_create(owner=alice, transcript=text, transcript_language="en")
     (deep,) = search(alice_client, q="quokka ledger")
     assert deep["turn"] == 1 and "**quokka** **ledger** came up" in deep["snippet"]
     (elsewhere,) = search(alice_client, q='"care planner"')  # 'care' is first in "scare", 3,000 chars earlier
     assert elsewhere["turn"] == 2 and "**care** **planner** stays" in elsewhere["snippet"]
+    # Only "scare" is in the window of the first "care":
+    (either,) = search(alice_client, q="care OR planner", transcript=str(stored.id))
+    assert either["turn"] == 2 and "**care**" in either["snippet"] and "**scare**" not in either["snippet"]
+    # The first "wombat" stands alone, 3,000 characters before the two words together.
+    (together,) = search(alice_client, q="Wombat  tally")
+    assert together["turn"] == 3 and "**wombat** **tally** was read out" in together["snippet"]
+
+
+def test_a_snippet_window_starts_at_the_words_as_typed():
+    assert snippet_anchor("Market  Research") == "market research"
+    assert snippet_anchor('budget "zeppelin  budget" freeze') == "zeppelin budget"
+    assert snippet_anchor("pricing or cost") == "pricing"
+    assert snippet_anchor("launch date -draft") == "launch date"
+    assert snippet_anchor("-draft") == ""
 
 
 def test_a_hit_is_rendered_as_the_schema_documents_it(corpus, alice_client, alice):
