@@ -329,6 +329,23 @@ def wait_workers(count: int, timeout: float = 60) -> None:
     raise TimeoutError("workers did not register")
 
 
+def suspend_workers(timeout: float = 30) -> None:
+    """`rq suspend`, then wait until every registered worker says it is suspended: a worker reads the flag
+    between takes (ours at most once a second while taking), so jobs queued before it has read it would be
+    taken at once, before `rq resume`, and the case would time a run that had already begun."""
+    from rq import Worker
+    from rq.suspension import suspend
+
+    suspend(redis())
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        workers = Worker.all(connection=redis())
+        if workers and all(worker.get_state() == "suspended" for worker in workers):
+            return
+        time.sleep(0.05)
+    raise TimeoutError("workers did not report themselves suspended")
+
+
 def wait_final(job_ids, timeout: float = 600, poll: float = 0.05) -> float:
     """Seconds until every job is final (polls PostgreSQL every `poll` seconds)."""
     from jobs.models import Job

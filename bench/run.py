@@ -69,13 +69,10 @@ def _throughput_after_resume(jobs: int, fill) -> float:
     (the cost of a submission is the API case's). Timed from the first take, not from the resume: RQ's
     worker reads the suspension once a second, ours five times a second while suspended."""
     import django_rq
-    from rq.suspension import resume, suspend
+    from rq.suspension import resume
 
     queue = django_rq.get_queue("default")
-    suspend(common.redis())
-    # Our workers read the suspension at most once a second while taking: without this wait, one that read it
-    # just before would take the first second of the fill, and a small run would time nearly nothing.
-    time.sleep(1.2)
+    common.suspend_workers()
     fill()
     resume(common.redis())
     while queue.count >= jobs:
@@ -263,7 +260,7 @@ def _scale_run(user, jobs: int, emulator, text: str) -> dict:
     """`jobs` single-task jobs queued while one worker is suspended, timed from `rq resume` to the last job's
     finished_at; the peak of requests in flight at the emulator and the worker's PSS, idle and at the peak."""
     import django_rq
-    from rq.suspension import resume, suspend
+    from rq.suspension import resume
 
     from jobs.models import Job
 
@@ -284,7 +281,7 @@ def _scale_run(user, jobs: int, emulator, text: str) -> dict:
         idle = common.pss_kib_tree(proc.pid)
         emulator.reset()  # counts the peak of this run alone
         emulator.configure(max_recorded=0)
-        suspend(common.redis())
+        common.suspend_workers()
         ids = common.submit_jobs(user, jobs, text=text, queue="default")
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
