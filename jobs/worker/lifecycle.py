@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -316,21 +316,28 @@ def webhooks_deliver_now(*, job_id: uuid.UUID | str) -> None:
 
 def jobs_heartbeat(*, attempts: dict[str, int]) -> int:
     """Refresh the lease of every job a worker runs, in one statement: only the attempts it holds
-    (a zombie run must not keep a job alive that was re-claimed elsewhere)."""
+    (a zombie run must not keep a job alive that was re-claimed elsewhere). The pairs go as two arrays: a
+    worker holding a thousand jobs beats every few seconds, and a thousand ORed conditions cost it more
+    CPU to build than the beat is worth."""
     if not attempts:
         return 0
-    held = Q()
-    for job_id, attempt in attempts.items():
-        held |= Q(id=job_id, attempts=attempt)
     # Not a batch job that waits (its round just ended): it must keep no heartbeat, or it would look dead.
-    return Job.objects.filter(held, status=Job.Status.STARTED, awaiting_batch=False).update(
-        heartbeat_at=timezone.now())
+    return execute_sql(
+        f'UPDATE "{JOB}" SET heartbeat_at = %(now)s FROM unnest(%(ids)s::uuid[], %(attempts)s::integer[]) '
+        f'AS held(id, attempt) WHERE "{JOB}".id = held.id AND "{JOB}".attempts = held.attempt '
+        f'AND "{JOB}".status = %(started)s AND NOT "{JOB}".awaiting_batch',
+        {"now": timezone.now(), "ids": list(attempts), "attempts": list(attempts.values()),
+         "started": Job.Status.STARTED})
 
 
 def jobs_run_state(*, job_ids: list[str]) -> dict[str, dict]:
-    """What decides whether a running job goes on: its status, cancel flag and attempt."""
-    return {str(row["id"]): row for row in
-            Job.objects.filter(id__in=job_ids).values("id", "status", "cancel_requested", "attempts")}
+    """What decides whether a running job goes on: its status, cancel flag and attempt (the ids as one array,
+    read twice a second for every job a worker runs)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT id::text, status, cancel_requested, attempts FROM "{JOB}" WHERE id = ANY(%s::uuid[])',
+                       [list(job_ids)])
+        return {job_id: {"id": job_id, "status": status, "cancel_requested": cancel, "attempts": attempt}
+                for job_id, status, cancel, attempt in cursor.fetchall()}
 
 
 # --- recovery ---------------------------------------------------------------------------
