@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+import ssl
 from contextlib import AbstractContextManager
 
 import anthropic
 
 from analysis.engine.providers import PROVIDER_LABELS
 from analysis.engine.providers.base import (
-    CONTEXT_LENGTH, QUOTA, Completion, GenerationParams, Prompt, ProviderError, SdkErrors, connection_limits,
-    retry_after, sdk_errors, status_error,
+    CONTEXT_LENGTH, QUOTA, ClientShards, Completion, GenerationParams, Prompt, ProviderError, SdkErrors,
+    connection_limits, retry_after, sdk_errors, status_error,
 )
 from analysis.engine.providers.usage import usage_from_anthropic
 
@@ -25,10 +26,15 @@ class AnthropicProvider:
 
     def __init__(self, *, api_key: str, base_url: str | None, timeout: float,
                  max_connections: int | None = None) -> None:
-        http_client = (anthropic.DefaultHttpxClient(limits=connection_limits(max_connections))
-                       if max_connections else None)
-        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0,
-                                          http_client=http_client)
+        def build(connections: int | None, context: ssl.SSLContext | None) -> anthropic.Anthropic:
+            tls = {"verify": context} if context else {}
+            http_client = (anthropic.DefaultHttpxClient(limits=connection_limits(connections), **tls)
+                           if connections else None)
+            return anthropic.Anthropic(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0,
+                                       http_client=http_client)
+
+        self.clients = ClientShards(build, max_connections)
+        self.client = self.clients.first
 
     def sdk_calls(self) -> AbstractContextManager[None]:
         """Around every SDK call, standard or batch: its exceptions raised as ProviderError."""
@@ -37,7 +43,8 @@ class AnthropicProvider:
     def complete(self, *, model: str, prompt: Prompt, params: GenerationParams) -> Completion:
         kwargs = self.request_body(model=model, prompt=prompt, params=params)
         with self.sdk_calls():
-            response = self.client.messages.create(**kwargs)
+            with self.clients.lease() as client:
+                response = client.messages.create(**kwargs)
         return self.completion_of(response)
 
     def request_body(self, *, model: str, prompt: Prompt, params: GenerationParams) -> dict:

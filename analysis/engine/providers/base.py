@@ -7,12 +7,14 @@ retry loop (analysis/engine/retry.py) and the cost code see one vocabulary.
 
 from __future__ import annotations
 
+import ssl
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import httpx2
 
@@ -204,3 +206,51 @@ def connection_limits(max_connections: int) -> httpx2.Limits:
     """The HTTP connection pool of one provider client: as many connections as calls may be in flight at once,
     every one kept alive (a worker at full load reuses each between calls instead of reconnecting)."""
     return httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+
+
+# An HTTP connection pool assigns requests to connections by walking every connection it holds, as each request
+# starts and again as it ends: with a thousand connections in one pool that walk cost a call more of the worker's
+# CPU than sending it. A provider's connections are therefore split among clients of at most this many.
+SHARD_CONNECTIONS = 64
+
+SdkClient = TypeVar("SdkClient")
+
+
+class ClientShards(Generic[SdkClient]):
+    """One provider's SDK clients, `max_connections` HTTP connections in all (one client when they fit in
+    SHARD_CONNECTIONS), built by `build(connections, ssl_context)`; a call leases the client with the most free
+    connections, so whenever fewer than `max_connections` calls are out one of them has a free connection.
+    The clients share one TLS context (certificates loaded once); a single client keeps its SDK's own."""
+
+    def __init__(self, build: Callable[[int | None, ssl.SSLContext | None], SdkClient],
+                 max_connections: int | None) -> None:
+        if not max_connections or max_connections <= SHARD_CONNECTIONS:
+            self.sizes = [max_connections or 0]
+            self.clients = [build(max_connections, None)]
+        else:
+            count = -(-max_connections // SHARD_CONNECTIONS)
+            base, extra = divmod(max_connections, count)
+            self.sizes = [base + (1 if i < extra else 0) for i in range(count)]
+            context = httpx2.create_ssl_context()
+            self.clients = [build(size, context) for size in self.sizes]
+        self._busy = [0] * len(self.clients)
+        self._lock = threading.Lock()
+
+    @property
+    def first(self) -> SdkClient:
+        """The client for calls that are few (batch APIs, listings): any would do."""
+        return self.clients[0]
+
+    @contextmanager
+    def lease(self) -> Iterator[SdkClient]:
+        if len(self.clients) == 1:
+            yield self.clients[0]
+            return
+        with self._lock:
+            index = max(range(len(self.clients)), key=lambda i: self.sizes[i] - self._busy[i])
+            self._busy[index] += 1
+        try:
+            yield self.clients[index]
+        finally:
+            with self._lock:
+                self._busy[index] -= 1

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 from contextlib import AbstractContextManager
 
 import httpx2
@@ -10,8 +11,8 @@ from google.genai import types
 
 from analysis.engine.providers import PROVIDER_LABELS
 from analysis.engine.providers.base import (
-    CONTEXT_LENGTH, MALFORMED, QUOTA, Completion, GenerationParams, Prompt, ProviderError, SdkErrors, connection_limits,
-    retry_after, sdk_errors, status_error,
+    CONTEXT_LENGTH, MALFORMED, QUOTA, ClientShards, Completion, GenerationParams, Prompt, ProviderError, SdkErrors,
+    connection_limits, retry_after, sdk_errors, status_error,
 )
 from analysis.engine.providers.usage import usage_from_gemini
 
@@ -30,13 +31,18 @@ class GeminiProvider:
                  max_connections: int | None = None) -> None:
         # Everything is passed explicitly: the SDK would otherwise read GOOGLE_API_KEY
         # and GOOGLE_GEMINI_BASE_URL on its own. No retry_options: it retries nothing.
-        http_options = types.HttpOptions(
-            base_url=base_url or None, api_version=api_version or None, timeout=int(timeout * 1000),
-            # The SDK builds its own httpx client from these (keeping its SSL setup); only the pool is sized.
-            client_args={"limits": connection_limits(max_connections)} if max_connections else None,
-        )
+        def build(connections: int | None, context: ssl.SSLContext | None) -> genai.Client:
+            tls = {"verify": context} if context else {}
+            http_options = types.HttpOptions(
+                base_url=base_url or None, api_version=api_version or None, timeout=int(timeout * 1000),
+                # The SDK builds its own httpx client from these (keeping its SSL setup); only the pool is sized.
+                client_args={"limits": connection_limits(connections), **tls} if connections else None,
+            )
+            return genai.Client(api_key=api_key, http_options=http_options)
+
         # Kept on the instance: a temporary Client can be closed under a chained call.
-        self.client = genai.Client(api_key=api_key, http_options=http_options)
+        self.clients = ClientShards(build, max_connections)
+        self.client = self.clients.first
 
     def sdk_calls(self) -> AbstractContextManager[None]:
         """Around every SDK call, standard or batch: its exceptions raised as ProviderError."""
@@ -47,7 +53,8 @@ class GeminiProvider:
         if params.timeout:
             config.http_options = types.HttpOptions(timeout=int(params.timeout * 1000))
         with self.sdk_calls():
-            response = self.client.models.generate_content(model=model, contents=contents, config=config)
+            with self.clients.lease() as client:
+                response = client.models.generate_content(model=model, contents=contents, config=config)
         return self.completion_of(response)
 
     def request_parts(self, *, prompt: Prompt, params: GenerationParams

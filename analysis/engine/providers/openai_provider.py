@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ssl
 from contextlib import AbstractContextManager
 
 import openai
@@ -7,7 +8,7 @@ from openai._base_client import make_request_options
 
 from analysis.engine.providers import PROVIDER_LABELS
 from analysis.engine.providers.base import (
-    CONTEXT_LENGTH, MALFORMED, QUOTA, Completion, GenerationParams, Prompt, ProviderError, SdkErrors, connection_limits,
+    CONTEXT_LENGTH, MALFORMED, QUOTA, ClientShards, Completion, GenerationParams, Prompt, ProviderError, SdkErrors, connection_limits,
     retry_after, sdk_errors, status_error,
 )
 from analysis.engine.providers.usage import usage_from_openai
@@ -34,10 +35,15 @@ class OpenAIProvider:
             self.name, self.label = name, label or name
         # max_retries=0: retries happen in analysis/engine/retry.py, where they are counted and bounded.
         # The SDK's own client class keeps its transport defaults; only the pool is sized (connection_limits).
-        http_client = (openai.DefaultHttpxClient(limits=connection_limits(max_connections))
-                       if max_connections else None)
-        self.client = openai.OpenAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0,
-                                    http_client=http_client)
+        def build(connections: int | None, context: ssl.SSLContext | None) -> openai.OpenAI:
+            tls = {"verify": context} if context else {}
+            http_client = (openai.DefaultHttpxClient(limits=connection_limits(connections), **tls)
+                           if connections else None)
+            return openai.OpenAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0,
+                                 http_client=http_client)
+
+        self.clients = ClientShards(build, max_connections)
+        self.client = self.clients.first
 
     def sdk_calls(self) -> AbstractContextManager[None]:
         """Around every SDK call, standard or batch: its exceptions raised as ProviderError."""
@@ -52,7 +58,8 @@ class OpenAIProvider:
             # the plain JSON it was given (request_body builds only JSON types, no aliases, dates or files).
             # The answer comes back as its JSON too (cast_to=object): completion_of reads four fields of it,
             # where building the typed ChatCompletion would validate every field of the response.
-            response = self.client.post("/chat/completions", body=body, options=options, cast_to=object)
+            with self.clients.lease() as client:
+                response = client.post("/chat/completions", body=body, options=options, cast_to=object)
         return self.completion_of(response)
 
     def request_body(self, *, model: str, prompt: Prompt, params: GenerationParams) -> dict:
