@@ -330,9 +330,10 @@ def wait_workers(count: int, timeout: float = 60) -> None:
 
 
 def suspend_workers(timeout: float = 30) -> None:
-    """`rq suspend`, then wait until every registered worker says it is suspended: a worker reads the flag
-    between takes (ours at most once a second while taking), so jobs queued before it has read it would be
-    taken at once, before `rq resume`, and the case would time a run that had already begun."""
+    """`rq suspend`, then wait until every registered worker (ScriptRipperWorkers: RQ's own reads the flag only
+    when its dequeue returns) says it is suspended: a worker reads the flag between takes (ours at most once a
+    second while taking), so jobs queued before it has read it would be taken at once, before `rq resume`, and
+    the case would time a run that had already begun."""
     from rq import Worker
     from rq.suspension import suspend
 

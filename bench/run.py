@@ -69,10 +69,14 @@ def _throughput_after_resume(jobs: int, fill) -> float:
     (the cost of a submission is the API case's). Timed from the first take, not from the resume: RQ's
     worker reads the suspension once a second, ours five times a second while suspended."""
     import django_rq
-    from rq.suspension import resume
+    from rq.suspension import resume, suspend
 
     queue = django_rq.get_queue("default")
-    common.suspend_workers()
+    suspend(common.redis())
+    # Our workers read the suspension at most once a second while taking: without this wait, one that read it
+    # just before would take the first second of the fill, and a small run would time nearly nothing. (RQ's
+    # own worker, blocked in its dequeue until a job comes, never says it is suspended before the fill.)
+    time.sleep(1.2)
     fill()
     resume(common.redis())
     while queue.count >= jobs:
