@@ -22,7 +22,7 @@ from accounts.services import monthly_budget_of
 from analysis.analyze import ask_question, fallback_routes, run_analysis, run_config, stored_model
 from analysis.clients import endpoints
 from analysis.engine.catalogue import UnknownModelError
-from analysis.engine.execution import CallPool, Stopped, StopToken
+from analysis.engine.execution import CallPool, Flag, Stopped, StopToken
 from analysis.engine.planning import TaskSpec
 from analysis.engine.providers.base import ProviderError
 from analysis.engine.runner import RunHooks, TaskOutcome
@@ -122,7 +122,7 @@ class JobSlot:
     timeout: float  # seconds from the take (the RQ job's timeout, JOB_TIMEOUT)
     stop: StopToken = field(default_factory=StopToken)
     # Shutdown asked: start no new task; the calls in flight may finish (they are paid for).
-    draining: threading.Event = field(default_factory=threading.Event)
+    draining: Flag = field(default_factory=Flag)
     job: Job | None = None  # the row as claimed
     taken_at: float = field(default_factory=time.monotonic)
     _calls: dict[str, int] = field(default_factory=dict)  # task → calls started, answer not stored yet
