@@ -8,7 +8,7 @@ import anthropic
 from analysis.engine.providers import PROVIDER_LABELS
 from analysis.engine.providers.base import (
     CONTEXT_LENGTH, QUOTA, ClientShards, Completion, GenerationParams, Prompt, ProviderError, SdkErrors,
-    connection_limits, retry_after, sdk_errors, status_error,
+    http_client_args, retry_after, sdk_errors, status_error,
 )
 from analysis.engine.providers.usage import usage_from_anthropic
 
@@ -27,9 +27,8 @@ class AnthropicProvider:
     def __init__(self, *, api_key: str, base_url: str | None, timeout: float,
                  max_connections: int | None = None) -> None:
         def build(connections: int | None, context: ssl.SSLContext | None) -> anthropic.Anthropic:
-            tls = {"verify": context} if context else {}
-            http_client = (anthropic.DefaultHttpxClient(limits=connection_limits(connections), **tls)
-                           if connections else None)
+            args = http_client_args(connections, context)
+            http_client = anthropic.DefaultHttpxClient(**args) if args else None
             return anthropic.Anthropic(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0,
                                        http_client=http_client)
 

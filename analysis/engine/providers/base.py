@@ -202,10 +202,16 @@ def sdk_errors(provider: Provider, errors: SdkErrors,
         raise ProviderError(provider.name, MALFORMED, f"{provider.label} sent a malformed response") from exc
 
 
-def connection_limits(max_connections: int) -> httpx2.Limits:
-    """The HTTP connection pool of one provider client: as many connections as calls may be in flight at once,
-    every one kept alive (a worker at full load reuses each between calls instead of reconnecting)."""
-    return httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+def http_client_args(connections: int | None, context: ssl.SSLContext | None) -> dict | None:
+    """The arguments of one provider client's HTTP client, None for the SDK's defaults: a pool of `connections`,
+    every one kept alive (a worker at full load reuses each between calls instead of reconnecting), and the TLS
+    context its provider's clients share, if they share one."""
+    if not connections:
+        return None
+    args: dict = {"limits": httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)}
+    if context is not None:
+        args["verify"] = context
+    return args
 
 
 # An HTTP connection pool assigns requests to connections by walking every connection it holds, as each request

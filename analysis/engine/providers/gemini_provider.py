@@ -12,7 +12,7 @@ from google.genai import types
 from analysis.engine.providers import PROVIDER_LABELS
 from analysis.engine.providers.base import (
     CONTEXT_LENGTH, MALFORMED, QUOTA, ClientShards, Completion, GenerationParams, Prompt, ProviderError, SdkErrors,
-    connection_limits, retry_after, sdk_errors, status_error,
+    http_client_args, retry_after, sdk_errors, status_error,
 )
 from analysis.engine.providers.usage import usage_from_gemini
 
@@ -32,11 +32,10 @@ class GeminiProvider:
         # Everything is passed explicitly: the SDK would otherwise read GOOGLE_API_KEY
         # and GOOGLE_GEMINI_BASE_URL on its own. No retry_options: it retries nothing.
         def build(connections: int | None, context: ssl.SSLContext | None) -> genai.Client:
-            tls = {"verify": context} if context else {}
             http_options = types.HttpOptions(
                 base_url=base_url or None, api_version=api_version or None, timeout=int(timeout * 1000),
                 # The SDK builds its own httpx client from these (keeping its SSL setup); only the pool is sized.
-                client_args={"limits": connection_limits(connections), **tls} if connections else None,
+                client_args=http_client_args(connections, context),
             )
             return genai.Client(api_key=api_key, http_options=http_options)
 

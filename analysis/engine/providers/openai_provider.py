@@ -8,8 +8,8 @@ from openai._base_client import make_request_options
 
 from analysis.engine.providers import PROVIDER_LABELS
 from analysis.engine.providers.base import (
-    CONTEXT_LENGTH, MALFORMED, QUOTA, ClientShards, Completion, GenerationParams, Prompt, ProviderError, SdkErrors, connection_limits,
-    retry_after, sdk_errors, status_error,
+    CONTEXT_LENGTH, MALFORMED, QUOTA, ClientShards, Completion, GenerationParams, Prompt, ProviderError, SdkErrors,
+    http_client_args, retry_after, sdk_errors, status_error,
 )
 from analysis.engine.providers.usage import usage_from_openai
 
@@ -34,11 +34,10 @@ class OpenAIProvider:
         if name:  # a named OpenAI-compatible endpoint (analysis.engine.openai_compatible): errors carry its name
             self.name, self.label = name, label or name
         # max_retries=0: retries happen in analysis/engine/retry.py, where they are counted and bounded.
-        # The SDK's own client class keeps its transport defaults; only the pool is sized (connection_limits).
+        # The SDK's own client class keeps its transport defaults; only the pool is sized (http_client_args).
         def build(connections: int | None, context: ssl.SSLContext | None) -> openai.OpenAI:
-            tls = {"verify": context} if context else {}
-            http_client = (openai.DefaultHttpxClient(limits=connection_limits(connections), **tls)
-                           if connections else None)
+            args = http_client_args(connections, context)
+            http_client = openai.DefaultHttpxClient(**args) if args else None
             return openai.OpenAI(api_key=api_key, base_url=base_url or None, timeout=timeout, max_retries=0,
                                  http_client=http_client)
 
